@@ -1,0 +1,162 @@
+"""The domain values pbidentity works with: tenants, tokens, members and groups.
+
+They are frozen attrs classes: the storage layer stores and returns them, the
+policy layer decides on them and the SCIM layer renders them. They never hold a
+pydantic model nor a database row.
+
+A member's SCIM profile (everything the IdP may send for a User, core and
+enterprise extension alike) is kept as one canonical SCIM document in
+``Member.attributes``; the values pbidentity itself reasons about (userName,
+externalId, active, the role) are read from it or kept beside it, so that the
+document and the decisions never disagree.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ApiToken",
+    "Group",
+    "Member",
+    "MemberRef",
+    "Tenant",
+    "fold",
+]
+
+
+def fold(value: str) -> str:
+    """Return the case-insensitive comparison key of a string.
+
+    NFKC then case folding: ``"Ｊane@Example.COM"`` and ``"jane@example.com"``
+    compare equal. Used for userName uniqueness, ``caseExact: false`` filters
+    and every lookup that must ignore case.
+    """
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
+@attrs.frozen(kw_only=True)
+class Tenant:
+    """A workspace of the host app: the unit of isolation for everything else."""
+
+    id: str
+    slug: str
+    name: str
+    scim_enabled: bool = False
+    created: datetime
+    version: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class ApiToken:
+    """A named bearer token an IdP uses to reach one tenant's SCIM endpoints.
+
+    Only the SHA-256 digest of the secret is kept; the secret itself is shown
+    once, when the token is created.
+    """
+
+    id: str
+    tenant_id: str
+    name: str
+    digest: str
+    created: datetime
+    last_used: datetime | None = None
+    revoked: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the token still grants access."""
+        return self.revoked is None
+
+
+@attrs.frozen(kw_only=True)
+class Member:
+    """A member of a tenant, the app-side face of a SCIM User.
+
+    ``attributes`` is the canonical SCIM User document without ``id``,
+    ``meta``, ``groups`` and the role extension (those are pbidentity's own).
+    """
+
+    tenant_id: str
+    id: str
+    attributes: Mapping[str, Any] = attrs.field(repr=False)
+    role: str | None = None
+    scim_managed: bool = False
+    version: int = 1
+    created: datetime
+    last_modified: datetime
+
+    @property
+    def user_name(self) -> str:
+        """The unique identifier the IdP uses: in practice, the email address."""
+        return str(self.attributes["userName"])
+
+    @property
+    def external_id(self) -> str | None:
+        """The IdP's own id of this person (Okta ``00u...``, an Entra object id)."""
+        value = self.attributes.get("externalId")
+        return None if value is None else str(value)
+
+    @property
+    def active(self) -> bool:
+        """Whether the member may use the app; SCIM deactivation clears it."""
+        return bool(self.attributes.get("active", True))
+
+    @property
+    def display_name(self) -> str | None:
+        """The name the app shows, falling back to given and family name."""
+        value = self.attributes.get("displayName")
+        if value:
+            return str(value)
+        name = self.attributes.get("name") or {}
+        parts = [name.get("givenName"), name.get("familyName")]
+        joined = " ".join(str(part) for part in parts if part)
+        return joined or None
+
+    @property
+    def primary_email(self) -> str | None:
+        """The primary email, else the first one, else ``None``."""
+        emails = self.attributes.get("emails") or []
+        for email in emails:
+            if email.get("primary") and email.get("value"):
+                return str(email["value"])
+        for email in emails:
+            if email.get("value"):
+                return str(email["value"])
+        return None
+
+
+@attrs.frozen(kw_only=True)
+class Group:
+    """A SCIM Group of a tenant. Its members are kept as memberships, not here."""
+
+    tenant_id: str
+    id: str
+    attributes: Mapping[str, Any] = attrs.field(repr=False)
+    version: int = 1
+    created: datetime
+    last_modified: datetime
+
+    @property
+    def display_name(self) -> str:
+        """The group's name, unique in its tenant (case-insensitively)."""
+        return str(self.attributes["displayName"])
+
+    @property
+    def external_id(self) -> str | None:
+        """The IdP's own id of this group."""
+        value = self.attributes.get("externalId")
+        return None if value is None else str(value)
+
+
+@attrs.frozen(kw_only=True)
+class MemberRef:
+    """A reference from one resource to another, with the name to show for it."""
+
+    id: str
+    display: str | None = None

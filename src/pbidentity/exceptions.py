@@ -1,0 +1,71 @@
+"""The exceptions pbidentity raises to the code that embeds it.
+
+Client mistakes in a SCIM request never escape the core as exceptions: they
+become SCIM Error responses. What is raised here is meant for the host app and
+the operator (a wrong database URL, a duplicate tenant slug, a storage fault)::
+
+    PbIdentityError
+    ├── ConfigurationError        the host app or operator configured something wrong
+    ├── NotFoundError             a tenant, token, member or group that does not exist
+    ├── StorageError              the storage backend failed
+    │   ├── ConflictError         a uniqueness rule refused the write (maps to 409)
+    │   ├── VersionMismatchError  the row changed since it was read (412 / retry)
+    │   ├── StorageUnavailableError  the database cannot be reached (503)
+    │   └── SchemaVersionError    the database schema is newer or older than this library
+    └── ...
+
+Anything else raised from inside pbidentity is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "NotFoundError",
+    "PbIdentityError",
+    "SchemaVersionError",
+    "StorageError",
+    "StorageUnavailableError",
+    "VersionMismatchError",
+]
+
+
+class PbIdentityError(Exception):
+    """The root of every exception pbidentity raises on purpose."""
+
+
+class ConfigurationError(PbIdentityError):
+    """Something the host app or the operator configured cannot work."""
+
+
+class NotFoundError(PbIdentityError):
+    """A tenant, token, member or group that does not exist."""
+
+
+class StorageError(PbIdentityError):
+    """The storage backend could not do what was asked."""
+
+
+class ConflictError(StorageError):
+    """A write would break a uniqueness rule.
+
+    ``attribute`` names the SCIM attribute whose value is taken (``userName``,
+    ``displayName``) or the domain field (``slug``, ``name``).
+    """
+
+    def __init__(self, message: str, *, attribute: str) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+
+
+class VersionMismatchError(StorageError):
+    """The row was changed by someone else since the version the writer read."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached right now; the same request may succeed later."""
+
+
+class SchemaVersionError(StorageError):
+    """The database schema does not match what this version of pbidentity expects."""

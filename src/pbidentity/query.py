@@ -1,0 +1,227 @@
+"""What a storage backend is asked to find: resolved filters, sort and paging.
+
+The SCIM layer parses a filter string, resolves every attribute name against
+the field registry below (case-insensitively, failing with ``invalidFilter``
+on anything the store cannot answer) and hands the storage a tree of these
+values. A backend therefore never sees a raw SCIM string, and every backend
+answers exactly the same set of fields: the in-memory one by reading the
+canonical document, the SQL one through indexed columns.
+
+The registry is the single place that says which attributes are searchable and
+how they compare (type and ``caseExact``, from RFC 7643).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Generic, Literal, TypeAlias, TypeVar
+
+import attrs
+
+__all__ = [
+    "GROUP_FIELDS",
+    "USER_FIELDS",
+    "And",
+    "Comparison",
+    "CompareOp",
+    "Field",
+    "FieldType",
+    "Filter",
+    "Not",
+    "Or",
+    "Page",
+    "Present",
+    "Query",
+    "Sort",
+    "ValueFilter",
+]
+
+ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+FieldType = Literal["string", "boolean", "datetime", "reference"]
+CompareOp = Literal["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"]
+
+
+@attrs.frozen
+class Field:
+    """A searchable attribute.
+
+    ``key`` is the canonical SCIM path (``name.givenName``, ``emails.value``,
+    the full URN path for extension attributes, and ``role`` for the app's
+    role extension whose URN the host app chooses). ``multi`` names the
+    multi-valued attribute the field is a sub-attribute of (``emails`` for
+    ``emails.value``), ``None`` for a single-valued field.
+    """
+
+    key: str
+    type: FieldType = "string"
+    case_exact: bool = False
+    multi: str | None = None
+
+    @property
+    def sub(self) -> str | None:
+        """The sub-attribute name of a field of a multi-valued attribute."""
+        return self.key.rpartition(".")[2] if self.multi else None
+
+
+FilterValue: TypeAlias = str | bool | datetime | None
+
+
+@attrs.frozen
+class Comparison:
+    """``field op value``; for ``eq``/``ne`` the value may be ``None`` (null)."""
+
+    field: Field
+    op: CompareOp
+    value: FilterValue
+
+
+@attrs.frozen
+class Present:
+    """``field pr``: the field has a non-empty value."""
+
+    field: Field
+
+
+@attrs.frozen
+class And:
+    """Both operands hold."""
+
+    left: Filter
+    right: Filter
+
+
+@attrs.frozen
+class Or:
+    """At least one operand holds."""
+
+    left: Filter
+    right: Filter
+
+
+@attrs.frozen
+class Not:
+    """The operand does not hold."""
+
+    operand: Filter
+
+
+@attrs.frozen
+class ValueFilter:
+    """``attribute[filter]``: one element of a multi-valued attribute satisfies ``filter``.
+
+    Every field inside ``filter`` belongs to ``attribute`` (``field.multi ==
+    attribute``), and all of them are tested against the *same* element.
+    """
+
+    attribute: str
+    filter: Filter
+
+
+Filter: TypeAlias = Comparison | Present | And | Or | Not | ValueFilter
+
+
+@attrs.frozen
+class Sort:
+    """Order by a single-valued field; ties are broken by id, so paging is stable."""
+
+    field: Field
+    descending: bool = False
+
+
+@attrs.frozen
+class Query:
+    """A filtered, sorted page of a tenant's members or groups.
+
+    ``start_index`` is 1-based as in SCIM; ``count`` ``None`` means no limit
+    (the SCIM layer always applies its own maximum).
+    """
+
+    filter: Filter | None = None
+    sort: Sort | None = None
+    start_index: int = 1
+    count: int | None = None
+
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of results and the number of matches across all pages."""
+
+    items: Sequence[T]
+    total: int
+
+
+def _fields(*fields: Field) -> Mapping[str, Field]:
+    return {field.key.lower(): field for field in fields}
+
+
+def _multi(attribute: str, *subs: tuple[str, FieldType, bool]) -> list[Field]:
+    return [
+        Field(f"{attribute}.{sub}", type_, case_exact, multi=attribute)
+        for sub, type_, case_exact in subs
+    ]
+
+
+_VALUE_TYPE_PRIMARY: tuple[tuple[str, FieldType, bool], ...] = (
+    ("value", "string", False),
+    ("display", "string", False),
+    ("type", "string", False),
+    ("primary", "boolean", False),
+)
+
+#: Every searchable attribute of a User, by lower-cased canonical path.
+USER_FIELDS: Mapping[str, Field] = _fields(
+    Field("id", case_exact=True),
+    Field("externalId", case_exact=True),
+    Field("userName"),
+    Field("displayName"),
+    Field("nickName"),
+    Field("title"),
+    Field("userType"),
+    Field("preferredLanguage"),
+    Field("locale"),
+    Field("timezone"),
+    Field("profileUrl", "reference", case_exact=True),
+    Field("active", "boolean"),
+    Field("name.formatted"),
+    Field("name.familyName"),
+    Field("name.givenName"),
+    Field("name.middleName"),
+    Field("name.honorificPrefix"),
+    Field("name.honorificSuffix"),
+    Field("meta.created", "datetime"),
+    Field("meta.lastModified", "datetime"),
+    Field("role"),
+    Field(f"{ENTERPRISE_URN}:employeeNumber"),
+    Field(f"{ENTERPRISE_URN}:costCenter"),
+    Field(f"{ENTERPRISE_URN}:organization"),
+    Field(f"{ENTERPRISE_URN}:division"),
+    Field(f"{ENTERPRISE_URN}:department"),
+    Field(f"{ENTERPRISE_URN}:manager.value", case_exact=True),
+    *_multi("emails", *_VALUE_TYPE_PRIMARY),
+    *_multi("phoneNumbers", *_VALUE_TYPE_PRIMARY),
+    *_multi("ims", *_VALUE_TYPE_PRIMARY),
+    *_multi("photos", ("value", "reference", True), *_VALUE_TYPE_PRIMARY[1:]),
+    *_multi("entitlements", *_VALUE_TYPE_PRIMARY),
+    *_multi("roles", *_VALUE_TYPE_PRIMARY),
+    *_multi("x509Certificates", ("value", "string", True), *_VALUE_TYPE_PRIMARY[1:]),
+    *_multi("groups", ("value", "string", True), ("display", "string", False)),
+)
+
+#: Every searchable attribute of a Group, by lower-cased canonical path.
+GROUP_FIELDS: Mapping[str, Field] = _fields(
+    Field("id", case_exact=True),
+    Field("externalId", case_exact=True),
+    Field("displayName"),
+    Field("meta.created", "datetime"),
+    Field("meta.lastModified", "datetime"),
+    *_multi("members", ("value", "string", True), ("display", "string", False)),
+)
+
+#: The multi-valued attributes whose elements the stores index, per resource.
+USER_MULTI_VALUED = frozenset(f.multi for f in USER_FIELDS.values() if f.multi)
+GROUP_MULTI_VALUED = frozenset(f.multi for f in GROUP_FIELDS.values() if f.multi)

@@ -1,0 +1,171 @@
+"""Where pbidentity keeps what it owns: the storage protocol and its backends.
+
+:class:`Storage` is the only seam between pbidentity and a database. It speaks
+domain values (:mod:`pbidentity.domain`) and resolved queries
+(:mod:`pbidentity.query`), never SCIM strings or pydantic models.
+
+Every read and write happens inside a :meth:`Storage.transaction`; leaving the
+``with`` block commits, an exception rolls everything back. Every member,
+group and tenant row carries a version; a ``replace_*`` call passes the
+version it read and fails with :class:`~pbidentity.exceptions.VersionMismatchError`
+when the row has moved on (optimistic concurrency). Uniqueness races surface as
+:class:`~pbidentity.exceptions.ConflictError`, never as a driver error.
+
+Everything but tenants and token lookup by digest is scoped by tenant id: no
+method can read or write across tenants.
+
+Backends: :func:`open_storage` picks one from a URL: ``memory://`` (tests and
+experiments), ``sqlite:///path.db`` (the embedded default) and, with the
+``postgres`` extra, ``postgresql+psycopg://...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from pbidentity.domain import ApiToken, Group, Member, MemberRef, Tenant
+from pbidentity.query import Page, Query
+
+__all__ = [
+    "Storage",
+    "Transaction",
+    "open_storage",
+]
+
+
+class Transaction(Protocol):
+    """The operations of one unit of work. Obtained from :meth:`Storage.transaction`."""
+
+    # Tenants -----------------------------------------------------------------
+    def add_tenant(self, tenant: Tenant) -> None:
+        """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant with that id, or ``None``."""
+
+    def find_tenant(self, slug: str) -> Tenant | None:
+        """The tenant with that slug (exact match), or ``None``."""
+
+    def list_tenants(self) -> Sequence[Tenant]:
+        """Every tenant, ordered by slug."""
+
+    def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
+        """Overwrite a tenant whose stored version is ``expected_version``.
+
+        ``tenant.version`` is the new version. ``NotFoundError`` if it does not
+        exist, ``VersionMismatchError`` if its version differs.
+        """
+
+    # Tokens ------------------------------------------------------------------
+    def add_token(self, token: ApiToken) -> None:
+        """Insert a token; ``ConflictError(attribute="name")`` if the tenant
+        already has an active token of that name."""
+
+    def find_token(self, digest: str) -> ApiToken | None:
+        """The token with that digest (revoked or not), or ``None``."""
+
+    def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
+        """The tenant's tokens, revoked ones included, oldest first."""
+
+    def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
+        """Mark a token revoked; ``NotFoundError`` if the tenant has no such token."""
+
+    def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record that the token was used at ``when``."""
+
+    # Members -----------------------------------------------------------------
+    def add_member(self, member: Member) -> None:
+        """Insert a member; ``ConflictError(attribute="userName")`` if the folded
+        userName is taken in the tenant."""
+
+    def get_member(self, tenant_id: str, member_id: str) -> Member | None:
+        """The member, or ``None``."""
+
+    def replace_member(self, member: Member, *, expected_version: int) -> None:
+        """Overwrite a member whose stored version is ``expected_version``
+        (``member.version`` is the new one). Raises ``NotFoundError``,
+        ``VersionMismatchError`` or ``ConflictError(attribute="userName")``."""
+
+    def delete_member(self, tenant_id: str, member_id: str) -> bool:
+        """Delete a member and its memberships; ``False`` if it did not exist."""
+
+    def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
+        """A page of the tenant's members matching ``query``."""
+
+    def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
+        """The subset of ``member_ids`` that are members of the tenant."""
+
+    # Groups ------------------------------------------------------------------
+    def add_group(self, group: Group) -> None:
+        """Insert a group; ``ConflictError(attribute="displayName")`` if the folded
+        displayName is taken in the tenant."""
+
+    def get_group(self, tenant_id: str, group_id: str) -> Group | None:
+        """The group, or ``None``."""
+
+    def replace_group(self, group: Group, *, expected_version: int) -> None:
+        """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
+
+    def delete_group(self, tenant_id: str, group_id: str) -> bool:
+        """Delete a group and its memberships; ``False`` if it did not exist."""
+
+    def query_groups(self, tenant_id: str, query: Query) -> Page[Group]:
+        """A page of the tenant's groups matching ``query``."""
+
+    # Memberships -------------------------------------------------------------
+    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> None:
+        """Add members to a group; members already in it are left as they are."""
+
+    def remove_memberships(
+        self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
+    ) -> None:
+        """Remove those members from the group (``None``: every member)."""
+
+    def group_members(
+        self, tenant_id: str, group_ids: Collection[str]
+    ) -> Mapping[str, Sequence[MemberRef]]:
+        """The members of each group (every requested id is a key), ordered by
+        member id; ``display`` is the member's displayName, else its userName."""
+
+    def member_groups(
+        self, tenant_id: str, member_ids: Collection[str]
+    ) -> Mapping[str, Sequence[MemberRef]]:
+        """The groups of each member (every requested id is a key), ordered by
+        group id; ``display`` is the group's displayName."""
+
+
+class Storage(Protocol):
+    """A place to keep tenants, tokens, members, groups and memberships."""
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Open a unit of work: commits on exit, rolls back on an exception."""
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+
+def open_storage(url: str) -> Storage:
+    """Open the storage a URL names, creating the schema if it is missing.
+
+    ``memory://`` gives a process-local store; ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db`` a SQLite file (WAL mode); with the
+    ``postgres`` extra, ``postgresql+psycopg://user@host/db`` PostgreSQL.
+    Raises :class:`~pbidentity.exceptions.ConfigurationError` for a URL it
+    cannot use, with the reason.
+    """
+    from pbidentity.exceptions import ConfigurationError
+
+    if url.startswith("memory:"):
+        from pbidentity.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    if "://" not in url:
+        raise ConfigurationError(
+            f"{url!r} is not a database URL; expected e.g. sqlite:///pbidentity.db or memory://"
+        )
+    from pbidentity.storage.sql import SqlStorage
+
+    return SqlStorage.from_url(url)
