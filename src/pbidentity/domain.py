@@ -33,9 +33,10 @@ __all__ = [
 def fold(value: str) -> str:
     """Return the case-insensitive comparison key of a string.
 
-    NFKC then case folding: ``"Ｊane@Example.COM"`` and ``"jane@example.com"``
-    compare equal. Used for userName uniqueness, ``caseExact: false`` filters
-    and every lookup that must ignore case.
+    NFKC then case folding: ``Jane@Example.COM``, the same address typed with
+    full-width letters, and ``jane@example.com`` compare equal. Used for
+    userName uniqueness, ``caseExact: false`` filters and every lookup that
+    must ignore case.
     """
     return unicodedata.normalize("NFKC", value).casefold()
 

@@ -6,6 +6,7 @@ the operator (a wrong database URL, a duplicate tenant slug, a storage fault)::
 
     PbIdentityError
     ├── ConfigurationError        the host app or operator configured something wrong
+    ├── InputError                a value given to an admin operation is not acceptable
     ├── NotFoundError             a tenant, token, member or group that does not exist
     ├── StorageError              the storage backend failed
     │   ├── ConflictError         a uniqueness rule refused the write (maps to 409)
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "ConflictError",
+    "InputError",
     "NotFoundError",
     "PbIdentityError",
     "SchemaVersionError",
@@ -37,6 +39,10 @@ class PbIdentityError(Exception):
 
 class ConfigurationError(PbIdentityError):
     """Something the host app or the operator configured cannot work."""
+
+
+class InputError(PbIdentityError):
+    """A value given to an admin operation (a slug, a token name) is not acceptable."""
 
 
 class NotFoundError(PbIdentityError):

@@ -13,9 +13,13 @@ how they compare (type and ``caseExact``, from RFC 7643).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Generic
+from typing import Literal
+from typing import TypeAlias
+from typing import TypeVar
 
 import attrs
 
@@ -23,8 +27,8 @@ __all__ = [
     "GROUP_FIELDS",
     "USER_FIELDS",
     "And",
-    "Comparison",
     "CompareOp",
+    "Comparison",
     "Field",
     "FieldType",
     "Filter",

@@ -21,13 +21,21 @@ experiments), ``sqlite:///path.db`` (the embedded default) and, with the
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
-from pbidentity.domain import ApiToken, Group, Member, MemberRef, Tenant
-from pbidentity.query import Page, Query
+from pbidentity.domain import ApiToken
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.domain import MemberRef
+from pbidentity.domain import Tenant
+from pbidentity.query import Page
+from pbidentity.query import Query
 
 __all__ = [
     "Storage",
@@ -61,8 +69,11 @@ class Transaction(Protocol):
 
     # Tokens ------------------------------------------------------------------
     def add_token(self, token: ApiToken) -> None:
-        """Insert a token; ``ConflictError(attribute="name")`` if the tenant
-        already has an active token of that name."""
+        """Insert a token.
+
+        ``ConflictError(attribute="name")`` if the tenant already has an active
+        token of that name.
+        """
 
     def find_token(self, digest: str) -> ApiToken | None:
         """The token with that digest (revoked or not), or ``None``."""
@@ -78,16 +89,21 @@ class Transaction(Protocol):
 
     # Members -----------------------------------------------------------------
     def add_member(self, member: Member) -> None:
-        """Insert a member; ``ConflictError(attribute="userName")`` if the folded
-        userName is taken in the tenant."""
+        """Insert a member.
+
+        ``ConflictError(attribute="userName")`` if the folded userName is taken
+        in the tenant.
+        """
 
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
 
     def replace_member(self, member: Member, *, expected_version: int) -> None:
-        """Overwrite a member whose stored version is ``expected_version``
-        (``member.version`` is the new one). Raises ``NotFoundError``,
-        ``VersionMismatchError`` or ``ConflictError(attribute="userName")``."""
+        """Overwrite a member whose stored version is ``expected_version``.
+
+        ``member.version`` is the new one. Raises ``NotFoundError``,
+        ``VersionMismatchError`` or ``ConflictError(attribute="userName")``.
+        """
 
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
@@ -100,8 +116,11 @@ class Transaction(Protocol):
 
     # Groups ------------------------------------------------------------------
     def add_group(self, group: Group) -> None:
-        """Insert a group; ``ConflictError(attribute="displayName")`` if the folded
-        displayName is taken in the tenant."""
+        """Insert a group.
+
+        ``ConflictError(attribute="displayName")`` if the folded displayName is
+        taken in the tenant.
+        """
 
     def get_group(self, tenant_id: str, group_id: str) -> Group | None:
         """The group, or ``None``."""
@@ -116,32 +135,46 @@ class Transaction(Protocol):
         """A page of the tenant's groups matching ``query``."""
 
     # Memberships -------------------------------------------------------------
-    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> None:
-        """Add members to a group; members already in it are left as they are."""
+    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> int:
+        """Add members to a group; members already in it are left as they are.
+
+        Returns how many memberships were new, so that a repeated add (JumpCloud
+        repeats them) does not count as a change.
+        """
 
     def remove_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
-    ) -> None:
-        """Remove those members from the group (``None``: every member)."""
+    ) -> int:
+        """Remove those members from the group (``None``: every member); returns how many went."""
 
     def group_members(
         self, tenant_id: str, group_ids: Collection[str]
     ) -> Mapping[str, Sequence[MemberRef]]:
-        """The members of each group (every requested id is a key), ordered by
-        member id; ``display`` is the member's displayName, else its userName."""
+        """The members of each group; every requested id is a key.
+
+        Ordered by member id; ``display`` is the member's displayName, else its
+        userName.
+        """
 
     def member_groups(
         self, tenant_id: str, member_ids: Collection[str]
     ) -> Mapping[str, Sequence[MemberRef]]:
-        """The groups of each member (every requested id is a key), ordered by
-        group id; ``display`` is the group's displayName."""
+        """The groups of each member; every requested id is a key.
+
+        Ordered by group id; ``display`` is the group's displayName.
+        """
 
 
 class Storage(Protocol):
     """A place to keep tenants, tokens, members, groups and memberships."""
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """Open a unit of work: commits on exit, rolls back on an exception."""
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[Transaction]:
+        """Open a unit of work: commits on exit, rolls back on an exception.
+
+        ``write=False`` promises that the unit only reads: SQLite then takes
+        no write lock, so reads never wait for writers (WAL mode). A write
+        inside such a unit is a bug and may fail.
+        """
 
     def close(self) -> None:
         """Release connections and files."""

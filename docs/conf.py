@@ -1,0 +1,36 @@
+"""Sphinx configuration for the pbidentity documentation."""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _version
+
+project = "pbidentity"
+author = "The pbidentity authors"
+copyright = "2026, The pbidentity authors"
+release = _version("pbidentity")
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+
+intersphinx_mapping = {"python": ("https://docs.python.org/3", None)}
+# The build runs without network in CI; intersphinx then only warns, which -W would
+# turn into a failure, so the inventory is optional.
+intersphinx_disabled_reftypes = ["*"]
+intersphinx_timeout = 1
+suppress_warnings = ["intersphinx.external", "config.cache"]
+
+html_theme = "furo"
+html_title = f"pbidentity {release}"
+exclude_patterns = ["_build"]

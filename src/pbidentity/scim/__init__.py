@@ -1,0 +1,15 @@
+"""The SCIM 2.0 protocol layer (RFC 7643, RFC 7644): the service core and its configuration.
+
+The core is sans-I/O: :meth:`ScimService.handle` takes a
+:class:`~pbidentity.http.Request` and returns a :class:`~pbidentity.http.Response`.
+Adapters (:mod:`pbidentity.wsgi`, ...) connect it to a server.
+"""
+
+from __future__ import annotations
+
+from pbidentity.scim._service import DEFAULT_ROLE_URN
+from pbidentity.scim._service import DEFAULT_ROLES
+from pbidentity.scim._service import ScimConfig
+from pbidentity.scim._service import ScimService
+
+__all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]

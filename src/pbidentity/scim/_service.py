@@ -1,0 +1,1045 @@
+"""The SCIM 2.0 service: one request value in, one response value out.
+
+This is the sans-I/O core (DESIGN.md): it authenticates the bearer token,
+finds the tenant, parses the request, runs it against the storage inside one
+transaction and renders the response. It never touches a socket or a
+framework object, and it never lets an exception out: a client mistake is an
+RFC 7644 Error response, a database outage a 503, and anything unexpected a
+500 whose body carries only an error id (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from typing import TypeVar
+
+import attrs
+from pydantic import ValidationError
+from scim2_models import Context
+from scim2_models import ForbiddenException
+from scim2_models import InvalidFilterException
+from scim2_models import InvalidSyntaxException
+from scim2_models import InvalidValueException
+from scim2_models import NotFoundException
+from scim2_models import NotImplementedException
+from scim2_models import PayloadTooLargeException
+from scim2_models import PreconditionFailedException
+from scim2_models import SCIMException
+from scim2_models import UnauthorizedException
+from scim2_models import UniquenessException
+
+from pbidentity._clock import Clock
+from pbidentity._clock import IdFactory
+from pbidentity._clock import new_id
+from pbidentity._clock import utc_now
+from pbidentity.domain import ApiToken
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.domain import MemberRef
+from pbidentity.domain import Tenant
+from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.exceptions import VersionMismatchError
+from pbidentity.http import Request
+from pbidentity.http import Response
+from pbidentity.query import ENTERPRISE_URN
+from pbidentity.query import GROUP_FIELDS
+from pbidentity.query import USER_FIELDS
+from pbidentity.query import Field
+from pbidentity.query import Query
+from pbidentity.query import Sort
+from pbidentity.scim import _filter
+from pbidentity.scim import _patch
+from pbidentity.scim import _schema
+from pbidentity.scim._errors import SCIM_JSON
+from pbidentity.scim._errors import MethodNotAllowedException
+from pbidentity.scim._errors import ServiceUnavailableException
+from pbidentity.scim._errors import UnsupportedMediaTypeException
+from pbidentity.scim._errors import error_body
+from pbidentity.scim._errors import error_response
+from pbidentity.scim._render import GROUP_URN
+from pbidentity.scim._render import LIST_RESPONSE_URN
+from pbidentity.scim._render import PATCH_OP_URN
+from pbidentity.scim._render import USER_URN
+from pbidentity.scim._render import KeyPath
+from pbidentity.scim._render import etag
+from pbidentity.scim._render import parse_attribute_list
+from pbidentity.scim._render import project
+from pbidentity.scim._render import render_group
+from pbidentity.scim._render import render_member
+from pbidentity.scim._render import wants
+from pbidentity.storage import Storage
+from pbidentity.storage import Transaction
+from pbidentity.tokens import token_digest
+from pbidentity.tokens import token_matches
+
+__all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
+
+log = logging.getLogger("pbidentity.scim")
+
+DEFAULT_ROLE_URN = "urn:ietf:params:scim:schemas:extension:pbidentity:2.0:User"
+DEFAULT_ROLES = ("admin", "maker", "contributor", "viewer")
+
+_T = TypeVar("_T")
+_JSON_TYPES = ("application/scim+json", "application/json")
+_VERSION_RETRIES = 3
+
+
+@attrs.frozen(kw_only=True)
+class ScimConfig:
+    """What the host app decides about its SCIM service.
+
+    ``roles`` lists the app's roles from most to least privileged; the role
+    extension (``role_urn``) accepts exactly these values, case-insensitively.
+    """
+
+    role_urn: str = DEFAULT_ROLE_URN
+    roles: tuple[str, ...] = DEFAULT_ROLES
+    #: Largest request body accepted; larger ones get 413.
+    max_body_bytes: int = 1024 * 1024
+    #: Most resources in one page, whatever ``count`` asks for.
+    max_results: int = 1000
+    #: ``last_used`` of a token is written at most this often, so that reads
+    #: stay reads.
+    token_touch_interval: timedelta = timedelta(minutes=1)
+    #: Seconds a client should wait after a 503.
+    retry_after_seconds: int = 5
+
+
+@attrs.frozen
+class _Call:
+    """One authenticated SCIM call: the request, its tenant, and the open transaction."""
+
+    request: Request
+    tenant: Tenant
+    tx: Transaction
+    target: str | None
+
+
+_Handler = Callable[["ScimService", _Call], Response]
+
+
+class ScimService:
+    """Serve SCIM 2.0 for every tenant of a storage; the bearer token picks the tenant."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: ScimConfig | None = None,
+        *,
+        clock: Clock = utc_now,
+        new_id: IdFactory = new_id,
+    ) -> None:
+        self.storage = storage
+        self.config = config or ScimConfig()
+        self.clock = clock
+        self.new_id = new_id
+        self.users = _schema.user_resource(self.config.role_urn, self.config.roles)
+        self.groups = _schema.group_resource()
+        self._roles = {role.casefold(): role for role in self.config.roles}
+        self._extension_urns = tuple(self.users.extensions_urns())
+
+    # -- entry point ---------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request. Never raises."""
+        try:
+            return self._dispatch(request)
+        except SCIMException as error:
+            return error_response(error)
+        except StorageUnavailableError as error:
+            log.warning("storage unavailable: %s", error)
+            return error_response(
+                ServiceUnavailableException(
+                    retry_after=self.config.retry_after_seconds,
+                    detail="The identity database is unavailable right now; retry later.",
+                )
+            )
+        except Exception:
+            error_id = secrets.token_hex(8)
+            log.exception("unexpected error %s in %s %s", error_id, request.method, request.path)
+            return Response(
+                status=500,
+                headers=(("Content-Type", SCIM_JSON),),
+                body=error_body(
+                    500,
+                    f"An unexpected error occurred (error id {error_id}); the details are in "
+                    "the server log.",
+                ),
+            )
+
+    # -- routing -------------------------------------------------------------
+
+    def _dispatch(self, request: Request) -> Response:
+        segments = [part for part in request.path.split("/") if part]
+        if not segments:
+            raise NotFoundException(detail="This is the SCIM base URL; use /Users or /Groups.")
+        head = segments[0].lower()
+        method = request.method.upper()
+        if head in ("serviceproviderconfig", "resourcetypes", "schemas"):
+            _allow(method, ("GET",))
+            return self._discovery(request, head, segments[1:])
+        if head in _ROUTES and len(segments) <= 2:
+            tail = segments[1] if len(segments) == 2 else None
+            kind = "search" if tail == ".search" else "item" if tail else "collection"
+            handlers = _ROUTES[head][kind]
+            _allow(method, tuple(handlers))
+            handler = handlers[method]
+            target = tail if kind == "item" else None
+            if method in ("GET",) or kind == "search":
+                return self._read(request, handler, target)
+            return self._write(request, handler, target, "user" if head == "users" else "group")
+        if head in ("bulk", "me", ".search") and len(segments) == 1:
+            return self._read(request, _not_implemented, None)
+        raise NotFoundException(detail=f"No endpoint {request.path}; use /Users or /Groups.")
+
+    def _read(self, request: Request, handler: _Handler, target: str | None) -> Response:
+        """Serve a read in one read-only transaction, authentication included."""
+        secret = _bearer(request)
+        with self.storage.transaction(write=False) as tx:
+            tenant, token = self._authenticate(tx, secret)
+            response = handler(self, _Call(request, tenant, tx, target))
+        if self._stale(token):
+            # A read never takes the write lock for bookkeeping; last use is
+            # written in its own short transaction, at most once a minute.
+            with self.storage.transaction() as tx:
+                tx.touch_token(token.id, self.clock())
+        return response
+
+    def _write(
+        self, request: Request, handler: _Handler, target: str | None, kind: str
+    ) -> Response:
+        """Serve a write in one transaction, authentication included.
+
+        A concurrent writer makes the version check fail; without If-Match the
+        request is simply redone on fresh data (the client asked for the
+        change, not for a particular base version); with If-Match it is a 412.
+        """
+        secret = _bearer(request)
+        for attempt in range(_VERSION_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    tenant, token = self._authenticate(tx, secret)
+                    if self._stale(token):
+                        tx.touch_token(token.id, self.clock())
+                    return handler(self, _Call(request, tenant, tx, target))
+            except VersionMismatchError:
+                if request.header("if-match") is not None:
+                    raise PreconditionFailedException(
+                        detail=f"The {kind} was changed by another request; "
+                        "read it again and retry."
+                    ) from None
+                log.info(
+                    "version conflict on %s %s, attempt %d",
+                    request.method,
+                    request.path,
+                    attempt + 1,
+                )
+            except NotFoundError:
+                raise NotFoundException(detail=f"The {kind} no longer exists.") from None
+        raise UniquenessException(
+            detail=f"The {kind} is being changed by other requests at the same time; retry."
+        )
+
+    # -- authentication ------------------------------------------------------
+
+    def _authenticate(self, tx: Transaction, secret: str) -> tuple[Tenant, ApiToken]:
+        token = tx.find_token(token_digest(secret))
+        if token is None or not token_matches(secret, token.digest):
+            raise UnauthorizedException(
+                detail="The API token is not valid. Check that it was copied whole, or create "
+                "a new one under Integrations."
+            )
+        if not token.is_active:
+            raise UnauthorizedException(
+                detail=f"The API token {token.name!r} was revoked; create a new one under "
+                "Integrations and update the identity provider."
+            )
+        tenant = tx.get_tenant(token.tenant_id)
+        if tenant is None:  # the token outlived its tenant
+            raise UnauthorizedException(detail="The API token's workspace no longer exists.")
+        if not tenant.scim_enabled:
+            raise ForbiddenException(
+                detail=f"SCIM provisioning is switched off for workspace {tenant.slug!r}. "
+                "Switch it on in Settings > SCIM provisioning, or run: "
+                f"pbidentity scim enable --tenant {tenant.slug}"
+            )
+        return tenant, token
+
+    def _stale(self, token: ApiToken) -> bool:
+        return (
+            token.last_used is None
+            or self.clock() - token.last_used >= self.config.token_touch_interval
+        )
+
+    # -- discovery -----------------------------------------------------------
+
+    def _discovery(self, request: Request, head: str, rest: list[str]) -> Response:
+        base = request.base_url.rstrip("/")
+        resources = (self.users, self.groups)
+        if head == "serviceproviderconfig":
+            if rest:
+                raise NotFoundException(detail="/ServiceProviderConfig has no sub-resources.")
+            return _json_response(
+                200,
+                _schema.service_provider_config(
+                    base,
+                    max_results=self.config.max_results,
+                    max_payload=self.config.max_body_bytes,
+                ),
+            )
+        if head == "resourcetypes":
+            documents = _schema.resource_types_document(resources, base)
+        else:
+            documents = _schema.schemas_document(resources, base)
+        if not rest:
+            return _json_response(200, _list_response(documents, len(documents), 1))
+        wanted = "/".join(rest).lower()
+        for document in documents:
+            if wanted in (str(document["id"]).lower(), str(document.get("name", "")).lower()):
+                return _json_response(200, document)
+        raise NotFoundException(
+            detail=f"No {'resource type' if head == 'resourcetypes' else 'schema'} "
+            f"{'/'.join(rest)!r}."
+        )
+
+    # -- users ---------------------------------------------------------------
+
+    def _create_user(self, call: _Call) -> Response:
+        payload = self._json(call.request)
+        attributes, role = self._validate_user(
+            payload, Context.RESOURCE_CREATION_REQUEST, call.request.base_url
+        )
+        now = self.clock()
+        member = Member(
+            tenant_id=call.tenant.id,
+            id=self.new_id(),
+            attributes=attributes,
+            role=role,
+            scim_managed=True,
+            created=now,
+            last_modified=now,
+        )
+        try:
+            call.tx.add_member(member)
+        except ConflictError as error:
+            raise _uniqueness(error, "user") from None
+        doc = render_member(member, call.request.base_url, self.config.role_urn, None)
+        return self._resource_response(call.request, doc, member.version, status=201)
+
+    def _get_user(self, call: _Call) -> Response:
+        member = self._current_member(call, check_version=False)
+        if _not_modified(call.request, member.version):
+            return Response(status=304, headers=(("ETag", etag(member.version)),))
+        return self._member_response(call, member)
+
+    def _replace_user(self, call: _Call) -> Response:
+        payload = self._json(call.request)
+        current = self._current_member(call)
+        attributes, role = self._validate_user(
+            payload, Context.RESOURCE_REPLACEMENT_REQUEST, call.request.base_url
+        )
+        if "active" not in attributes:
+            # Okta and others PUT what they read back, but a PUT that does not
+            # mention "active" must never (re)activate or deactivate anyone.
+            attributes["active"] = current.active
+        if role is None and not _mentions(payload, self.config.role_urn):
+            # A PUT without the role extension says nothing about the role:
+            # keep the one the member has (the role policy decides it).
+            role = current.role
+        updated = attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
+        return self._member_response(call, self._save_member(call.tx, current, updated))
+
+    def _patch_user(self, call: _Call) -> Response:
+        operations = self._patch_operations(call.request)
+        current = self._current_member(call)
+        document = dict(current.attributes)
+        if current.role is not None:
+            document[self.config.role_urn] = {"role": current.role}
+        patched = _patch.apply_patch(document, operations, self.users)
+        patched.pop("schemas", None)
+        attributes, role = self._validate_user(
+            {"schemas": [USER_URN], **patched},
+            Context.RESOURCE_REPLACEMENT_REQUEST,
+            call.request.base_url,
+        )
+        updated = attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
+        return self._member_response(call, self._save_member(call.tx, current, updated))
+
+    def _delete_user(self, call: _Call) -> Response:
+        current = self._current_member(call)
+        call.tx.delete_member(call.tenant.id, current.id)
+        return Response(status=204)
+
+    def _list_users(self, call: _Call) -> Response:
+        params = _list_params(call.request, self._search_body(call))
+        query = self._query(params, USER_FIELDS, USER_URN)
+        attributes = parse_attribute_list(params.attributes, self._extension_urns)
+        excluded = parse_attribute_list(params.excluded, self._extension_urns)
+        page = call.tx.query_members(call.tenant.id, query)
+        groups: Mapping[str, Sequence[MemberRef]] = (
+            call.tx.member_groups(call.tenant.id, [m.id for m in page.items])
+            if page.items and wants("groups", attributes, excluded)
+            else {}
+        )
+        base = call.request.base_url
+        resources = [
+            project(
+                render_member(m, base, self.config.role_urn, groups.get(m.id)),
+                attributes,
+                excluded,
+            )
+            for m in page.items
+        ]
+        return _json_response(200, _list_response(resources, page.total, query.start_index))
+
+    def _current_member(self, call: _Call, *, check_version: bool = True) -> Member:
+        assert call.target is not None  # noqa: S101 - item routes always carry an id
+        member = _found(call.tx.get_member(call.tenant.id, call.target), "user", call.target)
+        if check_version:
+            _check_if_match(call.request, member.version, "user")
+        return member
+
+    def _save_member(self, tx: Transaction, current: Member, updated: Member) -> Member:
+        if (updated.attributes, updated.role, updated.scim_managed) == (
+            current.attributes,
+            current.role,
+            current.scim_managed,
+        ):
+            return current  # nothing changed: keep the version (and the ETag) stable
+        updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
+        try:
+            tx.replace_member(updated, expected_version=current.version)
+        except ConflictError as error:
+            raise _uniqueness(error, "user") from None
+        return updated
+
+    def _member_response(self, call: _Call, member: Member) -> Response:
+        attributes, excluded = self._projection(call.request)
+        groups = (
+            call.tx.member_groups(call.tenant.id, [member.id])[member.id]
+            if wants("groups", attributes, excluded)
+            else None
+        )
+        doc = render_member(member, call.request.base_url, self.config.role_urn, groups)
+        return self._resource_response(
+            call.request, project(doc, attributes, excluded), member.version
+        )
+
+    def _validate_user(
+        self, payload: Any, context: Context, base_url: str
+    ) -> tuple[dict[str, Any], str | None]:
+        """Check a User body with scim2-models and return (canonical attributes, role)."""
+        document = self._validated(payload, self.users, context, base_url)
+        for key in ("schemas", "id", "meta", "groups", "password"):
+            document.pop(key, None)
+        role_block = document.pop(self.config.role_urn, None) or {}
+        if not document.get("userName"):
+            raise InvalidValueException(
+                detail="userName is required: it is the unique identifier of the user "
+                "(usually the email address)."
+            )
+        return document, self._role(role_block.get("role"))
+
+    def _role(self, value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # no role sent: the role policy decides, never "admin" by default
+        role = self._roles.get(str(value).strip().casefold())
+        if role is None:
+            raise InvalidValueException(
+                detail=f"role {value!r} is not one of this app's roles: "
+                f"{', '.join(self.config.roles)}."
+            )
+        return role
+
+    # -- groups --------------------------------------------------------------
+
+    def _create_group(self, call: _Call) -> Response:
+        payload = self._json(call.request)
+        attributes, member_ids = self._validate_group(
+            payload, Context.RESOURCE_CREATION_REQUEST, call.request.base_url
+        )
+        now = self.clock()
+        group = Group(
+            tenant_id=call.tenant.id,
+            id=self.new_id(),
+            attributes=attributes,
+            created=now,
+            last_modified=now,
+        )
+        self._check_members_exist(call, member_ids or [])
+        try:
+            call.tx.add_group(group)
+        except ConflictError as error:
+            raise _uniqueness(error, "group") from None
+        if member_ids:
+            call.tx.add_memberships(call.tenant.id, group.id, member_ids)
+        return self._group_response(call, group, status=201)
+
+    def _get_group(self, call: _Call) -> Response:
+        group = self._current_group(call, check_version=False)
+        if _not_modified(call.request, group.version):
+            return Response(status=304, headers=(("ETag", etag(group.version)),))
+        return self._group_response(call, group)
+
+    def _replace_group(self, call: _Call) -> Response:
+        payload = self._json(call.request)
+        current = self._current_group(call)
+        attributes, member_ids = self._validate_group(
+            payload, Context.RESOURCE_REPLACEMENT_REQUEST, call.request.base_url
+        )
+        # A PUT without "members" leaves them alone: dropping every member
+        # because an IdP only meant to rename is the one mistake a group can
+        # never recover from.
+        changed = member_ids is not None and self._set_members(call, member_ids)
+        updated = attrs.evolve(current, attributes=attributes)
+        return self._group_response(
+            call, self._save_group(call.tx, current, updated, force=changed)
+        )
+
+    def _patch_group(self, call: _Call) -> Response:
+        operations = self._patch_operations(call.request)
+        member_ops, other_ops = _split_member_operations(operations)
+        current = self._current_group(call)
+        updated = current
+        if other_ops:
+            patched = _patch.apply_patch(dict(current.attributes), other_ops, self.groups)
+            patched.pop("schemas", None)
+            patched.pop("members", None)
+            attributes, _ = self._validate_group(
+                {"schemas": [GROUP_URN], **patched},
+                Context.RESOURCE_REPLACEMENT_REQUEST,
+                call.request.base_url,
+            )
+            updated = attrs.evolve(current, attributes=attributes)
+        changed = self._patch_members(call, member_ops) if member_ops else False
+        return self._group_response(
+            call, self._save_group(call.tx, current, updated, force=changed)
+        )
+
+    def _delete_group(self, call: _Call) -> Response:
+        current = self._current_group(call)
+        call.tx.delete_group(call.tenant.id, current.id)
+        return Response(status=204)
+
+    def _list_groups(self, call: _Call) -> Response:
+        params = _list_params(call.request, self._search_body(call))
+        query = self._query(params, GROUP_FIELDS, GROUP_URN)
+        attributes = parse_attribute_list(params.attributes, ())
+        excluded = parse_attribute_list(params.excluded, ())
+        page = call.tx.query_groups(call.tenant.id, query)
+        members: Mapping[str, Sequence[MemberRef]] | None = (
+            call.tx.group_members(call.tenant.id, [g.id for g in page.items])
+            if page.items and wants("members", attributes, excluded)
+            else None
+        )
+        base = call.request.base_url
+        resources = [
+            project(
+                render_group(g, base, members.get(g.id) if members is not None else None),
+                attributes,
+                excluded,
+            )
+            for g in page.items
+        ]
+        return _json_response(200, _list_response(resources, page.total, query.start_index))
+
+    def _current_group(self, call: _Call, *, check_version: bool = True) -> Group:
+        assert call.target is not None  # noqa: S101 - item routes always carry an id
+        group = _found(call.tx.get_group(call.tenant.id, call.target), "group", call.target)
+        if check_version:
+            _check_if_match(call.request, group.version, "group")
+        return group
+
+    def _group_response(self, call: _Call, group: Group, status: int = 200) -> Response:
+        attributes, excluded = self._projection(call.request)
+        members = (
+            call.tx.group_members(call.tenant.id, [group.id])[group.id]
+            if wants("members", attributes, excluded)
+            else None
+        )
+        doc = render_group(group, call.request.base_url, members)
+        return self._resource_response(
+            call.request, project(doc, attributes, excluded), group.version, status=status
+        )
+
+    def _save_group(self, tx: Transaction, current: Group, updated: Group, *, force: bool) -> Group:
+        if not force and updated.attributes == current.attributes:
+            return current
+        updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
+        try:
+            tx.replace_group(updated, expected_version=current.version)
+        except ConflictError as error:
+            raise _uniqueness(error, "group") from None
+        return updated
+
+    def _validate_group(
+        self, payload: Any, context: Context, base_url: str
+    ) -> tuple[dict[str, Any], list[str] | None]:
+        """Check a Group body; return (attributes without members, member ids or None if absent)."""
+        document = self._validated(payload, self.groups, context, base_url)
+        members = document.pop("members", None)
+        for key in ("schemas", "id", "meta"):
+            document.pop(key, None)
+        if not document.get("displayName"):
+            raise InvalidValueException(detail="displayName is required for a group.")
+        if members is None:
+            return document, None
+        return document, _member_ids(members)
+
+    def _check_members_exist(self, call: _Call, member_ids: Sequence[str]) -> None:
+        if not member_ids:
+            return
+        known = call.tx.existing_member_ids(call.tenant.id, member_ids)
+        unknown = sorted(set(member_ids) - known)
+        if unknown:
+            shown = ", ".join(repr(i) for i in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise InvalidValueException(
+                detail=f"members: no user with id {shown}{more} in this workspace; "
+                "nothing was changed. Provision the users before adding them to a group."
+            )
+
+    def _set_members(self, call: _Call, member_ids: Sequence[str]) -> bool:
+        assert call.target is not None  # noqa: S101 - item routes always carry an id
+        wanted = set(member_ids)
+        self._check_members_exist(call, sorted(wanted))
+        refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
+        current = {ref.id for ref in refs}
+        to_remove, to_add = current - wanted, wanted - current
+        if to_remove:
+            call.tx.remove_memberships(call.tenant.id, call.target, sorted(to_remove))
+        if to_add:
+            call.tx.add_memberships(call.tenant.id, call.target, sorted(to_add))
+        return bool(to_remove or to_add)
+
+    def _patch_members(self, call: _Call, operations: Sequence[Mapping[str, Any]]) -> bool:
+        """Apply the operations that target ``members`` as changes to memberships.
+
+        Plain adds (the common case, and JumpCloud's repeated adds) become
+        inserts without reading the group; anything else is applied to the
+        current member list with the generic PATCH engine and the difference
+        is written, so every path form behaves exactly as on any attribute.
+        """
+        assert call.target is not None  # noqa: S101 - item routes always carry an id
+        if all(_is_plain_member_add(op) for op in operations):
+            ids = sorted({i for op in operations for i in _member_ids(_as_list(op.get("value")))})
+            self._check_members_exist(call, ids)
+            return bool(ids) and call.tx.add_memberships(call.tenant.id, call.target, ids) > 0
+        refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
+        document = {"displayName": "-", "members": [{"value": ref.id} for ref in refs]}
+        patched = _patch.apply_patch(document, operations, self.groups)
+        return self._set_members(call, _member_ids(patched.get("members") or []))
+
+    # -- shared machinery ----------------------------------------------------
+
+    def _search_body(self, call: _Call) -> Any:
+        """The SearchRequest body of a POST .search, ``None`` for a GET list."""
+        return self._json(call.request) if call.request.method.upper() == "POST" else None
+
+    def _json(self, request: Request) -> Any:
+        if request.body_truncated or len(request.body) > self.config.max_body_bytes:
+            raise PayloadTooLargeException(
+                detail=f"The request body is larger than {self.config.max_body_bytes} bytes."
+            )
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        if content_type and content_type not in _JSON_TYPES:
+            raise UnsupportedMediaTypeException(
+                detail=f"Content-Type {content_type!r} is not supported; send "
+                "application/scim+json or application/json."
+            )
+        if not request.body.strip():
+            raise InvalidSyntaxException(detail="The request needs a JSON body.")
+        try:
+            return json.loads(request.body)
+        except UnicodeDecodeError:
+            raise InvalidSyntaxException(detail="The request body is not UTF-8.") from None
+        except json.JSONDecodeError as error:
+            raise InvalidSyntaxException(
+                detail=f"The request body is not valid JSON: {error.msg} at line {error.lineno} "
+                f"column {error.colno}."
+            ) from None
+
+    def _validated(
+        self, payload: Any, resource: _schema.ResourceSpec, context: Context, base_url: str
+    ) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise InvalidSyntaxException(
+                detail=f"The body must be a JSON object describing a {resource.name}."
+            )
+        try:
+            normalised = resource.normalise(payload)
+            _fill_manager_reference(normalised, base_url)
+            model = resource.model.model_validate(normalised, scim_ctx=context)
+            dumped: dict[str, Any] = model.model_dump(scim_ctx=context)
+        except ValidationError as error:
+            raise InvalidValueException(detail=_validation_detail(error, resource.name)) from None
+        return dumped
+
+    def _patch_operations(self, request: Request) -> list[Mapping[str, Any]]:
+        body = self._json(request)
+        if not isinstance(body, dict):
+            raise InvalidSyntaxException(
+                detail="A PATCH body must be a JSON object (a PatchOp message)."
+            )
+        operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
+        schemas = body.get("schemas")
+        if schemas is not None and not isinstance(schemas, list):
+            raise InvalidSyntaxException(
+                detail=f"schemas must be a list containing {PATCH_OP_URN!r}."
+            )
+        if not isinstance(operations, list) or not operations:
+            raise InvalidSyntaxException(
+                detail="A PATCH body needs an 'Operations' list with at least one operation."
+            )
+        for index, operation in enumerate(operations):
+            if not isinstance(operation, dict):
+                raise InvalidSyntaxException(detail=f"Operations[{index}] must be a JSON object.")
+        return operations
+
+    def _projection(self, request: Request) -> tuple[list[KeyPath], list[KeyPath]]:
+        return (
+            parse_attribute_list(request.query_value("attributes"), self._extension_urns),
+            parse_attribute_list(request.query_value("excludedAttributes"), self._extension_urns),
+        )
+
+    def _query(self, params: _ListParams, fields: Mapping[str, Field], resource_urn: str) -> Query:
+        role_urn = self.config.role_urn
+        try:
+            filter_ = (
+                _filter.parse_filter(
+                    params.filter, fields, role_urn=role_urn, resource_urn=resource_urn
+                )
+                if params.filter is not None and params.filter.strip()
+                else None
+            )
+            sort = (
+                Sort(
+                    _filter.resolve_sort(
+                        params.sort_by, fields, role_urn=role_urn, resource_urn=resource_urn
+                    ),
+                    descending=params.descending,
+                )
+                if params.sort_by
+                else None
+            )
+        except _filter.FilterError as error:
+            raise InvalidFilterException(detail=error.detail) from None
+        count = (
+            self.config.max_results
+            if params.count is None
+            else max(0, min(params.count, self.config.max_results))
+        )
+        return Query(filter=filter_, sort=sort, start_index=max(1, params.start_index), count=count)
+
+    def _resource_response(
+        self, request: Request, doc: Mapping[str, Any], version: int, status: int = 200
+    ) -> Response:
+        headers = [("Content-Type", SCIM_JSON), ("ETag", etag(version))]
+        if status == 201:
+            headers.append(("Location", str(doc["meta"]["location"])))
+        return Response(status=status, headers=tuple(headers), body=_dumps(doc))
+
+
+def _not_implemented(service: ScimService, call: _Call) -> Response:
+    raise NotImplementedException(
+        detail=f"{call.request.path} is not supported; use the /Users and /Groups endpoints."
+    )
+
+
+#: The handler of each route: resource, then collection / item / .search, then method.
+_ROUTES: dict[str, dict[str, dict[str, _Handler]]] = {
+    "users": {
+        "collection": {"GET": ScimService._list_users, "POST": ScimService._create_user},
+        "search": {"POST": ScimService._list_users},
+        "item": {
+            "GET": ScimService._get_user,
+            "PUT": ScimService._replace_user,
+            "PATCH": ScimService._patch_user,
+            "DELETE": ScimService._delete_user,
+        },
+    },
+    "groups": {
+        "collection": {"GET": ScimService._list_groups, "POST": ScimService._create_group},
+        "search": {"POST": ScimService._list_groups},
+        "item": {
+            "GET": ScimService._get_group,
+            "PUT": ScimService._replace_group,
+            "PATCH": ScimService._patch_group,
+            "DELETE": ScimService._delete_group,
+        },
+    },
+}
+
+
+def _bearer(request: Request) -> str:
+    """The token secret of the Authorization header; 401 before any database work."""
+    header = request.header("authorization")
+    if not header:
+        raise UnauthorizedException(
+            detail="Send the workspace's SCIM API token as 'Authorization: Bearer <token>'."
+        )
+    scheme, _, secret = header.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise UnauthorizedException(
+            detail="The Authorization header must be 'Bearer <token>' with an API token "
+            "created for this workspace."
+        )
+    return secret
+
+
+# -- request parameters ------------------------------------------------------
+
+
+@attrs.frozen
+class _ListParams:
+    filter: str | None = None
+    sort_by: str | None = None
+    descending: bool = False
+    start_index: int = 1
+    count: int | None = None
+    attributes: str | list[str] | None = None
+    excluded: str | list[str] | None = None
+
+
+def _int_param(name: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidValueException(detail=f"{name} must be an integer, not {value!r}.")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidValueException(detail=f"{name} must be an integer, not {value!r}.") from None
+
+
+def _sort_order(value: Any) -> bool:
+    if value is None or value == "":
+        return False
+    order = str(value).lower()
+    if order not in ("ascending", "descending"):
+        raise InvalidValueException(
+            detail=f"sortOrder must be 'ascending' or 'descending', not {value!r}."
+        )
+    return order == "descending"
+
+
+def _list_params(request: Request, body: Any) -> _ListParams:
+    """The query of a list (from the URL) or of a ``.search`` (from its body)."""
+    if body is None:
+        return _ListParams(
+            filter=request.query_value("filter"),
+            sort_by=request.query_value("sortBy"),
+            descending=_sort_order(request.query_value("sortOrder")),
+            start_index=_int_param("startIndex", request.query_value("startIndex")) or 1,
+            count=_int_param("count", request.query_value("count")),
+            attributes=request.query_value("attributes"),
+            excluded=request.query_value("excludedAttributes"),
+        )
+    if not isinstance(body, dict):
+        raise InvalidSyntaxException(
+            detail="A search body must be a JSON object (a SearchRequest message)."
+        )
+    fields = {key.lower(): value for key, value in body.items()}
+    for name in ("filter", "sortby", "sortorder"):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise InvalidValueException(detail=f"{name} must be a string.")
+    for name in ("attributes", "excludedattributes"):
+        value = fields.get(name)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise InvalidValueException(detail=f"{name} must be a list of attribute names.")
+    return _ListParams(
+        filter=fields.get("filter"),
+        sort_by=fields.get("sortby"),
+        descending=_sort_order(fields.get("sortorder")),
+        start_index=_int_param("startIndex", fields.get("startindex")) or 1,
+        count=_int_param("count", fields.get("count")),
+        attributes=fields.get("attributes"),
+        excluded=fields.get("excludedattributes"),
+    )
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _allow(method: str, allowed: tuple[str, ...]) -> None:
+    if method not in allowed:
+        raise MethodNotAllowedException(
+            allow=allowed, detail=f"{method} is not supported here; use {', '.join(allowed)}."
+        )
+
+
+def _found(value: _T | None, kind: str, resource_id: str) -> _T:
+    if value is None:
+        raise NotFoundException(detail=f"No {kind} with id {resource_id!r} in this workspace.")
+    return value
+
+
+def _check_if_match(request: Request, version: int, kind: str) -> None:
+    header = request.header("if-match")
+    if header is None:
+        return
+    tags = [tag.strip() for tag in header.split(",")]
+    current = etag(version)
+    if "*" in tags or current in tags or current.removeprefix("W/") in tags:
+        return
+    raise PreconditionFailedException(
+        detail=f"The {kind} has changed: its version is {current}, the request expected {header}. "
+        "Read it again and retry."
+    )
+
+
+def _not_modified(request: Request, version: int) -> bool:
+    header = request.header("if-none-match")
+    if header is None:
+        return False
+    current = etag(version)
+    return any(
+        tag.strip() in ("*", current, current.removeprefix("W/")) for tag in header.split(",")
+    )
+
+
+def _uniqueness(error: ConflictError, kind: str) -> UniquenessException:
+    return UniquenessException(
+        detail=f"A {kind} with this {error.attribute} already exists in this workspace: {error}."
+        if error.attribute
+        else str(error)
+    )
+
+
+def _fill_manager_reference(document: dict[str, Any], base_url: str) -> None:
+    """Give an enterprise ``manager`` its ``$ref`` when only the id was sent.
+
+    Entra sets the manager by id alone; scim2-models requires ``$ref``, which
+    the service can always derive from the id.
+    """
+    enterprise = document.get(ENTERPRISE_URN)
+    manager = enterprise.get("manager") if isinstance(enterprise, dict) else None
+    if isinstance(manager, dict) and manager.get("value") and not manager.get("$ref"):
+        manager["$ref"] = f"{base_url}/Users/{manager['value']}"
+
+
+def _validation_detail(error: ValidationError, kind: str) -> str:
+    problems = []
+    for item in error.errors()[:5]:
+        where = ".".join(
+            str(part) for part in item["loc"] if part not in ("function-after", "function-before")
+        )
+        problems.append(f"{where or kind}: {item['msg']}")
+    return f"The {kind} is not valid: " + "; ".join(problems) + "."
+
+
+def _mentions(payload: Any, urn: str) -> bool:
+    return isinstance(payload, dict) and any(key.lower() == urn.lower() for key in payload)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _member_ids(members: Any) -> list[str]:
+    if not isinstance(members, list):
+        raise InvalidValueException(
+            detail='members must be a list of {"value": "<user id>"} objects.'
+        )
+    ids: list[str] = []
+    for index, member in enumerate(members):
+        value = member.get("value") if isinstance(member, Mapping) else None
+        if not isinstance(value, str) or not value:
+            raise InvalidValueException(
+                detail=f"members[{index}] needs a 'value' with the user's id."
+            )
+        kind = member.get("type")
+        if isinstance(kind, str) and kind.lower() == "group":
+            raise InvalidValueException(
+                detail=f"members[{index}]: nested groups are not supported."
+            )
+        ids.append(value)
+    return ids
+
+
+def _op_name(operation: Mapping[str, Any]) -> str:
+    return str(operation.get("op", "")).lower()
+
+
+def _targets_members(path: Any) -> bool:
+    if not isinstance(path, str):
+        return False
+    lowered = path.strip().lower()
+    if lowered.startswith(GROUP_URN.lower() + ":"):
+        lowered = lowered[len(GROUP_URN) + 1 :]
+    return lowered == "members" or lowered.startswith(("members[", "members."))
+
+
+def _split_member_operations(
+    operations: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Separate what changes memberships from what changes the group's own attributes.
+
+    A path-less value object carrying ``members`` (Okta, Entra) is split in two
+    operations so each half goes where it belongs.
+    """
+    member_ops: list[Mapping[str, Any]] = []
+    other_ops: list[Mapping[str, Any]] = []
+    for operation in operations:
+        path = operation.get("path")
+        value = operation.get("value")
+        if _targets_members(path):
+            member_ops.append(operation)
+        elif (
+            path in (None, "")
+            and isinstance(value, dict)
+            and any(k.lower() == "members" for k in value)
+        ):
+            rest = {k: v for k, v in value.items() if k.lower() != "members"}
+            members = next(v for k, v in value.items() if k.lower() == "members")
+            member_ops.append({"op": operation.get("op"), "path": "members", "value": members})
+            if rest:
+                other_ops.append({**operation, "value": rest})
+        else:
+            other_ops.append(operation)
+    return member_ops, other_ops
+
+
+def _is_plain_member_add(operation: Mapping[str, Any]) -> bool:
+    path = operation.get("path")
+    return (
+        _op_name(operation) == "add"
+        and isinstance(path, str)
+        and path.strip().lower()
+        in (
+            "members",
+            f"{GROUP_URN.lower()}:members",
+        )
+    )
+
+
+def _list_response(resources: Sequence[Any], total: int, start_index: int) -> dict[str, Any]:
+    return {
+        "schemas": [LIST_RESPONSE_URN],
+        "totalResults": total,
+        "itemsPerPage": len(resources),
+        "startIndex": start_index,
+        "Resources": list(resources),
+    }
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json_response(status: int, document: Any) -> Response:
+    return Response(status=status, headers=(("Content-Type", SCIM_JSON),), body=_dumps(document))

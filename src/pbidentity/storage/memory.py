@@ -1,0 +1,524 @@
+"""A process-local :class:`~pbidentity.storage.Storage` kept in dicts.
+
+For tests, experiments and the property tests' second opinion: it behaves like
+the SQL store (same errors, same filter and sort semantics through
+:mod:`pbidentity.storage._evaluate`, same JSON round trip of documents) but
+keeps nothing across processes. It must not take shortcuts the SQL store
+cannot take: anything observable here has to be observable there.
+
+Transactions are serialised by one lock held for the whole ``with`` block, so
+a transaction never sees another's uncommitted writes; every write goes
+through an undo log that is replayed backwards when the block raises. A
+failed call (a conflict, a missing row) checks before it writes, so it leaves
+the transaction as it was, as the SQL store's savepoints do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import MutableMapping
+from collections.abc import Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from typing import TypeVar
+
+import attrs
+
+from pbidentity.domain import ApiToken
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.domain import MemberRef
+from pbidentity.domain import Tenant
+from pbidentity.domain import fold
+from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import VersionMismatchError
+from pbidentity.query import GROUP_FIELDS
+from pbidentity.query import USER_FIELDS
+from pbidentity.query import Page
+from pbidentity.query import Query
+from pbidentity.storage._evaluate import GroupView
+from pbidentity.storage._evaluate import MemberView
+from pbidentity.storage._evaluate import document_value
+from pbidentity.storage._evaluate import dump_document
+from pbidentity.storage._evaluate import group_display
+from pbidentity.storage._evaluate import load_document
+from pbidentity.storage._evaluate import matches
+from pbidentity.storage._evaluate import reference_display
+from pbidentity.storage._evaluate import sorted_indexes
+from pbidentity.storage._evaluate import utc
+
+__all__ = ["MemoryStorage"]
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+_MISSING: Any = object()
+_USER_NAME = USER_FIELDS["username"]
+_DISPLAY_NAME = GROUP_FIELDS["displayname"]
+
+
+@attrs.define
+class _TenantData:
+    """Everything one tenant owns; nothing here is reachable from another tenant."""
+
+    members: dict[str, Member] = attrs.Factory(dict)
+    user_names: dict[str, str] = attrs.Factory(dict)  # fold(userName) -> member id
+    groups: dict[str, Group] = attrs.Factory(dict)
+    group_names: dict[str, str] = attrs.Factory(dict)  # fold(displayName) -> group id
+    memberships: dict[tuple[str, str], None] = attrs.Factory(dict)  # (group id, member id)
+
+
+@attrs.define
+class _State:
+    tenants: dict[str, Tenant] = attrs.Factory(dict)
+    slugs: dict[str, str] = attrs.Factory(dict)
+    tokens: dict[str, ApiToken] = attrs.Factory(dict)
+    digests: dict[str, str] = attrs.Factory(dict)
+    data: dict[str, _TenantData] = attrs.Factory(dict)
+
+
+class MemoryStorage:
+    """A :class:`~pbidentity.storage.Storage` in process memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._state = _State()
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_MemoryTransaction]:
+        """Open a unit of work: commits on exit, rolls back on an exception.
+
+        ``write=False`` units are serialised like the others (the lock is
+        cheap here) but refuse writes with ``RuntimeError``, so that a write
+        slipped into a read-only unit fails in tests rather than taking
+        SQLite's write lock by surprise.
+        """
+        if self._owner == threading.get_ident():
+            # The lock is not re-entrant on purpose: a nested transaction
+            # would deadlock on SQLite too, so fail loudly instead of hanging.
+            raise RuntimeError("a transaction is already open in this thread")
+        with self._lock:
+            self._owner = threading.get_ident()
+            tx = _MemoryTransaction(self._state, writable=write)
+            try:
+                yield tx
+            except BaseException:
+                tx._rollback()
+                raise
+            finally:
+                tx._closed = True
+                self._owner = None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _member_copy(member: Member) -> Member:
+    return attrs.evolve(
+        member,
+        attributes=load_document(dump_document(member.attributes)),
+        created=utc(member.created),
+        last_modified=utc(member.last_modified),
+    )
+
+
+def _group_copy(group: Group) -> Group:
+    return attrs.evolve(
+        group,
+        attributes=load_document(dump_document(group.attributes)),
+        created=utc(group.created),
+        last_modified=utc(group.last_modified),
+    )
+
+
+def _folded(value: object) -> str | None:
+    return fold(value) if isinstance(value, str) else None
+
+
+class _MemoryTransaction:
+    """One unit of work on a :class:`MemoryStorage`.
+
+    See :class:`~pbidentity.storage.Transaction` for what each method promises.
+    """
+
+    def __init__(self, state: _State, *, writable: bool = True) -> None:
+        self._state = state
+        self._writable = writable
+        self._undo: list[tuple[MutableMapping[Any, Any], Any, Any]] = []
+        self._closed = False
+
+    # Undo log ----------------------------------------------------------------
+    def _put(self, mapping: MutableMapping[_K, _V], key: _K, value: _V) -> None:
+        self._check_writable()
+        self._undo.append((mapping, key, mapping.get(key, _MISSING)))
+        mapping[key] = value
+
+    def _pop(self, mapping: MutableMapping[_K, _V], key: _K) -> None:
+        self._check_writable()
+        if key in mapping:
+            self._undo.append((mapping, key, mapping.pop(key)))
+
+    def _rollback(self) -> None:
+        for mapping, key, old in reversed(self._undo):
+            if old is _MISSING:
+                mapping.pop(key, None)
+            else:
+                mapping[key] = old
+        self._undo.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the transaction is over")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if not self._writable:
+            raise RuntimeError("a write in a transaction opened with write=False")
+
+    def _data(self, tenant_id: str) -> _TenantData:
+        self._check_open()
+        data = self._state.data.get(tenant_id)
+        if data is None:
+            raise NotFoundError(f"tenant {tenant_id!r} does not exist")
+        return data
+
+    def _read(self, tenant_id: str) -> _TenantData:
+        """A tenant's data for reading: an unknown tenant simply has nothing."""
+        self._check_open()
+        return self._state.data.get(tenant_id) or _TenantData()
+
+    # Tenants -----------------------------------------------------------------
+    def add_tenant(self, tenant: Tenant) -> None:
+        """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
+        self._check_open()
+        state = self._state
+        if tenant.id in state.tenants:
+            raise ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
+        if tenant.slug in state.slugs:
+            raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+        self._put(state.tenants, tenant.id, attrs.evolve(tenant, created=utc(tenant.created)))
+        self._put(state.slugs, tenant.slug, tenant.id)
+        self._put(state.data, tenant.id, _TenantData())
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant with that id, or ``None``."""
+        self._check_open()
+        return self._state.tenants.get(tenant_id)
+
+    def find_tenant(self, slug: str) -> Tenant | None:
+        """The tenant with that slug (exact match), or ``None``."""
+        self._check_open()
+        tenant_id = self._state.slugs.get(slug)
+        return None if tenant_id is None else self._state.tenants[tenant_id]
+
+    def list_tenants(self) -> Sequence[Tenant]:
+        """Every tenant, ordered by slug."""
+        self._check_open()
+        return sorted(self._state.tenants.values(), key=lambda tenant: tenant.slug)
+
+    def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
+        """Overwrite a tenant whose stored version is ``expected_version``."""
+        self._check_open()
+        state = self._state
+        current = state.tenants.get(tenant.id)
+        if current is None:
+            raise NotFoundError(f"tenant {tenant.id!r} does not exist")
+        if current.version != expected_version:
+            raise VersionMismatchError(
+                f"tenant {tenant.id!r} is at version {current.version}, not {expected_version}"
+            )
+        if state.slugs.get(tenant.slug, tenant.id) != tenant.id:
+            raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+        if current.slug != tenant.slug:
+            self._pop(state.slugs, current.slug)
+            self._put(state.slugs, tenant.slug, tenant.id)
+        self._put(state.tenants, tenant.id, attrs.evolve(tenant, created=utc(tenant.created)))
+
+    # Tokens ------------------------------------------------------------------
+    def add_token(self, token: ApiToken) -> None:
+        """Insert a token; ``ConflictError(attribute="name")`` for a duplicate active name."""
+        self._data(token.tenant_id)
+        state = self._state
+        if token.id in state.tokens:
+            raise ConflictError(f"token id {token.id!r} already exists", attribute="id")
+        if token.digest in state.digests:
+            raise ConflictError("a token with that digest already exists", attribute="digest")
+        if token.revoked is None and any(
+            other.tenant_id == token.tenant_id and other.name == token.name and other.is_active
+            for other in state.tokens.values()
+        ):
+            raise ConflictError(
+                f"the tenant already has an active token named {token.name!r}", attribute="name"
+            )
+        stored = attrs.evolve(
+            token,
+            created=utc(token.created),
+            last_used=None if token.last_used is None else utc(token.last_used),
+            revoked=None if token.revoked is None else utc(token.revoked),
+        )
+        self._put(state.tokens, token.id, stored)
+        self._put(state.digests, token.digest, token.id)
+
+    def find_token(self, digest: str) -> ApiToken | None:
+        """The token with that digest (revoked or not), or ``None``."""
+        self._check_open()
+        token_id = self._state.digests.get(digest)
+        return None if token_id is None else self._state.tokens[token_id]
+
+    def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
+        """The tenant's tokens, revoked ones included, oldest first (then by id)."""
+        self._check_open()
+        tokens = [token for token in self._state.tokens.values() if token.tenant_id == tenant_id]
+        return sorted(tokens, key=lambda token: (token.created, token.id))
+
+    def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
+        """Mark a token revoked; an already revoked token keeps its first revocation time."""
+        self._check_open()
+        token = self._state.tokens.get(token_id)
+        if token is None or token.tenant_id != tenant_id:
+            raise NotFoundError(f"tenant {tenant_id!r} has no token {token_id!r}")
+        if token.revoked is None:
+            self._put(self._state.tokens, token_id, attrs.evolve(token, revoked=utc(when)))
+
+    def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
+        self._check_open()
+        token = self._state.tokens.get(token_id)
+        when = utc(when)
+        if token is not None and (token.last_used is None or token.last_used < when):
+            self._put(self._state.tokens, token_id, attrs.evolve(token, last_used=when))
+
+    # Members -----------------------------------------------------------------
+    def add_member(self, member: Member) -> None:
+        """Insert a member; ``ConflictError(attribute="userName")`` if userName is taken."""
+        data = self._data(member.tenant_id)
+        stored = _member_copy(member)
+        if member.id in data.members:
+            raise ConflictError(f"member id {member.id!r} already exists", attribute="id")
+        key = _folded(document_value(_USER_NAME, stored.attributes))
+        if key is not None and key in data.user_names:
+            raise _user_name_taken(stored)
+        self._put(data.members, member.id, stored)
+        if key is not None:
+            self._put(data.user_names, key, member.id)
+
+    def get_member(self, tenant_id: str, member_id: str) -> Member | None:
+        """The member, or ``None``."""
+        member = self._read(tenant_id).members.get(member_id)
+        return None if member is None else _member_copy(member)
+
+    def replace_member(self, member: Member, *, expected_version: int) -> None:
+        """Overwrite a member whose stored version is ``expected_version``."""
+        data = self._read(member.tenant_id)
+        current = data.members.get(member.id)
+        if current is None:
+            raise NotFoundError(f"member {member.id!r} does not exist")
+        _check_version("member", current.id, current.version, expected_version)
+        stored = _member_copy(member)
+        key = _folded(document_value(_USER_NAME, stored.attributes))
+        if key is not None and data.user_names.get(key, member.id) != member.id:
+            raise _user_name_taken(stored)
+        old_key = _folded(document_value(_USER_NAME, current.attributes))
+        if old_key != key:
+            if old_key is not None:
+                self._pop(data.user_names, old_key)
+            if key is not None:
+                self._put(data.user_names, key, member.id)
+        self._put(data.members, member.id, stored)
+
+    def delete_member(self, tenant_id: str, member_id: str) -> bool:
+        """Delete a member and its memberships; ``False`` if it did not exist."""
+        data = self._read(tenant_id)
+        current = data.members.get(member_id)
+        if current is None:
+            return False
+        for pair in [pair for pair in data.memberships if pair[1] == member_id]:
+            self._pop(data.memberships, pair)
+        key = _folded(document_value(_USER_NAME, current.attributes))
+        if key is not None:
+            self._pop(data.user_names, key)
+        self._pop(data.members, member_id)
+        return True
+
+    def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
+        """A page of the tenant's members matching ``query``."""
+        data = self._read(tenant_id)
+        groups_of: dict[str, list[MemberRef]] = {}
+        for group_id, member_id in sorted(data.memberships):
+            display = group_display(data.groups[group_id])
+            groups_of.setdefault(member_id, []).append(MemberRef(id=group_id, display=display))
+        views = [
+            MemberView(member, groups_of.get(member.id, ())) for member in data.members.values()
+        ]
+        page = _page(views, query)
+        return Page(items=[_member_copy(view.member) for view in page.items], total=page.total)
+
+    def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
+        """The subset of ``member_ids`` that are members of the tenant."""
+        members = self._read(tenant_id).members
+        return {member_id for member_id in member_ids if member_id in members}
+
+    # Groups ------------------------------------------------------------------
+    def add_group(self, group: Group) -> None:
+        """Insert a group; ``ConflictError(attribute="displayName")`` if the name is taken."""
+        data = self._data(group.tenant_id)
+        stored = _group_copy(group)
+        if group.id in data.groups:
+            raise ConflictError(f"group id {group.id!r} already exists", attribute="id")
+        key = _folded(document_value(_DISPLAY_NAME, stored.attributes))
+        if key is not None and key in data.group_names:
+            raise _display_name_taken(stored)
+        self._put(data.groups, group.id, stored)
+        if key is not None:
+            self._put(data.group_names, key, group.id)
+
+    def get_group(self, tenant_id: str, group_id: str) -> Group | None:
+        """The group, or ``None``."""
+        group = self._read(tenant_id).groups.get(group_id)
+        return None if group is None else _group_copy(group)
+
+    def replace_group(self, group: Group, *, expected_version: int) -> None:
+        """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
+        data = self._read(group.tenant_id)
+        current = data.groups.get(group.id)
+        if current is None:
+            raise NotFoundError(f"group {group.id!r} does not exist")
+        _check_version("group", current.id, current.version, expected_version)
+        stored = _group_copy(group)
+        key = _folded(document_value(_DISPLAY_NAME, stored.attributes))
+        if key is not None and data.group_names.get(key, group.id) != group.id:
+            raise _display_name_taken(stored)
+        old_key = _folded(document_value(_DISPLAY_NAME, current.attributes))
+        if old_key != key:
+            if old_key is not None:
+                self._pop(data.group_names, old_key)
+            if key is not None:
+                self._put(data.group_names, key, group.id)
+        self._put(data.groups, group.id, stored)
+
+    def delete_group(self, tenant_id: str, group_id: str) -> bool:
+        """Delete a group and its memberships; ``False`` if it did not exist."""
+        data = self._read(tenant_id)
+        current = data.groups.get(group_id)
+        if current is None:
+            return False
+        for pair in [pair for pair in data.memberships if pair[0] == group_id]:
+            self._pop(data.memberships, pair)
+        key = _folded(document_value(_DISPLAY_NAME, current.attributes))
+        if key is not None:
+            self._pop(data.group_names, key)
+        self._pop(data.groups, group_id)
+        return True
+
+    def query_groups(self, tenant_id: str, query: Query) -> Page[Group]:
+        """A page of the tenant's groups matching ``query``."""
+        data = self._read(tenant_id)
+        members_of: dict[str, list[MemberRef]] = {}
+        for group_id, member_id in sorted(data.memberships, key=lambda pair: (pair[0], pair[1])):
+            display = reference_display(data.members[member_id])
+            members_of.setdefault(group_id, []).append(MemberRef(id=member_id, display=display))
+        views = [GroupView(group, members_of.get(group.id, ())) for group in data.groups.values()]
+        page = _page(views, query)
+        return Page(items=[_group_copy(view.group) for view in page.items], total=page.total)
+
+    # Memberships -------------------------------------------------------------
+    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> int:
+        """Add members to a group; returns how many memberships were new.
+
+        ``NotFoundError`` if the group or one of the members is not the tenant's.
+        """
+        data = self._read(tenant_id)
+        wanted = sorted(set(member_ids))
+        if not wanted:
+            return 0
+        if group_id not in data.groups:
+            raise NotFoundError(f"group {group_id!r} does not exist")
+        unknown = [member_id for member_id in wanted if member_id not in data.members]
+        if unknown:
+            raise NotFoundError(f"no such members: {', '.join(map(repr, unknown))}")
+        added = 0
+        for member_id in wanted:
+            if (group_id, member_id) not in data.memberships:
+                self._put(data.memberships, (group_id, member_id), None)
+                added += 1
+        return added
+
+    def remove_memberships(
+        self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
+    ) -> int:
+        """Remove those members from the group (``None``: every member); returns how many went."""
+        data = self._read(tenant_id)
+        if member_ids is None:
+            pairs = [pair for pair in data.memberships if pair[0] == group_id]
+        else:
+            pairs = [(group_id, member_id) for member_id in set(member_ids)]
+            pairs = [pair for pair in pairs if pair in data.memberships]
+        for pair in pairs:
+            self._pop(data.memberships, pair)
+        return len(pairs)
+
+    def group_members(
+        self, tenant_id: str, group_ids: Collection[str]
+    ) -> Mapping[str, Sequence[MemberRef]]:
+        """The members of each group, ordered by member id."""
+        data = self._read(tenant_id)
+        result: dict[str, list[MemberRef]] = {group_id: [] for group_id in group_ids}
+        for group_id, member_id in sorted(data.memberships, key=lambda pair: pair[1]):
+            if group_id in result:
+                display = reference_display(data.members[member_id])
+                result[group_id].append(MemberRef(id=member_id, display=display))
+        return result
+
+    def member_groups(
+        self, tenant_id: str, member_ids: Collection[str]
+    ) -> Mapping[str, Sequence[MemberRef]]:
+        """The groups of each member, ordered by group id."""
+        data = self._read(tenant_id)
+        result: dict[str, list[MemberRef]] = {member_id: [] for member_id in member_ids}
+        for group_id, member_id in sorted(data.memberships):
+            if member_id in result:
+                display = group_display(data.groups[group_id])
+                result[member_id].append(MemberRef(id=group_id, display=display))
+        return result
+
+
+def _check_version(kind: str, resource_id: str, current: int, expected: int) -> None:
+    if current != expected:
+        raise VersionMismatchError(
+            f"{kind} {resource_id!r} is at version {current}, not {expected}"
+        )
+
+
+def _user_name_taken(member: Member) -> ConflictError:
+    return ConflictError(
+        f"userName {member.attributes.get('userName')!r} is already taken in this tenant",
+        attribute="userName",
+    )
+
+
+def _display_name_taken(group: Group) -> ConflictError:
+    return ConflictError(
+        f"displayName {group.attributes.get('displayName')!r} is already taken in this tenant",
+        attribute="displayName",
+    )
+
+
+_View = TypeVar("_View", MemberView, GroupView)
+
+
+def _page(views: Sequence[_View], query: Query) -> Page[_View]:
+    """Filter, sort and cut one page, exactly as the SQL store's compiled query does."""
+    if query.filter is not None:
+        filter_ = query.filter
+        views = [view for view in views if matches(filter_, view)]
+    ordered = [views[index] for index in sorted_indexes(query.sort, views)]
+    start = max(query.start_index, 1) - 1
+    stop = None if query.count is None else start + max(query.count, 0)
+    return Page(items=ordered[start:stop], total=len(ordered))

@@ -1,0 +1,1477 @@
+"""The SQL :class:`~pbidentity.storage.Storage`: SQLAlchemy Core on SQLite or PostgreSQL.
+
+One implementation for every SQL database: portable Core statements, with the
+few dialect-specific touches (SQLite pragmas and ``BEGIN IMMEDIATE``, the
+PostgreSQL ``"C"`` collation and advisory lock, ``ON CONFLICT DO NOTHING``)
+behind dialect checks. It must not filter in Python: a resolved
+:class:`~pbidentity.query.Filter` compiles to one ``WHERE`` clause with bound
+parameters only, over typed columns that hold the values
+:mod:`pbidentity.storage._evaluate` extracts from the canonical document, so
+that SQL answers exactly what the evaluator answers. It must not let a driver
+exception out of a protocol method: they become
+:mod:`pbidentity.exceptions` errors.
+
+Schema notes:
+
+* Every member, group and membership key, unique constraint and foreign key
+  starts with ``tenant_id`` (so tables can be distributed by tenant later).
+* ``members`` has one column per single-valued searchable field of
+  ``USER_FIELDS`` (generated from the registry) and a ``*_folded`` twin for
+  every case-insensitive string; equality, ordering and ``LIKE`` run on the
+  folded twin with a folded operand, so no database collation or ``lower()``
+  is involved. On PostgreSQL text columns use the ``"C"`` collation so that
+  ordering is code-point order, as in Python and SQLite.
+* ``member_values`` holds one row per element of each multi-valued attribute
+  (except ``groups``, which comes from ``memberships``).
+* Datetimes are ISO-8601 UTC text of fixed width, so text order is time order.
+* A ``schema_version`` row guards against databases written by another
+  version of pbidentity (:class:`~pbidentity.exceptions.SchemaVersionError`).
+
+A failed write (``ConflictError``, ``NotFoundError``) leaves the transaction
+as it was before the call and still usable, on PostgreSQL (savepoints) as on
+SQLite (which backs out just the failing statement). SQLite transactions all
+start with ``BEGIN IMMEDIATE``: they are serialised, so a transaction never
+meets a lock half-way through. The schema has no migrations yet
+(``SCHEMA_VERSION`` 1); Alembic is the way when it changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import contextmanager
+from contextlib import suppress
+from datetime import datetime
+from typing import Any
+from typing import Concatenate
+from typing import ParamSpec
+from typing import TypeVar
+
+import attrs
+from sqlalchemy import Boolean
+from sqlalchemy import Column
+from sqlalchemy import ColumnElement
+from sqlalchemy import Dialect
+from sqlalchemy import Engine
+from sqlalchemy import ForeignKeyConstraint
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import PrimaryKeyConstraint
+from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy import and_
+from sqlalchemy import bindparam
+from sqlalchemy import case
+from sqlalchemy import create_engine
+from sqlalchemy import delete
+from sqlalchemy import event
+from sqlalchemy import false
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import not_
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeEngine
+
+from pbidentity.domain import ApiToken
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.domain import MemberRef
+from pbidentity.domain import Tenant
+from pbidentity.domain import fold
+from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import SchemaVersionError
+from pbidentity.exceptions import StorageError
+from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.exceptions import VersionMismatchError
+from pbidentity.query import ENTERPRISE_URN
+from pbidentity.query import GROUP_FIELDS
+from pbidentity.query import USER_FIELDS
+from pbidentity.query import USER_MULTI_VALUED
+from pbidentity.query import And
+from pbidentity.query import Comparison
+from pbidentity.query import Field
+from pbidentity.query import Filter
+from pbidentity.query import Not
+from pbidentity.query import Or
+from pbidentity.query import Page
+from pbidentity.query import Present
+from pbidentity.query import Query
+from pbidentity.query import Sort
+from pbidentity.query import ValueFilter
+from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
+from pbidentity.storage._evaluate import Scalar
+from pbidentity.storage._evaluate import document_value
+from pbidentity.storage._evaluate import dump_document
+from pbidentity.storage._evaluate import elements
+from pbidentity.storage._evaluate import load_document
+from pbidentity.storage._evaluate import operand
+from pbidentity.storage._evaluate import reference_display
+from pbidentity.storage._evaluate import registry_field
+from pbidentity.storage._evaluate import scalar
+from pbidentity.storage._evaluate import utc
+
+__all__ = ["SCHEMA_VERSION", "SqlStorage", "metadata"]
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = 1
+
+#: How long a SQLite connection waits for another writer before giving up.
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+# Bound parameters per IN list: far below SQLite's (32766) and PostgreSQL's
+# (65535) limits, so "one statement" holds for any realistic request.
+_MAX_IDS = 5000
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# Code-point order for every text column on PostgreSQL (its default collation
+# would order "a" < "B" < "b" and disagree with Python and SQLite).
+_TEXT: TypeEngine[str] = Text().with_variant(Text(collation="C"), "postgresql")
+
+
+class _UtcText(TypeDecorator[datetime]):
+    """An aware UTC datetime stored as fixed-width ISO-8601 text.
+
+    ``2026-11-28T20:54:13.123456+00:00``: always 32 characters, so text order
+    is time order on every backend and the value round-trips exactly.
+    """
+
+    impl = String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(String(32, collation="C"))
+        return dialect.type_descriptor(String(32))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        return None if value is None else utc(value).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(str(value))
+
+
+# Schema ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class _FieldColumn:
+    """The column (and folded twin) that holds a single-valued searchable field."""
+
+    field: Field
+    name: str
+    folded: str | None
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _column_name(key: str) -> str:
+    if key.startswith(ENTERPRISE_URN + ":"):
+        key = "enterprise." + key[len(ENTERPRISE_URN) + 1 :]
+    return "_".join(_snake(part) for part in key.split("."))
+
+
+def _is_text(field: Field) -> bool:
+    return field.type in ("string", "reference")
+
+
+# Fields that live in dedicated columns rather than generated ones.
+_OWN_COLUMNS = frozenset({"id", "meta.created", "meta.lastModified"})
+
+
+def _field_columns(registry: Mapping[str, Field]) -> tuple[_FieldColumn, ...]:
+    specs = []
+    for field in registry.values():
+        if field.multi is not None or field.key in _OWN_COLUMNS:
+            continue
+        name = _column_name(field.key)
+        folded = f"{name}_folded" if _is_text(field) and not field.case_exact else None
+        specs.append(_FieldColumn(field, name, folded))
+    return tuple(specs)
+
+
+_MEMBER_FIELDS = _field_columns(USER_FIELDS)
+_GROUP_FIELDS = _field_columns(GROUP_FIELDS)
+_VALUE_ATTRIBUTES = tuple(sorted(USER_MULTI_VALUED - RELATION_ATTRIBUTES))
+_VALUE_SUBS = ("value", "display", "type")
+# attribute -> sub-attribute -> field, for the rows of member_values.
+_VALUE_FIELDS: Mapping[str, Mapping[str, Field]] = {
+    attribute: {
+        sub: USER_FIELDS[f"{attribute}.{sub}".lower()]
+        for sub in (*_VALUE_SUBS, "primary")
+        if f"{attribute}.{sub}".lower() in USER_FIELDS
+    }
+    for attribute in _VALUE_ATTRIBUTES
+}
+
+
+def _generated(specs: Iterable[_FieldColumn]) -> Iterator[Column[Any]]:
+    for spec in specs:
+        yield Column(spec.name, Boolean() if spec.field.type == "boolean" else _TEXT)
+        if spec.folded is not None:
+            yield Column(spec.folded, _TEXT)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", _TEXT, primary_key=True),
+    Column("slug", _TEXT, nullable=False),
+    Column("name", _TEXT, nullable=False),
+    Column("scim_enabled", Boolean, nullable=False),
+    Column("created", _UtcText, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("slug", name="uq_tenants_slug"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", _TEXT, primary_key=True),
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("name", _TEXT, nullable=False),
+    Column("digest", _TEXT, nullable=False),
+    Column("created", _UtcText, nullable=False),
+    Column("last_used", _UtcText),
+    Column("revoked", _UtcText),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_api_tokens_tenant"),
+    UniqueConstraint("digest", name="uq_api_tokens_digest"),
+    Index("ix_api_tokens_tenant", "tenant_id", "created"),
+)
+# One active token per name and tenant, enforced by the database so that two
+# concurrent "create token" calls cannot both win; revoked tokens free the name.
+Index(
+    "uq_api_tokens_active_name",
+    api_tokens.c.tenant_id,
+    api_tokens.c.name,
+    unique=True,
+    sqlite_where=api_tokens.c.revoked.is_(None),
+    postgresql_where=api_tokens.c.revoked.is_(None),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("scim_managed", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created", _UtcText, nullable=False),
+    Column("last_modified", _UtcText, nullable=False),
+    # What group_members shows and members.display filters on.
+    Column("ref_display", _TEXT),
+    Column("ref_display_folded", _TEXT),
+    # Lets replace_member skip rewriting member_values when they did not change.
+    Column("values_digest", _TEXT, nullable=False),
+    *_generated(_MEMBER_FIELDS),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_members"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_members_tenant"),
+    UniqueConstraint("tenant_id", "user_name_folded", name="uq_members_user_name"),
+    # Ending with id lets an equality lookup return rows already in id order,
+    # so SQLite does not prefer walking the primary key to skip the sort.
+    Index("ix_members_external_id", "tenant_id", "external_id", "id"),
+)
+
+member_values = Table(
+    "member_values",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("member_id", _TEXT, nullable=False),
+    Column("attribute", _TEXT, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("value", _TEXT),
+    Column("value_folded", _TEXT),
+    Column("display", _TEXT),
+    Column("display_folded", _TEXT),
+    Column("type", _TEXT),
+    Column("type_folded", _TEXT),
+    Column("primary", Boolean),
+    PrimaryKeyConstraint(
+        "tenant_id", "member_id", "attribute", "position", name="pk_member_values"
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "member_id"],
+        ["members.tenant_id", "members.id"],
+        ondelete="CASCADE",
+        name="fk_member_values_member",
+    ),
+    Index("ix_member_values_value", "tenant_id", "attribute", "value_folded", "member_id"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created", _UtcText, nullable=False),
+    Column("last_modified", _UtcText, nullable=False),
+    *_generated(_GROUP_FIELDS),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_groups"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_groups_tenant"),
+    UniqueConstraint("tenant_id", "display_name_folded", name="uq_groups_display_name"),
+    Index("ix_groups_external_id", "tenant_id", "external_id", "id"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("group_id", _TEXT, nullable=False),
+    Column("member_id", _TEXT, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "group_id", "member_id", name="pk_memberships"),
+    ForeignKeyConstraint(
+        ["tenant_id", "group_id"],
+        ["groups.tenant_id", "groups.id"],
+        ondelete="CASCADE",
+        name="fk_memberships_group",
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "member_id"],
+        ["members.tenant_id", "members.id"],
+        ondelete="CASCADE",
+        name="fk_memberships_member",
+    ),
+    Index("ix_memberships_member", "tenant_id", "member_id", "group_id"),
+)
+
+
+# Rows --------------------------------------------------------------------------
+
+
+def _text_pair(name: str, value: Scalar) -> dict[str, Any]:
+    return {name: value, f"{name}_folded": fold(value) if isinstance(value, str) else None}
+
+
+def _field_values(
+    specs: Iterable[_FieldColumn], attributes: Mapping[str, Any], role: str | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for spec in specs:
+        if spec.field.key == "role":
+            value = scalar(spec.field, role)
+        else:
+            value = document_value(spec.field, attributes)
+        row[spec.name] = value
+        if spec.folded is not None:
+            row[spec.folded] = fold(value) if isinstance(value, str) else None
+    return row
+
+
+def _value_rows(member: Member) -> list[dict[str, Any]]:
+    rows = []
+    for attribute, subs in _VALUE_FIELDS.items():
+        for position, element in enumerate(elements(member.attributes, attribute)):
+            row: dict[str, Any] = {"attribute": attribute, "position": position}
+            for sub in _VALUE_SUBS:
+                field = subs.get(sub)
+                row.update(
+                    _text_pair(sub, None if field is None else scalar(field, element.get(sub)))
+                )
+            primary = subs.get("primary")
+            row["primary"] = None if primary is None else scalar(primary, element.get("primary"))
+            rows.append(row)
+    return rows
+
+
+def _digest(rows: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _member_row(member: Member, values: list[dict[str, Any]]) -> dict[str, Any]:
+    display = reference_display(member)
+    return {
+        "document": dump_document(member.attributes),
+        "scim_managed": member.scim_managed,
+        "version": member.version,
+        "created": member.created,
+        "last_modified": member.last_modified,
+        "values_digest": _digest(values),
+        **_text_pair("ref_display", display),
+        **_field_values(_MEMBER_FIELDS, member.attributes, member.role),
+    }
+
+
+def _group_row(group: Group) -> dict[str, Any]:
+    return {
+        "document": dump_document(group.attributes),
+        "version": group.version,
+        "created": group.created,
+        "last_modified": group.last_modified,
+        **_field_values(_GROUP_FIELDS, group.attributes, None),
+    }
+
+
+_MEMBER_COLUMNS = (
+    members.c.id,
+    members.c.document,
+    members.c.role,
+    members.c.scim_managed,
+    members.c.version,
+    members.c.created,
+    members.c.last_modified,
+)
+_GROUP_COLUMNS = (
+    groups.c.id,
+    groups.c.document,
+    groups.c.version,
+    groups.c.created,
+    groups.c.last_modified,
+)
+
+
+def _member(tenant_id: str, row: Any) -> Member:
+    return Member(
+        tenant_id=tenant_id,
+        id=row.id,
+        attributes=load_document(row.document),
+        role=row.role,
+        scim_managed=row.scim_managed,
+        version=row.version,
+        created=row.created,
+        last_modified=row.last_modified,
+    )
+
+
+def _group(tenant_id: str, row: Any) -> Group:
+    return Group(
+        tenant_id=tenant_id,
+        id=row.id,
+        attributes=load_document(row.document),
+        version=row.version,
+        created=row.created,
+        last_modified=row.last_modified,
+    )
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        scim_enabled=row.scim_enabled,
+        created=row.created,
+        version=row.version,
+    )
+
+
+def _token(row: Any) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        digest=row.digest,
+        created=row.created,
+        last_used=row.last_used,
+        revoked=row.revoked,
+    )
+
+
+# Filter compilation -------------------------------------------------------------
+
+_Col = ColumnElement[Any]
+_Columns = tuple[_Col, _Col | None]  # the raw column and its folded twin, if any
+
+
+class _Elements:
+    """Where the elements of one multi-valued attribute live, and how to test them."""
+
+    def __init__(
+        self,
+        columns: Mapping[str, _Columns],
+        select_ids: Callable[[str, ColumnElement[bool]], ColumnElement[bool]],
+    ) -> None:
+        self.columns = columns
+        self._select_ids = select_ids
+
+    def any(self, tenant_id: str, predicate: ColumnElement[bool]) -> ColumnElement[bool]:
+        """True for the resources that have an element satisfying ``predicate``."""
+        return self._select_ids(tenant_id, predicate)
+
+
+def _member_values(attribute: str) -> _Elements:
+    mv = member_values
+
+    def select_ids(tenant_id: str, predicate: ColumnElement[bool]) -> ColumnElement[bool]:
+        # An uncorrelated IN (rather than a correlated EXISTS) lets both
+        # databases drive the lookup from ix_member_values_value.
+        ids = select(mv.c.member_id).where(
+            mv.c.tenant_id == tenant_id, mv.c.attribute == attribute, predicate
+        )
+        return members.c.id.in_(ids.correlate(None))
+
+    return _Elements(
+        {
+            "value": (mv.c.value, mv.c.value_folded),
+            "display": (mv.c.display, mv.c.display_folded),
+            "type": (mv.c.type, mv.c.type_folded),
+            "primary": (mv.c.primary, None),
+        },
+        select_ids,
+    )
+
+
+def _member_groups() -> _Elements:
+    ms, g = memberships, groups
+
+    def select_ids(tenant_id: str, predicate: ColumnElement[bool]) -> ColumnElement[bool]:
+        joined = ms.join(g, and_(g.c.tenant_id == ms.c.tenant_id, g.c.id == ms.c.group_id))
+        ids = (
+            select(ms.c.member_id).select_from(joined).where(ms.c.tenant_id == tenant_id, predicate)
+        )
+        return members.c.id.in_(ids.correlate(None))
+
+    return _Elements(
+        {"value": (ms.c.group_id, None), "display": (g.c.display_name, g.c.display_name_folded)},
+        select_ids,
+    )
+
+
+def _group_members() -> _Elements:
+    ms, m = memberships, members
+
+    def select_ids(tenant_id: str, predicate: ColumnElement[bool]) -> ColumnElement[bool]:
+        joined = ms.join(m, and_(m.c.tenant_id == ms.c.tenant_id, m.c.id == ms.c.member_id))
+        ids = (
+            select(ms.c.group_id).select_from(joined).where(ms.c.tenant_id == tenant_id, predicate)
+        )
+        return groups.c.id.in_(ids.correlate(None))
+
+    return _Elements(
+        {"value": (ms.c.member_id, None), "display": (m.c.ref_display, m.c.ref_display_folded)},
+        select_ids,
+    )
+
+
+@attrs.frozen
+class _Resource:
+    """How the fields of members or of groups map to columns."""
+
+    table: Table
+    group: bool
+    columns: Mapping[str, _Columns]
+    multi: Mapping[str, _Elements]
+
+
+def _single_columns(table: Table, specs: Iterable[_FieldColumn]) -> dict[str, _Columns]:
+    columns: dict[str, _Columns] = {
+        "id": (table.c.id, None),
+        "meta.created": (table.c.created, None),
+        "meta.lastModified": (table.c.last_modified, None),
+    }
+    for spec in specs:
+        folded = None if spec.folded is None else table.c[spec.folded]
+        columns[spec.field.key] = (table.c[spec.name], folded)
+    return columns
+
+
+_MEMBERS = _Resource(
+    members,
+    group=False,
+    columns=_single_columns(members, _MEMBER_FIELDS),
+    multi={
+        **{attribute: _member_values(attribute) for attribute in _VALUE_ATTRIBUTES},
+        "groups": _member_groups(),
+    },
+)
+_GROUPS = _Resource(
+    groups,
+    group=True,
+    columns=_single_columns(groups, _GROUP_FIELDS),
+    multi={"members": _group_members()},
+)
+
+
+def _present(field: Field, column: _Col) -> ColumnElement[bool]:
+    if _is_text(field):
+        return and_(column.is_not(None), column != "")
+    return column.is_not(None)
+
+
+def _predicate(node: Comparison | Present, field: Field, columns: _Columns) -> ColumnElement[bool]:
+    """One comparison or ``pr`` on one value; never NULL, so ``NOT`` is exact."""
+    raw, folded = columns
+    if isinstance(node, Present):
+        return _present(field, raw)
+    op = node.op
+    wanted = operand(field, node.value)
+    if wanted is None:
+        if op == "eq":
+            return not_(_present(field, raw))
+        return _present(field, raw) if op == "ne" else false()
+    if field.type == "boolean" and op not in ("eq", "ne"):
+        return false()
+    if field.type == "datetime" and op in ("co", "sw", "ew"):
+        return false()
+    column = raw
+    if isinstance(wanted, str) and not field.case_exact and folded is not None:
+        column, wanted = folded, fold(wanted)
+    if op == "ne":
+        # A missing value is "not equal", as in the evaluator.
+        return or_(column.is_(None), column != wanted)
+    comparisons: dict[str, Callable[[], ColumnElement[bool]]] = {
+        "eq": lambda: column == wanted,
+        "co": lambda: column.contains(wanted, autoescape=True),
+        "sw": lambda: column.startswith(wanted, autoescape=True),
+        "ew": lambda: column.endswith(wanted, autoescape=True),
+        "gt": lambda: column > wanted,
+        "ge": lambda: column >= wanted,
+        "lt": lambda: column < wanted,
+        "le": lambda: column <= wanted,
+    }
+    # ``col IS NOT NULL AND ...`` is FALSE (not NULL) for a missing value, so
+    # that an enclosing NOT gives TRUE exactly where the evaluator does.
+    return and_(column.is_not(None), comparisons[op]())
+
+
+def _compile(
+    node: Filter, resource: _Resource, tenant_id: str, scope: str | None = None
+) -> ColumnElement[bool]:
+    if isinstance(node, And):
+        return and_(
+            _compile(node.left, resource, tenant_id, scope),
+            _compile(node.right, resource, tenant_id, scope),
+        )
+    if isinstance(node, Or):
+        return or_(
+            _compile(node.left, resource, tenant_id, scope),
+            _compile(node.right, resource, tenant_id, scope),
+        )
+    if isinstance(node, Not):
+        return not_(_compile(node.operand, resource, tenant_id, scope))
+    if isinstance(node, ValueFilter):
+        if scope is not None:
+            raise ValueError("a value filter cannot be nested in another")
+        source = resource.multi.get(node.attribute)
+        if source is None:
+            raise ValueError(
+                f"{node.attribute!r} is not a multi-valued attribute one can filter on"
+            )
+        return source.any(tenant_id, _compile(node.filter, resource, tenant_id, node.attribute))
+    field = registry_field(node.field, group=resource.group)
+    if scope is not None:
+        if field.multi != scope:
+            raise ValueError(f"{field.key!r} is not a sub-attribute of {scope!r}")
+        return _predicate(node, field, resource.multi[scope].columns[field.sub or ""])
+    if field.multi is None:
+        return _predicate(node, field, resource.columns[field.key])
+    source = resource.multi[field.multi]
+    columns = source.columns[field.sub or ""]
+    if isinstance(node, Present) or node.value is None:
+        any_present = source.any(tenant_id, _present(field, columns[0]))
+        if isinstance(node, Present) or node.op == "ne":
+            return any_present
+        return not_(any_present) if node.op == "eq" else false()
+    return source.any(tenant_id, _predicate(node, field, columns))
+
+
+def _order_by(resource: _Resource, sort: Sort | None) -> list[Any]:
+    table = resource.table
+    if sort is None:
+        return [table.c.id]
+    field = registry_field(sort.field, group=resource.group)
+    key: _Col
+    if field.multi is None:
+        raw, folded = resource.columns[field.key]
+        key = folded if folded is not None and not field.case_exact else raw
+    elif field.multi in RELATION_ATTRIBUTES:
+        raise ValueError(f"cannot sort by {field.key!r}")
+    else:
+        # The primary element's value, else the first element's (by position)
+        # among those that have one: a correlated scalar subquery.
+        mv = member_values.alias("sort_values")
+        sub = field.sub or ""
+        raw = mv.c[sub]
+        folded_name = f"{sub}_folded"
+        use_folded = _is_text(field) and not field.case_exact and folded_name in mv.c
+        column = mv.c[folded_name] if use_folded else raw
+        key = (
+            select(column)
+            .where(
+                mv.c.tenant_id == table.c.tenant_id,
+                mv.c.member_id == table.c.id,
+                mv.c.attribute == field.multi,
+                raw.is_not(None),
+            )
+            .order_by(case((mv.c.primary.is_(True), 0), else_=1), mv.c.position)
+            .limit(1)
+            .scalar_subquery()
+        )
+    # Missing values last ascending, first descending, written portably (no
+    # NULLS FIRST/LAST); ties by id ascending in both directions.
+    missing = case((key.is_(None), 1), else_=0)
+    if sort.descending:
+        return [missing.desc(), key.desc(), table.c.id]
+    return [missing, key, table.c.id]
+
+
+# Errors ------------------------------------------------------------------------
+
+# SQLite reports schema and statement problems as OperationalError too; those
+# are bugs or a damaged database, not an outage worth retrying.
+_NOT_AN_OUTAGE = ("no such table", "no such column", "syntax error", "too complex", "has no column")
+
+
+def _storage_error(error: DBAPIError) -> StorageError:
+    message = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+    outage = error.connection_invalidated or (
+        isinstance(error, OperationalError)
+        and not any(marker in message.lower() for marker in _NOT_AN_OUTAGE)
+    )
+    if outage:
+        return StorageUnavailableError(f"the database is unavailable: {message}")
+    return StorageError(f"the database refused the operation: {message}")
+
+
+def _constraint(error: IntegrityError) -> str:
+    """The violated constraint's name (PostgreSQL) or message (SQLite), lower-cased."""
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if isinstance(name, str):
+        return name.lower()
+    return str(error.orig).splitlines()[0].lower()
+
+
+def _is_foreign_key(error: IntegrityError) -> bool:
+    text_ = _constraint(error)
+    return "foreign key" in text_ or text_.startswith("fk_")
+
+
+def _guarded(
+    method: Callable[Concatenate[_SqlTransaction, _P], _R],
+) -> Callable[Concatenate[_SqlTransaction, _P], _R]:
+    """Turn driver errors raised by a protocol method into pbidentity errors."""
+
+    @functools.wraps(method)
+    def guarded(self: _SqlTransaction, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._closed:
+            raise RuntimeError("the transaction is over")
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as error:
+            raise _storage_error(error) from error
+        except SQLAlchemyError as error:
+            raise StorageError(f"the database layer failed: {error}") from error
+
+    return guarded
+
+
+def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), _MAX_IDS):
+        yield unique[start : start + _MAX_IDS]
+
+
+# Statements built once; SQLAlchemy caches their compiled form.
+
+_T: BindParameter[str] = bindparam("b_tenant_id")
+_ID: BindParameter[str] = bindparam("b_id")
+_IDS: BindParameter[list[str]] = bindparam("b_ids", expanding=True)
+
+_SELECT_MEMBERS: Select[Any] = select(*_MEMBER_COLUMNS)
+_SELECT_GROUPS: Select[Any] = select(*_GROUP_COLUMNS)
+_GET_MEMBER = _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id == _ID)
+_GET_GROUP = _SELECT_GROUPS.where(groups.c.tenant_id == _T, groups.c.id == _ID)
+_MEMBER_VERSION = select(members.c.version).where(members.c.tenant_id == _T, members.c.id == _ID)
+_GROUP_VERSION = select(groups.c.version).where(groups.c.tenant_id == _T, groups.c.id == _ID)
+_UPDATE_MEMBER = update(members).where(
+    members.c.tenant_id == _T, members.c.id == _ID, members.c.version == bindparam("b_expected")
+)
+# The common replace (a PATCH of active, a name): the multi-valued attributes
+# are unchanged, so one UPDATE is the whole write.
+_UPDATE_MEMBER_SAME_VALUES = _UPDATE_MEMBER.where(members.c.values_digest == bindparam("b_digest"))
+_UPDATE_GROUP = update(groups).where(
+    groups.c.tenant_id == _T, groups.c.id == _ID, groups.c.version == bindparam("b_expected")
+)
+_DELETE_VALUES = delete(member_values).where(
+    member_values.c.tenant_id == _T, member_values.c.member_id == _ID
+)
+_EXISTING_MEMBERS = select(members.c.id).where(members.c.tenant_id == _T, members.c.id.in_(_IDS))
+_GROUP_MEMBERS = (
+    select(memberships.c.group_id, members.c.id, members.c.ref_display)
+    .select_from(
+        memberships.join(
+            members,
+            and_(
+                members.c.tenant_id == memberships.c.tenant_id,
+                members.c.id == memberships.c.member_id,
+            ),
+        )
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.group_id.in_(_IDS))
+    .order_by(memberships.c.group_id, members.c.id)
+)
+_MEMBER_GROUPS = (
+    select(memberships.c.member_id, groups.c.id, groups.c.display_name)
+    .select_from(
+        memberships.join(
+            groups,
+            and_(
+                groups.c.tenant_id == memberships.c.tenant_id,
+                groups.c.id == memberships.c.group_id,
+            ),
+        )
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
+    .order_by(memberships.c.member_id, groups.c.id)
+)
+_MEMBERSHIPS_OF = select(memberships.c.member_id).where(
+    memberships.c.tenant_id == _T,
+    memberships.c.group_id == _ID,
+    memberships.c.member_id.in_(_IDS),
+)
+
+
+# The statements of the IdPs' hot path (``userName eq``, ``externalId eq``,
+# ``displayName eq``, unsorted), built once per field with bound parameters:
+# building a statement costs more than running it. Same SQL as _compile makes.
+_LOOKUPS: dict[tuple[str, str, bool], Select[Any]] = {}
+
+
+def _lookup(
+    resource: _Resource, base: Select[Any], query: Query
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    node = query.filter
+    if not isinstance(node, Comparison) or node.op != "eq" or query.sort is not None:
+        return None
+    field = registry_field(node.field, group=resource.group)
+    if field.multi is not None or not _is_text(field) or not isinstance(node.value, str):
+        return None
+    key = (resource.table.name, field.key, query.count is not None)
+    statement = _LOOKUPS.get(key)
+    raw, folded = resource.columns[field.key]
+    column = folded if folded is not None and not field.case_exact else raw
+    if statement is None:
+        table = resource.table
+        statement = (
+            base.where(
+                table.c.tenant_id == _T,
+                and_(column.is_not(None), column == bindparam("b_value")),
+            )
+            .order_by(table.c.id)
+            .offset(bindparam("b_offset"))
+        )
+        if query.count is not None:
+            statement = statement.limit(bindparam("b_limit"))
+        _LOOKUPS[key] = statement
+    value = node.value if column is raw else fold(node.value)
+    return statement, {"b_value": value}
+
+
+# Transaction -------------------------------------------------------------------
+
+
+class _SqlTransaction:
+    """One unit of work on one connection; see :class:`~pbidentity.storage.Transaction`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+        self._dialect = connection.dialect.name
+        self._closed = False
+
+    @contextmanager
+    def _savepoint(self, *, fallible_statements: int = 1) -> Iterator[None]:
+        """Make a failed write leave the transaction as it was, and usable.
+
+        PostgreSQL aborts the whole transaction on an error, so every write
+        that may break a constraint runs in a savepoint there. SQLite backs out
+        only the failing statement, so a write whose only fallible statement
+        is its first needs none (and saves two round trips of SQLAlchemy
+        overhead per write); several statements that may each fail do.
+        """
+        if self._dialect == "sqlite" and fallible_statements == 1:
+            yield
+            return
+        with self._conn.begin_nested():
+            yield
+
+    # Tenants -----------------------------------------------------------------
+    @_guarded
+    def add_tenant(self, tenant: Tenant) -> None:
+        """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(tenants), [attrs.asdict(tenant, recurse=False)])
+        except IntegrityError as error:
+            raise _tenant_conflict(error, tenant) from error
+
+    @_guarded
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant with that id, or ``None``."""
+        row = self._conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+        return None if row is None else _tenant(row)
+
+    @_guarded
+    def find_tenant(self, slug: str) -> Tenant | None:
+        """The tenant with that slug (exact match), or ``None``."""
+        row = self._conn.execute(select(tenants).where(tenants.c.slug == slug)).first()
+        return None if row is None else _tenant(row)
+
+    @_guarded
+    def list_tenants(self) -> Sequence[Tenant]:
+        """Every tenant, ordered by slug."""
+        rows = self._conn.execute(select(tenants).order_by(tenants.c.slug))
+        return [_tenant(row) for row in rows]
+
+    @_guarded
+    def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
+        """Overwrite a tenant whose stored version is ``expected_version``."""
+        values = attrs.asdict(tenant, recurse=False)
+        del values["id"]
+        statement = (
+            update(tenants)
+            .where(tenants.c.id == tenant.id, tenants.c.version == expected_version)
+            .values(**values)
+        )
+        try:
+            with self._savepoint():
+                changed = self._conn.execute(statement).rowcount
+        except IntegrityError as error:
+            raise _tenant_conflict(error, tenant) from error
+        if changed == 0:
+            current = self._conn.execute(
+                select(tenants.c.version).where(tenants.c.id == tenant.id)
+            ).scalar()
+            _raise_missing_or_moved("tenant", tenant.id, current, expected_version)
+
+    # Tokens ------------------------------------------------------------------
+    @_guarded
+    def add_token(self, token: ApiToken) -> None:
+        """Insert a token; ``ConflictError(attribute="name")`` for a duplicate active name."""
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(api_tokens), [attrs.asdict(token, recurse=False)])
+        except IntegrityError as error:
+            constraint = _constraint(error)
+            if _is_foreign_key(error):
+                raise NotFoundError(f"tenant {token.tenant_id!r} does not exist") from error
+            if "digest" in constraint:
+                raise ConflictError(
+                    "a token with that digest already exists", attribute="digest"
+                ) from error
+            if "name" in constraint:
+                raise ConflictError(
+                    f"the tenant already has an active token named {token.name!r}",
+                    attribute="name",
+                ) from error
+            raise ConflictError(f"token id {token.id!r} already exists", attribute="id") from error
+
+    @_guarded
+    def find_token(self, digest: str) -> ApiToken | None:
+        """The token with that digest (revoked or not), or ``None``."""
+        row = self._conn.execute(select(api_tokens).where(api_tokens.c.digest == digest)).first()
+        return None if row is None else _token(row)
+
+    @_guarded
+    def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
+        """The tenant's tokens, revoked ones included, oldest first (then by id)."""
+        statement = (
+            select(api_tokens)
+            .where(api_tokens.c.tenant_id == tenant_id)
+            .order_by(api_tokens.c.created, api_tokens.c.id)
+        )
+        return [_token(row) for row in self._conn.execute(statement)]
+
+    @_guarded
+    def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
+        """Mark a token revoked; an already revoked token keeps its first revocation time."""
+        statement = (
+            update(api_tokens)
+            .where(api_tokens.c.tenant_id == tenant_id, api_tokens.c.id == token_id)
+            .values(
+                revoked=func.coalesce(api_tokens.c.revoked, bindparam("when", when, _UtcText()))
+            )
+        )
+        if self._conn.execute(statement).rowcount == 0:
+            raise NotFoundError(f"tenant {tenant_id!r} has no token {token_id!r}")
+
+    @_guarded
+    def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
+        column = api_tokens.c.last_used
+        statement = (
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id, or_(column.is_(None), column < when))
+            .values(last_used=when)
+        )
+        self._conn.execute(statement)
+
+    # Members -----------------------------------------------------------------
+    @_guarded
+    def add_member(self, member: Member) -> None:
+        """Insert a member; ``ConflictError(attribute="userName")`` if userName is taken."""
+        values = _value_rows(member)
+        row = _member_row(member, values)
+        keys = {"tenant_id": member.tenant_id, "member_id": member.id}
+        try:
+            with self._savepoint():
+                self._conn.execute(
+                    insert(members), [{"tenant_id": member.tenant_id, "id": member.id, **row}]
+                )
+                if values:
+                    self._conn.execute(insert(member_values), [{**keys, **v} for v in values])
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError(f"tenant {member.tenant_id!r} does not exist") from error
+            if "user_name" in _constraint(error):
+                raise _user_name_taken(member) from error
+            raise ConflictError(
+                f"member id {member.id!r} already exists", attribute="id"
+            ) from error
+
+    @_guarded
+    def get_member(self, tenant_id: str, member_id: str) -> Member | None:
+        """The member, or ``None``."""
+        row = self._conn.execute(_GET_MEMBER, {"b_tenant_id": tenant_id, "b_id": member_id}).first()
+        return None if row is None else _member(tenant_id, row)
+
+    @_guarded
+    def replace_member(self, member: Member, *, expected_version: int) -> None:
+        """Overwrite a member whose stored version is ``expected_version``."""
+        values = _value_rows(member)
+        where = {"b_tenant_id": member.tenant_id, "b_id": member.id, "b_expected": expected_version}
+        row = _member_row(member, values)
+        try:
+            with self._savepoint():
+                same = {**row, **where, "b_digest": row["values_digest"]}
+                if self._conn.execute(_UPDATE_MEMBER_SAME_VALUES, same).rowcount == 1:
+                    return
+                if self._conn.execute(_UPDATE_MEMBER, {**row, **where}).rowcount == 0:
+                    current = self._conn.execute(_MEMBER_VERSION, where).scalar()
+                    _raise_missing_or_moved("member", member.id, current, expected_version)
+                self._conn.execute(_DELETE_VALUES, where)
+                if values:
+                    keys = {"tenant_id": member.tenant_id, "member_id": member.id}
+                    self._conn.execute(insert(member_values), [{**keys, **v} for v in values])
+        except IntegrityError as error:
+            if "user_name" in _constraint(error):
+                raise _user_name_taken(member) from error
+            raise
+
+    @_guarded
+    def delete_member(self, tenant_id: str, member_id: str) -> bool:
+        """Delete a member and its memberships; ``False`` if it did not exist."""
+        statement = delete(members).where(
+            members.c.tenant_id == tenant_id, members.c.id == member_id
+        )
+        return bool(self._conn.execute(statement).rowcount)
+
+    @_guarded
+    def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
+        """A page of the tenant's members matching ``query``."""
+        rows, total = self._query(_MEMBERS, _SELECT_MEMBERS, tenant_id, query)
+        return Page(items=[_member(tenant_id, row) for row in rows], total=total)
+
+    @_guarded
+    def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
+        """The subset of ``member_ids`` that are members of the tenant."""
+        found: set[str] = set()
+        for chunk in _chunks(member_ids):
+            found.update(
+                self._conn.execute(
+                    _EXISTING_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk}
+                ).scalars()
+            )
+        return found
+
+    # Groups ------------------------------------------------------------------
+    @_guarded
+    def add_group(self, group: Group) -> None:
+        """Insert a group; ``ConflictError(attribute="displayName")`` if the name is taken."""
+        row = {"tenant_id": group.tenant_id, "id": group.id, **_group_row(group)}
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(groups), [row])
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError(f"tenant {group.tenant_id!r} does not exist") from error
+            if "display_name" in _constraint(error):
+                raise _display_name_taken(group) from error
+            raise ConflictError(f"group id {group.id!r} already exists", attribute="id") from error
+
+    @_guarded
+    def get_group(self, tenant_id: str, group_id: str) -> Group | None:
+        """The group, or ``None``."""
+        row = self._conn.execute(_GET_GROUP, {"b_tenant_id": tenant_id, "b_id": group_id}).first()
+        return None if row is None else _group(tenant_id, row)
+
+    @_guarded
+    def replace_group(self, group: Group, *, expected_version: int) -> None:
+        """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
+        where = {"b_tenant_id": group.tenant_id, "b_id": group.id, "b_expected": expected_version}
+        try:
+            with self._savepoint():
+                changed = self._conn.execute(_UPDATE_GROUP, {**_group_row(group), **where}).rowcount
+        except IntegrityError as error:
+            if "display_name" in _constraint(error):
+                raise _display_name_taken(group) from error
+            raise
+        if changed == 0:
+            current = self._conn.execute(_GROUP_VERSION, where).scalar()
+            _raise_missing_or_moved("group", group.id, current, expected_version)
+
+    @_guarded
+    def delete_group(self, tenant_id: str, group_id: str) -> bool:
+        """Delete a group and its memberships; ``False`` if it did not exist."""
+        statement = delete(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id)
+        return bool(self._conn.execute(statement).rowcount)
+
+    @_guarded
+    def query_groups(self, tenant_id: str, query: Query) -> Page[Group]:
+        """A page of the tenant's groups matching ``query``."""
+        rows, total = self._query(_GROUPS, _SELECT_GROUPS, tenant_id, query)
+        return Page(items=[_group(tenant_id, row) for row in rows], total=total)
+
+    def _query(
+        self,
+        resource: _Resource,
+        base: Select[Any],
+        tenant_id: str,
+        query: Query,
+    ) -> tuple[Sequence[Any], int]:
+        table = resource.table
+        offset = max(query.start_index, 1) - 1
+        count = query.count
+        rows: Sequence[Any] = []
+        lookup = _lookup(resource, base, query)
+        if lookup is not None and (count is None or count > 0):
+            statement, params = lookup
+            params.update(b_tenant_id=tenant_id, b_offset=offset, b_limit=count)
+            rows = self._conn.execute(statement, params).all()
+            if (count is None or len(rows) < count) and (rows or offset == 0):
+                return rows, offset + len(rows)
+        where = [table.c.tenant_id == tenant_id]
+        if query.filter is not None:
+            where.append(_compile(query.filter, resource, tenant_id))
+        if lookup is None and (count is None or count > 0):
+            statement = base.where(*where).order_by(*_order_by(resource, query.sort))
+            if offset:
+                statement = statement.offset(offset)
+            if count is not None:
+                statement = statement.limit(count)
+            rows = self._conn.execute(statement).all()
+            # A short page tells the total without a COUNT, which makes the
+            # IdPs' favourite query (userName eq ...) a single statement.
+            if (count is None or len(rows) < count) and (rows or offset == 0):
+                return rows, offset + len(rows)
+        total = self._conn.execute(select(func.count()).select_from(table).where(*where)).scalar()
+        return rows, int(total or 0)
+
+    # Memberships -------------------------------------------------------------
+    @_guarded
+    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> int:
+        """Add members to a group; returns how many memberships were new.
+
+        ``NotFoundError`` if the group or one of the members is not the tenant's.
+        """
+        wanted = sorted(set(member_ids))
+        if not wanted:
+            return 0
+        added = 0
+        try:
+            # One savepoint around every chunk: a missing member in the last
+            # chunk must not leave the first ones added.
+            with self._savepoint(fallible_statements=2):
+                for chunk in _chunks(wanted):
+                    where = {"b_tenant_id": tenant_id, "b_id": group_id, "b_ids": chunk}
+                    present = set(self._conn.execute(_MEMBERSHIPS_OF, where).scalars())
+                    new = [member_id for member_id in chunk if member_id not in present]
+                    if new:
+                        rows = [
+                            {"tenant_id": tenant_id, "group_id": group_id, "member_id": member_id}
+                            for member_id in new
+                        ]
+                        self._conn.execute(self._insert_memberships(), rows)
+                        added += len(new)
+        except IntegrityError as error:
+            raise self._missing_memberships(tenant_id, group_id, wanted) from error
+        return added
+
+    def _insert_memberships(self) -> Any:
+        # A concurrent add of the same pair must not fail the transaction.
+        if self._dialect == "sqlite":
+            return sqlite_insert(memberships).on_conflict_do_nothing()
+        if self._dialect == "postgresql":
+            return pg_insert(memberships).on_conflict_do_nothing()
+        return insert(memberships)
+
+    def _missing_memberships(
+        self, tenant_id: str, group_id: str, member_ids: list[str]
+    ) -> NotFoundError:
+        if self.get_group(tenant_id, group_id) is None:
+            return NotFoundError(f"group {group_id!r} does not exist")
+        unknown = sorted(set(member_ids) - self.existing_member_ids(tenant_id, member_ids))
+        return NotFoundError(f"no such members: {', '.join(map(repr, unknown))}")
+
+    @_guarded
+    def remove_memberships(
+        self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
+    ) -> int:
+        """Remove those members from the group (``None``: every member); returns how many went."""
+        ms = memberships
+        base = delete(ms).where(ms.c.tenant_id == tenant_id, ms.c.group_id == group_id)
+        if member_ids is None:
+            return int(self._conn.execute(base).rowcount)
+        removed = 0
+        for chunk in _chunks(member_ids):
+            removed += self._conn.execute(base.where(ms.c.member_id.in_(chunk))).rowcount
+        return removed
+
+    @_guarded
+    def group_members(
+        self, tenant_id: str, group_ids: Collection[str]
+    ) -> Mapping[str, Sequence[MemberRef]]:
+        """The members of each group, ordered by member id."""
+        result: dict[str, list[MemberRef]] = {group_id: [] for group_id in group_ids}
+        for chunk in _chunks(group_ids):
+            rows = self._conn.execute(_GROUP_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk})
+            for group_id, member_id, display in rows:
+                result[group_id].append(MemberRef(id=member_id, display=display))
+        return result
+
+    @_guarded
+    def member_groups(
+        self, tenant_id: str, member_ids: Collection[str]
+    ) -> Mapping[str, Sequence[MemberRef]]:
+        """The groups of each member, ordered by group id."""
+        result: dict[str, list[MemberRef]] = {member_id: [] for member_id in member_ids}
+        for chunk in _chunks(member_ids):
+            rows = self._conn.execute(_MEMBER_GROUPS, {"b_tenant_id": tenant_id, "b_ids": chunk})
+            for member_id, group_id, display in rows:
+                result[member_id].append(MemberRef(id=group_id, display=display))
+        return result
+
+
+def _raise_missing_or_moved(
+    kind: str, resource_id: str, current: int | None, expected: int
+) -> None:
+    if current is None:
+        raise NotFoundError(f"{kind} {resource_id!r} does not exist")
+    raise VersionMismatchError(f"{kind} {resource_id!r} is at version {current}, not {expected}")
+
+
+def _tenant_conflict(error: IntegrityError, tenant: Tenant) -> ConflictError:
+    if "slug" in _constraint(error):
+        return ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+    return ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
+
+
+def _user_name_taken(member: Member) -> ConflictError:
+    return ConflictError(
+        f"userName {member.attributes.get('userName')!r} is already taken in this tenant",
+        attribute="userName",
+    )
+
+
+def _display_name_taken(group: Group) -> ConflictError:
+    return ConflictError(
+        f"displayName {group.attributes.get('displayName')!r} is already taken in this tenant",
+        attribute="displayName",
+    )
+
+
+# Storage -----------------------------------------------------------------------
+
+
+# The execution option that tells the SQLite "begin" hook a unit only reads.
+_WRITE_OPTION = "pbidentity_write"
+
+
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if in_memory or url.query.get("mode") == "memory":
+        raise ConfigurationError(
+            f"{url.render_as_string(hide_password=True)!r} is an in-memory SQLite database, "
+            "which each connection would see empty; use memory:// or a file"
+        )
+    engine = create_engine(url)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook emit BEGIN itself (the sqlite3
+        # module's implicit BEGIN is deferred and breaks savepoints).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # LIKE is then case-sensitive, as on PostgreSQL; case-insensitive
+        # matching always goes through the *_folded columns.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
+        cursor.close()
+
+    def on_begin(connection: Connection) -> None:
+        # A unit that may write takes the write lock up front: a deferred
+        # transaction that reads and then writes can fail with SQLITE_BUSY
+        # instead of waiting its turn. A read-only unit takes no lock at all
+        # and, in WAL mode, never waits for a writer.
+        if connection.get_execution_options().get(_WRITE_OPTION, True):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    return engine
+
+
+class SqlStorage:
+    """A :class:`~pbidentity.storage.Storage` on a SQLAlchemy :class:`~sqlalchemy.Engine`.
+
+    ``SqlStorage(engine)`` uses the host app's engine (PostgreSQL: its pool is
+    shared, and left open by :meth:`close`). A SQLite engine is not used as
+    is: SQLite needs per-connection settings that would change the host's own
+    transactions, so pbidentity opens its own engine on the same file.
+    The schema is created on first use.
+    """
+
+    def __init__(self, engine: Engine, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        self._owns_engine = engine.dialect.name == "sqlite"
+        if self._owns_engine:
+            engine = _sqlite_engine(engine.url, busy_timeout_ms)
+        self._engine = engine
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    @classmethod
+    def from_url(cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> SqlStorage:
+        """Open the database a SQLAlchemy URL names (``sqlite:///file.db``, ``postgresql+psycopg://...``)."""
+        try:
+            parsed = make_url(url)
+            engine = (
+                _sqlite_engine(parsed, busy_timeout_ms)
+                if parsed.get_backend_name() == "sqlite"
+                else create_engine(parsed, pool_pre_ping=True)
+            )
+        except (ArgumentError, NoSuchModuleError, ImportError) as error:
+            raise ConfigurationError(f"cannot use database URL {url!r}: {error}") from error
+        storage = cls.__new__(cls)
+        storage._engine = engine
+        storage._owns_engine = True
+        storage._schema_lock = threading.Lock()
+        storage._schema_ready = False
+        return storage
+
+    @property
+    def engine(self) -> Engine:
+        """The engine pbidentity uses (for the host app's health checks and tests)."""
+        return self._engine
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            with self._schema_lock:
+                if not self._schema_ready:
+                    self._create_schema()
+                    self._schema_ready = True
+
+    def _create_schema(self) -> None:
+        try:
+            with self._engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Two processes starting at once must not race to CREATE.
+                    lock = text("SELECT pg_advisory_xact_lock(:key)")
+                    connection.execute(lock, {"key": 7_243_501})
+                metadata.create_all(connection)
+                found = connection.execute(select(schema_version.c.version)).scalar()
+                if found is None:
+                    connection.execute(insert(schema_version), [{"version": SCHEMA_VERSION}])
+                elif found > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"the database schema is version {found}, newer than this "
+                        f"pbidentity understands ({SCHEMA_VERSION}); upgrade pbidentity"
+                    )
+                elif found < SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"the database schema is version {found}, older than this "
+                        f"pbidentity needs ({SCHEMA_VERSION}); migrate it first"
+                    )
+        except DBAPIError as error:
+            raise _storage_error(error) from error
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_SqlTransaction]:
+        """Open a unit of work: commits on exit, rolls back on an exception.
+
+        ``write=False`` starts a deferred transaction on SQLite (no write
+        lock); elsewhere it changes nothing.
+        """
+        self._ensure_schema()
+        try:
+            connection = self._engine.connect()
+        except DBAPIError as error:
+            raise _storage_error(error) from error
+        if not write:
+            connection.execution_options(**{_WRITE_OPTION: False})
+        try:
+            transaction = connection.begin()
+        except DBAPIError as error:
+            connection.close()
+            raise _storage_error(error) from error
+        tx = _SqlTransaction(connection)
+        try:
+            try:
+                yield tx
+            except BaseException:
+                tx._closed = True
+                # The original error says more than a failed rollback; the
+                # connection is discarded by close() below.
+                with suppress(DBAPIError):
+                    transaction.rollback()
+                raise
+            tx._closed = True
+            try:
+                transaction.commit()
+            except DBAPIError as error:
+                raise _storage_error(error) from error
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Release the connections of an engine pbidentity created (not a host's)."""
+        if self._owns_engine:
+            self._engine.dispose()

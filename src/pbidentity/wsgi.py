@@ -1,0 +1,191 @@
+"""The WSGI adapter: serve a :class:`~pbidentity.scim.ScimService` from any WSGI server.
+
+It translates and nothing else: the WSGI environ becomes a
+:class:`~pbidentity.http.Request` (reading at most the configured body size
+plus one byte), the core answers, and the :class:`~pbidentity.http.Response`
+goes back through ``start_response``. It never chooses a status on its own
+except 404 for paths outside its prefix, and never parses JSON.
+
+Embedding in a host app::
+
+    from pbidentity.wsgi import make_app
+    scim = make_app("sqlite:///pbidentity.db")          # serves /scim/v2/...
+
+or, with a service the host app built itself, ``ScimWsgiApp(service)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pbidentity.http import Request
+from pbidentity.http import Response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from pbidentity.scim import ScimConfig
+    from pbidentity.scim import ScimService
+
+__all__ = ["ScimWsgiApp", "make_app"]
+
+DEFAULT_PREFIX = "/scim/v2"
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+def status_line(status: int) -> str:
+    """``"404 Not Found"``: the status string WSGI wants."""
+    return f"{status} {_REASONS.get(status, 'Unknown')}"
+
+
+def _wsgi_str(value: str) -> str:
+    # PEP 3333 hands paths over as latin-1 decoded bytes; ids may be UTF-8.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def read_request(environ: WSGIEnvironment, prefix: str, max_body_bytes: int) -> Request | None:
+    """The request value of a WSGI call, or ``None`` if it is outside ``prefix``."""
+    path = _wsgi_str(environ.get("PATH_INFO", "") or "/")
+    if prefix:
+        if path != prefix and not path.startswith(prefix + "/"):
+            return None
+        path = path[len(prefix) :] or "/"
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = environ.get("SERVER_NAME", "localhost")
+        port = str(environ.get("SERVER_PORT", ""))
+        if port and port != ("443" if scheme == "https" else "80"):
+            host = f"{host}:{port}"
+    base_url = f"{scheme}://{host}{_wsgi_str(environ.get('SCRIPT_NAME', ''))}{prefix}"
+    headers = [
+        (key[5:].replace("_", "-"), value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    ]
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers.append((key.replace("_", "-"), environ[key]))
+    body, truncated = _read_body(environ, max_body_bytes)
+    query = tuple(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    return Request(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        path=path,
+        base_url=base_url,
+        query=query,
+        headers=tuple(headers),
+        body=body,
+        body_truncated=truncated,
+    )
+
+
+def _read_body(environ: WSGIEnvironment, limit: int) -> tuple[bytes, bool]:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b"", False
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length == 0:
+        return b"", False
+    if length > limit:
+        # Refuse without reading: a body larger than the cap is never buffered.
+        return b"", True
+    if length > 0:
+        return stream.read(length), False
+    if not environ.get("wsgi.input_terminated"):
+        return b"", False  # no length and no terminated stream: nothing can be read safely
+    data = stream.read(limit + 1)
+    return data[:limit], len(data) > limit
+
+
+def write_response(response: Response, start_response: StartResponse) -> Iterable[bytes]:
+    """Send a response value through ``start_response``."""
+    headers = list(response.headers)
+    if response.status not in (204, 304):
+        headers.append(("Content-Length", str(len(response.body))))
+    start_response(status_line(response.status), headers)
+    return [response.body] if response.body else []
+
+
+class ScimWsgiApp:
+    """A WSGI application that serves a SCIM service under ``prefix``.
+
+    Requests outside the prefix get ``fallback`` if given (so a host app can
+    chain another WSGI app), else a plain 404.
+    """
+
+    def __init__(
+        self,
+        service: ScimService,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        fallback: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]] | None = None,
+    ) -> None:
+        self.service = service
+        self.prefix = prefix.rstrip("/")
+        self.fallback = fallback
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one WSGI request."""
+        request = read_request(environ, self.prefix, self.service.config.max_body_bytes)
+        if request is None:
+            if self.fallback is not None:
+                return self.fallback(environ, start_response)
+            return write_response(
+                Response(
+                    status=404,
+                    headers=(("Content-Type", "text/plain; charset=utf-8"),),
+                    body=b"Not Found\n",
+                ),
+                start_response,
+            )
+        return write_response(self.service.handle(request), start_response)
+
+
+def make_app(
+    database_url: str = "sqlite:///pbidentity.db",
+    *,
+    config: ScimConfig | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    **service_options: Any,
+) -> ScimWsgiApp:
+    """Build the WSGI application of a SCIM service on the database at ``database_url``.
+
+    The schema is created on first use. ``config`` is a
+    :class:`~pbidentity.scim.ScimConfig`; ``service_options`` go to
+    :class:`~pbidentity.scim.ScimService` (``clock``, ``new_id``).
+    """
+    from pbidentity.scim import ScimService
+    from pbidentity.storage import open_storage
+
+    service = ScimService(open_storage(database_url), config, **service_options)
+    return ScimWsgiApp(service, prefix=prefix)

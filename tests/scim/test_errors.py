@@ -1,0 +1,118 @@
+"""Every client error is an RFC 7644 Error body; nothing unexpected leaks a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from pbidentity.http import Request
+from pbidentity.scim import ScimService
+from pbidentity.storage import Storage
+from tests.conftest import Workspace
+from tests.scim.helpers import assert_error
+from tests.scim.helpers import create_user
+from tests.scim.helpers import user
+
+
+def test_invalid_json_is_400_invalid_syntax(acme: Workspace) -> None:
+    """A body that is not JSON is invalidSyntax with the position of the problem."""
+    response = acme.client.post(
+        "/Users", content=b'{"userName": ', headers={"Content-Type": "application/scim+json"}
+    )
+    detail = assert_error(response, 400, "invalidSyntax")
+    assert "line 1" in detail
+
+
+def test_non_object_body_is_400(acme: Workspace) -> None:
+    """A JSON array where a User is expected is invalidSyntax."""
+    assert_error(acme.client.post("/Users", json=[1, 2]), 400, "invalidSyntax")
+
+
+def test_wrong_content_type_is_415(acme: Workspace) -> None:
+    """A form-encoded body is 415; application/json and application/scim+json are accepted."""
+    response = acme.client.post(
+        "/Users", content=b"userName=x", headers={"Content-Type": "text/plain"}
+    )
+    assert_error(response, 415)
+    ok = acme.client.post(
+        "/Users",
+        content=httpx.Request("POST", "/", json=user("json@example.com")).content,
+        headers={"Content-Type": "application/json"},
+    )
+    assert ok.status_code == 201
+    scim = acme.client.post(
+        "/Users",
+        content=httpx.Request("POST", "/", json=user("scim@example.com")).content,
+        headers={"Content-Type": "application/scim+json; charset=utf-8"},
+    )
+    assert scim.status_code == 201
+
+
+def test_oversized_body_is_413(acme: Workspace) -> None:
+    """A body over the configured cap is 413 and nothing is created."""
+    big = user("big@example.com", displayName="x" * (70 * 1024))
+    assert_error(acme.client.post("/Users", json=big), 413)
+    assert acme.client.get("/Users").json()["totalResults"] == 0
+
+
+def test_wrong_value_type_is_400_invalid_value(acme: Workspace) -> None:
+    """A value of the wrong type (active as an object) is invalidValue naming the attribute."""
+    detail = assert_error(
+        acme.client.post("/Users", json=user("t@example.com", active={"x": 1})), 400, "invalidValue"
+    )
+    assert "active" in detail
+
+
+def test_unsupported_endpoints_are_501(acme: Workspace) -> None:
+    """/Bulk and /Me are not supported: 501 with a detail."""
+    assert_error(acme.client.post("/Bulk", json={}), 501)
+    assert_error(acme.client.get("/Me"), 501)
+
+
+def test_unknown_endpoint_is_404_and_wrong_method_405(acme: Workspace) -> None:
+    """An unknown path is 404; a known path with a wrong method is 405 with Allow."""
+    assert_error(acme.client.get("/Widgets"), 404)
+    response = acme.client.delete("/Users")
+    assert_error(response, 405)
+    assert response.headers["allow"] == "GET, POST"
+
+
+def test_patch_without_operations_is_400(acme: Workspace) -> None:
+    """A PATCH body without Operations is invalidSyntax."""
+    created = create_user(acme.client, "p@example.com")
+    response = acme.client.patch(f"/Users/{created['id']}", json={"schemas": []})
+    assert_error(response, 400, "invalidSyntax")
+
+
+class _BrokenStorage:
+    """A storage whose every transaction fails with a programming error."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    def transaction(self, *, write: bool = True) -> object:
+        raise RuntimeError("secret internal detail")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_unexpected_error_is_500_with_error_id_and_no_traceback(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug becomes a 500 whose body has an error id, while the log has the traceback."""
+    service = ScimService(_BrokenStorage(storage))  # type: ignore[arg-type]
+    request = Request(
+        method="GET",
+        path="/Users",
+        base_url="https://app.example/scim/v2",
+        headers=(("Authorization", "Bearer x"),),
+    )
+    with caplog.at_level(logging.ERROR, logger="pbidentity.scim"):
+        response = service.handle(request)
+    assert response.status == 500
+    assert b"secret internal detail" not in response.body
+    assert b"error id" in response.body
+    assert "secret internal detail" in caplog.text

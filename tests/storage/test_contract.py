@@ -1,0 +1,907 @@
+"""The storage contract: what every backend promises, run on each of them."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from collections.abc import Mapping
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+from typing import Any
+
+import attrs
+import pytest
+
+from pbidentity.domain import ApiToken
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.domain import MemberRef
+from pbidentity.domain import Tenant
+from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import VersionMismatchError
+from pbidentity.query import ENTERPRISE_URN
+from pbidentity.query import GROUP_FIELDS
+from pbidentity.query import USER_FIELDS
+from pbidentity.query import And
+from pbidentity.query import CompareOp
+from pbidentity.query import Comparison
+from pbidentity.query import Filter
+from pbidentity.query import Not
+from pbidentity.query import Or
+from pbidentity.query import Present
+from pbidentity.query import Query
+from pbidentity.query import Sort
+from pbidentity.query import ValueFilter
+from pbidentity.storage import Storage
+from pbidentity.storage import Transaction
+
+NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
+U = USER_FIELDS
+G = GROUP_FIELDS
+
+
+def make_tenant(tenant_id: str = "t1", slug: str | None = None) -> Tenant:
+    """A tenant with a slug derived from its id unless given."""
+    return Tenant(
+        id=tenant_id, slug=slug or f"slug-{tenant_id}", name=f"Tenant {tenant_id}", created=NOW
+    )
+
+
+def make_member(
+    member_id: str,
+    user_name: str,
+    *,
+    tenant_id: str = "t1",
+    created: datetime = NOW,
+    enterprise: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Member:
+    """A member of tenant t1 with those SCIM attributes (``role`` goes beside the document)."""
+    if enterprise is not None:
+        extra[ENTERPRISE_URN] = enterprise
+    role = extra.pop("role", None)
+    return Member(
+        tenant_id=tenant_id,
+        id=member_id,
+        attributes={"userName": user_name, **extra},
+        role=role,
+        created=created,
+        last_modified=created,
+    )
+
+
+def make_group(group_id: str, display_name: str, *, tenant_id: str = "t1") -> Group:
+    """A group of tenant t1."""
+    return Group(
+        tenant_id=tenant_id,
+        id=group_id,
+        attributes={"displayName": display_name},
+        created=NOW,
+        last_modified=NOW,
+    )
+
+
+def make_token(token_id: str, name: str, *, tenant_id: str = "t1", minutes: int = 0) -> ApiToken:
+    """A token of tenant t1 created ``minutes`` after NOW."""
+    return ApiToken(
+        id=token_id,
+        tenant_id=tenant_id,
+        name=name,
+        digest=f"digest-{token_id}",
+        created=NOW + timedelta(minutes=minutes),
+    )
+
+
+@pytest.fixture
+def store(storage: Storage) -> Storage:
+    """A storage holding two tenants, t1 and t2."""
+    with storage.transaction() as tx:
+        tx.add_tenant(make_tenant("t1"))
+        tx.add_tenant(make_tenant("t2"))
+    return storage
+
+
+# Tenants ------------------------------------------------------------------------
+
+
+def test_tenants_are_found_by_id_and_slug_and_listed_by_slug(storage: Storage) -> None:
+    """Tenants round-trip, are found by exact slug and listed in slug order."""
+    with storage.transaction() as tx:
+        tx.add_tenant(make_tenant("t2", "zeta"))
+        tx.add_tenant(make_tenant("t1", "alpha"))
+    with storage.transaction() as tx:
+        assert tx.get_tenant("t1") == make_tenant("t1", "alpha")
+        assert tx.get_tenant("nope") is None
+        assert tx.find_tenant("zeta") == make_tenant("t2", "zeta")
+        assert tx.find_tenant("ZETA") is None
+        assert [t.slug for t in tx.list_tenants()] == ["alpha", "zeta"]
+
+
+def test_tenant_slug_conflict(storage: Storage) -> None:
+    """A taken slug is a ConflictError on slug, on insert and on replace."""
+    with storage.transaction() as tx:
+        tx.add_tenant(make_tenant("t1", "acme"))
+        tx.add_tenant(make_tenant("t2", "other"))
+        with pytest.raises(ConflictError) as caught:
+            tx.add_tenant(make_tenant("t3", "acme"))
+        assert caught.value.attribute == "slug"
+        with pytest.raises(ConflictError) as caught:
+            tx.replace_tenant(
+                attrs.evolve(make_tenant("t2", "acme"), version=2), expected_version=1
+            )
+        assert caught.value.attribute == "slug"
+    with storage.transaction() as tx:
+        assert [t.id for t in tx.list_tenants()] == ["t1", "t2"]
+
+
+def test_replace_tenant_checks_version_and_existence(storage: Storage) -> None:
+    """replace_tenant writes on the expected version only and knows missing tenants."""
+    with storage.transaction() as tx:
+        tx.add_tenant(make_tenant("t1"))
+        updated = attrs.evolve(make_tenant("t1"), name="New", scim_enabled=True, version=2)
+        tx.replace_tenant(updated, expected_version=1)
+        with pytest.raises(VersionMismatchError):
+            tx.replace_tenant(attrs.evolve(updated, version=3), expected_version=1)
+        with pytest.raises(NotFoundError):
+            tx.replace_tenant(make_tenant("ghost"), expected_version=1)
+    with storage.transaction() as tx:
+        assert tx.get_tenant("t1") == updated
+
+
+# Tokens -------------------------------------------------------------------------
+
+
+def test_tokens_found_by_digest_and_listed_oldest_first(store: Storage) -> None:
+    """find_token looks up any tenant's token by digest; list_tokens is per tenant, by age."""
+    with store.transaction() as tx:
+        tx.add_token(make_token("k2", "second", minutes=5))
+        tx.add_token(make_token("k1", "first"))
+        tx.add_token(make_token("k3", "other", tenant_id="t2"))
+    with store.transaction() as tx:
+        assert tx.find_token("digest-k3") == make_token("k3", "other", tenant_id="t2")
+        assert tx.find_token("digest-none") is None
+        assert [t.id for t in tx.list_tokens("t1")] == ["k1", "k2"]
+        assert [t.id for t in tx.list_tokens("t2")] == ["k3"]
+
+
+def test_revoke_token(store: Storage) -> None:
+    """A revoked token is still found (so it can be refused) and keeps its first revocation."""
+    with store.transaction() as tx:
+        tx.add_token(make_token("k1", "okta"))
+        tx.revoke_token("t1", "k1", NOW + timedelta(hours=1))
+        tx.revoke_token("t1", "k1", NOW + timedelta(hours=2))
+        with pytest.raises(NotFoundError):
+            tx.revoke_token("t2", "k1", NOW)
+        with pytest.raises(NotFoundError):
+            tx.revoke_token("t1", "ghost", NOW)
+    with store.transaction() as tx:
+        token = tx.find_token("digest-k1")
+        assert token is not None
+        assert token.revoked == NOW + timedelta(hours=1)
+        assert not token.is_active
+
+
+def test_touch_token_records_the_latest_use(store: Storage) -> None:
+    """touch_token sets last_used, never moves it back, and ignores unknown tokens."""
+    with store.transaction() as tx:
+        tx.add_token(make_token("k1", "okta"))
+        tx.touch_token("k1", NOW + timedelta(minutes=2))
+        tx.touch_token("k1", NOW + timedelta(minutes=1))
+        tx.touch_token("ghost", NOW)
+    with store.transaction() as tx:
+        token = tx.find_token("digest-k1")
+        assert token is not None
+        assert token.last_used == NOW + timedelta(minutes=2)
+
+
+def test_duplicate_active_token_name(store: Storage) -> None:
+    """Two active tokens of one tenant cannot share a name; revoked ones and other tenants can."""
+    with store.transaction() as tx:
+        tx.add_token(make_token("k1", "okta"))
+        with pytest.raises(ConflictError) as caught:
+            tx.add_token(make_token("k2", "okta"))
+        assert caught.value.attribute == "name"
+        tx.add_token(make_token("k3", "okta", tenant_id="t2"))
+        tx.revoke_token("t1", "k1", NOW)
+        tx.add_token(make_token("k4", "okta"))
+    with store.transaction() as tx:
+        assert [t.id for t in tx.list_tokens("t1")] == ["k1", "k4"]
+
+
+def test_token_of_unknown_tenant(store: Storage) -> None:
+    """A token must belong to an existing tenant."""
+    with store.transaction() as tx, pytest.raises(NotFoundError):
+        tx.add_token(make_token("k1", "okta", tenant_id="ghost"))
+
+
+# Members ------------------------------------------------------------------------
+
+
+def test_member_round_trip(store: Storage) -> None:
+    """A member comes back equal, its datetimes as aware UTC whatever zone they were written in."""
+    paris = timezone(timedelta(hours=1))
+    member = Member(
+        tenant_id="t1",
+        id="m1",
+        attributes={
+            "userName": "jane@example.com",
+            "name": {"givenName": "Jane", "familyName": "Doe"},
+            "emails": [{"value": "jane@example.com", "primary": True}],
+            ENTERPRISE_URN: {"department": "R&D", "manager": {"value": "m9"}},
+            "x": [1, 2.5, None, "ü"],
+        },
+        role="admin",
+        scim_managed=True,
+        version=3,
+        created=NOW.astimezone(paris),
+        last_modified=(NOW + timedelta(seconds=1)).astimezone(paris),
+    )
+    with store.transaction() as tx:
+        tx.add_member(member)
+    with store.transaction() as tx:
+        stored = tx.get_member("t1", "m1")
+        assert stored == member
+        assert stored is not None
+        assert stored.created.tzinfo == UTC
+        assert stored.last_modified.utcoffset() == timedelta(0)
+        assert tx.get_member("t1", "m2") is None
+
+
+def test_replace_member_versions(store: Storage) -> None:
+    """replace_member needs the current version; a stale one or a missing member is refused."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "jane@x.com"))
+        updated = attrs.evolve(make_member("m1", "jane@x.com", title="CEO"), version=2)
+        tx.replace_member(updated, expected_version=1)
+        with pytest.raises(VersionMismatchError):
+            tx.replace_member(attrs.evolve(updated, version=3), expected_version=1)
+        with pytest.raises(NotFoundError):
+            tx.replace_member(make_member("ghost", "g@x.com"), expected_version=1)
+    with store.transaction() as tx:
+        assert tx.get_member("t1", "m1") == updated
+
+
+def test_replace_member_reindexes_changed_values(store: Storage) -> None:
+    """After a replace, filters see the new emails and not the old, and unchanged ones stay."""
+    emails = [{"value": "old@x.com", "type": "work"}]
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "jane@x.com", emails=emails))
+        renamed = attrs.evolve(make_member("m1", "jane@x.com", emails=emails, title="A"), version=2)
+        tx.replace_member(renamed, expected_version=1)
+        assert ids(tx, Comparison(U["emails.value"], "eq", "old@x.com")) == ["m1"]
+        new_emails = [{"value": "new@x.com", "type": "work"}]
+        changed = attrs.evolve(renamed, attributes={**renamed.attributes, "emails": new_emails})
+        tx.replace_member(attrs.evolve(changed, version=3), expected_version=2)
+        assert ids(tx, Comparison(U["emails.value"], "eq", "old@x.com")) == []
+        assert ids(tx, Comparison(U["emails.value"], "eq", "new@x.com")) == ["m1"]
+        assert ids(tx, Comparison(U["title"], "eq", "a")) == ["m1"]
+
+
+def test_user_name_is_unique_case_insensitively(store: Storage) -> None:
+    """The userName rule compares folded values, on insert and replace, and names the value."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "Jane@X.com"))
+        tx.add_member(make_member("m2", "bob@x.com"))
+        for user_name in ("jane@x.com", "\uff2aANE@x.COM"):
+            with pytest.raises(ConflictError) as caught:
+                tx.add_member(make_member("m3", user_name))
+            assert caught.value.attribute == "userName"
+            assert user_name in str(caught.value)
+        with pytest.raises(ConflictError) as caught:
+            tx.replace_member(
+                attrs.evolve(make_member("m2", "JANE@x.com"), version=2), expected_version=1
+            )
+        assert caught.value.attribute == "userName"
+        # The failed calls left the transaction usable and unchanged.
+        tx.replace_member(
+            attrs.evolve(make_member("m1", "jane@x.com"), version=2), expected_version=1
+        )
+        tx.add_member(make_member("m3", "carol@x.com"))
+    with store.transaction() as tx:
+        assert tx.existing_member_ids("t1", ["m1", "m2", "m3"]) == {"m1", "m2", "m3"}
+        bob = tx.get_member("t1", "m2")
+        assert bob is not None
+        assert bob.user_name == "bob@x.com"
+        assert bob.version == 1
+
+
+def test_member_id_conflict_and_unknown_tenant(store: Storage) -> None:
+    """A duplicate member id is a conflict on id; a member needs an existing tenant."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "a@x.com"))
+        with pytest.raises(ConflictError) as caught:
+            tx.add_member(make_member("m1", "b@x.com"))
+        assert caught.value.attribute == "id"
+        with pytest.raises(NotFoundError):
+            tx.add_member(make_member("m2", "b@x.com", tenant_id="ghost"))
+
+
+def test_delete_member(store: Storage) -> None:
+    """delete_member removes the member and reports whether there was one."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "a@x.com", emails=[{"value": "a@x.com"}]))
+        assert tx.delete_member("t1", "m1") is True
+        assert tx.delete_member("t1", "m1") is False
+        assert tx.get_member("t1", "m1") is None
+        assert ids(tx, Present(U["emails.value"])) == []
+        tx.add_member(make_member("m2", "a@x.com"))
+
+
+def test_existing_member_ids(store: Storage) -> None:
+    """existing_member_ids returns the subset that exists in the tenant."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "a@x.com"))
+        tx.add_member(make_member("m2", "b@x.com"))
+        assert tx.existing_member_ids("t1", ["m1", "m3", "m2", "m1"]) == {"m1", "m2"}
+        assert tx.existing_member_ids("t1", []) == set()
+
+
+# Groups -------------------------------------------------------------------------
+
+
+def test_group_crud_and_versions(store: Storage) -> None:
+    """Groups round-trip, replace on the expected version only, and delete."""
+    with store.transaction() as tx:
+        tx.add_group(make_group("g1", "Engineering"))
+        assert tx.get_group("t1", "g1") == make_group("g1", "Engineering")
+        renamed = attrs.evolve(make_group("g1", "R&D"), version=2)
+        tx.replace_group(renamed, expected_version=1)
+        with pytest.raises(VersionMismatchError):
+            tx.replace_group(attrs.evolve(renamed, version=3), expected_version=1)
+        with pytest.raises(NotFoundError):
+            tx.replace_group(make_group("ghost", "Ghost"), expected_version=1)
+        assert tx.get_group("t1", "g1") == renamed
+        assert tx.delete_group("t1", "g1") is True
+        assert tx.delete_group("t1", "g1") is False
+        assert tx.get_group("t1", "g1") is None
+
+
+def test_group_display_name_is_unique_case_insensitively(store: Storage) -> None:
+    """The displayName uniqueness rule uses the folded value, on insert and replace."""
+    with store.transaction() as tx:
+        tx.add_group(make_group("g1", "Engineering"))
+        tx.add_group(make_group("g2", "Sales"))
+        with pytest.raises(ConflictError) as caught:
+            tx.add_group(make_group("g3", "ENGINEERING"))
+        assert caught.value.attribute == "displayName"
+        assert "ENGINEERING" in str(caught.value)
+        with pytest.raises(ConflictError) as caught:
+            tx.replace_group(
+                attrs.evolve(make_group("g2", "engineering"), version=2), expected_version=1
+            )
+        assert caught.value.attribute == "displayName"
+        tx.replace_group(
+            attrs.evolve(make_group("g1", "ENGINEERING"), version=2), expected_version=1
+        )
+        tx.add_group(make_group("g3", "Ops"))
+        with pytest.raises(NotFoundError):
+            tx.add_group(make_group("g4", "Ops", tenant_id="ghost"))
+
+
+# Memberships --------------------------------------------------------------------
+
+
+@pytest.fixture
+def team(store: Storage) -> Storage:
+    """Three members (one with a displayName, one with only a name, one bare) and two groups."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "jane@x.com", displayName="Jane D."))
+        tx.add_member(make_member("m2", "bob@x.com", name={"givenName": "Bob", "familyName": "B"}))
+        tx.add_member(make_member("m3", "carol@x.com"))
+        tx.add_group(make_group("g1", "Engineering"))
+        tx.add_group(make_group("g2", "Sales"))
+    return store
+
+
+def test_add_memberships_is_idempotent(team: Storage) -> None:
+    """Adding members twice keeps one membership and counts only the new ones."""
+    with team.transaction() as tx:
+        assert tx.add_memberships("t1", "g1", ["m2", "m1", "m1"]) == 2
+        assert tx.add_memberships("t1", "g1", ["m1", "m3"]) == 1
+        assert tx.add_memberships("t1", "g1", []) == 0
+        assert [ref.id for ref in tx.group_members("t1", ["g1"])["g1"]] == ["m1", "m2", "m3"]
+
+
+def test_add_memberships_needs_existing_group_and_members(team: Storage) -> None:
+    """Unknown groups or members are NotFoundError and add nothing."""
+    with team.transaction() as tx:
+        with pytest.raises(NotFoundError):
+            tx.add_memberships("t1", "ghost", ["m1"])
+        with pytest.raises(NotFoundError, match="m9"):
+            tx.add_memberships("t1", "g1", ["m1", "m9"])
+        assert tx.group_members("t1", ["g1"]) == {"g1": []}
+
+
+def test_remove_memberships(team: Storage) -> None:
+    """Removing some members, then all (None), reports how many memberships went."""
+    with team.transaction() as tx:
+        tx.add_memberships("t1", "g1", ["m1", "m2", "m3"])
+        assert tx.remove_memberships("t1", "g1", ["m2", "m9"]) == 1
+        assert [ref.id for ref in tx.group_members("t1", ["g1"])["g1"]] == ["m1", "m3"]
+        assert tx.remove_memberships("t1", "g1", None) == 2
+        assert tx.group_members("t1", ["g1"]) == {"g1": []}
+        assert tx.remove_memberships("t1", "g1", None) == 0
+
+
+def test_deleting_a_member_or_group_removes_its_memberships(team: Storage) -> None:
+    """Memberships go with the member or group they refer to."""
+    with team.transaction() as tx:
+        tx.add_memberships("t1", "g1", ["m1", "m2"])
+        tx.add_memberships("t1", "g2", ["m1"])
+        tx.delete_member("t1", "m1")
+        assert tx.group_members("t1", ["g1", "g2"]) == {
+            "g1": [MemberRef(id="m2", display="Bob B")],
+            "g2": [],
+        }
+        tx.delete_group("t1", "g1")
+        assert tx.member_groups("t1", ["m2"]) == {"m2": []}
+
+
+def test_group_members_and_member_groups_shapes(team: Storage) -> None:
+    """Every requested id is a key; refs are ordered by id with the documented display."""
+    with team.transaction() as tx:
+        tx.add_memberships("t1", "g2", ["m3", "m1"])
+        tx.add_memberships("t1", "g1", ["m2", "m1"])
+        assert tx.group_members("t1", ["g2", "g1", "ghost"]) == {
+            "g1": [MemberRef(id="m1", display="Jane D."), MemberRef(id="m2", display="Bob B")],
+            "g2": [
+                MemberRef(id="m1", display="Jane D."),
+                MemberRef(id="m3", display="carol@x.com"),
+            ],
+            "ghost": [],
+        }
+        assert tx.member_groups("t1", ["m1", "m2", "ghost"]) == {
+            "m1": [MemberRef(id="g1", display="Engineering"), MemberRef(id="g2", display="Sales")],
+            "m2": [MemberRef(id="g1", display="Engineering")],
+            "ghost": [],
+        }
+        assert tx.group_members("t1", []) == {}
+
+
+# Tenant isolation ---------------------------------------------------------------
+
+
+def test_tenant_isolation(team: Storage) -> None:
+    """Nothing of tenant t1 can be read, found, changed or linked from tenant t2."""
+    with team.transaction() as tx:
+        tx.add_memberships("t1", "g1", ["m1"])
+        tx.add_token(make_token("k1", "okta"))
+    with team.transaction() as tx:
+        assert tx.get_member("t2", "m1") is None
+        assert tx.get_group("t2", "g1") is None
+        assert tx.existing_member_ids("t2", ["m1", "m2"]) == set()
+        assert tx.query_members("t2", Query()).total == 0
+        assert tx.query_groups("t2", Query()).total == 0
+        member_filter = Or(
+            Comparison(U["username"], "eq", "jane@x.com"),
+            Comparison(U["groups.value"], "eq", "g1"),
+        )
+        assert tx.query_members("t2", Query(filter=member_filter)).items == []
+        group_filter = Comparison(G["members.value"], "eq", "m1")
+        assert tx.query_groups("t2", Query(filter=group_filter)).items == []
+        assert tx.group_members("t2", ["g1"]) == {"g1": []}
+        assert tx.member_groups("t2", ["m1"]) == {"m1": []}
+        assert tx.list_tokens("t2") == []
+        with pytest.raises(NotFoundError):
+            tx.revoke_token("t2", "k1", NOW)
+        with pytest.raises(NotFoundError):
+            tx.replace_member(make_member("m1", "x@x.com", tenant_id="t2"), expected_version=1)
+        with pytest.raises(NotFoundError):
+            tx.replace_group(make_group("g1", "Hijacked", tenant_id="t2"), expected_version=1)
+        assert tx.delete_member("t2", "m1") is False
+        assert tx.delete_group("t2", "g1") is False
+        with pytest.raises(NotFoundError):
+            tx.add_memberships("t2", "g1", ["m1"])
+        assert tx.remove_memberships("t2", "g1", None) == 0
+        assert tx.remove_memberships("t2", "g1", ["m1"]) == 0
+        # The same userName and displayName are free in another tenant.
+        tx.add_member(make_member("m1", "jane@x.com", tenant_id="t2"))
+        tx.add_group(make_group("g1", "Engineering", tenant_id="t2"))
+        assert tx.group_members("t2", ["g1"]) == {"g1": []}
+    with team.transaction() as tx:
+        assert tx.group_members("t1", ["g1"]) == {"g1": [MemberRef(id="m1", display="Jane D.")]}
+        jane = tx.get_member("t1", "m1")
+        assert jane is not None
+        assert jane.attributes["displayName"] == "Jane D."
+
+
+# Transactions -------------------------------------------------------------------
+
+
+class Boom(Exception):
+    """Raised to abort a transaction."""
+
+
+def test_exception_rolls_everything_back(team: Storage) -> None:
+    """An exception in the block undoes every write made in it."""
+
+    def write_then_fail() -> None:
+        with team.transaction() as tx:
+            tx.add_tenant(make_tenant("t3"))
+            tx.add_member(make_member("m4", "dave@x.com"))
+            tx.replace_member(
+                attrs.evolve(make_member("m1", "new@x.com"), version=2), expected_version=1
+            )
+            tx.delete_member("t1", "m2")
+            tx.add_memberships("t1", "g1", ["m1", "m3"])
+            tx.add_token(make_token("k1", "okta"))
+            raise Boom
+
+    with pytest.raises(Boom):
+        write_then_fail()
+    with team.transaction() as tx:
+        assert tx.get_tenant("t3") is None
+        assert tx.get_member("t1", "m4") is None
+        m1 = tx.get_member("t1", "m1")
+        assert m1 is not None
+        assert m1.user_name == "jane@x.com"
+        assert tx.get_member("t1", "m2") is not None
+        assert tx.group_members("t1", ["g1"]) == {"g1": []}
+        assert tx.find_token("digest-k1") is None
+        assert ids(tx, Comparison(U["username"], "eq", "jane@x.com")) == ["m1"]
+        tx.add_member(make_member("m4", "dave@x.com"))
+
+
+def test_uncommitted_writes_are_invisible_to_other_transactions(store: Storage) -> None:
+    """Another transaction never sees a write that is later rolled back."""
+    written = threading.Event()
+    seen: list[Member | None] = []
+
+    def writer() -> None:
+        with contextlib.suppress(Boom), store.transaction() as tx:
+            tx.add_member(make_member("m1", "jane@x.com"))
+            written.set()
+            time.sleep(0.2)
+            raise Boom
+
+    def reader() -> None:
+        written.wait()
+        with store.transaction() as tx:
+            seen.append(tx.get_member("t1", "m1"))
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == [None]
+
+
+def test_read_only_transactions_read(team: Storage) -> None:
+    """A write=False unit sees everything committed."""
+    with team.transaction(write=False) as tx:
+        assert tx.existing_member_ids("t1", ["m1", "m2", "m3"]) == {"m1", "m2", "m3"}
+        assert tx.query_groups("t1", Query()).total == 2
+
+
+def test_concurrent_writers_serialise(store: Storage) -> None:
+    """Threads doing read-modify-write with version checks lose no update."""
+
+    def bump() -> None:
+        for _ in range(10):
+            while True:
+                try:
+                    with store.transaction() as tx:
+                        tenant = tx.get_tenant("t1")
+                        assert tenant is not None
+                        tx.replace_tenant(
+                            attrs.evolve(tenant, version=tenant.version + 1),
+                            expected_version=tenant.version,
+                        )
+                    break
+                except VersionMismatchError:
+                    continue
+
+    threads = [threading.Thread(target=bump) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.transaction() as tx:
+        tenant = tx.get_tenant("t1")
+        assert tenant is not None
+        assert tenant.version == 31
+
+
+# Queries ------------------------------------------------------------------------
+
+DAY = timedelta(days=1)
+
+
+def ids(tx: Transaction, filter_: Filter | None = None, **query: Any) -> list[str]:
+    """The ids of tenant t1's members that a query returns, in order."""
+    return [member.id for member in tx.query_members("t1", Query(filter=filter_, **query)).items]
+
+
+@pytest.fixture
+def people(store: Storage) -> Iterator[Transaction]:
+    """Four members and three groups chosen to tell the operators apart."""
+    with store.transaction() as tx:
+        tx.add_member(
+            make_member(
+                "m1",
+                "Jane@Example.com",
+                created=NOW - 3 * DAY,
+                externalId="ext-1",
+                displayName="Jane Doe",
+                title="Engineer",
+                active=True,
+                name={"givenName": "Jane", "familyName": "Doe"},
+                emails=[
+                    {"value": "jane@example.com", "type": "work", "primary": True},
+                    {"value": "jd@home.org", "type": "home"},
+                ],
+                role="admin",
+                enterprise={
+                    "department": "R&D",
+                    "employeeNumber": 1001,
+                    "manager": {"value": "m2"},
+                },
+            )
+        )
+        tx.add_member(
+            make_member(
+                "m2",
+                "bob@example.com",
+                created=NOW - 2 * DAY,
+                externalId="EXT-2",
+                displayName="Bob",
+                title="",
+                active=False,
+                emails=[
+                    {"value": "bob@work.com", "type": "home"},
+                    {"value": "bob@home.org", "type": "work", "primary": False},
+                ],
+            )
+        )
+        tx.add_member(
+            make_member("m3", "straße@example.com", created=NOW - DAY, name={"givenName": "Zoë"})
+        )
+        tx.add_member(
+            make_member(
+                "m4",
+                "100%_sure@example.com",
+                title="Senior Engineer",
+                active=True,
+                emails=[{"value": "x@y.z", "primary": True}],
+            )
+        )
+        tx.add_group(make_group("g1", "Engineering"))
+        tx.add_group(make_group("g2", "Sales"))
+        tx.add_group(make_group("g3", "Empty"))
+        tx.add_memberships("t1", "g1", ["m1", "m4"])
+        tx.add_memberships("t1", "g2", ["m2"])
+        yield tx
+
+
+def cmp(key: str, op: CompareOp, value: str | bool | datetime | None) -> Comparison:
+    """A comparison on a user field named by its canonical path."""
+    return Comparison(U[key.lower()], op, value)
+
+
+EMPLOYEE_NUMBER = f"{ENTERPRISE_URN}:employeeNumber"
+MEMBER_CASES: list[tuple[str, Filter, list[str]]] = [
+    ("eq folds case", cmp("userName", "eq", "JANE@example.COM"), ["m1"]),
+    ("eq folds ß to ss", cmp("userName", "eq", "STRASSE@EXAMPLE.COM"), ["m3"]),
+    ("ne", cmp("userName", "ne", "jane@example.com"), ["m2", "m3", "m4"]),
+    ("co escapes LIKE wildcards", cmp("userName", "co", "%_"), ["m4"]),
+    ("co with _ alone", cmp("userName", "co", "_"), ["m4"]),
+    ("sw", cmp("userName", "sw", "BOB"), ["m2"]),
+    ("ew", cmp("userName", "ew", "EXAMPLE.COM"), ["m1", "m2", "m3", "m4"]),
+    ("co empty string", cmp("userName", "co", ""), ["m1", "m2", "m3", "m4"]),
+    ("gt code points of folded", cmp("userName", "gt", "c"), ["m1", "m3"]),
+    ("ge", cmp("userName", "ge", "jane@example.com"), ["m1", "m3"]),
+    ("lt", cmp("userName", "lt", "BOB@EXAMPLE.COM"), ["m4"]),
+    ("le", cmp("userName", "le", "BOB@EXAMPLE.COM"), ["m2", "m4"]),
+    ("caseExact eq", cmp("externalId", "eq", "ext-2"), []),
+    ("caseExact eq exact", cmp("externalId", "eq", "EXT-2"), ["m2"]),
+    ("caseExact sw", cmp("externalId", "sw", "ext"), ["m1"]),
+    ("pr skips empty and missing", Present(U["title"]), ["m1", "m4"]),
+    ("eq null is not present", cmp("title", "eq", None), ["m2", "m3"]),
+    ("ne null is present", cmp("title", "ne", None), ["m1", "m4"]),
+    ("ne is true for missing", cmp("title", "ne", "engineer"), ["m2", "m3", "m4"]),
+    ("eq empty string", cmp("title", "eq", ""), ["m2"]),
+    ("co", cmp("title", "co", "ENGINEER"), ["m1", "m4"]),
+    ("not co includes missing", Not(cmp("title", "co", "engineer")), ["m2", "m3"]),
+    ("gt never matches missing", cmp("title", "gt", ""), ["m1", "m4"]),
+    ("gt null", cmp("title", "gt", None), []),
+    ("boolean eq", cmp("active", "eq", True), ["m1", "m4"]),
+    ("boolean eq false", cmp("active", "eq", False), ["m2"]),
+    ("boolean ne", cmp("active", "ne", True), ["m2", "m3"]),
+    ("not boolean", Not(cmp("active", "eq", True)), ["m2", "m3"]),
+    ("boolean pr", Present(U["active"]), ["m1", "m2", "m4"]),
+    ("datetime gt", cmp("meta.created", "gt", NOW - 2 * DAY), ["m3", "m4"]),
+    ("datetime ge", cmp("meta.created", "ge", NOW - 2 * DAY), ["m2", "m3", "m4"]),
+    ("datetime le", cmp("meta.created", "le", NOW - 3 * DAY), ["m1"]),
+    (
+        "datetime eq other zone",
+        cmp("meta.created", "eq", (NOW - DAY).astimezone(timezone(timedelta(hours=-5)))),
+        ["m3"],
+    ),
+    ("datetime ne", cmp("meta.lastModified", "ne", NOW), ["m1", "m2", "m3"]),
+    ("datetime co is false", cmp("meta.created", "co", NOW), []),
+    ("id", cmp("id", "eq", "m3"), ["m3"]),
+    ("name sub-attribute folds", cmp("name.givenName", "eq", "ZOË"), ["m3"]),
+    ("missing displayName", cmp("displayName", "eq", None), ["m3", "m4"]),
+    ("role", cmp("role", "eq", "ADMIN"), ["m1"]),
+    ("role null", cmp("role", "eq", None), ["m2", "m3", "m4"]),
+    ("enterprise", cmp(f"{ENTERPRISE_URN}:department", "eq", "r&d"), ["m1"]),
+    ("number compared as text", cmp(EMPLOYEE_NUMBER, "eq", "1001"), ["m1"]),
+    ("manager caseExact", cmp(f"{ENTERPRISE_URN}:manager.value", "eq", "M2"), []),
+    ("manager", cmp(f"{ENTERPRISE_URN}:manager.value", "eq", "m2"), ["m1"]),
+    ("multi any element", cmp("emails.value", "co", "HOME"), ["m1", "m2"]),
+    ("multi ne any element", cmp("emails.value", "ne", "jane@example.com"), ["m1", "m2", "m4"]),
+    ("not multi eq", Not(cmp("emails.value", "eq", "jane@example.com")), ["m2", "m3", "m4"]),
+    ("multi eq null", cmp("emails.value", "eq", None), ["m3"]),
+    ("multi ne null", cmp("emails.value", "ne", None), ["m1", "m2", "m4"]),
+    ("multi pr", Present(U["emails.type"]), ["m1", "m2"]),
+    ("multi boolean", cmp("emails.primary", "eq", True), ["m1", "m4"]),
+    (
+        "multi fields outside a value filter: any elements",
+        And(cmp("emails.type", "eq", "work"), cmp("emails.value", "co", "work")),
+        ["m2"],
+    ),
+    (
+        "value filter: one element",
+        ValueFilter(
+            "emails", And(cmp("emails.type", "eq", "work"), cmp("emails.value", "co", "work"))
+        ),
+        [],
+    ),
+    (
+        "value filter matches",
+        ValueFilter(
+            "emails", And(cmp("emails.type", "eq", "WORK"), cmp("emails.primary", "eq", True))
+        ),
+        ["m1"],
+    ),
+    ("value filter element null", ValueFilter("emails", cmp("emails.type", "eq", None)), ["m4"]),
+    (
+        "value filter not",
+        ValueFilter("emails", Not(cmp("emails.primary", "eq", True))),
+        ["m1", "m2"],
+    ),
+    ("groups.value", cmp("groups.value", "eq", "g1"), ["m1", "m4"]),
+    ("groups.display folds", cmp("groups.display", "eq", "SALES"), ["m2"]),
+    ("not groups", Not(cmp("groups.value", "eq", "g1")), ["m2", "m3"]),
+    (
+        "groups value filter",
+        ValueFilter("groups", cmp("groups.display", "sw", "eng")),
+        ["m1", "m4"],
+    ),
+    ("no groups", Not(Present(U["groups.value"])), ["m3"]),
+    (
+        "or of and",
+        Or(
+            And(cmp("active", "eq", True), cmp("title", "co", "senior")),
+            cmp("userName", "sw", "bob"),
+        ),
+        ["m2", "m4"],
+    ),
+    (
+        "and of or",
+        And(
+            cmp("active", "eq", True),
+            Or(cmp("title", "co", "senior"), cmp("userName", "sw", "bob")),
+        ),
+        ["m4"],
+    ),
+    ("not of or", Not(Or(Present(U["title"]), cmp("active", "eq", False))), ["m3"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("filter_", "expected"),
+    [pytest.param(f, e, id=name) for name, f, e in MEMBER_CASES],
+)
+def test_member_filters(people: Transaction, filter_: Filter, expected: list[str]) -> None:
+    """Each operator, null rule, multi-valued rule and combination selects the right members."""
+    assert ids(people, filter_) == expected
+
+
+GROUP_CASES: list[tuple[str, Filter, list[str]]] = [
+    ("displayName folds", Comparison(G["displayname"], "eq", "engineering"), ["g1"]),
+    ("members.value", Comparison(G["members.value"], "eq", "m2"), ["g2"]),
+    ("members.display is displayName", Comparison(G["members.display"], "co", "jane"), ["g1"]),
+    (
+        "members.display falls back to userName",
+        Comparison(G["members.display"], "eq", "100%_SURE@example.com"),
+        ["g1"],
+    ),
+    ("empty group", Not(Present(G["members.value"])), ["g3"]),
+    ("datetime", Comparison(G["meta.created"], "eq", NOW), ["g1", "g2", "g3"]),
+    (
+        "members value filter",
+        ValueFilter("members", Comparison(G["members.value"], "eq", "m4")),
+        ["g1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("filter_", "expected"),
+    [pytest.param(f, e, id=name) for name, f, e in GROUP_CASES],
+)
+def test_group_filters(people: Transaction, filter_: Filter, expected: list[str]) -> None:
+    """Group filters, including members.* which come from memberships, select the right groups."""
+    page = people.query_groups("t1", Query(filter=filter_))
+    assert [group.id for group in page.items] == expected
+
+
+SORT_CASES: list[tuple[str, Sort, list[str]]] = [
+    ("by folded userName", Sort(U["username"]), ["m4", "m2", "m1", "m3"]),
+    ("missing last ascending", Sort(U["title"]), ["m2", "m1", "m4", "m3"]),
+    ("missing first descending", Sort(U["title"], descending=True), ["m3", "m4", "m1", "m2"]),
+    ("boolean ties by id", Sort(U["active"]), ["m2", "m1", "m4", "m3"]),
+    ("ties by id descending too", Sort(U["active"], descending=True), ["m3", "m1", "m4", "m2"]),
+    ("datetime descending", Sort(U["meta.created"], descending=True), ["m4", "m3", "m2", "m1"]),
+    ("multi-valued: primary, else first", Sort(U["emails.value"]), ["m2", "m1", "m4", "m3"]),
+    ("caseExact", Sort(U["externalid"]), ["m2", "m1", "m3", "m4"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [pytest.param(s, e, id=name) for name, s, e in SORT_CASES],
+)
+def test_sort(people: Transaction, sort: Sort, expected: list[str]) -> None:
+    """Sorting orders by the (folded) value, puts missing values at the end, breaks ties by id."""
+    assert ids(people, sort=sort) == expected
+
+
+def test_paging_and_total(people: Transaction) -> None:
+    """start_index is 1-based, count limits, total counts every match."""
+
+    def page(filter_: Filter | None = None, **query: Any) -> tuple[list[str], int]:
+        result = people.query_members("t1", Query(filter=filter_, **query))
+        return [member.id for member in result.items], result.total
+
+    assert page() == (["m1", "m2", "m3", "m4"], 4)
+    assert page(start_index=2, count=2) == (["m2", "m3"], 4)
+    assert page(start_index=4, count=10) == (["m4"], 4)
+    assert page(start_index=5, count=10) == ([], 4)
+    assert page(start_index=9) == ([], 4)
+    assert page(count=0) == ([], 4)
+    assert page(start_index=0, count=1) == (["m1"], 4)
+    assert page(cmp("userName", "ew", ".com"), start_index=2, count=1) == (["m2"], 4)
+    assert page(cmp("active", "eq", True), sort=Sort(U["title"], descending=True)) == (
+        ["m4", "m1"],
+        2,
+    )
+    groups = people.query_groups("t1", Query(sort=Sort(G["displayname"]), count=2))
+    assert ([g.id for g in groups.items], groups.total) == (["g3", "g1"], 3)
+
+
+def test_queries_return_whole_members(people: Transaction) -> None:
+    """Query results are the same values get_member returns."""
+    page = people.query_members("t1", Query(filter=cmp("id", "eq", "m1")))
+    assert list(page.items) == [people.get_member("t1", "m1")]
+
+
+def test_unknown_fields_are_refused(people: Transaction) -> None:
+    """A field the resource does not have is a caller bug, not an empty result."""
+    with pytest.raises(ValueError, match=r"members\.value"):
+        people.query_members("t1", Query(filter=Comparison(G["members.value"], "eq", "m1")))
+    with pytest.raises(ValueError, match="cannot sort"):
+        people.query_members("t1", Query(sort=Sort(U["groups.value"])))
+
+
+def _attributes(member: Member | None) -> Mapping[str, Any]:
+    assert member is not None
+    return member.attributes
+
+
+def test_documents_are_copies(store: Storage) -> None:
+    """Mutating a document after writing or reading it does not change what is stored."""
+    attributes: dict[str, Any] = {"userName": "a@x.com", "emails": [{"value": "a@x.com"}]}
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "a@x.com", emails=attributes["emails"]))
+        attributes["emails"].append({"value": "b@x.com"})
+        read = _attributes(tx.get_member("t1", "m1"))
+        read["emails"].append({"value": "c@x.com"})
+        assert _attributes(tx.get_member("t1", "m1"))["emails"] == [{"value": "a@x.com"}]

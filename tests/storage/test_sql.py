@@ -1,0 +1,235 @@
+"""What only the SQL store promises: schema, SQLite setup, bound parameters, statement counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy import text
+from sqlalchemy import update
+
+from pbidentity.domain import Member
+from pbidentity.domain import Tenant
+from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import SchemaVersionError
+from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.query import USER_FIELDS
+from pbidentity.query import CompareOp
+from pbidentity.query import Comparison
+from pbidentity.query import Query
+from pbidentity.storage import open_storage
+from pbidentity.storage.memory import MemoryStorage
+from pbidentity.storage.sql import SqlStorage
+from pbidentity.storage.sql import member_values
+from pbidentity.storage.sql import members
+from pbidentity.storage.sql import schema_version
+
+NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
+
+
+def seed(storage: SqlStorage) -> None:
+    """One tenant with one member that has an email."""
+    with storage.transaction() as tx:
+        tx.add_tenant(Tenant(id="t1", slug="t1", name="T", created=NOW))
+        tx.add_member(
+            Member(
+                tenant_id="t1",
+                id="m1",
+                attributes={"userName": "jane@x.com", "emails": [{"value": "jane@x.com"}]},
+                created=NOW,
+                last_modified=NOW,
+            )
+        )
+
+
+@contextmanager
+def statements(storage: SqlStorage) -> Iterator[list[tuple[str, Any]]]:
+    """Record the SQL statements (and parameters) the storage sends, minus transaction control."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        statement, parameters = args[2], args[3]
+        if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
+            seen.append((statement, parameters))
+
+    event.listen(storage.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(storage.engine, "before_cursor_execute", record)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer pbidentity is refused with SchemaVersionError."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = SqlStorage.from_url(url)
+    seed(storage)
+    with storage.engine.begin() as connection:
+        connection.execute(update(schema_version).values(version=99))
+    storage.close()
+    newer = SqlStorage.from_url(url)
+    with pytest.raises(SchemaVersionError, match="99"), newer.transaction():
+        pass
+    newer.close()
+
+
+def test_locked_database_is_unavailable(tmp_path: Path) -> None:
+    """A writer that holds the lock past busy_timeout surfaces as StorageUnavailableError."""
+    path = tmp_path / "db.sqlite"
+    storage = SqlStorage.from_url(f"sqlite:///{path}", busy_timeout_ms=50)
+    seed(storage)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailableError, match="locked"), storage.transaction():
+            pass
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with storage.transaction() as tx:
+        assert tx.get_member("t1", "m1") is not None
+    storage.close()
+
+
+def test_read_only_unit_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """With write=False, SQLite reads the last commit while another unit holds the write lock."""
+    storage = SqlStorage.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}", busy_timeout_ms=50)
+    seed(storage)
+    with storage.transaction() as writer:
+        writer.delete_member("t1", "m1")
+        with storage.transaction(write=False) as reader:
+            assert reader.get_member("t1", "m1") is not None
+        with pytest.raises(StorageUnavailableError), storage.transaction():
+            pass
+    storage.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "nonsense", "nosuchdialect://x/y"]
+)
+def test_unusable_urls_are_configuration_errors(url: str) -> None:
+    """URLs that cannot work (in-memory SQLite, garbage, unknown dialects) say why up front."""
+    with pytest.raises(ConfigurationError):
+        open_storage(url)
+
+
+def test_open_storage_picks_the_backend(tmp_path: Path) -> None:
+    """open_storage maps memory:// and sqlite:/// URLs to their backends."""
+    assert isinstance(open_storage("memory://"), MemoryStorage)
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert isinstance(storage, SqlStorage)
+    storage.close()
+
+
+def test_host_sqlite_engine_is_left_alone(tmp_path: Path) -> None:
+    """Given a host's SQLite engine, pbidentity configures its own engine on the same file."""
+    host = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    storage = SqlStorage(host)
+    seed(storage)
+    with storage.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    with host.connect() as connection:
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM members")).scalar() == 1
+    storage.close()
+    host.dispose()
+
+
+def test_every_searchable_field_has_a_column() -> None:
+    """Each single-valued user field has a typed column, case-insensitive text a folded twin."""
+    own = {"id": "id", "meta.created": "created", "meta.lastModified": "last_modified"}
+    names = set(members.c.keys())
+    for field in USER_FIELDS.values():
+        if field.multi is not None:
+            continue
+        matching = [name for name in names if name.replace("_", "") == _flat(field.key)]
+        assert own.get(field.key) in names or matching, field.key
+        if field.type == "string" and not field.case_exact and field.key != "role":
+            assert f"{matching[0]}_folded" in names, field.key
+    assert "role_folded" in names
+
+
+def _flat(key: str) -> str:
+    key = key.replace("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:", "enterprise")
+    return key.replace(".", "").lower()
+
+
+def test_datetimes_are_fixed_width_utc_text(sqlite_storage: SqlStorage) -> None:
+    """Stored datetimes are 32-character UTC ISO text, so text order is time order."""
+    seed(sqlite_storage)
+    with sqlite_storage.engine.connect() as connection:
+        raw = connection.execute(text("SELECT created FROM tenants")).scalar()
+    assert raw == "2026-11-28T20:54:13.123456+00:00"
+
+
+def test_filter_values_are_bound_parameters(sqlite_storage: SqlStorage) -> None:
+    """Operands travel as parameters, never inside the SQL text."""
+    seed(sqlite_storage)
+    nasty = "x' OR '1'='1"
+    with sqlite_storage.transaction() as tx, statements(sqlite_storage) as seen:
+        cases: list[tuple[str, CompareOp]] = [
+            ("title", "co"),
+            ("emails.value", "sw"),
+            ("userName", "gt"),
+        ]
+        for key, op in cases:
+            filter_ = Comparison(USER_FIELDS[key.lower()], op, nasty)
+            assert tx.query_members("t1", Query(filter=filter_)).total == 0
+    assert seen
+    assert all("OR '1'" not in statement for statement, _ in seen)
+    assert all(any("1'='1" in str(value) for value in params) for _, params in seen)
+
+
+def test_user_name_lookup_is_one_indexed_statement(sqlite_storage: SqlStorage) -> None:
+    """The IdPs' userName eq lookup is a single statement answered from the unique index."""
+    seed(sqlite_storage)
+    query = Query(filter=Comparison(USER_FIELDS["username"], "eq", "JANE@x.com"), count=100)
+    with sqlite_storage.transaction() as tx, statements(sqlite_storage) as seen:
+        assert [m.id for m in tx.query_members("t1", query).items] == ["m1"]
+    assert len(seen) == 1
+    statement, params = seen[0]
+    with sqlite_storage.engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
+    assert "user_name_folded=?" in str(plan)
+
+
+def test_replace_rewrites_values_only_when_they_change(sqlite_storage: SqlStorage) -> None:
+    """A replace keeping the multi-valued attributes is one UPDATE; changing them rewrites them."""
+    seed(sqlite_storage)
+    with sqlite_storage.transaction() as tx:
+        jane = tx.get_member("t1", "m1")
+        assert jane is not None
+        with statements(sqlite_storage) as seen:
+            inactive = {**jane.attributes, "active": False}
+            tx.replace_member(
+                attrs.evolve(jane, attributes=inactive, version=2), expected_version=1
+            )
+        assert [statement.split()[0] for statement, _ in seen] == ["UPDATE"]
+        with statements(sqlite_storage) as seen:
+            moved = {**inactive, "emails": [{"value": "jane@y.com"}]}
+            tx.replace_member(attrs.evolve(jane, attributes=moved, version=3), expected_version=2)
+        verbs = [statement.split()[0] for statement, _ in seen]
+        assert verbs[-2:] == ["DELETE", "INSERT"]
+    with sqlite_storage.engine.connect() as connection:
+        rows = connection.execute(member_values.select()).all()
+    assert [row.value for row in rows] == ["jane@y.com"]
+
+
+def test_memberships_of_many_ids_are_one_statement(sqlite_storage: SqlStorage) -> None:
+    """group_members and member_groups answer a whole page of ids with one statement."""
+    seed(sqlite_storage)
+    ids = [f"g{index}" for index in range(300)]
+    with sqlite_storage.transaction() as tx, statements(sqlite_storage) as seen:
+        assert len(tx.group_members("t1", ids)) == 300
+        assert tx.member_groups("t1", ["m1", "m2"]) == {"m1": [], "m2": []}
+    assert len(seen) == 2
