@@ -233,3 +233,26 @@ def test_memberships_of_many_ids_are_one_statement(sqlite_storage: SqlStorage) -
         assert len(tx.group_members("t1", ids)) == 300
         assert tx.member_groups("t1", ["m1", "m2"]) == {"m1": [], "m2": []}
     assert len(seen) == 2
+
+
+def test_hot_path_reads_exactly_what_core_reads(sqlite_storage: SqlStorage) -> None:
+    """Hot statements run on the DBAPI cursor return the same values as through Core."""
+    seed(sqlite_storage)
+    query = Query(filter=Comparison(USER_FIELDS["username"], "eq", "jane@x.com"), count=10)
+
+    def read() -> tuple[object, ...]:
+        with sqlite_storage.transaction(write=False) as tx:
+            member = tx.get_member("t1", "m1")
+            assert member is not None
+            return (
+                member,
+                tx.get_tenant("t1"),
+                tx.member_groups("t1", ["m1"]),
+                list(tx.query_members("t1", query).items),
+            )
+
+    fast = read()
+    with statements(sqlite_storage) as seen:
+        core = read()
+    assert seen, "with a cursor listener every statement goes through Core"
+    assert fast == core

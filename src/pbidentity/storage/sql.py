@@ -859,11 +859,192 @@ _MEMBER_GROUPS = (
     .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
     .order_by(memberships.c.member_id, groups.c.id)
 )
+_FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
+_GET_TENANT = select(tenants).where(tenants.c.id == _ID)
+_TOUCH_TOKEN = (
+    update(api_tokens)
+    .where(
+        api_tokens.c.id == _ID,
+        or_(
+            api_tokens.c.last_used.is_(None),
+            api_tokens.c.last_used < bindparam("b_when", type_=_UtcText()),
+        ),
+    )
+    .values(last_used=bindparam("b_when", type_=_UtcText()))
+)
+_GROUP_MEMBERS_OF_ONE = (
+    select(members.c.id, members.c.ref_display)
+    .select_from(
+        memberships.join(
+            members,
+            and_(
+                members.c.tenant_id == memberships.c.tenant_id,
+                members.c.id == memberships.c.member_id,
+            ),
+        )
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.group_id == _ID)
+    .order_by(members.c.id)
+)
+_GROUPS_OF_ONE_MEMBER = (
+    select(groups.c.id, groups.c.display_name)
+    .select_from(
+        memberships.join(
+            groups,
+            and_(
+                groups.c.tenant_id == memberships.c.tenant_id,
+                groups.c.id == memberships.c.group_id,
+            ),
+        )
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.member_id == _ID)
+    .order_by(groups.c.id)
+)
 _MEMBERSHIPS_OF = select(memberships.c.member_id).where(
     memberships.c.tenant_id == _T,
     memberships.c.group_id == _ID,
     memberships.c.member_id.in_(_IDS),
 )
+
+
+# The hot path ------------------------------------------------------------------
+#
+# SQLAlchemy's per-execution bookkeeping costs about three times what SQLite
+# needs to run a primary-key lookup, and every IdP request runs a handful of
+# fixed statements (token, tenant, the resource, its groups). Those statements
+# are compiled once per dialect and run on the DBAPI cursor of the same
+# connection, inside the same transaction; parameters and results still go
+# through the SQLAlchemy types' own bind and result processors, so values are
+# exactly what a Core execution would give. When the engine has cursor
+# listeners (a host app's tracing or query logging), every statement goes
+# through Core instead, so that instrumentation still sees all of them.
+
+
+class _Fast:
+    """A statement compiled once for a dialect, run on the DBAPI cursor."""
+
+    def __init__(
+        self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None
+    ) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.statement = statement
+        self.sql = str(compiled)
+        self.positional = compiled.positional
+        self.names: tuple[str, ...] = tuple(
+            compiled.positiontup if compiled.positional else compiled.binds
+        )
+        # Literal parameters SQLAlchemy adds itself (SQLite's "LIMIT -1" before
+        # an OFFSET) keep the value they were compiled with.
+        self.defaults = {
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
+        }
+        self.bind_processors = {
+            name: dialect.type_descriptor(bind.type).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        selected = list(getattr(statement, "selected_columns", ()))
+        self.keys = tuple(column.key for column in selected)
+        self.result_processors = tuple(
+            dialect.type_descriptor(column.type).result_processor(dialect, None)
+            for column in selected
+        )
+        self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+
+    def _parameters(self, values: Mapping[str, Any]) -> Any:
+        processed = {}
+        for name in self.names:
+            value = values[name] if name in values else self.defaults[name]
+            processor = self.bind_processors.get(name)
+            processed[name] = value if processor is None else processor(value)
+        if self.positional:
+            return tuple(processed[name] for name in self.names)
+        return processed
+
+    def _cursor(self, connection: Connection, values: Mapping[str, Any]) -> Any:
+        parameters = self._parameters(values)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, parameters)
+        except self.dbapi_error as error:
+            cursor.close()
+            raise DBAPIError.instance(
+                self.sql, parameters, error, self.dbapi_error, dialect=connection.dialect
+            ) from error
+        return cursor
+
+    def rows(self, connection: Connection, values: Mapping[str, Any]) -> Sequence[Any]:
+        """Run a query and return its rows, values processed as Core would."""
+        if _instrumented(connection):
+            return connection.execute(self.statement, dict(values)).all()
+        cursor = self._cursor(connection, values)
+        try:
+            raw = cursor.fetchall()
+        finally:
+            cursor.close()
+        processors = self.result_processors
+        keys = self.keys
+        return [
+            _FastRow(
+                keys,
+                tuple(
+                    value if proc is None else proc(value)
+                    for proc, value in zip(processors, row, strict=True)
+                ),
+            )
+            for row in raw
+        ]
+
+    def run(self, connection: Connection, values: Mapping[str, Any]) -> int:
+        """Run a write and return the number of rows it matched."""
+        if _instrumented(connection):
+            return int(connection.execute(self.statement, dict(values)).rowcount)
+        cursor = self._cursor(connection, values)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+
+class _FastRow:
+    """A result row with attribute and index access, like SQLAlchemy's ``Row``."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, keys: tuple[str, ...], values: tuple[Any, ...]) -> None:
+        self._keys = keys
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[self._keys.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, index: int) -> Any:
+        return self._values[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _instrumented(connection: Connection) -> bool:
+    dispatch = connection.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
+
+_FAST: dict[tuple[int, str, tuple[str, ...] | None], _Fast] = {}
+
+
+def _fast(statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> _Fast:
+    """The compiled form of a module-level statement (a benign race may compile it twice)."""
+    key = (id(statement), dialect.name, None if column_keys is None else tuple(column_keys))
+    compiled = _FAST.get(key)
+    if compiled is None:
+        compiled = _FAST[key] = _Fast(statement, dialect, column_keys)
+    return compiled
 
 
 # The statements of the IdPs' hot path (``userName eq``, ``externalId eq``,
@@ -942,8 +1123,8 @@ class _SqlTransaction:
     @_guarded
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant with that id, or ``None``."""
-        row = self._conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
-        return None if row is None else _tenant(row)
+        rows = _fast(_GET_TENANT, self._conn.dialect).rows(self._conn, {"b_id": tenant_id})
+        return _tenant(rows[0]) if rows else None
 
     @_guarded
     def find_tenant(self, slug: str) -> Tenant | None:
@@ -1003,8 +1184,8 @@ class _SqlTransaction:
     @_guarded
     def find_token(self, digest: str) -> ApiToken | None:
         """The token with that digest (revoked or not), or ``None``."""
-        row = self._conn.execute(select(api_tokens).where(api_tokens.c.digest == digest)).first()
-        return None if row is None else _token(row)
+        rows = _fast(_FIND_TOKEN, self._conn.dialect).rows(self._conn, {"b_digest": digest})
+        return _token(rows[0]) if rows else None
 
     @_guarded
     def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
@@ -1032,13 +1213,7 @@ class _SqlTransaction:
     @_guarded
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
-        column = api_tokens.c.last_used
-        statement = (
-            update(api_tokens)
-            .where(api_tokens.c.id == token_id, or_(column.is_(None), column < when))
-            .values(last_used=when)
-        )
-        self._conn.execute(statement)
+        _fast(_TOUCH_TOKEN, self._conn.dialect).run(self._conn, {"b_id": token_id, "b_when": when})
 
     # Members -----------------------------------------------------------------
     @_guarded
@@ -1066,8 +1241,9 @@ class _SqlTransaction:
     @_guarded
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
-        row = self._conn.execute(_GET_MEMBER, {"b_tenant_id": tenant_id, "b_id": member_id}).first()
-        return None if row is None else _member(tenant_id, row)
+        where = {"b_tenant_id": tenant_id, "b_id": member_id}
+        rows = _fast(_GET_MEMBER, self._conn.dialect).rows(self._conn, where)
+        return _member(tenant_id, rows[0]) if rows else None
 
     @_guarded
     def replace_member(self, member: Member, *, expected_version: int) -> None:
@@ -1078,7 +1254,8 @@ class _SqlTransaction:
         try:
             with self._savepoint():
                 same = {**row, **where, "b_digest": row["values_digest"]}
-                if self._conn.execute(_UPDATE_MEMBER_SAME_VALUES, same).rowcount == 1:
+                fast = _fast(_UPDATE_MEMBER_SAME_VALUES, self._conn.dialect, sorted(row))
+                if fast.run(self._conn, same) == 1:
                     return
                 if self._conn.execute(_UPDATE_MEMBER, {**row, **where}).rowcount == 0:
                     current = self._conn.execute(_MEMBER_VERSION, where).scalar()
@@ -1136,8 +1313,9 @@ class _SqlTransaction:
     @_guarded
     def get_group(self, tenant_id: str, group_id: str) -> Group | None:
         """The group, or ``None``."""
-        row = self._conn.execute(_GET_GROUP, {"b_tenant_id": tenant_id, "b_id": group_id}).first()
-        return None if row is None else _group(tenant_id, row)
+        where = {"b_tenant_id": tenant_id, "b_id": group_id}
+        rows = _fast(_GET_GROUP, self._conn.dialect).rows(self._conn, where)
+        return _group(tenant_id, rows[0]) if rows else None
 
     @_guarded
     def replace_group(self, group: Group, *, expected_version: int) -> None:
@@ -1181,7 +1359,7 @@ class _SqlTransaction:
         if lookup is not None and (count is None or count > 0):
             statement, params = lookup
             params.update(b_tenant_id=tenant_id, b_offset=offset, b_limit=count)
-            rows = self._conn.execute(statement, params).all()
+            rows = _fast(statement, self._conn.dialect).rows(self._conn, params)
             if (count is None or len(rows) < count) and (rows or offset == 0):
                 return rows, offset + len(rows)
         where = [table.c.tenant_id == tenant_id]
@@ -1267,6 +1445,14 @@ class _SqlTransaction:
     ) -> Mapping[str, Sequence[MemberRef]]:
         """The members of each group, ordered by member id."""
         result: dict[str, list[MemberRef]] = {group_id: [] for group_id in group_ids}
+        if len(result) == 1:
+            (group_id,) = result
+            where = {"b_tenant_id": tenant_id, "b_id": group_id}
+            for member_id, display in _fast(_GROUP_MEMBERS_OF_ONE, self._conn.dialect).rows(
+                self._conn, where
+            ):
+                result[group_id].append(MemberRef(id=member_id, display=display))
+            return result
         for chunk in _chunks(group_ids):
             rows = self._conn.execute(_GROUP_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk})
             for group_id, member_id, display in rows:
@@ -1279,6 +1465,14 @@ class _SqlTransaction:
     ) -> Mapping[str, Sequence[MemberRef]]:
         """The groups of each member, ordered by group id."""
         result: dict[str, list[MemberRef]] = {member_id: [] for member_id in member_ids}
+        if len(result) == 1:
+            (member_id,) = result
+            where = {"b_tenant_id": tenant_id, "b_id": member_id}
+            for group_id, display in _fast(_GROUPS_OF_ONE_MEMBER, self._conn.dialect).rows(
+                self._conn, where
+            ):
+                result[member_id].append(MemberRef(id=group_id, display=display))
+            return result
         for chunk in _chunks(member_ids):
             rows = self._conn.execute(_MEMBER_GROUPS, {"b_tenant_id": tenant_id, "b_ids": chunk})
             for member_id, group_id, display in rows:
