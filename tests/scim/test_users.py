@@ -270,3 +270,25 @@ def test_user_groups_are_computed_and_read_only(acme: Workspace) -> None:
     acme.client.put(f"/Users/{created['id']}", json=body)
     again = acme.client.get(f"/Users/{created['id']}").json()
     assert [g["value"] for g in again["groups"]] == [group["id"]]
+
+
+def test_patch_with_a_wrong_type_is_refused(acme: Workspace) -> None:
+    """A PATCH value of the wrong type is invalidValue, whichever validation path it takes."""
+    created = create_user(acme.client, "types@example.com")
+    for path, value in (("active", "maybe"), ("active", 5), ("displayName", 42), ("title", True)):
+        response = acme.client.patch(
+            f"/Users/{created['id']}", json=patch({"op": "replace", "path": path, "value": value})
+        )
+        assert_error(response, 400, "invalidValue")
+    fetched = acme.client.get(f"/Users/{created['id']}").json()
+    assert fetched["meta"]["version"] == created["meta"]["version"]
+
+
+def test_patch_removing_username_is_refused(acme: Workspace) -> None:
+    """userName is required: removing it by PATCH is refused and the user keeps it."""
+    created = create_user(acme.client, "keepname@example.com")
+    response = acme.client.patch(
+        f"/Users/{created['id']}", json=patch({"op": "remove", "path": "userName"})
+    )
+    assert response.status_code == 400
+    assert acme.client.get(f"/Users/{created['id']}").json()["userName"] == "keepname@example.com"

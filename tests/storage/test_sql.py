@@ -176,7 +176,7 @@ def test_filter_values_are_bound_parameters(sqlite_storage: SqlStorage) -> None:
     """Operands travel as parameters, never inside the SQL text."""
     seed(sqlite_storage)
     nasty = "x' OR '1'='1"
-    with sqlite_storage.transaction() as tx, statements(sqlite_storage) as seen:
+    with statements(sqlite_storage) as seen, sqlite_storage.transaction() as tx:
         cases: list[tuple[str, CompareOp]] = [
             ("title", "co"),
             ("emails.value", "sw"),
@@ -194,7 +194,7 @@ def test_user_name_lookup_is_one_indexed_statement(sqlite_storage: SqlStorage) -
     """The IdPs' userName eq lookup is a single statement answered from the unique index."""
     seed(sqlite_storage)
     query = Query(filter=Comparison(USER_FIELDS["username"], "eq", "JANE@x.com"), count=100)
-    with sqlite_storage.transaction() as tx, statements(sqlite_storage) as seen:
+    with statements(sqlite_storage) as seen, sqlite_storage.transaction() as tx:
         assert [m.id for m in tx.query_members("t1", query).items] == ["m1"]
     assert len(seen) == 1
     statement, params = seen[0]
@@ -206,18 +206,18 @@ def test_user_name_lookup_is_one_indexed_statement(sqlite_storage: SqlStorage) -
 def test_replace_rewrites_values_only_when_they_change(sqlite_storage: SqlStorage) -> None:
     """A replace keeping the multi-valued attributes is one UPDATE; changing them rewrites them."""
     seed(sqlite_storage)
-    with sqlite_storage.transaction() as tx:
+    # The listener is attached before the unit starts: a unit decides once
+    # whether its statements go through Core (observable) or the hot path.
+    with statements(sqlite_storage) as seen, sqlite_storage.transaction() as tx:
         jane = tx.get_member("t1", "m1")
         assert jane is not None
-        with statements(sqlite_storage) as seen:
-            inactive = {**jane.attributes, "active": False}
-            tx.replace_member(
-                attrs.evolve(jane, attributes=inactive, version=2), expected_version=1
-            )
+        seen.clear()
+        inactive = {**jane.attributes, "active": False}
+        tx.replace_member(attrs.evolve(jane, attributes=inactive, version=2), expected_version=1)
         assert [statement.split()[0] for statement, _ in seen] == ["UPDATE"]
-        with statements(sqlite_storage) as seen:
-            moved = {**inactive, "emails": [{"value": "jane@y.com"}]}
-            tx.replace_member(attrs.evolve(jane, attributes=moved, version=3), expected_version=2)
+        seen.clear()
+        moved = {**inactive, "emails": [{"value": "jane@y.com"}]}
+        tx.replace_member(attrs.evolve(jane, attributes=moved, version=3), expected_version=2)
         verbs = [statement.split()[0] for statement, _ in seen]
         assert verbs[-2:] == ["DELETE", "INSERT"]
     with sqlite_storage.engine.connect() as connection:
@@ -229,7 +229,7 @@ def test_memberships_of_many_ids_are_one_statement(sqlite_storage: SqlStorage) -
     """group_members and member_groups answer a whole page of ids with one statement."""
     seed(sqlite_storage)
     ids = [f"g{index}" for index in range(300)]
-    with sqlite_storage.transaction() as tx, statements(sqlite_storage) as seen:
+    with statements(sqlite_storage) as seen, sqlite_storage.transaction() as tx:
         assert len(tx.group_members("t1", ids)) == 300
         assert tx.member_groups("t1", ["m1", "m2"]) == {"m1": [], "m2": []}
     assert len(seen) == 2

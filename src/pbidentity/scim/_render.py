@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import UTC
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,8 @@ KeyPath = tuple[str, ...]
 
 def format_datetime(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, as IdPs and scim2-models expect."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime, and this runs twice per resource.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def etag(version: int) -> str:

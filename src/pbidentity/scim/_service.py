@@ -112,6 +112,10 @@ class ScimConfig:
     token_touch_interval: timedelta = timedelta(minutes=1)
     #: Seconds a client should wait after a 503.
     retry_after_seconds: int = 5
+    #: A group PATCH answers 204 No Content (RFC 7644 §3.5.2), unless the
+    #: request asks for ``attributes``/``excludedAttributes`` or this is set:
+    #: then 200 with the group and all its members.
+    group_patch_returns_resource: bool = False
 
 
 @attrs.frozen
@@ -366,11 +370,33 @@ class ScimService:
             document[self.config.role_urn] = {"role": current.role}
         patched = _patch.apply_patch(document, operations, self.users)
         patched.pop("schemas", None)
-        attributes, role = self._validate_user(
-            {"schemas": [USER_URN], **patched},
-            Context.RESOURCE_REPLACEMENT_REQUEST,
-            call.request.base_url,
-        )
+        changed = {
+            key for key in patched.keys() | document.keys() if patched.get(key) != document.get(key)
+        }
+        if not changed:
+            return self._member_response(call, current)
+        # The stored document was valid when it was written, so only what the
+        # operations changed is checked again. Plain strings and booleans
+        # (active, displayName, title...: the IdPs' everyday PATCH) are checked
+        # against their schema type here; anything else, and userName, goes
+        # through scim2-models, with userName because every User needs it.
+        attributes = {key: value for key, value in current.attributes.items() if key in patched}
+        role = current.role
+        if all(self._plain_change(key, patched.get(key)) for key in changed):
+            attributes.update({key: patched[key] for key in changed if key in patched})
+        else:
+            partial = {key: patched[key] for key in changed if key in patched}
+            partial.setdefault("userName", patched.get("userName"))
+            if self.config.role_urn not in changed:
+                partial.pop(self.config.role_urn, None)
+            validated, validated_role = self._validate_user(
+                {"schemas": [USER_URN], **partial},
+                Context.RESOURCE_REPLACEMENT_REQUEST,
+                call.request.base_url,
+            )
+            attributes.update(validated)
+            if self.config.role_urn in changed:
+                role = validated_role
         updated = attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
         return self._member_response(call, self._save_member(call.tx, current, updated))
 
@@ -407,6 +433,17 @@ class ScimService:
         if check_version:
             _check_if_match(call.request, member.version, "user")
         return member
+
+    def _plain_change(self, key: str, value: Any) -> bool:
+        """Whether a changed top-level attribute is a plain scalar of the right type."""
+        spec = self.users.attribute(self.users.core, key)
+        if spec is None or key == "userName" or spec.multi_valued or spec.mutability != "readWrite":
+            return False
+        if value is None:
+            return not spec.required
+        if spec.type == "boolean":
+            return isinstance(value, bool)
+        return spec.type == "string" and isinstance(value, str) and not spec.canonical_values
 
     def _save_member(self, tx: Transaction, current: Member, updated: Member) -> Member:
         if (updated.attributes, updated.role, updated.scim_managed) == (
@@ -521,9 +558,12 @@ class ScimService:
             )
             updated = attrs.evolve(current, attributes=attributes)
         changed = self._patch_members(call, member_ops) if member_ops else False
-        return self._group_response(
-            call, self._save_group(call.tx, current, updated, force=changed)
-        )
+        group = self._save_group(call.tx, current, updated, force=changed)
+        if self.config.group_patch_returns_resource or _asks_for_attributes(call.request):
+            return self._group_response(call, group)
+        # RFC 7644 §3.5.2 allows 204; Okta and Entra ID accept it for groups, and
+        # rendering every member after each membership change is wasted work.
+        return Response(status=204, headers=(("ETag", etag(group.version)),))
 
     def _delete_group(self, call: _Call) -> Response:
         current = self._current_group(call)
@@ -878,6 +918,13 @@ def _allow(method: str, allowed: tuple[str, ...]) -> None:
         raise MethodNotAllowedException(
             allow=allowed, detail=f"{method} is not supported here; use {', '.join(allowed)}."
         )
+
+
+def _asks_for_attributes(request: Request) -> bool:
+    return (
+        request.query_value("attributes") is not None
+        or request.query_value("excludedAttributes") is not None
+    )
 
 
 def _found(value: _T | None, kind: str, resource_id: str) -> _T:

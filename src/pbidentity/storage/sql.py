@@ -37,6 +37,7 @@ meets a lock half-way through. The schema has no migrations yet
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -131,7 +132,6 @@ from pbidentity.query import Sort
 from pbidentity.query import ValueFilter
 from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import Scalar
-from pbidentity.storage._evaluate import document_value
 from pbidentity.storage._evaluate import dump_document
 from pbidentity.storage._evaluate import elements
 from pbidentity.storage._evaluate import load_document
@@ -193,6 +193,16 @@ class _FieldColumn:
     field: Field
     name: str
     folded: str | None
+    #: The keys leading to the value in the canonical document, split once
+    #: here because every member write reads every field.
+    path: tuple[str, ...] = attrs.field(init=False)
+
+    @path.default
+    def _path(self) -> tuple[str, ...]:
+        key = self.field.key
+        if key.startswith(ENTERPRISE_URN + ":"):
+            return (ENTERPRISE_URN, *key[len(ENTERPRISE_URN) + 1 :].split("."))
+        return tuple(key.split("."))
 
 
 def _snake(name: str) -> str:
@@ -395,7 +405,10 @@ def _field_values(
         if spec.field.key == "role":
             value = scalar(spec.field, role)
         else:
-            value = document_value(spec.field, attributes)
+            found: Any = attributes
+            for part in spec.path:
+                found = found.get(part) if isinstance(found, Mapping) else None
+            value = scalar(spec.field, found)
         row[spec.name] = value
         if spec.folded is not None:
             row[spec.folded] = fold(value) if isinstance(value, str) else None
@@ -920,6 +933,11 @@ _MEMBERSHIPS_OF = select(memberships.c.member_id).where(
 # through Core instead, so that instrumentation still sees all of them.
 
 
+def _row_class(keys: tuple[str, ...]) -> Any:
+    # A named tuple gives the attribute and index access of SQLAlchemy's Row.
+    return collections.namedtuple("Row", keys, rename=True)
+
+
 class _Fast:
     """A statement compiled once for a dialect, run on the DBAPI cursor."""
 
@@ -942,8 +960,10 @@ class _Fast:
             name: dialect.type_descriptor(bind.type).bind_processor(dialect)
             for name, bind in compiled.binds.items()
         }
+        self.plan = tuple((name, self.bind_processors.get(name)) for name in self.names)
         selected = list(getattr(statement, "selected_columns", ()))
         self.keys = tuple(column.key for column in selected)
+        self.row: Any = _row_class(self.keys)
         self.result_processors = tuple(
             dialect.type_descriptor(column.type).result_processor(dialect, None)
             for column in selected
@@ -951,14 +971,15 @@ class _Fast:
         self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
 
     def _parameters(self, values: Mapping[str, Any]) -> Any:
-        processed = {}
-        for name in self.names:
-            value = values[name] if name in values else self.defaults[name]
-            processor = self.bind_processors.get(name)
-            processed[name] = value if processor is None else processor(value)
+        defaults = self.defaults
+        processed = [
+            (value if processor is None else processor(value))
+            for name, processor in self.plan
+            for value in (values[name] if name in values else defaults[name],)
+        ]
         if self.positional:
-            return tuple(processed[name] for name in self.names)
-        return processed
+            return tuple(processed)
+        return dict(zip(self.names, processed, strict=True))
 
     def _cursor(self, connection: Connection, values: Mapping[str, Any]) -> Any:
         parameters = self._parameters(values)
@@ -972,9 +993,14 @@ class _Fast:
             ) from error
         return cursor
 
-    def rows(self, connection: Connection, values: Mapping[str, Any]) -> Sequence[Any]:
-        """Run a query and return its rows, values processed as Core would."""
-        if _instrumented(connection):
+    def rows(
+        self, connection: Connection, values: Mapping[str, Any], *, core: bool
+    ) -> Sequence[Any]:
+        """Run a query and return its rows, values processed as Core would.
+
+        ``core`` sends it through SQLAlchemy instead (see :func:`_instrumented`).
+        """
+        if core:
             return connection.execute(self.statement, dict(values)).all()
         cursor = self._cursor(connection, values)
         try:
@@ -982,21 +1008,18 @@ class _Fast:
         finally:
             cursor.close()
         processors = self.result_processors
-        keys = self.keys
+        make = self.row._make
         return [
-            _FastRow(
-                keys,
-                tuple(
-                    value if proc is None else proc(value)
-                    for proc, value in zip(processors, row, strict=True)
-                ),
+            make(
+                value if proc is None else proc(value)
+                for proc, value in zip(processors, row, strict=True)
             )
             for row in raw
         ]
 
-    def run(self, connection: Connection, values: Mapping[str, Any]) -> int:
+    def run(self, connection: Connection, values: Mapping[str, Any], *, core: bool) -> int:
         """Run a write and return the number of rows it matched."""
-        if _instrumented(connection):
+        if core:
             return int(connection.execute(self.statement, dict(values)).rowcount)
         cursor = self._cursor(connection, values)
         try:
@@ -1005,32 +1028,8 @@ class _Fast:
             cursor.close()
 
 
-class _FastRow:
-    """A result row with attribute and index access, like SQLAlchemy's ``Row``."""
-
-    __slots__ = ("_keys", "_values")
-
-    def __init__(self, keys: tuple[str, ...], values: tuple[Any, ...]) -> None:
-        self._keys = keys
-        self._values = values
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[self._keys.index(name)]
-        except ValueError:
-            raise AttributeError(name) from None
-
-    def __getitem__(self, index: int) -> Any:
-        return self._values[index]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def _instrumented(connection: Connection) -> bool:
+    """Whether something listens to cursor executions on this connection's engine."""
     dispatch = connection.dispatch
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
@@ -1093,6 +1092,21 @@ class _SqlTransaction:
         self._conn = connection
         self._dialect = connection.dialect.name
         self._closed = False
+        self._core = _instrumented(connection)
+
+    def _rows(
+        self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
+    ) -> Sequence[Any]:
+        return _fast(statement, self._conn.dialect, column_keys).rows(
+            self._conn, values, core=self._core
+        )
+
+    def _run(
+        self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
+    ) -> int:
+        return _fast(statement, self._conn.dialect, column_keys).run(
+            self._conn, values, core=self._core
+        )
 
     @contextmanager
     def _savepoint(self, *, fallible_statements: int = 1) -> Iterator[None]:
@@ -1123,7 +1137,7 @@ class _SqlTransaction:
     @_guarded
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant with that id, or ``None``."""
-        rows = _fast(_GET_TENANT, self._conn.dialect).rows(self._conn, {"b_id": tenant_id})
+        rows = self._rows(_GET_TENANT, {"b_id": tenant_id})
         return _tenant(rows[0]) if rows else None
 
     @_guarded
@@ -1184,7 +1198,7 @@ class _SqlTransaction:
     @_guarded
     def find_token(self, digest: str) -> ApiToken | None:
         """The token with that digest (revoked or not), or ``None``."""
-        rows = _fast(_FIND_TOKEN, self._conn.dialect).rows(self._conn, {"b_digest": digest})
+        rows = self._rows(_FIND_TOKEN, {"b_digest": digest})
         return _token(rows[0]) if rows else None
 
     @_guarded
@@ -1213,7 +1227,7 @@ class _SqlTransaction:
     @_guarded
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
-        _fast(_TOUCH_TOKEN, self._conn.dialect).run(self._conn, {"b_id": token_id, "b_when": when})
+        self._run(_TOUCH_TOKEN, {"b_id": token_id, "b_when": when})
 
     # Members -----------------------------------------------------------------
     @_guarded
@@ -1242,7 +1256,7 @@ class _SqlTransaction:
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
         where = {"b_tenant_id": tenant_id, "b_id": member_id}
-        rows = _fast(_GET_MEMBER, self._conn.dialect).rows(self._conn, where)
+        rows = self._rows(_GET_MEMBER, where)
         return _member(tenant_id, rows[0]) if rows else None
 
     @_guarded
@@ -1254,8 +1268,7 @@ class _SqlTransaction:
         try:
             with self._savepoint():
                 same = {**row, **where, "b_digest": row["values_digest"]}
-                fast = _fast(_UPDATE_MEMBER_SAME_VALUES, self._conn.dialect, sorted(row))
-                if fast.run(self._conn, same) == 1:
+                if self._run(_UPDATE_MEMBER_SAME_VALUES, same, sorted(row)) == 1:
                     return
                 if self._conn.execute(_UPDATE_MEMBER, {**row, **where}).rowcount == 0:
                     current = self._conn.execute(_MEMBER_VERSION, where).scalar()
@@ -1314,7 +1327,7 @@ class _SqlTransaction:
     def get_group(self, tenant_id: str, group_id: str) -> Group | None:
         """The group, or ``None``."""
         where = {"b_tenant_id": tenant_id, "b_id": group_id}
-        rows = _fast(_GET_GROUP, self._conn.dialect).rows(self._conn, where)
+        rows = self._rows(_GET_GROUP, where)
         return _group(tenant_id, rows[0]) if rows else None
 
     @_guarded
@@ -1359,7 +1372,7 @@ class _SqlTransaction:
         if lookup is not None and (count is None or count > 0):
             statement, params = lookup
             params.update(b_tenant_id=tenant_id, b_offset=offset, b_limit=count)
-            rows = _fast(statement, self._conn.dialect).rows(self._conn, params)
+            rows = self._rows(statement, params)
             if (count is None or len(rows) < count) and (rows or offset == 0):
                 return rows, offset + len(rows)
         where = [table.c.tenant_id == tenant_id]
@@ -1448,9 +1461,7 @@ class _SqlTransaction:
         if len(result) == 1:
             (group_id,) = result
             where = {"b_tenant_id": tenant_id, "b_id": group_id}
-            for member_id, display in _fast(_GROUP_MEMBERS_OF_ONE, self._conn.dialect).rows(
-                self._conn, where
-            ):
+            for member_id, display in self._rows(_GROUP_MEMBERS_OF_ONE, where):
                 result[group_id].append(MemberRef(id=member_id, display=display))
             return result
         for chunk in _chunks(group_ids):
@@ -1468,9 +1479,7 @@ class _SqlTransaction:
         if len(result) == 1:
             (member_id,) = result
             where = {"b_tenant_id": tenant_id, "b_id": member_id}
-            for group_id, display in _fast(_GROUPS_OF_ONE_MEMBER, self._conn.dialect).rows(
-                self._conn, where
-            ):
+            for group_id, display in self._rows(_GROUPS_OF_ONE_MEMBER, where):
                 result[member_id].append(MemberRef(id=group_id, display=display))
             return result
         for chunk in _chunks(member_ids):
@@ -1544,10 +1553,21 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         # transaction that reads and then writes can fail with SQLITE_BUSY
         # instead of waiting its turn. A read-only unit takes no lock at all
         # and, in WAL mode, never waits for a writer.
-        if connection.get_execution_options().get(_WRITE_OPTION, True):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        statement = (
+            "BEGIN IMMEDIATE"
+            if connection.get_execution_options().get(_WRITE_OPTION, True)
+            else "BEGIN"
+        )
+        if _instrumented(connection):
+            connection.exec_driver_sql(statement)
+        else:  # the DBAPI cursor: Core's bookkeeping would double the cost of BEGIN
+            dbapi_error = connection.dialect.loaded_dbapi.Error
+            try:
+                connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+            except dbapi_error as error:
+                raise DBAPIError.instance(
+                    statement, (), error, dbapi_error, dialect=connection.dialect
+                ) from error
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
