@@ -275,7 +275,15 @@ def test_user_groups_are_computed_and_read_only(acme: Workspace) -> None:
 def test_patch_with_a_wrong_type_is_refused(acme: Workspace) -> None:
     """A PATCH value of the wrong type is invalidValue, whichever validation path it takes."""
     created = create_user(acme.client, "types@example.com")
-    for path, value in (("active", "maybe"), ("active", 5), ("displayName", 42), ("title", True)):
+    cases = (
+        ("active", "maybe"),
+        ("active", 5),
+        ("displayName", 42),
+        ("title", True),
+        ("name.givenName", 7),
+        ("name", {"familyName": ["x"]}),
+    )
+    for path, value in cases:
         response = acme.client.patch(
             f"/Users/{created['id']}", json=patch({"op": "replace", "path": path, "value": value})
         )
@@ -292,3 +300,12 @@ def test_patch_removing_username_is_refused(acme: Workspace) -> None:
     )
     assert response.status_code == 400
     assert acme.client.get(f"/Users/{created['id']}").json()["userName"] == "keepname@example.com"
+
+
+def test_put_with_a_wrong_type_in_a_changed_attribute_is_refused(acme: Workspace) -> None:
+    """A PUT whose changed name carries a number where a string belongs is invalidValue."""
+    created = create_user(acme.client, "puttype@example.com")
+    body = dict(created)
+    body["name"] = {"givenName": 12, "familyName": "Doe"}
+    assert_error(acme.client.put(f"/Users/{created['id']}", json=body), 400, "invalidValue")
+    assert acme.client.get(f"/Users/{created['id']}").json()["name"] == created["name"]

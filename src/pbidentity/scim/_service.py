@@ -348,47 +348,61 @@ class ScimService:
     def _replace_user(self, call: _Call) -> Response:
         payload = self._json(call.request)
         current = self._current_member(call)
-        attributes, role = self._validate_user(
-            payload, Context.RESOURCE_REPLACEMENT_REQUEST, call.request.base_url
-        )
-        if "active" not in attributes:
+        if not isinstance(payload, dict):
+            raise InvalidSyntaxException(detail="The body must be a JSON object describing a User.")
+        document = self.users.normalise(payload)
+        document.pop("schemas", None)
+        _fill_manager_reference(document, call.request.base_url)
+        if "active" not in document:
             # Okta and others PUT what they read back, but a PUT that does not
             # mention "active" must never (re)activate or deactivate anyone.
-            attributes["active"] = current.active
-        if role is None and not _mentions(payload, self.config.role_urn):
+            document["active"] = current.active
+        if not _mentions(payload, self.config.role_urn) and current.role is not None:
             # A PUT without the role extension says nothing about the role:
             # keep the one the member has (the role policy decides it).
-            role = current.role
-        updated = attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
+            document[self.config.role_urn] = {"role": current.role}
+        updated = self._updated_member(call, current, document)
         return self._member_response(call, self._save_member(call.tx, current, updated))
 
     def _patch_user(self, call: _Call) -> Response:
         operations = self._patch_operations(call.request)
         current = self._current_member(call)
-        document = dict(current.attributes)
-        if current.role is not None:
-            document[self.config.role_urn] = {"role": current.role}
-        patched = _patch.apply_patch(document, operations, self.users)
+        patched = _patch.apply_patch(self._document(current), operations, self.users)
         patched.pop("schemas", None)
+        updated = self._updated_member(call, current, patched)
+        return self._member_response(call, self._save_member(call.tx, current, updated))
+
+    def _document(self, member: Member) -> dict[str, Any]:
+        """The member's canonical document with its role extension, as a client sees it."""
+        document = dict(member.attributes)
+        if member.role is not None:
+            document[self.config.role_urn] = {"role": member.role}
+        return document
+
+    def _updated_member(self, call: _Call, current: Member, document: dict[str, Any]) -> Member:
+        """The member whose profile becomes ``document`` (canonical, role extension included).
+
+        The stored document was valid when it was written, so only the
+        top-level attributes that differ from it are checked again: an Okta
+        PUT that echoes the whole profile with one change, or a PATCH of
+        ``active``, costs a check of that change, not of the whole profile.
+        Plain strings and booleans are checked against their schema type here;
+        anything else goes through scim2-models, with userName, which every
+        User needs.
+        """
+        before = self._document(current)
         changed = {
-            key for key in patched.keys() | document.keys() if patched.get(key) != document.get(key)
+            key for key in document.keys() | before.keys() if document.get(key) != before.get(key)
         }
         if not changed:
-            return self._member_response(call, current)
-        # The stored document was valid when it was written, so only what the
-        # operations changed is checked again. Plain strings and booleans
-        # (active, displayName, title...: the IdPs' everyday PATCH) are checked
-        # against their schema type here; anything else, and userName, goes
-        # through scim2-models, with userName because every User needs it.
-        attributes = {key: value for key, value in current.attributes.items() if key in patched}
+            return current
+        attributes = {key: value for key, value in current.attributes.items() if key in document}
         role = current.role
-        if all(self._plain_change(key, patched.get(key)) for key in changed):
-            attributes.update({key: patched[key] for key in changed if key in patched})
+        if all(self._plain_change(key, document.get(key)) for key in changed):
+            attributes.update({key: document[key] for key in changed if key in document})
         else:
-            partial = {key: patched[key] for key in changed if key in patched}
-            partial.setdefault("userName", patched.get("userName"))
-            if self.config.role_urn not in changed:
-                partial.pop(self.config.role_urn, None)
+            partial = {key: document[key] for key in changed if key in document}
+            partial["userName"] = document.get("userName")
             validated, validated_role = self._validate_user(
                 {"schemas": [USER_URN], **partial},
                 Context.RESOURCE_REPLACEMENT_REQUEST,
@@ -397,8 +411,7 @@ class ScimService:
             attributes.update(validated)
             if self.config.role_urn in changed:
                 role = validated_role
-        updated = attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
-        return self._member_response(call, self._save_member(call.tx, current, updated))
+        return attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
 
     def _delete_user(self, call: _Call) -> Response:
         current = self._current_member(call)
@@ -435,15 +448,16 @@ class ScimService:
         return member
 
     def _plain_change(self, key: str, value: Any) -> bool:
-        """Whether a changed top-level attribute is a plain scalar of the right type."""
+        """Whether a changed top-level core attribute is plainly of its schema's type.
+
+        Plain means a single-valued string or boolean, or a single-valued
+        complex attribute (``name``) made only of those: for them the schema's
+        type, mutability and necessity are all there is to check. Anything
+        multi-valued, with canonical values, or in an extension is left to
+        scim2-models, and so is userName.
+        """
         spec = self.users.attribute(self.users.core, key)
-        if spec is None or key == "userName" or spec.multi_valued or spec.mutability != "readWrite":
-            return False
-        if value is None:
-            return not spec.required
-        if spec.type == "boolean":
-            return isinstance(value, bool)
-        return spec.type == "string" and isinstance(value, str) and not spec.canonical_values
+        return spec is not None and key != "userName" and _plain(spec, value)
 
     def _save_member(self, tx: Transaction, current: Member, updated: Member) -> Member:
         if (updated.attributes, updated.role, updated.scim_managed) == (
@@ -918,6 +932,25 @@ def _allow(method: str, allowed: tuple[str, ...]) -> None:
         raise MethodNotAllowedException(
             allow=allowed, detail=f"{method} is not supported here; use {', '.join(allowed)}."
         )
+
+
+def _plain(spec: _schema.AttributeSpec, value: Any) -> bool:
+    if spec.multi_valued or spec.mutability != "readWrite" or spec.canonical_values:
+        return False
+    if value is None:
+        return not spec.required
+    if spec.type == "boolean":
+        return isinstance(value, bool)
+    if spec.type == "string":
+        return isinstance(value, str)
+    if spec.type != "complex" or not isinstance(value, dict) or not value:
+        return False
+    if any(sub.required and sub.name not in value for sub in spec.sub_attributes.values()):
+        return False
+    return all(
+        (sub := spec.sub(name)) is not None and not sub.is_complex and _plain(sub, item)
+        for name, item in value.items()
+    )
 
 
 def _asks_for_attributes(request: Request) -> bool:

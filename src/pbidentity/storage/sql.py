@@ -872,6 +872,8 @@ _MEMBER_GROUPS = (
     .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
     .order_by(memberships.c.member_id, groups.c.id)
 )
+_INSERT_MEMBER = insert(members)
+_INSERT_VALUES = insert(member_values)
 _FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
 _GET_TENANT = select(tenants).where(tenants.c.id == _ID)
 _TOUCH_TOKEN = (
@@ -1017,6 +1019,24 @@ class _Fast:
             for row in raw
         ]
 
+    def run_many(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]], *, core: bool
+    ) -> None:
+        """Run a write once per row of parameters (an ``executemany``)."""
+        if core:
+            connection.execute(self.statement, [dict(row) for row in rows])
+            return
+        parameters = [self._parameters(row) for row in rows]
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, parameters)
+        except self.dbapi_error as error:
+            raise DBAPIError.instance(
+                self.sql, parameters, error, self.dbapi_error, dialect=connection.dialect
+            ) from error
+        finally:
+            cursor.close()
+
     def run(self, connection: Connection, values: Mapping[str, Any], *, core: bool) -> int:
         """Run a write and return the number of rows it matched."""
         if core:
@@ -1100,6 +1120,10 @@ class _SqlTransaction:
         return _fast(statement, self._conn.dialect, column_keys).rows(
             self._conn, values, core=self._core
         )
+
+    def _run_many(self, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        fast = _fast(statement, self._conn.dialect, sorted(rows[0]))
+        fast.run_many(self._conn, rows, core=self._core)
 
     def _run(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
@@ -1238,11 +1262,10 @@ class _SqlTransaction:
         keys = {"tenant_id": member.tenant_id, "member_id": member.id}
         try:
             with self._savepoint():
-                self._conn.execute(
-                    insert(members), [{"tenant_id": member.tenant_id, "id": member.id, **row}]
-                )
+                record = {"tenant_id": member.tenant_id, "id": member.id, **row}
+                self._run(_INSERT_MEMBER, record, sorted(record))
                 if values:
-                    self._conn.execute(insert(member_values), [{**keys, **v} for v in values])
+                    self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
         except IntegrityError as error:
             if _is_foreign_key(error):
                 raise NotFoundError(f"tenant {member.tenant_id!r} does not exist") from error
@@ -1276,7 +1299,7 @@ class _SqlTransaction:
                 self._conn.execute(_DELETE_VALUES, where)
                 if values:
                     keys = {"tenant_id": member.tenant_id, "member_id": member.id}
-                    self._conn.execute(insert(member_values), [{**keys, **v} for v in values])
+                    self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
         except IntegrityError as error:
             if "user_name" in _constraint(error):
                 raise _user_name_taken(member) from error
