@@ -169,6 +169,23 @@ def test_tokens_found_by_digest_and_listed_oldest_first(store: Storage) -> None:
         assert [t.id for t in tx.list_tokens("t2")] == ["k3"]
 
 
+def test_token_with_tenant_in_one_lookup(store: Storage) -> None:
+    """find_token_with_tenant gives the token and its own tenant, revoked tokens included."""
+    with store.transaction() as tx:
+        tx.add_token(make_token("k1", "first"))
+        tx.add_token(make_token("k3", "other", tenant_id="t2"))
+        tx.revoke_token("t2", "k3", NOW)
+    with store.transaction(write=False) as tx:
+        found = tx.find_token_with_tenant("digest-k1")
+        assert found is not None
+        assert found == (tx.find_token("digest-k1"), tx.get_tenant("t1"))
+        other = tx.find_token_with_tenant("digest-k3")
+        assert other is not None
+        assert other[1] == tx.get_tenant("t2")
+        assert other[0].revoked is not None
+        assert tx.find_token_with_tenant("digest-none") is None
+
+
 def test_revoke_token(store: Storage) -> None:
     """A revoked token is still found (so it can be refused) and keeps its first revocation."""
     with store.transaction() as tx:

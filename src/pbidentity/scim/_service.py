@@ -256,20 +256,18 @@ class ScimService:
     # -- authentication ------------------------------------------------------
 
     def _authenticate(self, tx: Transaction, secret: str) -> tuple[Tenant, ApiToken]:
-        token = tx.find_token(token_digest(secret))
-        if token is None or not token_matches(secret, token.digest):
+        found = tx.find_token_with_tenant(token_digest(secret))
+        if found is None or not token_matches(secret, found[0].digest):
             raise UnauthorizedException(
                 detail="The API token is not valid. Check that it was copied whole, or create "
                 "a new one under Integrations."
             )
+        token, tenant = found
         if not token.is_active:
             raise UnauthorizedException(
                 detail=f"The API token {token.name!r} was revoked; create a new one under "
                 "Integrations and update the identity provider."
             )
-        tenant = tx.get_tenant(token.tenant_id)
-        if tenant is None:  # the token outlived its tenant
-            raise UnauthorizedException(detail="The API token's workspace no longer exists.")
         if not tenant.scim_enabled:
             raise ForbiddenException(
                 detail=f"SCIM provisioning is switched off for workspace {tenant.slug!r}. "

@@ -78,6 +78,13 @@ class Transaction(Protocol):
     def find_token(self, digest: str) -> ApiToken | None:
         """The token with that digest (revoked or not), or ``None``."""
 
+    def find_token_with_tenant(self, digest: str) -> tuple[ApiToken, Tenant] | None:
+        """The token with that digest and its tenant, in one lookup, or ``None``.
+
+        Every SCIM request starts with it, so backends answer it with a single
+        statement.
+        """
+
     def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
         """The tenant's tokens, revoked ones included, oldest first."""
 

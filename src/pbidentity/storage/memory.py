@@ -272,6 +272,14 @@ class _MemoryTransaction:
         token_id = self._state.digests.get(digest)
         return None if token_id is None else self._state.tokens[token_id]
 
+    def find_token_with_tenant(self, digest: str) -> tuple[ApiToken, Tenant] | None:
+        """The token with that digest and its tenant, or ``None``."""
+        token = self.find_token(digest)
+        if token is None:
+            return None
+        tenant = self._state.tenants.get(token.tenant_id)
+        return None if tenant is None else (token, tenant)
+
     def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
         """The tenant's tokens, revoked ones included, oldest first (then by id)."""
         self._check_open()

@@ -876,6 +876,18 @@ _INSERT_MEMBER = insert(members)
 _INSERT_VALUES = insert(member_values)
 _FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
 _GET_TENANT = select(tenants).where(tenants.c.id == _ID)
+_FIND_TOKEN_WITH_TENANT = (
+    select(
+        api_tokens,
+        tenants.c.slug.label("tenant_slug"),
+        tenants.c.name.label("tenant_name"),
+        tenants.c.scim_enabled.label("tenant_scim_enabled"),
+        tenants.c.created.label("tenant_created"),
+        tenants.c.version.label("tenant_version"),
+    )
+    .join(tenants, tenants.c.id == api_tokens.c.tenant_id)
+    .where(api_tokens.c.digest == bindparam("b_digest"))
+)
 _TOUCH_TOKEN = (
     update(api_tokens)
     .where(
@@ -1108,11 +1120,12 @@ def _lookup(
 class _SqlTransaction:
     """One unit of work on one connection; see :class:`~pbidentity.storage.Transaction`."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, core: bool) -> None:
         self._conn = connection
         self._dialect = connection.dialect.name
         self._closed = False
-        self._core = _instrumented(connection)
+        # Whether statements go through Core (see _instrumented), decided once per unit.
+        self._core = core
 
     def _rows(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
@@ -1224,6 +1237,23 @@ class _SqlTransaction:
         """The token with that digest (revoked or not), or ``None``."""
         rows = self._rows(_FIND_TOKEN, {"b_digest": digest})
         return _token(rows[0]) if rows else None
+
+    @_guarded
+    def find_token_with_tenant(self, digest: str) -> tuple[ApiToken, Tenant] | None:
+        """The token with that digest and its tenant, in one statement."""
+        rows = self._rows(_FIND_TOKEN_WITH_TENANT, {"b_digest": digest})
+        if not rows:
+            return None
+        row = rows[0]
+        tenant = Tenant(
+            id=row.tenant_id,
+            slug=row.tenant_slug,
+            name=row.tenant_name,
+            scim_enabled=row.tenant_scim_enabled,
+            created=row.tenant_created,
+            version=row.tenant_version,
+        )
+        return _token(row), tenant
 
     @_guarded
     def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
@@ -1547,6 +1577,26 @@ def _display_name_taken(group: Group) -> ConflictError:
 _WRITE_OPTION = "pbidentity_write"
 
 
+def _begin_sqlite(connection: Connection, statement: str) -> None:
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except dbapi_error as error:
+        raise DBAPIError.instance(
+            statement, (), error, dbapi_error, dialect=connection.dialect
+        ) from error
+
+
+def _commit_sqlite(connection: Connection) -> None:
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        connection.connection.driver_connection.commit()  # type: ignore[union-attr]
+    except dbapi_error as error:
+        raise DBAPIError.instance(
+            "COMMIT", (), error, dbapi_error, dialect=connection.dialect
+        ) from error
+
+
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in database
@@ -1555,7 +1605,9 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
             f"{url.render_as_string(hide_password=True)!r} is an in-memory SQLite database, "
             "which each connection would see empty; use memory:// or a file"
         )
-    engine = create_engine(url)
+    # Every unit ends with a commit or a rollback, so the pool's own rollback
+    # on check-in would only repeat one.
+    engine = create_engine(url, pool_reset_on_return=None)
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook emit BEGIN itself (the sqlite3
@@ -1583,14 +1635,10 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         )
         if _instrumented(connection):
             connection.exec_driver_sql(statement)
-        else:  # the DBAPI cursor: Core's bookkeeping would double the cost of BEGIN
-            dbapi_error = connection.dialect.loaded_dbapi.Error
-            try:
-                connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
-            except dbapi_error as error:
-                raise DBAPIError.instance(
-                    statement, (), error, dbapi_error, dialect=connection.dialect
-                ) from error
+        elif not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+            # The unit already began on the DBAPI connection (see
+            # SqlStorage._lean_transaction); Core is only joining it.
+            _begin_sqlite(connection, statement)
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
@@ -1684,12 +1732,17 @@ class SqlStorage:
             raise _storage_error(error) from error
         if not write:
             connection.execution_options(**{_WRITE_OPTION: False})
+        core = _instrumented(connection)
+        if connection.dialect.name == "sqlite" and not core:
+            with self._lean_transaction(connection, write) as tx:
+                yield tx
+            return
         try:
             transaction = connection.begin()
         except DBAPIError as error:
             connection.close()
             raise _storage_error(error) from error
-        tx = _SqlTransaction(connection)
+        tx = _SqlTransaction(connection, core=core)
         try:
             try:
                 yield tx
@@ -1703,6 +1756,43 @@ class SqlStorage:
             tx._closed = True
             try:
                 transaction.commit()
+            except DBAPIError as error:
+                raise _storage_error(error) from error
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _lean_transaction(self, connection: Connection, write: bool) -> Iterator[_SqlTransaction]:
+        """A SQLite unit begun and ended on the DBAPI connection.
+
+        Core's begin and commit cost more than the whole of a primary-key read,
+        and most units only run hot-path statements. When a Core statement
+        does run, Core autobegins on top of the open transaction (the "begin"
+        hook sees it and emits nothing), and then Core ends it.
+        """
+        dbapi = connection.connection.driver_connection
+        try:
+            try:
+                _begin_sqlite(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
+            except DBAPIError as error:
+                raise _storage_error(error) from error
+            tx = _SqlTransaction(connection, core=False)
+            try:
+                yield tx
+            except BaseException:
+                tx._closed = True
+                with suppress(DBAPIError, connection.dialect.loaded_dbapi.Error):
+                    if connection.in_transaction():
+                        connection.rollback()
+                    else:
+                        dbapi.rollback()  # type: ignore[union-attr]
+                raise
+            tx._closed = True
+            try:
+                if connection.in_transaction():
+                    connection.commit()
+                else:
+                    _commit_sqlite(connection)
             except DBAPIError as error:
                 raise _storage_error(error) from error
         finally:
