@@ -293,7 +293,7 @@ def test_patch_with_a_wrong_type_is_refused(acme: Workspace) -> None:
 
 
 def test_patch_removing_username_is_refused(acme: Workspace) -> None:
-    """userName is required: removing it by PATCH is refused and the user keeps it."""
+    """The userName is required: removing it by PATCH is refused and the user keeps it."""
     created = create_user(acme.client, "keepname@example.com")
     response = acme.client.patch(
         f"/Users/{created['id']}", json=patch({"op": "remove", "path": "userName"})

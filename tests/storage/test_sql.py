@@ -256,3 +256,29 @@ def test_hot_path_reads_exactly_what_core_reads(sqlite_storage: SqlStorage) -> N
         core = read()
     assert seen, "with a cursor listener every statement goes through Core"
     assert fast == core
+
+
+def test_replace_after_a_read_writes_only_the_changed_columns(sqlite_storage: SqlStorage) -> None:
+    """A member read and replaced in one unit is updated column by column, not wholesale."""
+    seed(sqlite_storage)
+    with statements(sqlite_storage) as seen, sqlite_storage.transaction() as tx:
+        jane = tx.get_member("t1", "m1")
+        assert jane is not None
+        seen.clear()
+        inactive = {**jane.attributes, "active": False}
+        tx.replace_member(attrs.evolve(jane, attributes=inactive, version=2), expected_version=1)
+        (update_sql, _), *rest = seen
+        assert rest == []
+        assigned = update_sql.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+        assert sorted(part.split("=")[0].strip() for part in assigned.split(",")) == [
+            "active",
+            "document",
+            "version",
+        ]
+    with sqlite_storage.transaction(write=False) as tx:
+        stored = tx.get_member("t1", "m1")
+        assert stored is not None
+        assert stored.active is False
+        assert stored.version == 2
+        query = Query(filter=Comparison(USER_FIELDS["active"], "eq", False))
+        assert [m.id for m in tx.query_members("t1", query).items] == ["m1"]
