@@ -116,3 +116,17 @@ def test_unexpected_error_is_500_with_error_id_and_no_traceback(
     assert b"secret internal detail" not in response.body
     assert b"error id" in response.body
     assert "secret internal detail" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [("active", "maybe"), ("displayName", 42), ("name", {"givenName": 3}), ("emails", "nope")],
+)
+def test_create_with_a_wrong_type_is_400_and_creates_nothing(
+    acme: Workspace, attribute: str, value: object
+) -> None:
+    """Every attribute of a new user is type-checked, whichever path checks it."""
+    response = acme.client.post("/Users", json=user("typed@example.com", **{attribute: value}))
+    detail = assert_error(response, 400, "invalidValue")
+    assert attribute in detail
+    assert acme.client.get("/Users").json()["totalResults"] == 0

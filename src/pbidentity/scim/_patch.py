@@ -643,7 +643,9 @@ def _copy(value: Any) -> Any:
     Much cheaper than :func:`copy.deepcopy`, which keeps a memo for shared
     and cyclic references that a parsed JSON document cannot have.
     """
-    if isinstance(value, Mapping):
+    if type(value) in (str, bool, int, float) or value is None:
+        return value
+    if isinstance(value, dict | Mapping):
         return {key: _copy(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_copy(item) for item in value]

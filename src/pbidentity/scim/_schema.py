@@ -717,7 +717,7 @@ def canonical_value(
         if not keep_unset or element:
             return complex_value or UNSET
         return complex_value
-    if isinstance(value, Mapping | list):
+    if type(value) is not str and isinstance(value, Mapping | list):
         raise PayloadError(
             "invalidValue", f"{where} takes a single {spec.type} value; got {_shown(value)}."
         )

@@ -316,10 +316,8 @@ class ScimService:
     # -- users ---------------------------------------------------------------
 
     def _create_user(self, call: _Call) -> Response:
-        payload = self._json(call.request)
-        attributes, role = self._validate_user(
-            payload, Context.RESOURCE_CREATION_REQUEST, call.request.base_url
-        )
+        document = self._user_document(self._json(call.request), call.request.base_url)
+        attributes, role = self._checked_profile(call, document, None)
         now = self.clock()
         member = Member(
             tenant_id=call.tenant.id,
@@ -346,11 +344,7 @@ class ScimService:
     def _replace_user(self, call: _Call) -> Response:
         payload = self._json(call.request)
         current = self._current_member(call)
-        if not isinstance(payload, dict):
-            raise InvalidSyntaxException(detail="The body must be a JSON object describing a User.")
-        document = self.users.normalise(payload)
-        document.pop("schemas", None)
-        _fill_manager_reference(document, call.request.base_url)
+        document = self._user_document(payload, call.request.base_url)
         if "active" not in document:
             # Okta and others PUT what they read back, but a PUT that does not
             # mention "active" must never (re)activate or deactivate anyone.
@@ -377,39 +371,60 @@ class ScimService:
             document[self.config.role_urn] = {"role": member.role}
         return document
 
+    def _user_document(self, payload: Any, base_url: str) -> dict[str, Any]:
+        """The canonical document of a POST or PUT body (role extension included)."""
+        if not isinstance(payload, dict):
+            raise InvalidSyntaxException(detail="The body must be a JSON object describing a User.")
+        document = self.users.normalise(payload)
+        document.pop("schemas", None)
+        _fill_manager_reference(document, base_url)
+        return document
+
     def _updated_member(self, call: _Call, current: Member, document: dict[str, Any]) -> Member:
-        """The member whose profile becomes ``document`` (canonical, role extension included).
+        """The member whose profile becomes ``document`` (canonical, role extension included)."""
+        if document == self._document(current):
+            return current
+        attributes, role = self._checked_profile(call, document, current)
+        return attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
+
+    def _checked_profile(
+        self, call: _Call, document: dict[str, Any], current: Member | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """Check a new profile against the stored one; return (attributes, role).
 
         The stored document was valid when it was written, so only the
-        top-level attributes that differ from it are checked again: an Okta
-        PUT that echoes the whole profile with one change, or a PATCH of
-        ``active``, costs a check of that change, not of the whole profile.
-        Plain strings and booleans are checked against their schema type here;
-        anything else goes through scim2-models, with userName, which every
-        User needs.
+        top-level attributes that differ from it are checked: an Okta PUT that
+        echoes the whole profile with one change, or a PATCH of ``active``,
+        costs a check of that change, not of the whole profile (a creation
+        differs from an empty profile everywhere). Plain strings and booleans
+        are checked against their schema type here; anything else goes
+        through scim2-models, with userName, which every User needs.
         """
-        before = self._document(current)
+        before = self._document(current) if current is not None else {}
         changed = {
             key for key in document.keys() | before.keys() if document.get(key) != before.get(key)
         }
-        if not changed:
-            return current
-        attributes = {key: value for key, value in current.attributes.items() if key in document}
-        role = current.role
-        if all(self._plain_change(key, document.get(key)) for key in changed):
-            attributes.update({key: document[key] for key in changed if key in document})
-        else:
-            partial = {key: document[key] for key in changed if key in document}
+        stored = current.attributes if current is not None else {}
+        attributes = {key: value for key, value in stored.items() if key in document}
+        role = current.role if current is not None else None
+        plain = {key for key in changed if self._plain_change(key, document.get(key))}
+        attributes.update({key: document[key] for key in plain if key in document})
+        rest = changed - plain
+        if rest or current is None:
+            partial = {key: document[key] for key in rest if key in document}
             partial["userName"] = document.get("userName")
+            context = (
+                Context.RESOURCE_CREATION_REQUEST
+                if current is None
+                else Context.RESOURCE_REPLACEMENT_REQUEST
+            )
             validated, validated_role = self._validate_user(
-                {"schemas": [USER_URN], **partial},
-                Context.RESOURCE_REPLACEMENT_REQUEST,
-                call.request.base_url,
+                {"schemas": [USER_URN], **partial}, context, call.request.base_url
             )
             attributes.update(validated)
             if self.config.role_urn in changed:
                 role = validated_role
-        return attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
+        return attributes, role
 
     def _delete_user(self, call: _Call) -> Response:
         current = self._current_member(call)

@@ -186,6 +186,8 @@ def registry_field(field: Field, *, group: bool) -> Field:
 
 
 def _as_text(raw: Any) -> str | None:
+    if type(raw) is str:  # the common case, ahead of the slower ABC checks
+        return raw
     if raw is None or isinstance(raw, Mapping | list | tuple):
         return None
     if isinstance(raw, str):
@@ -261,7 +263,7 @@ def elements(attributes: Mapping[str, Any], attribute: str) -> list[Mapping[str,
     raw = attributes.get(attribute)
     if not isinstance(raw, list | tuple):
         return []
-    return [element for element in raw if isinstance(element, Mapping)]
+    return [element for element in raw if isinstance(element, dict | Mapping)]
 
 
 def _refs(refs: Iterable[MemberRef]) -> list[Mapping[str, Any]]:
