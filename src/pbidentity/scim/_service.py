@@ -418,8 +418,9 @@ class ScimService:
                 if current is None
                 else Context.RESOURCE_REPLACEMENT_REQUEST
             )
+            schemas = [USER_URN, *(urn for urn in self._extension_urns if urn in partial)]
             validated, validated_role = self._validate_user(
-                {"schemas": [USER_URN], **partial}, context, call.request.base_url
+                {"schemas": schemas, **partial}, context, call.request.base_url
             )
             attributes.update(validated)
             if self.config.role_urn in changed:
@@ -501,8 +502,8 @@ class ScimService:
     def _validate_user(
         self, payload: Any, context: Context, base_url: str
     ) -> tuple[dict[str, Any], str | None]:
-        """Check a User body with scim2-models and return (canonical attributes, role)."""
-        document = self._validated(payload, self.users, context, base_url)
+        """Check a canonical User document with scim2-models; return (attributes, role)."""
+        document = self._validated(payload, self.users, context, base_url, canonical=True)
         for key in ("schemas", "id", "meta", "groups", "password"):
             document.pop(key, None)
         role_block = document.pop(self.config.role_urn, None) or {}
@@ -736,14 +737,21 @@ class ScimService:
             ) from None
 
     def _validated(
-        self, payload: Any, resource: _schema.ResourceSpec, context: Context, base_url: str
+        self,
+        payload: Any,
+        resource: _schema.ResourceSpec,
+        context: Context,
+        base_url: str,
+        *,
+        canonical: bool = False,
     ) -> dict[str, Any]:
+        """Validate with scim2-models; ``canonical`` bodies were normalised already."""
         if not isinstance(payload, dict):
             raise InvalidSyntaxException(
                 detail=f"The body must be a JSON object describing a {resource.name}."
             )
         try:
-            normalised = resource.normalise(payload)
+            normalised = payload if canonical else resource.normalise(payload)
             _fill_manager_reference(normalised, base_url)
             model = resource.model.model_validate(normalised, scim_ctx=context)
             dumped: dict[str, Any] = model.model_dump(scim_ctx=context)
