@@ -10,7 +10,6 @@ RFC 7644 Error response, a database outage a 503, and anything unexpected a
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 from typing import TypeVar
 
 import attrs
+import orjson
 from pydantic import ValidationError
 from scim2_models import Context
 from scim2_models import ForbiddenException
@@ -727,10 +727,8 @@ class ScimService:
         if not request.body.strip():
             raise InvalidSyntaxException(detail="The request needs a JSON body.")
         try:
-            return json.loads(request.body)
-        except UnicodeDecodeError:
-            raise InvalidSyntaxException(detail="The request body is not UTF-8.") from None
-        except json.JSONDecodeError as error:
+            return orjson.loads(request.body)
+        except orjson.JSONDecodeError as error:
             raise InvalidSyntaxException(
                 detail=f"The request body is not valid JSON: {error.msg} at line {error.lineno} "
                 f"column {error.colno}."
@@ -1139,7 +1137,7 @@ def _list_response(resources: Sequence[Any], total: int, start_index: int) -> di
 
 
 def _dumps(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(document)
 
 
 def _json_response(status: int, document: Any) -> Response:

@@ -60,7 +60,6 @@ Rules (both backends implement exactly these):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -70,6 +69,7 @@ from typing import Any
 from typing import TypeAlias
 
 import attrs
+import orjson
 
 from pbidentity.domain import Group
 from pbidentity.domain import Member
@@ -150,7 +150,7 @@ def dump_document(attributes: Mapping[str, Any]) -> str:
     back exactly what the SQL store would (fresh dicts, lists for tuples) and
     refuses what the SQL store could not keep.
     """
-    return json.dumps(attributes, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return orjson.dumps(attributes, default=_json_default).decode()
 
 
 def _json_default(value: object) -> object:
@@ -161,7 +161,7 @@ def _json_default(value: object) -> object:
 
 def load_document(text: str) -> dict[str, Any]:
     """The document :func:`dump_document` wrote."""
-    document: dict[str, Any] = json.loads(text)
+    document: dict[str, Any] = orjson.loads(text)
     return document
 
 

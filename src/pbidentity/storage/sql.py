@@ -40,7 +40,6 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from typing import ParamSpec
 from typing import TypeVar
 
 import attrs
+import orjson
 from sqlalchemy import Boolean
 from sqlalchemy import Column
 from sqlalchemy import ColumnElement
@@ -440,7 +440,7 @@ def _value_rows(member: Member) -> list[dict[str, Any]]:
 
 
 def _digest(rows: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def _member_row(member: Member, values: list[dict[str, Any]]) -> dict[str, Any]:
