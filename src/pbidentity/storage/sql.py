@@ -97,6 +97,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeDecorator
@@ -1008,28 +1009,27 @@ class _Fast:
             return tuple(processed)
         return dict(zip(self.names, processed, strict=True))
 
-    def _cursor(self, connection: Connection, values: Mapping[str, Any]) -> Any:
+    def _cursor(self, tx: _SqlTransaction, values: Mapping[str, Any]) -> Any:
         parameters = self._parameters(values)
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = tx._dbapi.cursor()
         try:
             cursor.execute(self.sql, parameters)
         except self.dbapi_error as error:
             cursor.close()
             raise DBAPIError.instance(
-                self.sql, parameters, error, self.dbapi_error, dialect=connection.dialect
+                self.sql, parameters, error, self.dbapi_error, dialect=tx._dialect_impl
             ) from error
         return cursor
 
-    def rows(
-        self, connection: Connection, values: Mapping[str, Any], *, core: bool
-    ) -> Sequence[Any]:
+    def rows(self, tx: _SqlTransaction, values: Mapping[str, Any]) -> Sequence[Any]:
         """Run a query and return its rows, values processed as Core would.
 
-        ``core`` sends it through SQLAlchemy instead (see :func:`_instrumented`).
+        A unit whose statements must go through Core runs it there instead
+        (see :func:`_instrumented`).
         """
-        if core:
-            return connection.execute(self.statement, self._core_values(values)).all()
-        cursor = self._cursor(connection, values)
+        if tx._core:
+            return tx._conn.execute(self.statement, self._core_values(values)).all()
+        cursor = self._cursor(tx, values)
         try:
             raw = cursor.fetchall()
         finally:
@@ -1044,37 +1044,35 @@ class _Fast:
             for row in raw
         ]
 
-    def run_many(
-        self, connection: Connection, rows: Sequence[Mapping[str, Any]], *, core: bool
-    ) -> None:
+    def run_many(self, tx: _SqlTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a write once per row of parameters (an ``executemany``)."""
-        if core:
-            connection.execute(self.statement, [self._core_values(row) for row in rows])
+        if tx._core:
+            tx._conn.execute(self.statement, [self._core_values(row) for row in rows])
             return
         parameters = [self._parameters(row) for row in rows]
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = tx._dbapi.cursor()
         try:
             cursor.executemany(self.sql, parameters)
         except self.dbapi_error as error:
             raise DBAPIError.instance(
-                self.sql, parameters, error, self.dbapi_error, dialect=connection.dialect
+                self.sql, parameters, error, self.dbapi_error, dialect=tx._dialect_impl
             ) from error
         finally:
             cursor.close()
 
-    def run(self, connection: Connection, values: Mapping[str, Any], *, core: bool) -> int:
+    def run(self, tx: _SqlTransaction, values: Mapping[str, Any]) -> int:
         """Run a write and return the number of rows it matched."""
-        if core:
-            return int(connection.execute(self.statement, self._core_values(values)).rowcount)
-        cursor = self._cursor(connection, values)
+        if tx._core:
+            return int(tx._conn.execute(self.statement, self._core_values(values)).rowcount)
+        cursor = self._cursor(tx, values)
         try:
             return int(cursor.rowcount)
         finally:
             cursor.close()
 
 
-def _instrumented(connection: Connection) -> bool:
-    """Whether something listens to cursor executions on this connection's engine."""
+def _instrumented(connection: Connection | Engine) -> bool:
+    """Whether something listens to cursor executions on this connection or engine."""
     dispatch = connection.dispatch
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
@@ -1138,9 +1136,22 @@ def _lookup(
 class _SqlTransaction:
     """One unit of work on one connection; see :class:`~pbidentity.storage.Transaction`."""
 
-    def __init__(self, connection: Connection, *, core: bool) -> None:
-        self._conn = connection
-        self._dialect = connection.dialect.name
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        core: bool,
+        connection: Connection | None = None,
+        raw: PoolProxiedConnection | None = None,
+    ) -> None:
+        self._engine = engine
+        self._dialect_impl = engine.dialect
+        self._dialect = engine.dialect.name
+        self._connection = connection
+        self._raw = raw
+        pooled = connection.connection if connection is not None else raw
+        assert pooled is not None  # noqa: S101 - one of the two is always given
+        self._dbapi: Any = pooled.driver_connection
         self._closed = False
         # Whether statements go through Core (see _instrumented), decided once per unit.
         self._core = core
@@ -1148,23 +1159,25 @@ class _SqlTransaction:
         # only the columns that change.
         self._read: dict[tuple[str, str], Member] = {}
 
+    @property
+    def _conn(self) -> Connection:
+        """The Core connection, made on first use over the unit's DBAPI connection."""
+        if self._connection is None:
+            self._connection = Connection(self._engine, connection=self._raw)
+        return self._connection
+
     def _rows(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
     ) -> Sequence[Any]:
-        return _fast(statement, self._conn.dialect, column_keys).rows(
-            self._conn, values, core=self._core
-        )
+        return _fast(statement, self._dialect_impl, column_keys).rows(self, values)
 
     def _run_many(self, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-        fast = _fast(statement, self._conn.dialect, sorted(rows[0]))
-        fast.run_many(self._conn, rows, core=self._core)
+        _fast(statement, self._dialect_impl, sorted(rows[0])).run_many(self, rows)
 
     def _run(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
     ) -> int:
-        return _fast(statement, self._conn.dialect, column_keys).run(
-            self._conn, values, core=self._core
-        )
+        return _fast(statement, self._dialect_impl, column_keys).run(self, values)
 
     @contextmanager
     def _savepoint(self, *, fallible_statements: int = 1) -> Iterator[None]:
@@ -1638,6 +1651,14 @@ def _display_name_taken(group: Group) -> ConflictError:
 _WRITE_OPTION = "pbidentity_write"
 
 
+def _driver_error(statement: str, error: Exception, base: type[Exception]) -> StorageError:
+    """A pbidentity error for a DBAPI error raised outside of Core."""
+    wrapped = DBAPIError.instance(statement, (), error, base)
+    if isinstance(wrapped, DBAPIError):
+        return _storage_error(wrapped)
+    return StorageError(f"the database failed: {error}")
+
+
 def _begin_sqlite(connection: Connection, statement: str) -> None:
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
@@ -1645,16 +1666,6 @@ def _begin_sqlite(connection: Connection, statement: str) -> None:
     except dbapi_error as error:
         raise DBAPIError.instance(
             statement, (), error, dbapi_error, dialect=connection.dialect
-        ) from error
-
-
-def _commit_sqlite(connection: Connection) -> None:
-    dbapi_error = connection.dialect.loaded_dbapi.Error
-    try:
-        connection.connection.driver_connection.commit()  # type: ignore[union-attr]
-    except dbapi_error as error:
-        raise DBAPIError.instance(
-            "COMMIT", (), error, dbapi_error, dialect=connection.dialect
         ) from error
 
 
@@ -1795,6 +1806,10 @@ class SqlStorage:
         lock); elsewhere it changes nothing.
         """
         self._ensure_schema()
+        if self._engine.dialect.name == "sqlite" and not _instrumented(self._engine):
+            with self._lean_transaction(write) as tx:
+                yield tx
+            return
         try:
             connection = self._engine.connect()
         except DBAPIError as error:
@@ -1802,16 +1817,12 @@ class SqlStorage:
         if not write:
             connection.execution_options(**{_WRITE_OPTION: False})
         core = _instrumented(connection)
-        if connection.dialect.name == "sqlite" and not core:
-            with self._lean_transaction(connection, write) as tx:
-                yield tx
-            return
         try:
             transaction = connection.begin()
         except DBAPIError as error:
             connection.close()
             raise _storage_error(error) from error
-        tx = _SqlTransaction(connection, core=core)
+        tx = _SqlTransaction(self._engine, core=core, connection=connection)
         try:
             try:
                 yield tx
@@ -1831,41 +1842,52 @@ class SqlStorage:
             connection.close()
 
     @contextmanager
-    def _lean_transaction(self, connection: Connection, write: bool) -> Iterator[_SqlTransaction]:
-        """A SQLite unit begun and ended on the DBAPI connection.
+    def _lean_transaction(self, write: bool) -> Iterator[_SqlTransaction]:
+        """A SQLite unit begun and ended on the pooled DBAPI connection.
 
-        Core's begin and commit cost more than the whole of a primary-key read,
+        Core's connection, begin and commit cost more than a primary-key read,
         and most units only run hot-path statements. When a Core statement
-        does run, Core autobegins on top of the open transaction (the "begin"
-        hook sees it and emits nothing), and then Core ends it.
+        does run, a Core connection is made over the same DBAPI connection and
+        autobegins on top of the open transaction (the "begin" hook sees it
+        and emits nothing); Core then ends it.
         """
-        dbapi = connection.connection.driver_connection
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            raw = self._engine.raw_connection()
+        except (DBAPIError, dbapi_error) as error:
+            raise StorageUnavailableError(f"the database cannot be opened: {error}") from error
+        tx = _SqlTransaction(self._engine, core=False, raw=raw)
+        dbapi = tx._dbapi
         try:
             try:
-                _begin_sqlite(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
-            except DBAPIError as error:
-                raise _storage_error(error) from error
-            tx = _SqlTransaction(connection, core=False)
+                dbapi.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except dbapi_error as error:
+                raise _driver_error("BEGIN", error, dbapi_error) from error
             try:
                 yield tx
             except BaseException:
                 tx._closed = True
-                with suppress(DBAPIError, connection.dialect.loaded_dbapi.Error):
-                    if connection.in_transaction():
-                        connection.rollback()
+                with suppress(DBAPIError, dbapi_error):
+                    if tx._connection is not None and tx._connection.in_transaction():
+                        tx._connection.rollback()
                     else:
-                        dbapi.rollback()  # type: ignore[union-attr]
+                        dbapi.rollback()
                 raise
             tx._closed = True
             try:
-                if connection.in_transaction():
-                    connection.commit()
+                if tx._connection is not None and tx._connection.in_transaction():
+                    tx._connection.commit()
                 else:
-                    _commit_sqlite(connection)
+                    dbapi.commit()
             except DBAPIError as error:
                 raise _storage_error(error) from error
+            except dbapi_error as error:
+                raise _driver_error("COMMIT", error, dbapi_error) from error
         finally:
-            connection.close()
+            if tx._connection is not None:
+                tx._connection.close()  # returns the DBAPI connection to the pool
+            else:
+                raw.close()
 
     def close(self) -> None:
         """Release the connections of an engine pbidentity created (not a host's)."""
