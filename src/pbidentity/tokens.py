@@ -33,11 +33,3 @@ def token_digest(secret: str) -> str:
 def token_matches(secret: str, digest: str) -> bool:
     """Whether ``secret`` is the token whose stored digest is ``digest``, in constant time."""
     return hmac.compare_digest(token_digest(secret), digest)
-
-
-def looks_like_token(secret: str) -> bool:
-    """Whether a presented credential has the shape of a pbidentity token.
-
-    Used only to word the error message; any credential is still looked up.
-    """
-    return secret.startswith(TOKEN_PREFIX) and len(secret) >= len(TOKEN_PREFIX) + 43

@@ -147,16 +147,6 @@ def parse_attribute_list(
     return [path for path in paths if path]
 
 
-def _key(doc: Mapping[str, Any], name: str) -> str | None:
-    if name in doc:
-        return name
-    lowered = name.lower()
-    for key in doc:
-        if key.lower() == lowered:
-            return key
-    return None
-
-
 def _tree(paths: Sequence[KeyPath]) -> dict[str, Any]:
     """Key paths as a nested dict; ``None`` marks "the whole value"."""
     tree: dict[str, Any] = {}

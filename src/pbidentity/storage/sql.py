@@ -1584,35 +1584,34 @@ class _SqlTransaction:
         self, tenant_id: str, group_ids: Collection[str]
     ) -> Mapping[str, Sequence[MemberRef]]:
         """The members of each group, ordered by member id."""
-        result: dict[str, list[MemberRef]] = {group_id: [] for group_id in group_ids}
-        if len(result) == 1:
-            (group_id,) = result
-            where = {"b_tenant_id": tenant_id, "b_id": group_id}
-            for member_id, display in self._rows(_GROUP_MEMBERS_OF_ONE, where):
-                result[group_id].append(MemberRef(id=member_id, display=display))
-            return result
-        for chunk in _chunks(group_ids):
-            rows = self._conn.execute(_GROUP_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk})
-            for group_id, member_id, display in rows:
-                result[group_id].append(MemberRef(id=member_id, display=display))
-        return result
+        return self._related(tenant_id, group_ids, _GROUP_MEMBERS_OF_ONE, _GROUP_MEMBERS)
 
     @_guarded
     def member_groups(
         self, tenant_id: str, member_ids: Collection[str]
     ) -> Mapping[str, Sequence[MemberRef]]:
         """The groups of each member, ordered by group id."""
-        result: dict[str, list[MemberRef]] = {member_id: [] for member_id in member_ids}
+        return self._related(tenant_id, member_ids, _GROUPS_OF_ONE_MEMBER, _MEMBER_GROUPS)
+
+    def _related(
+        self, tenant_id: str, ids: Collection[str], of_one: Select[Any], of_many: Select[Any]
+    ) -> dict[str, list[MemberRef]]:
+        """The memberships of some groups or members, as references to the other side.
+
+        One id (a GET, a write's response) takes the hot path; a page of ids
+        takes one statement per chunk.
+        """
+        result: dict[str, list[MemberRef]] = {key: [] for key in ids}
         if len(result) == 1:
-            (member_id,) = result
-            where = {"b_tenant_id": tenant_id, "b_id": member_id}
-            for group_id, display in self._rows(_GROUPS_OF_ONE_MEMBER, where):
-                result[member_id].append(MemberRef(id=group_id, display=display))
+            (key,) = result
+            rows = self._rows(of_one, {"b_tenant_id": tenant_id, "b_id": key})
+            result[key] = [MemberRef(id=other, display=display) for other, display in rows]
             return result
-        for chunk in _chunks(member_ids):
-            rows = self._conn.execute(_MEMBER_GROUPS, {"b_tenant_id": tenant_id, "b_ids": chunk})
-            for member_id, group_id, display in rows:
-                result[member_id].append(MemberRef(id=group_id, display=display))
+        for chunk in _chunks(ids):
+            for key, other, display in self._conn.execute(
+                of_many, {"b_tenant_id": tenant_id, "b_ids": chunk}
+            ):
+                result[key].append(MemberRef(id=other, display=display))
         return result
 
 
