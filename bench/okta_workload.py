@@ -3,7 +3,7 @@
 What is measured
 ----------------
 The requests Okta sends when it provisions a directory of ``N`` users into an
-app (see ``../shared/IDP_FACTS.md``), one phase at a time, each timed on its
+app (Okta's published SCIM provisioning flow), one phase at a time, each timed on its
 own with :func:`time.perf_counter`:
 
 1. *lookup-then-POST*: ``GET /Users?filter=userName eq "<email>"`` (no match)

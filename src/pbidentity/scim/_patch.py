@@ -5,7 +5,7 @@ extension attributes nested under their schema URN. :func:`apply_patch` takes
 one, applies every operation to a copy and returns the copy: all operations or
 none, and the input is never touched.
 
-What real identity providers send is accepted (see IDP_FACTS.md): any case
+What real identity providers send is accepted (docs/explanation/behaviour.md): any case
 for ``op`` and names, path-less values whose keys are dotted or URN-qualified
 paths (Entra's ``aadOptscim062020``, Okta's deactivation), filtered paths that
 match nothing (created, as Entra expects), repeated adds and removes

@@ -1,6 +1,6 @@
 """The SCIM 2.0 service: one request value in, one response value out.
 
-This is the sans-I/O core (DESIGN.md): it authenticates the bearer token,
+This is the sans-I/O core: it authenticates the bearer token,
 finds the tenant, parses the request, runs it against the storage inside one
 transaction and renders the response. It never touches a socket or a
 framework object, and it never lets an exception out: a client mistake is an
