@@ -309,3 +309,12 @@ def test_put_with_a_wrong_type_in_a_changed_attribute_is_refused(acme: Workspace
     body["name"] = {"givenName": 12, "familyName": "Doe"}
     assert_error(acme.client.put(f"/Users/{created['id']}", json=body), 400, "invalidValue")
     assert acme.client.get(f"/Users/{created['id']}").json()["name"] == created["name"]
+
+
+def test_user_created_without_active_is_active_everywhere(acme: Workspace) -> None:
+    """A POST without active creates an active user, returned and found as such."""
+    response = acme.client.post("/Users", json={"schemas": [USER], "userName": "plain@example.com"})
+    assert response.status_code == 201
+    assert response.json()["active"] is True
+    found = acme.client.get("/Users", params={"filter": "active eq true"}).json()
+    assert [u["userName"] for u in found["Resources"]] == ["plain@example.com"]

@@ -317,6 +317,9 @@ class ScimService:
 
     def _create_user(self, call: _Call) -> Response:
         document = self._user_document(self._json(call.request), call.request.base_url)
+        # A user created without "active" is active; saying so in the document
+        # keeps filters (active eq true) and the member's state in agreement.
+        document.setdefault("active", True)
         attributes, role = self._checked_profile(call, document, None)
         now = self.clock()
         member = Member(
