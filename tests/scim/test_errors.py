@@ -120,7 +120,19 @@ def test_unexpected_error_is_500_with_error_id_and_no_traceback(
 
 @pytest.mark.parametrize(
     ("attribute", "value"),
-    [("active", "maybe"), ("displayName", 42), ("name", {"givenName": 3}), ("emails", "nope")],
+    [
+        ("active", "maybe"),
+        ("displayName", 42),
+        ("name", {"givenName": 3}),
+        ("emails", "nope"),
+        ("emails", [{"value": 5}]),
+        (
+            "emails",
+            [{"value": "a@x.example", "primary": True}, {"value": "b@x.example", "primary": True}],
+        ),
+        ("userName", ""),
+        ("userName", 7),
+    ],
 )
 def test_create_with_a_wrong_type_is_400_and_creates_nothing(
     acme: Workspace, attribute: str, value: object

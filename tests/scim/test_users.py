@@ -318,3 +318,15 @@ def test_user_created_without_active_is_active_everywhere(acme: Workspace) -> No
     assert response.json()["active"] is True
     found = acme.client.get("/Users", params={"filter": "active eq true"}).json()
     assert [u["userName"] for u in found["Resources"]] == ["plain@example.com"]
+
+
+def test_email_types_are_an_open_list(acme: Workspace) -> None:
+    """emails.type takes any label (canonical values are suggestions, RFC 7643 §2.3.1)."""
+    created = create_user(
+        acme.client,
+        "labels@example.com",
+        emails=[{"value": "labels@corp.local", "type": "corporate", "primary": True}],
+    )
+    assert created["emails"] == [
+        {"value": "labels@corp.local", "type": "corporate", "primary": True}
+    ]

@@ -413,7 +413,7 @@ class ScimService:
         plain = {key for key in changed if self._plain_change(key, document.get(key))}
         attributes.update({key: document[key] for key in plain if key in document})
         rest = changed - plain
-        if rest or current is None:
+        if rest:
             partial = {key: document[key] for key in rest if key in document}
             partial["userName"] = document.get("userName")
             context = (
@@ -428,6 +428,12 @@ class ScimService:
             attributes.update(validated)
             if self.config.role_urn in changed:
                 role = validated_role
+        user_name = attributes.get("userName")
+        if not isinstance(user_name, str) or not user_name.strip():
+            raise InvalidValueException(
+                detail="userName is required: it is the unique identifier of the user "
+                "(usually the email address)."
+            )
         return attributes, role
 
     def _delete_user(self, call: _Call) -> Response:
@@ -467,14 +473,15 @@ class ScimService:
     def _plain_change(self, key: str, value: Any) -> bool:
         """Whether a changed top-level core attribute is plainly of its schema's type.
 
-        Plain means a single-valued string or boolean, or a single-valued
-        complex attribute (``name``) made only of those: for them the schema's
-        type, mutability and necessity are all there is to check. Anything
-        multi-valued, with canonical values, or in an extension is left to
-        scim2-models, and so is userName.
+        Plain means a string or boolean, or a complex attribute (``name``,
+        each element of ``emails``) made only of those: for them the schema's
+        type, mutability, necessity and, for multi-valued ones, the single
+        primary are all there is to check (the rules scim2-models applies,
+        from the same schema). References, binaries, dates, extensions and
+        the role are left to scim2-models.
         """
         spec = self.users.attribute(self.users.core, key)
-        return spec is not None and key != "userName" and _plain(spec, value)
+        return spec is not None and _plain(spec, value)
 
     def _save_member(self, tx: Transaction, current: Member, updated: Member) -> Member:
         if (updated.attributes, updated.role, updated.scim_managed) == (
@@ -956,21 +963,36 @@ def _allow(method: str, allowed: tuple[str, ...]) -> None:
         )
 
 
-def _plain(spec: _schema.AttributeSpec, value: Any) -> bool:
-    if spec.multi_valued or spec.mutability != "readWrite" or spec.canonical_values:
+def _plain(spec: _schema.AttributeSpec, value: Any, *, element: bool = False) -> bool:
+    """Whether ``value`` is plainly of ``spec``'s type (see ``ScimService._plain_change``)."""
+    if spec.mutability != "readWrite":
         return False
     if value is None:
         return not spec.required
+    if spec.multi_valued and not element:
+        # RFC 7643 §2.4: at most one element may be primary.
+        return (
+            spec.is_complex
+            and isinstance(value, list)
+            and all(_plain(spec, item, element=True) for item in value)
+            and sum(1 for item in value if item.get("primary") is True) <= 1
+        )
     if spec.type == "boolean":
         return isinstance(value, bool)
     if spec.type == "string":
-        return isinstance(value, str)
+        # Canonical values of a sub-attribute ("work", "home") are an open
+        # list, as scim2-models' extensible enums treat them; a top-level
+        # attribute with canonical values is left to scim2-models.
+        return isinstance(value, str) and (element or not spec.canonical_values)
     if spec.type != "complex" or not isinstance(value, dict) or not value:
         return False
     if any(sub.required and sub.name not in value for sub in spec.sub_attributes.values()):
         return False
     return all(
-        (sub := spec.sub(name)) is not None and not sub.is_complex and _plain(sub, item)
+        (sub := spec.sub(name)) is not None
+        and not sub.is_complex
+        and not sub.multi_valued
+        and _plain(sub, item, element=True)
         for name, item in value.items()
     )
 
