@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from pbidentity.admin import Admin
+from pbidentity.domain import Member
+from pbidentity.exceptions import VersionMismatchError
 from pbidentity.http import Request
 from pbidentity.scim import ScimService
 from pbidentity.storage import Storage
+from pbidentity.storage import Transaction
+from pbidentity.wsgi import ScimWsgiApp
 from tests.conftest import Workspace
 from tests.scim.helpers import assert_error
 from tests.scim.helpers import create_user
+from tests.scim.helpers import patch
 from tests.scim.helpers import user
 
 
@@ -142,3 +150,71 @@ def test_create_with_a_wrong_type_is_400_and_creates_nothing(
     detail = assert_error(response, 400, "invalidValue")
     assert attribute in detail
     assert acme.client.get("/Users").json()["totalResults"] == 0
+
+
+class _RacingStorage:
+    """A storage whose replace_member loses the optimistic race ``losses`` times."""
+
+    def __init__(self, inner: Storage, losses: int) -> None:
+        self.inner = inner
+        self.losses = losses
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[object]:
+        with self.inner.transaction(write=write) as tx:
+            yield _RacingTransaction(tx, self)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _RacingTransaction:
+    def __init__(self, tx: Transaction, storage: _RacingStorage) -> None:
+        self._tx = tx
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._tx, name)
+
+    def replace_member(self, member: Member, *, expected_version: int) -> None:
+        if self._storage.losses > 0:
+            self._storage.losses -= 1
+            raise VersionMismatchError("another writer got there first")
+        self._tx.replace_member(member, expected_version=expected_version)
+
+
+def _racing_client(storage: Storage, losses: int) -> tuple[httpx.Client, str]:
+    admin = Admin(storage)
+    admin.create_tenant("race")
+    admin.set_scim_enabled("race", True)
+    secret = admin.create_token("race", "okta").secret
+    racing = _RacingStorage(storage, losses)
+    app = ScimWsgiApp(ScimService(racing))  # type: ignore[arg-type]
+    client = httpx.Client(
+        transport=httpx.WSGITransport(app=app),
+        base_url="https://app.example/scim/v2",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    created = create_user(client, "race@example.com")
+    return client, created["id"]
+
+
+def test_lost_race_without_if_match_is_retried(storage: Storage) -> None:
+    """A concurrent write without If-Match is redone on fresh data and succeeds."""
+    client, user_id = _racing_client(storage, losses=2)
+    response = client.patch(
+        f"/Users/{user_id}", json=patch({"op": "replace", "path": "displayName", "value": "Won"})
+    )
+    assert response.status_code == 200, response.text
+    assert client.get(f"/Users/{user_id}").json()["displayName"] == "Won"
+
+
+def test_race_lost_every_time_is_409_and_with_if_match_412(storage: Storage) -> None:
+    """Retries are bounded (409 conflict); with If-Match a lost race is 412 at once."""
+    client, user_id = _racing_client(storage, losses=100)
+    operation = patch({"op": "replace", "path": "displayName", "value": "Never"})
+    assert_error(client.patch(f"/Users/{user_id}", json=operation), 409)
+    version = client.get(f"/Users/{user_id}").json()["meta"]["version"]
+    response = client.patch(f"/Users/{user_id}", json=operation, headers={"If-Match": version})
+    assert_error(response, 412)
+    assert "displayName" not in client.get(f"/Users/{user_id}").json()

@@ -22,6 +22,7 @@ from typing import TypeVar
 import attrs
 import orjson
 from pydantic import ValidationError
+from scim2_models import ConflictException
 from scim2_models import Context
 from scim2_models import ForbiddenException
 from scim2_models import InvalidFilterException
@@ -249,7 +250,7 @@ class ScimService:
                 )
             except NotFoundError:
                 raise NotFoundException(detail=f"The {kind} no longer exists.") from None
-        raise UniquenessException(
+        raise ConflictException(
             detail=f"The {kind} is being changed by other requests at the same time; retry."
         )
 
