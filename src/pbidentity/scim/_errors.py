@@ -8,8 +8,7 @@ table lacks (405, 415, 503) and builds the response value.
 
 from __future__ import annotations
 
-import json
-
+import orjson
 from scim2_models import SCIMException
 
 from pbidentity.http import Response
@@ -55,7 +54,7 @@ def error_body(status: int, detail: str, scim_type: str | None = None) -> bytes:
     if scim_type:
         body["scimType"] = scim_type
     body["detail"] = detail
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(body)
 
 
 def error_response(error: SCIMException) -> Response:
