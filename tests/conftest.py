@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import httpx
 import pytest
+import sqlalchemy
 
 from pbidentity.admin import Admin
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 from pbidentity.storage import Storage
 from pbidentity.storage import open_storage
+from pbidentity.storage.sql import metadata
 from pbidentity.wsgi import ScimWsgiApp
+from tests import postgres
 
 BASE_URL = "https://app.example/scim/v2"
 
@@ -28,15 +32,21 @@ class Workspace:
     client: httpx.Client
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A SQLite file of its own for each test."""
-    return f"sqlite:///{tmp_path / 'pbidentity.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for each test: a SQLite file, then the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'pbidentity.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    engine = sqlalchemy.create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url
 
 
 @pytest.fixture
 def storage(database_url: str) -> Iterator[Storage]:
-    """The SQL store on a real SQLite file."""
+    """The SQL store on the test's database."""
     store = open_storage(database_url)
     yield store
     store.close()
@@ -87,3 +97,24 @@ def globex(admin: Admin, app: ScimWsgiApp) -> Iterator[Workspace]:
     workspace = make_workspace(admin, app, "globex")
     yield workspace
     workspace.client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A disposable PostgreSQL database for the whole session.
+
+    ``PBIDENTITY_TEST_POSTGRES_URL`` wins; otherwise a throwaway cluster is
+    started here. Without the server programs the tests that need it are
+    skipped with a message that says how to get them, except in CI, where
+    they must run.
+    """
+    configured = os.environ.get("PBIDENTITY_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    if not postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail(postgres.HOW_TO_GET_IT)
+        pytest.skip(postgres.HOW_TO_GET_IT)
+    with postgres.throwaway_cluster() as url:
+        yield url

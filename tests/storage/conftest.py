@@ -1,13 +1,12 @@
 """The ``storage`` fixture: every contract test runs once per backend.
 
-Backends: memory, SQLite (a real file in ``tmp_path``, WAL mode) and
-PostgreSQL, which runs only when ``PBIDENTITY_TEST_POSTGRES_URL`` names a
-disposable database (its tables are dropped before each test).
+Backends: memory, SQLite (a real file in ``tmp_path``, WAL mode) and a real
+PostgreSQL server (the session's ``postgres_url``: a throwaway cluster, or
+``PBIDENTITY_TEST_POSTGRES_URL``; its tables are dropped before each test).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,36 +17,26 @@ from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
 from pbidentity.storage.sql import metadata
 
-POSTGRES_URL = os.environ.get("PBIDENTITY_TEST_POSTGRES_URL", "")
 
-
-def open_backend(name: str, directory: Path) -> Storage:
+def open_backend(name: str, directory: Path, postgres_url: str = "") -> Storage:
     """A fresh, empty storage of the named backend."""
     if name == "memory":
         return MemoryStorage()
     if name == "sqlite":
         return SqlStorage.from_url(f"sqlite:///{directory / 'pbidentity.db'}")
-    storage = SqlStorage.from_url(POSTGRES_URL)
+    storage = SqlStorage.from_url(postgres_url)
     metadata.drop_all(storage.engine)
     return storage
 
 
-BACKENDS = [
-    "memory",
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not POSTGRES_URL, reason="set PBIDENTITY_TEST_POSTGRES_URL to run on PostgreSQL"
-        ),
-    ),
-]
+BACKENDS = ["memory", "sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """An empty storage, once per backend."""
-    backend = open_backend(request.param, tmp_path)
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
+    backend = open_backend(request.param, tmp_path, url)
     yield backend
     backend.close()
 

@@ -56,6 +56,7 @@ from pbidentity.storage._evaluate import sorted_indexes
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
 from pbidentity.storage.sql import metadata
+from tests import postgres
 
 TENANT = "t-prop"
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
@@ -245,13 +246,14 @@ def scratch(storage: Storage, scenario: Scenario) -> Iterator[Transaction]:
 
 
 @pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Storage]]:
-    """SQLite (one file for the whole module), memory, and PostgreSQL if configured."""
+def backends(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[list[Storage]]:
+    """SQLite (one file for the whole module), memory, and PostgreSQL where it can run."""
     path: Path = tmp_path_factory.mktemp("properties") / "pbidentity.db"
     sql = [SqlStorage.from_url(f"sqlite:///{path}")]
-    postgres_url = os.environ.get("PBIDENTITY_TEST_POSTGRES_URL")
-    if postgres_url:
-        sql.append(SqlStorage.from_url(postgres_url))
+    if os.environ.get("PBIDENTITY_TEST_POSTGRES_URL") or postgres.available():
+        sql.append(SqlStorage.from_url(request.getfixturevalue("postgres_url")))
         metadata.drop_all(sql[-1].engine)
     yield [*sql, MemoryStorage()]
     for storage in sql:
