@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,30 +37,13 @@ __all__ = ["ScimWsgiApp", "make_app"]
 
 DEFAULT_PREFIX = "/scim/v2"
 
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    304: "Not Modified",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    412: "Precondition Failed",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
-}
-
 
 def status_line(status: int) -> str:
     """``"404 Not Found"``: the status string WSGI wants."""
-    return f"{status} {_REASONS.get(status, 'Unknown')}"
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
 
 
 def _wsgi_str(value: str) -> str:

@@ -18,13 +18,13 @@ from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.query import ENTERPRISE_URN
+from pbidentity.scim._schema import CORE_GROUP_URN
+from pbidentity.scim._schema import CORE_USER_URN
 
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+USER_URN = CORE_USER_URN
+GROUP_URN = CORE_GROUP_URN
 LIST_RESPONSE_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 PATCH_OP_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 #: Attributes every representation keeps, whatever ``attributes`` asks for (RFC 7643 §3.1).
 ALWAYS_RETURNED = frozenset({"id", "schemas"})

@@ -45,6 +45,7 @@ from scim2_models import ServiceProviderConfig
 from scim2_models import User
 
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.query import ENTERPRISE_URN
 
 __all__ = [
     "CORE_GROUP_URN",
@@ -77,7 +78,6 @@ __all__ = [
 
 CORE_USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
-ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 DEFAULT_ROLE_URN = "urn:ietf:params:scim:schemas:extension:pbidentity:2.0:User"
 
 _SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"

@@ -77,6 +77,7 @@ from pbidentity.scim._render import project
 from pbidentity.scim._render import render_group
 from pbidentity.scim._render import render_member
 from pbidentity.scim._render import wants
+from pbidentity.scim._schema import DEFAULT_ROLE_URN
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
 from pbidentity.tokens import token_digest
@@ -86,7 +87,6 @@ __all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
 
 log = logging.getLogger("pbidentity.scim")
 
-DEFAULT_ROLE_URN = "urn:ietf:params:scim:schemas:extension:pbidentity:2.0:User"
 DEFAULT_ROLES = ("admin", "maker", "contributor", "viewer")
 
 _T = TypeVar("_T")
@@ -385,9 +385,10 @@ class ScimService:
         return document
 
     def _updated_member(self, call: _Call, current: Member, document: dict[str, Any]) -> Member:
-        """The member whose profile becomes ``document`` (canonical, role extension included)."""
-        if document == self._document(current):
-            return current
+        """The member whose profile becomes ``document`` (canonical, role extension included).
+
+        An unchanged profile gives an equal member, which ``_save_member`` keeps as it is.
+        """
         attributes, role = self._checked_profile(call, document, current)
         return attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
 
@@ -400,8 +401,8 @@ class ScimService:
         top-level attributes that differ from it are checked: an Okta PUT that
         echoes the whole profile with one change, or a PATCH of ``active``,
         costs a check of that change, not of the whole profile (a creation
-        differs from an empty profile everywhere). Plain strings and booleans
-        are checked against their schema type here; anything else goes
+        differs from an empty profile everywhere). Plain values are checked by
+        the schema's rules here (see ``_plain_change``); anything else goes
         through scim2-models, with userName, which every User needs.
         """
         before = self._document(current) if current is not None else {}
@@ -518,11 +519,6 @@ class ScimService:
         for key in ("schemas", "id", "meta", "groups", "password"):
             document.pop(key, None)
         role_block = document.pop(self.config.role_urn, None) or {}
-        if not document.get("userName"):
-            raise InvalidValueException(
-                detail="userName is required: it is the unique identifier of the user "
-                "(usually the email address)."
-            )
         return document, self._role(role_block.get("role"))
 
     def _role(self, value: Any) -> str | None:
@@ -1011,28 +1007,27 @@ def _found(value: _T | None, kind: str, resource_id: str) -> _T:
     return value
 
 
+def _etag_matches(header: str, version: int) -> bool:
+    """Whether an If-Match / If-None-Match list names the version (weak or strong) or ``*``."""
+    current = etag(version)
+    return any(
+        tag.strip() in ("*", current, current.removeprefix("W/")) for tag in header.split(",")
+    )
+
+
 def _check_if_match(request: Request, version: int, kind: str) -> None:
     header = request.header("if-match")
-    if header is None:
-        return
-    tags = [tag.strip() for tag in header.split(",")]
-    current = etag(version)
-    if "*" in tags or current in tags or current.removeprefix("W/") in tags:
+    if header is None or _etag_matches(header, version):
         return
     raise PreconditionFailedException(
-        detail=f"The {kind} has changed: its version is {current}, the request expected {header}. "
-        "Read it again and retry."
+        detail=f"The {kind} has changed: its version is {etag(version)}, the request expected "
+        f"{header}. Read it again and retry."
     )
 
 
 def _not_modified(request: Request, version: int) -> bool:
     header = request.header("if-none-match")
-    if header is None:
-        return False
-    current = etag(version)
-    return any(
-        tag.strip() in ("*", current, current.removeprefix("W/")) for tag in header.split(",")
-    )
+    return header is not None and _etag_matches(header, version)
 
 
 def _uniqueness(error: ConflictError, kind: str) -> UniquenessException:
