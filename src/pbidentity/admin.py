@@ -1,4 +1,4 @@
-"""What an operator or the host app's settings pages do: tenants, the SCIM switch, tokens.
+"""What an operator or the host app's settings pages do: tenants, SCIM switch, tokens, policy.
 
 :class:`Admin` wraps a :class:`~pbidentity.storage.Storage` with the rules of
 the domain (slug shape, one active token per name, tokens shown once). The
@@ -18,10 +18,13 @@ from pbidentity._clock import Clock
 from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
+from pbidentity._lifecycle import Changes
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
+from pbidentity.policy import TenantPolicy
+from pbidentity.roles import RoleSet
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
 from pbidentity.tokens import generate_token
@@ -43,11 +46,16 @@ class NewToken:
 
 @attrs.frozen
 class Admin:
-    """Manage tenants, their SCIM switch and their API tokens."""
+    """Manage tenants, their SCIM switch, their API tokens and their member policy.
+
+    ``roles`` is the host app's role set, the same as its
+    :class:`~pbidentity.scim.ScimConfig` ``roles``.
+    """
 
     storage: Storage
     clock: Clock = utc_now
     new_id: IdFactory = new_id
+    roles: RoleSet = attrs.field(factory=RoleSet)
 
     def create_tenant(self, slug: str, name: str | None = None) -> Tenant:
         """Create a tenant; the slug is its stable, URL-safe handle (``acme-corp``)."""
@@ -71,15 +79,76 @@ class Admin:
         with self.storage.transaction() as tx:
             return _tenant(tx, slug)
 
-    def set_scim_enabled(self, slug: str, enabled: bool) -> Tenant:
-        """Switch SCIM provisioning on or off for a tenant; returns the updated tenant."""
+    def set_scim_enabled(self, slug: str, enabled: bool, *, keep_links: bool = True) -> Tenant:
+        """Switch SCIM provisioning on or off for a tenant; returns the updated tenant.
+
+        Switched off, SCIM-managed members become editable in the app. With
+        ``keep_links`` (the default) they stay linked to their IdP identity
+        (externalId) and are managed again when SCIM comes back on; without
+        it, the links are dropped: members become the app's own and the next
+        push links them afresh.
+        """
         with self.storage.transaction() as tx:
             tenant = _tenant(tx, slug)
-            if tenant.scim_enabled == enabled:
-                return tenant
-            updated = attrs.evolve(tenant, scim_enabled=enabled, version=tenant.version + 1)
+            if tenant.scim_enabled != enabled:
+                updated = attrs.evolve(tenant, scim_enabled=enabled, version=tenant.version + 1)
+                tx.replace_tenant(updated, expected_version=tenant.version)
+                tenant = updated
+            if not enabled and not keep_links:
+                self._unlink_all(tx, tenant)
+            return tenant
+
+    def _unlink_all(self, tx: Transaction, tenant: Tenant) -> None:
+        changes = self._changes(tx, tenant, "app")
+        changes.decide_roles = False
+        after: str | None = None
+        while batch := tx.list_members(tenant.id, after=after, limit=1000):
+            for member in batch:
+                if member.scim_managed or member.external_id is not None:
+                    attributes = dict(member.attributes)
+                    attributes.pop("externalId", None)
+                    unlinked = attrs.evolve(
+                        member,
+                        attributes=attributes,
+                        scim_managed=False,
+                        # The role the IdP decided becomes the app's to change.
+                        role_source="app" if member.role is not None else None,
+                    )
+                    changes.save(member, unlinked)
+            after = batch[-1].id
+        changes.finish()
+
+    def get_policy(self, slug: str) -> TenantPolicy:
+        """The tenant's member policy (role mapping, linking, deprovisioning)."""
+        with self.storage.transaction(write=False) as tx:
+            return TenantPolicy.of(_tenant(tx, slug))
+
+    def set_policy(self, slug: str, policy: TenantPolicy, *, actor: str = "app") -> TenantPolicy:
+        """Replace the tenant's member policy and re-decide every SCIM-managed member's role.
+
+        One transaction: the new policy and the roles it gives commit
+        together (with their ``member.role_changed`` events), or, if the
+        admin guard refuses the outcome, neither does.
+        """
+        checked = policy.check(self.roles)
+        with self.storage.transaction() as tx:
+            tenant = _tenant(tx, slug)
+            updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
-            return updated
+            changes = self._changes(tx, updated, actor)
+            after: str | None = None
+            while batch := tx.list_members(tenant.id, after=after, limit=1000):
+                for member in batch:
+                    if member.scim_managed:
+                        changes.save(member, member)
+                after = batch[-1].id
+            changes.finish()
+        return checked
+
+    def _changes(self, tx: Transaction, tenant: Tenant, actor: str) -> Changes:
+        return Changes(
+            tx, tenant, TenantPolicy.of(tenant), self.roles, actor, self.clock, self.new_id
+        )
 
     def create_token(self, slug: str, name: str) -> NewToken:
         """Create a named API token for a tenant. The secret is only in the result."""

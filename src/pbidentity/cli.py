@@ -52,6 +52,52 @@ def _parser() -> argparse.ArgumentParser:
     for action in ("enable", "disable"):
         switch = scim_commands.add_parser(action, help=f"{action} SCIM provisioning")
         switch.add_argument("--tenant", required=True, metavar="SLUG")
+    scim_commands.choices["disable"].add_argument(
+        "--drop-links",
+        action="store_true",
+        help="also unlink members from their IdP identities (default: keep the links)",
+    )
+
+    link = commands.add_parser(
+        "link",
+        help="link existing members to IdP identities from an export (CSV or JSON)",
+        description="Match each identity of the file to the tenant's members (externalId, "
+        "then userName, then primary email), show the plan, and apply it. Running it again "
+        "changes nothing. Exit status 1 when conflicts are left for an admin.",
+    )
+    link.add_argument("--tenant", required=True, metavar="SLUG")
+    link.add_argument("--from", dest="source", required=True, metavar="FILE.csv|FILE.json")
+    link.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    link.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    policy = commands.add_parser("policy", help="show or change a tenant's member policy")
+    policy_commands = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = policy_commands.add_parser("show", help="print the policy as JSON")
+    show.add_argument("--tenant", required=True, metavar="SLUG")
+    change = policy_commands.add_parser(
+        "set", help="change parts of the policy; members' roles are decided again"
+    )
+    change.add_argument("--tenant", required=True, metavar="SLUG")
+    change.add_argument("--file", metavar="POLICY.json", help="the whole policy, as JSON")
+    change.add_argument("--mode", choices=("user-personal", "group-based", "hybrid"))
+    change.add_argument(
+        "--map",
+        action="append",
+        metavar="GROUP=ROLE[:PRIORITY]",
+        help="map a group (by displayName, or id:<ID>) to a role; repeat; replaces the mappings",
+    )
+    change.add_argument("--clear-mappings", action="store_true")
+    change.add_argument("--default-role", metavar="ROLE")
+    change.add_argument("--ties", choices=("more-privileged", "less-privileged"))
+    change.add_argument("--admin-guard", choices=("on", "off"))
+    change.add_argument("--on-delete", choices=("delete", "deactivate"))
+    change.add_argument("--plus-tags", choices=("keep", "strip"))
+
+    audit = commands.add_parser("audit", help="print a tenant's audit trail, oldest first")
+    audit.add_argument("--tenant", required=True, metavar="SLUG")
+    audit.add_argument("--after", type=int, default=0, metavar="SEQ")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="print JSON")
 
     tokens = commands.add_parser("tokens", help="create, list and revoke SCIM API tokens")
     token_commands = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -113,10 +159,19 @@ def _run(args: argparse.Namespace) -> int:
                     state = "on" if tenant.scim_enabled else "off"
                     print(f"{tenant.slug}\t{tenant.name}\tSCIM {state}")
         elif args.command == "scim":
-            tenant = admin.set_scim_enabled(args.tenant, args.action == "enable")
+            enabled = args.action == "enable"
+            keep = enabled or not args.drop_links
+            tenant = admin.set_scim_enabled(args.tenant, enabled, keep_links=keep)
             print(
                 f"SCIM provisioning is {'on' if tenant.scim_enabled else 'off'} for {tenant.slug}"
+                + ("" if keep else "; members were unlinked from their IdP identities")
             )
+        elif args.command == "link":
+            return _link(storage, args)
+        elif args.command == "policy":
+            _policy(admin, args)
+        elif args.command == "audit":
+            _audit(storage, args)
         elif args.command == "tokens":
             _tokens(admin, args)
         return 0
@@ -152,6 +207,136 @@ def _tokens(admin: Any, args: argparse.Namespace) -> None:
     else:
         token = admin.revoke_token(args.tenant, args.name)
         print(f"revoked token {token.name!r} of {args.tenant}")
+
+
+def _link(storage: Any, args: argparse.Namespace) -> int:
+    import pathlib
+
+    from pbidentity.linking import read_identities
+    from pbidentity.members import Members
+
+    members = Members(storage)
+    identities = read_identities(pathlib.Path(args.source))
+    plan = members.plan_links(args.tenant, identities)
+    print(f"{len(identities)} identities from {args.source}: {plan.summary()}")
+    for step in plan.conflicts:
+        print(f"  conflict: {step.identity.user_name}: {step.reason}")
+    if args.dry_run:
+        for step in plan.changes:
+            target = f" -> member {step.member_id} (by {step.matched_by})" if step.member_id else ""
+            print(f"  {step.action}: {step.identity.user_name}{target}")
+        print("dry run: nothing was changed")
+        return 1 if plan.conflicts else 0
+    bar = None if args.quiet or not plan.changes else _ProgressBar(sys.stderr)
+    result = members.apply_links(args.tenant, plan, progress=bar)
+    if bar is not None:
+        bar.close()
+    print(result.summary())
+    for step, reason in result.skipped[len(plan.conflicts) :]:
+        print(f"  skipped: {step.identity.user_name}: {reason}")
+    return 1 if result.skipped else 0
+
+
+class _ProgressBar:
+    """``[#######.............] 3,500/10,000`` redrawn in place on a terminal."""
+
+    def __init__(self, stream: Any, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // max(total, 1)
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done:,}/{total:,}"
+        # On a terminal the bar is redrawn in place; in a log, one line per batch.
+        self.stream.write(f"\r{line}" if self.tty else f"{line}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _policy(admin: Any, args: argparse.Namespace) -> None:
+    import attrs
+
+    from pbidentity.policy import policy_from_mapping
+    from pbidentity.roles import GroupMapping
+
+    if args.action == "show":
+        _print_json(admin.get_policy(args.tenant).settings())
+        return
+    if args.file:
+        import pathlib
+
+        try:
+            document = json.loads(pathlib.Path(args.file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise _input_error(f"cannot read policy file {args.file}: {error}") from error
+        current = policy_from_mapping(document)
+    else:
+        current = admin.get_policy(args.tenant)
+    roles = current.roles
+    if args.mode:
+        roles = attrs.evolve(roles, mode=args.mode)
+    if args.clear_mappings:
+        roles = attrs.evolve(roles, mappings=())
+    if args.map:
+        roles = attrs.evolve(
+            roles, mappings=tuple(_mapping(text, GroupMapping) for text in args.map)
+        )
+    if args.default_role:
+        roles = attrs.evolve(roles, default_role=args.default_role)
+    if args.ties:
+        roles = attrs.evolve(roles, prefer_less_privileged=args.ties == "less-privileged")
+    if args.admin_guard:
+        roles = attrs.evolve(roles, admin_guard=args.admin_guard == "on")
+    updated = attrs.evolve(current, roles=roles)
+    if args.on_delete:
+        updated = attrs.evolve(updated, on_delete=args.on_delete)
+    if args.plus_tags:
+        updated = attrs.evolve(
+            updated, linking=attrs.evolve(updated.linking, plus_tags=args.plus_tags)
+        )
+    saved = admin.set_policy(args.tenant, updated, actor="cli")
+    print(f"policy of {args.tenant} saved; members' roles were decided again")
+    _print_json(saved.settings())
+
+
+def _mapping(text: str, mapping_type: Any) -> Any:
+    group, sep, target = text.rpartition("=")
+    role, _, priority = target.partition(":")
+    if not sep or not group or not role:
+        raise _input_error(f"--map {text!r}: expected GROUP=ROLE[:PRIORITY], e.g. Admins=admin:10")
+    try:
+        rank = int(priority) if priority else 0
+    except ValueError:
+        raise _input_error(f"--map {text!r}: the priority must be a whole number") from None
+    if group.startswith("id:"):
+        return mapping_type(role=role, group_id=group[3:], priority=rank)
+    return mapping_type(role=role, group_name=group, priority=rank)
+
+
+def _input_error(message: str) -> PbIdentityError:
+    from pbidentity.exceptions import InputError
+
+    return InputError(message)
+
+
+def _audit(storage: Any, args: argparse.Namespace) -> None:
+    from pbidentity.members import Members
+
+    events = Members(storage).audit_trail(args.tenant, after=args.after, limit=args.limit)
+    if args.json:
+        _print_json(converter.unstructure(list(events)))
+        return
+    for event in events:
+        data = json.dumps(dict(event.data), ensure_ascii=False, sort_keys=True)
+        print(
+            f"{event.seq}\t{event.occurred.isoformat(timespec='seconds')}\t{event.actor}\t"
+            f"{event.type}\t{event.subject_id}\t{data}"
+        )
 
 
 def _print_json(value: Any) -> None:

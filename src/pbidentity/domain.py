@@ -17,17 +17,27 @@ import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from typing import Literal
 
 import attrs
 
 __all__ = [
     "ApiToken",
+    "Event",
     "Group",
     "Member",
     "MemberRef",
+    "RoleDecision",
+    "RoleSource",
     "Tenant",
     "fold",
 ]
+
+#: Where a member's role came from: the role extension attribute, core
+#: ``roles``, a mapped group, the tenant's default, a role the member had in
+#: the app before and kept because the IdP said nothing, or the host app
+#: itself (members it manages while they are not SCIM-managed).
+RoleSource = Literal["attribute", "roles", "group", "default", "kept", "app"]
 
 
 def fold(value: str) -> str:
@@ -51,6 +61,9 @@ class Tenant:
     scim_enabled: bool = False
     created: datetime
     version: int = 1
+    #: The tenant's policy as a JSON document (role mapping, linking,
+    #: deprovisioning); :class:`pbidentity.policy.TenantPolicy` reads it.
+    settings: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -76,21 +89,47 @@ class ApiToken:
 
 
 @attrs.frozen(kw_only=True)
+class RoleDecision:
+    """A member's role and the rule that chose it."""
+
+    role: str
+    source: RoleSource
+    #: One sentence an admin understands: ``group 'Engineering' (priority 10) maps to maker``.
+    rule: str
+
+
+@attrs.frozen(kw_only=True)
 class Member:
     """A member of a tenant, the app-side face of a SCIM User.
 
     ``attributes`` is the canonical SCIM User document without ``id``,
     ``meta``, ``groups`` and the role extension (those are pbidentity's own).
+    ``role_attribute`` is the role extension value exactly as the IdP last
+    sent it (rendered back, so the IdP sees no drift); ``role`` is the role
+    the app uses, decided by the tenant's role policy, and ``role_source`` and
+    ``role_rule`` say how.
     """
 
     tenant_id: str
     id: str
     attributes: Mapping[str, Any] = attrs.field(repr=False)
+    role_attribute: str | None = None
     role: str | None = None
+    role_source: RoleSource | None = None
+    role_rule: str | None = None
     scim_managed: bool = False
     version: int = 1
     created: datetime
     last_modified: datetime
+
+    @property
+    def decision(self) -> RoleDecision | None:
+        """The role decision the member carries, if it has a role."""
+        if self.role is None:
+            return None
+        return RoleDecision(
+            role=self.role, source=self.role_source or "app", rule=self.role_rule or ""
+        )
 
     @property
     def user_name(self) -> str:
@@ -161,3 +200,27 @@ class MemberRef:
 
     id: str
     display: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Something that happened to a tenant's members or groups.
+
+    Events are written in the same transaction as the change they describe
+    (an outbox) and kept as the tenant's audit trail. ``seq`` is assigned by
+    the storage and orders them; ``id`` is unique, so a handler that is given
+    an event twice (delivery is at least once) can tell.
+    """
+
+    id: str
+    tenant_id: str
+    #: ``member.created``, ``member.role_changed``, ``group.renamed``...
+    type: str
+    #: The member or group the event is about.
+    subject_id: str
+    #: Who made the change: ``token:<name>``, ``app`` or ``cli``.
+    actor: str
+    occurred: datetime
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+    seq: int | None = None
+    delivered: datetime | None = None

@@ -8,6 +8,9 @@ the operator (a wrong database URL, a duplicate tenant slug, a storage fault)::
     ├── ConfigurationError        the host app or operator configured something wrong
     ├── InputError                a value given to an admin operation is not acceptable
     ├── NotFoundError             a tenant, token, member or group that does not exist
+    ├── LinkConflictError         an identity matches members ambiguously (maps to 409)
+    ├── LastAdminError            a change would leave a tenant without an active admin (409)
+    ├── ManagedMemberError        the host app edits what the identity provider owns
     ├── StorageError              the storage backend failed
     │   ├── ConflictError         a uniqueness rule refused the write (maps to 409)
     │   ├── VersionMismatchError  the row changed since it was read (412 / retry)
@@ -24,6 +27,9 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "InputError",
+    "LastAdminError",
+    "LinkConflictError",
+    "ManagedMemberError",
     "NotFoundError",
     "PbIdentityError",
     "SchemaVersionError",
@@ -47,6 +53,29 @@ class InputError(PbIdentityError):
 
 class NotFoundError(PbIdentityError):
     """A tenant, token, member or group that does not exist."""
+
+
+class LinkConflictError(PbIdentityError):
+    """An identity cannot be matched to exactly one member; nothing was changed.
+
+    Two members match it, its externalId is linked to another member, or its
+    new email is another member's. The message names them.
+    """
+
+
+class LastAdminError(PbIdentityError):
+    """The change would leave the tenant without an active admin, and its admin guard is on."""
+
+
+class ManagedMemberError(PbIdentityError):
+    """The host app tried to change what the identity provider owns on a SCIM-managed member.
+
+    ``fields`` names the refused fields; the message says where to change them.
+    """
+
+    def __init__(self, message: str, *, fields: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class StorageError(PbIdentityError):

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from pbidentity.domain import ApiToken
+from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
@@ -69,7 +70,7 @@ def make_member(
         tenant_id=tenant_id,
         id=member_id,
         attributes={"userName": user_name, **extra},
-        role=role,
+        role_attribute=role,
         created=created,
         last_modified=created,
     )
@@ -252,7 +253,10 @@ def test_member_round_trip(store: Storage) -> None:
             ENTERPRISE_URN: {"department": "R&D", "manager": {"value": "m9"}},
             "x": [1, 2.5, None, "ü"],
         },
+        role_attribute="Admin",
         role="admin",
+        role_source="attribute",
+        role_rule="role attribute admin",
         scim_managed=True,
         version=3,
         created=NOW.astimezone(paris),
@@ -418,9 +422,9 @@ def team(store: Storage) -> Storage:
 def test_add_memberships_is_idempotent(team: Storage) -> None:
     """Adding members twice keeps one membership and counts only the new ones."""
     with team.transaction() as tx:
-        assert tx.add_memberships("t1", "g1", ["m2", "m1", "m1"]) == 2
-        assert tx.add_memberships("t1", "g1", ["m1", "m3"]) == 1
-        assert tx.add_memberships("t1", "g1", []) == 0
+        assert tx.add_memberships("t1", "g1", ["m2", "m1", "m1"]) == ["m1", "m2"]
+        assert tx.add_memberships("t1", "g1", ["m1", "m3"]) == ["m3"]
+        assert tx.add_memberships("t1", "g1", []) == []
         assert [ref.id for ref in tx.group_members("t1", ["g1"])["g1"]] == ["m1", "m2", "m3"]
 
 
@@ -922,3 +926,133 @@ def test_documents_are_copies(store: Storage) -> None:
         read = _attributes(tx.get_member("t1", "m1"))
         read["emails"].append({"value": "c@x.com"})
         assert _attributes(tx.get_member("t1", "m1"))["emails"] == [{"value": "a@x.com"}]
+
+
+# Members in bulk, the admin count, tenant settings ------------------------------
+
+
+def test_get_and_list_members_in_id_order(team: Storage) -> None:
+    """get_members skips unknown ids; list_members walks the tenant by keyset."""
+    with team.transaction(write=False) as tx:
+        assert [m.id for m in tx.get_members("t1", ["m3", "m1", "ghost", "m1"])] == ["m1", "m3"]
+        assert tx.get_members("t2", ["m1"]) == []
+        assert [m.id for m in tx.list_members("t1", limit=2)] == ["m1", "m2"]
+        assert [m.id for m in tx.list_members("t1", after="m2", limit=2)] == ["m3"]
+        assert tx.list_members("t1", after="m3") == []
+        assert tx.list_members("t2") == []
+
+
+def test_count_active_members_counts_the_decided_role_of_active_members(team: Storage) -> None:
+    """Only active members whose decided role matches count; the role attribute does not."""
+    with team.transaction() as tx:
+        for member_id, role, active in (("m1", "admin", True), ("m2", "admin", False)):
+            member = tx.get_member("t1", member_id)
+            assert member is not None
+            updated = attrs.evolve(
+                member,
+                attributes={**member.attributes, "active": active},
+                role=role,
+                role_source="app",
+                version=member.version + 1,
+            )
+            tx.replace_member(updated, expected_version=member.version)
+        third = tx.get_member("t1", "m3")
+        assert third is not None
+        tx.replace_member(
+            attrs.evolve(third, role_attribute="admin", version=2), expected_version=1
+        )
+    with team.transaction(write=False) as tx:
+        assert tx.count_active_members("t1", "admin") == 1
+        assert tx.count_active_members("t1", "viewer") == 0
+        assert tx.count_active_members("t2", "admin") == 0
+
+
+def test_tenant_settings_round_trip(store: Storage) -> None:
+    """A tenant's settings document comes back equal, also through the token lookup."""
+    settings = {"roles": {"mode": "group-based", "mappings": [{"role": "admin", "priority": 2}]}}
+    with store.transaction() as tx:
+        tenant = tx.get_tenant("t1")
+        assert tenant is not None
+        assert tenant.settings == {}
+        tx.replace_tenant(attrs.evolve(tenant, settings=settings, version=2), expected_version=1)
+        tx.add_token(ApiToken(id="k1", tenant_id="t1", name="okta", digest="d1", created=NOW))
+    with store.transaction(write=False) as tx:
+        stored = tx.get_tenant("t1")
+        assert stored is not None
+        assert stored.settings == settings
+        found = tx.find_token_with_tenant("d1")
+        assert found is not None
+        assert found[1] == stored
+
+
+# Events: the outbox and the audit trail -----------------------------------------
+
+
+def make_event(event_id: str, tenant_id: str = "t1", **extra: Any) -> Event:
+    """An event about member m1."""
+    return Event(
+        id=event_id,
+        tenant_id=tenant_id,
+        type="member.updated",
+        subject_id="m1",
+        actor="token:okta",
+        occurred=NOW,
+        data={"changed": ["name"], **extra},
+    )
+
+
+def test_events_are_numbered_in_order_and_delivered_once(store: Storage) -> None:
+    """Events are numbered in insertion order, seen as pending and in the audit trail."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e1"), make_event("e2", n=2)])
+        tx.add_events([make_event("e3")])
+    with store.transaction(write=False) as tx:
+        pending = tx.pending_events(10)
+        assert [e.id for e in pending] == ["e1", "e2", "e3"]
+        seqs = [e.seq or 0 for e in pending]
+        assert all(seq > 0 for seq in seqs)
+        assert seqs == sorted(seqs)
+        assert pending[1].data == {"changed": ["name"], "n": 2}
+        assert pending[0].occurred == NOW
+        assert pending[0].delivered is None
+        assert [e.id for e in tx.pending_events(2)] == ["e1", "e2"]
+    with store.transaction() as tx:
+        tx.mark_delivered(seqs[:2], NOW)
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.pending_events(10)] == ["e3"]
+        trail = tx.list_events("t1")
+        assert [e.id for e in trail] == ["e1", "e2", "e3"]
+        assert trail[0].delivered == NOW
+        assert [e.id for e in tx.list_events("t1", after=trail[0].seq or 0, limit=1)] == ["e2"]
+
+
+def test_events_vanish_with_a_rolled_back_transaction(store: Storage) -> None:
+    """Events commit or roll back with the change they describe."""
+    with contextlib.suppress(RuntimeError), store.transaction() as tx:
+        tx.add_events([make_event("e1")])
+        raise RuntimeError("the change failed")
+    with store.transaction(write=False) as tx:
+        assert tx.pending_events(10) == []
+        assert tx.list_events("t1") == []
+
+
+def test_events_are_per_tenant_in_the_audit_trail(store: Storage) -> None:
+    """A tenant's audit trail never shows another tenant's events."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e1"), make_event("e2", tenant_id="t2")])
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e1"]
+        assert [e.id for e in tx.list_events("t2")] == ["e2"]
+        assert [e.id for e in tx.pending_events(10)] == ["e1", "e2"]
+
+
+def test_event_for_unknown_tenant_or_duplicate_id_is_refused(store: Storage) -> None:
+    """An event must name a tenant, and ids are unique."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e1")])
+        with pytest.raises(NotFoundError):
+            tx.add_events([make_event("e2", tenant_id="ghost")])
+        with pytest.raises(ConflictError):
+            tx.add_events([make_event("e1")])
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e1"]

@@ -135,7 +135,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             tenant_id=TENANT,
             id=f"m{index}",
             attributes=document,
-            role=draw(st.sampled_from([None, "admin", "Admin", "viewer"])),
+            role_attribute=draw(st.sampled_from([None, "admin", "Admin", "viewer"])),
             created=draw(st.sampled_from(TIMES)),
             last_modified=draw(st.sampled_from(TIMES)),
         )

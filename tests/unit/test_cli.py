@@ -110,3 +110,143 @@ def test_database_defaults_to_env_then_working_directory(tmp_path: Path) -> None
     )
     assert env_result.returncode == 0
     assert other.exists()
+
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def test_link_plans_applies_and_a_second_run_changes_nothing(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """`pbidentity link`: dry run, apply with progress, then nothing left to do."""
+    from pbidentity.members import Members
+    from pbidentity.storage import open_storage
+
+    _run(capsys, *db, "tenants", "create", "acme")
+    storage = open_storage(db[1])
+    members = Members(storage)
+    jane = members.add("acme", "Jane.Doe@example.com", email="jane.doe@example.com", role="maker")
+    raj = members.add("acme", "raj", email="raj.patel@example.com")
+    export = str(DATA / "okta-export-users.csv")
+
+    code, out, _ = _run(capsys, *db, "link", "--tenant", "acme", "--from", export, "--dry-run")
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"6 identities from {export}: 4 to create, 2 to link, 0 to reactivate, 0 unchanged, "
+        "0 conflicts"
+    )
+    assert f"link: jane.doe@example.com -> member {jane.id} (by userName)" in out
+    assert f"link: Raj.Patel@Example.com -> member {raj.id} (by email)" in out
+    assert "dry run: nothing was changed" in out
+    assert not members.get("acme", jane.id).scim_managed
+
+    code, out, err = _run(capsys, *db, "link", "--tenant", "acme", "--from", export)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "4 created, 2 linked, 0 reactivated, 0 unchanged, 0 skipped"
+    assert "] 6/6" in err
+    linked = members.get("acme", jane.id)
+    assert (linked.scim_managed, linked.external_id) == (True, "00u1abcd2EFGH3ijk4x7")
+    # The export says admin: the personal value decides (hybrid mode).
+    assert (linked.role, linked.role_source) == ("admin", "attribute")
+    assert members.get("acme", raj.id).user_name == "Raj.Patel@Example.com"
+    everyone = members.all("acme")
+    assert len(everyone) == 6
+    li = next(m for m in everyone if m.user_name == "li.wei@example.com")
+    assert not li.active  # DEPROVISIONED in Okta
+
+    code, out, _ = _run(capsys, *db, "link", "--tenant", "acme", "--from", export)
+    assert code == 0
+    assert out.splitlines()[0].endswith(
+        "0 to create, 0 to link, 0 to reactivate, 6 unchanged, 0 conflicts"
+    )
+    assert out.splitlines()[-1] == "0 created, 0 linked, 0 reactivated, 6 unchanged, 0 skipped"
+    storage.close()
+
+
+def test_link_reports_conflicts_and_exits_1(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """A conflict is shown with its reason, left alone, and makes the exit status 1."""
+    from pbidentity.members import Members
+    from pbidentity.storage import open_storage
+
+    _run(capsys, *db, "tenants", "create", "acme")
+    storage = open_storage(db[1])
+    members = Members(storage)
+    a = members.add("acme", "jane.doe@example.com")
+    b = members.add("acme", "jd", email="jane.doe@example.com")
+    storage.close()
+    export = str(DATA / "okta-export-users.csv")
+    code, out, _ = _run(capsys, *db, "link", "--tenant", "acme", "--from", export, "--quiet")
+    assert code == 1
+    assert "1 conflict" in out.splitlines()[0]
+    conflict = next(line for line in out.splitlines() if "conflict: jane.doe" in line)
+    assert a.id in conflict
+    assert b.id in conflict
+    assert out.splitlines()[-1] == "5 created, 0 linked, 0 reactivated, 0 unchanged, 1 skipped"
+
+
+def test_link_with_a_bad_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], db: list[str], tmp_path: Path
+) -> None:
+    """An unreadable export is one error line and exit 1."""
+    _run(capsys, *db, "tenants", "create", "acme")
+    bad = tmp_path / "people.xlsx"
+    bad.write_bytes(b"PK")
+    code, _, err = _run(capsys, *db, "link", "--tenant", "acme", "--from", str(bad))
+    assert code == 1
+    assert err.startswith("pbidentity: error: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_policy_set_show_and_audit(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """Group mappings from the command line, shown back, and changes in the audit trail."""
+    _run(capsys, *db, "tenants", "create", "acme")
+    code, out, err = _run(
+        capsys,
+        *db,
+        "policy",
+        "set",
+        "--tenant",
+        "acme",
+        "--mode",
+        "group-based",
+        "--map",
+        "Admins=Admin:10",
+        "--map",
+        "id:g-42=maker",
+        "--admin-guard",
+        "on",
+        "--on-delete",
+        "deactivate",
+    )
+    assert code == 0, err
+    code, out, _ = _run(capsys, *db, "policy", "show", "--tenant", "acme")
+    shown = json.loads(out)
+    assert shown["roles"]["mode"] == "group-based"
+    assert shown["roles"]["mappings"][0] == {
+        "role": "admin",
+        "group_id": None,
+        "group_name": "Admins",
+        "priority": 10,
+    }
+    assert shown["roles"]["mappings"][1]["group_id"] == "g-42"
+    assert shown["roles"]["admin_guard"] is True
+    assert shown["on_delete"] == "deactivate"
+    code, _, err = _run(capsys, *db, "policy", "set", "--tenant", "acme", "--map", "X=owner")
+    assert code == 1
+    assert "'owner' is not one of the app's roles" in err
+    code, _, err = _run(capsys, *db, "policy", "set", "--tenant", "acme", "--map", "nonsense")
+    assert code == 1
+    assert "expected GROUP=ROLE[:PRIORITY]" in err
+    from pbidentity.members import Members
+    from pbidentity.storage import open_storage
+
+    storage = open_storage(db[1])
+    Members(storage).add("acme", "jane@example.com", role="maker")
+    storage.close()
+    code, out, _ = _run(capsys, *db, "audit", "--tenant", "acme")
+    assert code == 0
+    assert "\tapp\tmember.created\t" in out
+    code, out, _ = _run(capsys, *db, "audit", "--tenant", "acme", "--json")
+    assert json.loads(out)[0]["data"]["role"] == "maker"

@@ -67,11 +67,12 @@ def render_member(
         schemas.append(ENTERPRISE_URN)
     doc: dict[str, Any] = {"schemas": schemas, "id": member.id}
     doc.update(member.attributes)
-    if member.role is not None:
-        # Returned on every read: Okta compares it with its own value and
-        # pushes an update on every sync when it is missing.
+    if member.role_attribute is not None:
+        # The value the IdP sent, returned on every read: Okta compares it
+        # with its own and pushes an update on every sync when it differs.
+        # The role the app decided (member.role) may come from groups.
         schemas.append(role_urn)
-        doc[role_urn] = {"role": member.role}
+        doc[role_urn] = {"role": member.role_attribute}
     if groups:
         doc["groups"] = [
             {

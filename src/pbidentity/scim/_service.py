@@ -40,23 +40,30 @@ from pbidentity._clock import Clock
 from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
+from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import identity_of
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import LastAdminError
+from pbidentity.exceptions import LinkConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.exceptions import VersionMismatchError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.policy import TenantPolicy
 from pbidentity.query import ENTERPRISE_URN
 from pbidentity.query import GROUP_FIELDS
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import Field
 from pbidentity.query import Query
 from pbidentity.query import Sort
+from pbidentity.roles import DEFAULT_ROLES
+from pbidentity.roles import RoleSet
 from pbidentity.scim import _filter
 from pbidentity.scim import _patch
 from pbidentity.scim import _schema
@@ -86,8 +93,6 @@ from pbidentity.tokens import token_matches
 __all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
 
 log = logging.getLogger("pbidentity.scim")
-
-DEFAULT_ROLES = ("admin", "maker", "contributor", "viewer")
 
 _T = TypeVar("_T")
 _JSON_TYPES = ("application/scim+json", "application/json")
@@ -127,6 +132,13 @@ class _Call:
     tenant: Tenant
     tx: Transaction
     target: str | None
+    #: The lifecycle of this unit (writes only): role decisions, guard, events.
+    changes: Changes | None = None
+
+    @property
+    def life(self) -> Changes:
+        assert self.changes is not None  # noqa: S101 - write handlers always get one
+        return self.changes
 
 
 _Handler = Callable[["ScimService", _Call], Response]
@@ -150,6 +162,10 @@ class ScimService:
         self.users = _schema.user_resource(self.config.role_urn, self.config.roles)
         self.groups = _schema.group_resource()
         self._roles = {role.casefold(): role for role in self.config.roles}
+        self.role_set = RoleSet(self.config.roles)
+        #: Called after each committed write that recorded events (e.g. an
+        #: :class:`~pbidentity.events.EventDispatcher`'s ``deliver_pending``).
+        self.after_commit: Callable[[], object] | None = None
         self._extension_urns = tuple(self.users.extensions_urns())
 
     # -- entry point ---------------------------------------------------------
@@ -235,7 +251,22 @@ class ScimService:
                     tenant, token = self._authenticate(tx, secret)
                     if self._stale(token):
                         tx.touch_token(token.id, self.clock())
-                    return handler(self, _Call(request, tenant, tx, target))
+                    changes = Changes(
+                        tx,
+                        tenant,
+                        TenantPolicy.of(tenant),
+                        self.role_set,
+                        f"token:{token.name}",
+                        self.clock,
+                        self.new_id,
+                    )
+                    response = handler(self, _Call(request, tenant, tx, target, changes))
+                    events = changes.finish()
+            except LinkConflictError as error:
+                # Raised inside the unit, so nothing of the request was kept.
+                raise UniquenessException(detail=f"{error}.") from None
+            except LastAdminError as error:
+                raise ConflictException(detail=str(error)) from None
             except VersionMismatchError:
                 if request.header("if-match") is not None:
                     raise PreconditionFailedException(
@@ -250,9 +281,22 @@ class ScimService:
                 )
             except NotFoundError:
                 raise NotFoundException(detail=f"The {kind} no longer exists.") from None
+            else:
+                if events and self.after_commit is not None:
+                    self._after_commit()
+                return response
         raise ConflictException(
             detail=f"The {kind} is being changed by other requests at the same time; retry."
         )
+
+    def _after_commit(self) -> None:
+        assert self.after_commit is not None  # noqa: S101 - checked by the caller
+        try:
+            self.after_commit()
+        except Exception:
+            # The change is committed and its events are in the outbox: a
+            # failed delivery is retried later and must not fail the request.
+            log.exception("delivering events after a SCIM write failed; they stay pending")
 
     # -- authentication ------------------------------------------------------
 
@@ -321,21 +365,45 @@ class ScimService:
         # A user created without "active" is active; saying so in the document
         # keeps filters (active eq true) and the member's state in agreement.
         document.setdefault("active", True)
-        attributes, role = self._checked_profile(call, document, None)
-        now = self.clock()
-        member = Member(
-            tenant_id=call.tenant.id,
-            id=self.new_id(),
-            attributes=attributes,
-            role=role,
-            scim_managed=True,
-            created=now,
-            last_modified=now,
-        )
-        try:
-            call.tx.add_member(member)
-        except ConflictError as error:
-            raise _uniqueness(error, "user") from None
+        attributes, role_attribute = self._checked_profile(call, document, None)
+        step = call.life.link_step(identity_of(attributes))
+        if step.action == "conflict":
+            raise ConflictException(detail=f"{step.reason}; nothing was changed.")
+        if step.action == "create":
+            now = self.clock()
+            member = Member(
+                tenant_id=call.tenant.id,
+                id=self.new_id(),
+                attributes=attributes,
+                role_attribute=role_attribute,
+                scim_managed=True,
+                created=now,
+                last_modified=now,
+            )
+            try:
+                member = call.life.create(member)
+            except ConflictError as error:
+                raise _uniqueness(error, "user") from None
+        else:
+            assert step.member_id is not None  # noqa: S101 - every other step names one
+            existing = _found(
+                call.tx.get_member(call.tenant.id, step.member_id), "user", step.member_id
+            )
+            if existing.scim_managed and existing.active:
+                # Already provisioned: the IdP must update it, not create it
+                # again (Okta's SPEC test expects 409 here).
+                raise UniquenessException(
+                    detail=f"The user is already provisioned: its {step.matched_by} matches "
+                    f"user {existing.id} (userName {existing.user_name!r}); update that user "
+                    "instead of creating it again."
+                )
+            # Linked (a member the app had before provisioning) or reactivated
+            # (a deprovisioned one): the same id comes back, with the profile
+            # the IdP sent.
+            updated = attrs.evolve(
+                existing, attributes=attributes, role_attribute=role_attribute, scim_managed=True
+            )
+            member = self._save_member(call, existing, updated, matched_by=step.matched_by)
         doc = render_member(member, call.request.base_url, self.config.role_urn, None)
         return self._resource_response(call.request, doc, member.version, status=201)
 
@@ -353,12 +421,12 @@ class ScimService:
             # Okta and others PUT what they read back, but a PUT that does not
             # mention "active" must never (re)activate or deactivate anyone.
             document["active"] = current.active
-        if not _mentions(payload, self.config.role_urn) and current.role is not None:
+        if not _mentions(payload, self.config.role_urn) and current.role_attribute is not None:
             # A PUT without the role extension says nothing about the role:
-            # keep the one the member has (the role policy decides it).
-            document[self.config.role_urn] = {"role": current.role}
+            # keep the value the IdP sent before (the role policy uses it).
+            document[self.config.role_urn] = {"role": current.role_attribute}
         updated = self._updated_member(call, current, document)
-        return self._member_response(call, self._save_member(call.tx, current, updated))
+        return self._member_response(call, self._save_member(call, current, updated))
 
     def _patch_user(self, call: _Call) -> Response:
         operations = self._patch_operations(call.request)
@@ -366,13 +434,13 @@ class ScimService:
         patched = _patch.apply_patch(self._document(current), operations, self.users)
         patched.pop("schemas", None)
         updated = self._updated_member(call, current, patched)
-        return self._member_response(call, self._save_member(call.tx, current, updated))
+        return self._member_response(call, self._save_member(call, current, updated))
 
     def _document(self, member: Member) -> dict[str, Any]:
         """The member's canonical document with its role extension, as a client sees it."""
         document = dict(member.attributes)
-        if member.role is not None:
-            document[self.config.role_urn] = {"role": member.role}
+        if member.role_attribute is not None:
+            document[self.config.role_urn] = {"role": member.role_attribute}
         return document
 
     def _user_document(self, payload: Any, base_url: str) -> dict[str, Any]:
@@ -389,13 +457,15 @@ class ScimService:
 
         An unchanged profile gives an equal member, which ``_save_member`` keeps as it is.
         """
-        attributes, role = self._checked_profile(call, document, current)
-        return attrs.evolve(current, attributes=attributes, role=role, scim_managed=True)
+        attributes, role_attribute = self._checked_profile(call, document, current)
+        return attrs.evolve(
+            current, attributes=attributes, role_attribute=role_attribute, scim_managed=True
+        )
 
     def _checked_profile(
         self, call: _Call, document: dict[str, Any], current: Member | None
     ) -> tuple[dict[str, Any], str | None]:
-        """Check a new profile against the stored one; return (attributes, role).
+        """Check a new profile against the stored one; return (attributes, role attribute).
 
         The stored document was valid when it was written, so only the
         top-level attributes that differ from it are checked: an Okta PUT that
@@ -411,7 +481,7 @@ class ScimService:
         }
         stored = current.attributes if current is not None else {}
         attributes = {key: value for key, value in stored.items() if key in document}
-        role = current.role if current is not None else None
+        role = current.role_attribute if current is not None else None
         plain = {key for key in changed if self._plain_change(key, document.get(key))}
         attributes.update({key: document[key] for key in plain if key in document})
         rest = changed - plain
@@ -440,7 +510,10 @@ class ScimService:
 
     def _delete_user(self, call: _Call) -> Response:
         current = self._current_member(call)
-        call.tx.delete_member(call.tenant.id, current.id)
+        # Removed, or only deactivated when the tenant keeps deprovisioned
+        # members (their work and memberships stay; a re-assignment brings
+        # the same member back).
+        call.life.delete(current)
         return Response(status=204)
 
     def _list_users(self, call: _Call) -> Response:
@@ -485,19 +558,14 @@ class ScimService:
         spec = self.users.attribute(self.users.core, key)
         return spec is not None and _plain(spec, value)
 
-    def _save_member(self, tx: Transaction, current: Member, updated: Member) -> Member:
-        if (updated.attributes, updated.role, updated.scim_managed) == (
-            current.attributes,
-            current.role,
-            current.scim_managed,
-        ):
-            return current  # nothing changed: keep the version (and the ETag) stable
-        updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
+    def _save_member(
+        self, call: _Call, current: Member, updated: Member, *, matched_by: str | None = "id"
+    ) -> Member:
+        # An unchanged member keeps its version (and ETag); see Changes.save.
         try:
-            tx.replace_member(updated, expected_version=current.version)
+            return call.life.save(current, updated, matched_by=matched_by)
         except ConflictError as error:
             raise _uniqueness(error, "user") from None
-        return updated
 
     def _member_response(self, call: _Call, member: Member) -> Response:
         attributes, excluded = self._projection(call.request)
@@ -554,6 +622,7 @@ class ScimService:
             raise _uniqueness(error, "group") from None
         if member_ids:
             call.tx.add_memberships(call.tenant.id, group.id, member_ids)
+        call.life.group_created(group, sorted(set(member_ids or ())))
         return self._group_response(call, group, status=201)
 
     def _get_group(self, call: _Call) -> Response:
@@ -571,11 +640,11 @@ class ScimService:
         # A PUT without "members" leaves them alone: dropping every member
         # because an IdP only meant to rename is the one mistake a group can
         # never recover from.
-        changed = member_ids is not None and self._set_members(call, member_ids)
+        added, removed = self._set_members(call, member_ids) if member_ids is not None else ((), ())
         updated = attrs.evolve(current, attributes=attributes)
-        return self._group_response(
-            call, self._save_group(call.tx, current, updated, force=changed)
-        )
+        group = self._save_group(call.tx, current, updated, force=bool(added or removed))
+        call.life.group_changed(current, group, added=added, removed=removed)
+        return self._group_response(call, group)
 
     def _patch_group(self, call: _Call) -> Response:
         operations = self._patch_operations(call.request)
@@ -592,8 +661,9 @@ class ScimService:
                 call.request.base_url,
             )
             updated = attrs.evolve(current, attributes=attributes)
-        changed = self._patch_members(call, member_ops) if member_ops else False
-        group = self._save_group(call.tx, current, updated, force=changed)
+        added, removed = self._patch_members(call, member_ops) if member_ops else ((), ())
+        group = self._save_group(call.tx, current, updated, force=bool(added or removed))
+        call.life.group_changed(current, group, added=added, removed=removed)
         if self.config.group_patch_returns_resource or _asks_for_attributes(call.request):
             return self._group_response(call, group)
         # RFC 7644 §3.5.2 allows 204; Okta and Entra ID accept it for groups, and
@@ -602,7 +672,9 @@ class ScimService:
 
     def _delete_group(self, call: _Call) -> Response:
         current = self._current_group(call)
+        members = call.tx.group_members(call.tenant.id, [current.id])[current.id]
         call.tx.delete_group(call.tenant.id, current.id)
+        call.life.group_deleted(current, [ref.id for ref in members])
         return Response(status=204)
 
     def _list_groups(self, call: _Call) -> Response:
@@ -683,7 +755,8 @@ class ScimService:
                 "nothing was changed. Provision the users before adding them to a group."
             )
 
-    def _set_members(self, call: _Call, member_ids: Sequence[str]) -> bool:
+    def _set_members(self, call: _Call, member_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Make the group's members exactly these; returns (added, removed) ids."""
         assert call.target is not None  # noqa: S101 - item routes always carry an id
         wanted = set(member_ids)
         self._check_members_exist(call, sorted(wanted))
@@ -694,9 +767,11 @@ class ScimService:
             call.tx.remove_memberships(call.tenant.id, call.target, sorted(to_remove))
         if to_add:
             call.tx.add_memberships(call.tenant.id, call.target, sorted(to_add))
-        return bool(to_remove or to_add)
+        return sorted(to_add), sorted(to_remove)
 
-    def _patch_members(self, call: _Call, operations: Sequence[Mapping[str, Any]]) -> bool:
+    def _patch_members(
+        self, call: _Call, operations: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[str], list[str]]:
         """Apply the operations that target ``members`` as changes to memberships.
 
         Plain adds (the common case, and JumpCloud's repeated adds) become
@@ -708,7 +783,7 @@ class ScimService:
         if all(_is_plain_member_add(op) for op in operations):
             ids = sorted({i for op in operations for i in _member_ids(_as_list(op.get("value")))})
             self._check_members_exist(call, ids)
-            return bool(ids) and call.tx.add_memberships(call.tenant.id, call.target, ids) > 0
+            return call.tx.add_memberships(call.tenant.id, call.target, ids), []
         refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
         document = {"displayName": "-", "members": [{"value": ref.id} for ref in refs]}
         patched = _patch.apply_patch(document, operations, self.groups)

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pbidentity.domain import ApiToken
+from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
@@ -115,6 +116,21 @@ class Transaction(Protocol):
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
 
+    def get_members(self, tenant_id: str, member_ids: Collection[str]) -> Sequence[Member]:
+        """The members with those ids that exist, ordered by id."""
+
+    def list_members(
+        self, tenant_id: str, *, after: str | None = None, limit: int = 1000
+    ) -> Sequence[Member]:
+        """Up to ``limit`` members whose id sorts after ``after``, ordered by id.
+
+        Walking a whole tenant this way costs the same per batch at the end
+        as at the start (keyset, not offset).
+        """
+
+    def count_active_members(self, tenant_id: str, role: str) -> int:
+        """How many active members have that (decided) role; the admin guard asks."""
+
     def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
         """A page of the tenant's members matching ``query``."""
 
@@ -142,11 +158,13 @@ class Transaction(Protocol):
         """A page of the tenant's groups matching ``query``."""
 
     # Memberships -------------------------------------------------------------
-    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> int:
+    def add_memberships(
+        self, tenant_id: str, group_id: str, member_ids: Iterable[str]
+    ) -> list[str]:
         """Add members to a group; members already in it are left as they are.
 
-        Returns how many memberships were new, so that a repeated add (JumpCloud
-        repeats them) does not count as a change.
+        Returns the ids that were not in it yet, sorted, so that a repeated
+        add (JumpCloud repeats them) does not count as a change.
         """
 
     def remove_memberships(
@@ -170,6 +188,23 @@ class Transaction(Protocol):
 
         Ordered by group id; ``display`` is the group's displayName.
         """
+
+    # Events ------------------------------------------------------------------
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Append events to the outbox and audit trail, in order.
+
+        Written in the transaction of the change they describe, so that they
+        commit or vanish with it. The storage assigns each its ``seq``.
+        """
+
+    def pending_events(self, limit: int = 100) -> Sequence[Event]:
+        """The oldest undelivered events of every tenant, in ``seq`` order."""
+
+    def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
+        """Record that these events were handed to every handler."""
+
+    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first (the audit trail)."""
 
 
 class Storage(Protocol):

@@ -290,7 +290,7 @@ def _single_value(field: Field, view: View) -> Scalar:
     if key == "meta.lastModified":
         return utc(resource.last_modified)
     if key == "role" and isinstance(resource, Member):
-        return scalar(field, resource.role)
+        return scalar(field, resource.role_attribute)
     return document_value(field, resource.attributes)
 
 

@@ -30,6 +30,7 @@ from typing import TypeVar
 import attrs
 
 from pbidentity.domain import ApiToken
+from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
@@ -81,6 +82,9 @@ class _State:
     tokens: dict[str, ApiToken] = attrs.Factory(dict)
     digests: dict[str, str] = attrs.Factory(dict)
     data: dict[str, _TenantData] = attrs.Factory(dict)
+    events: dict[int, Event] = attrs.Factory(dict)  # seq -> event, in seq order
+    event_ids: dict[str, None] = attrs.Factory(dict)
+    next_seq: list[int] = attrs.Factory(lambda: [1])  # like a SQL sequence: never rolled back
 
 
 class MemoryStorage:
@@ -126,6 +130,14 @@ def _member_copy(member: Member) -> Member:
         attributes=load_document(dump_document(member.attributes)),
         created=utc(member.created),
         last_modified=utc(member.last_modified),
+    )
+
+
+def _tenant_copy(tenant: Tenant) -> Tenant:
+    return attrs.evolve(
+        tenant,
+        created=utc(tenant.created),
+        settings=load_document(dump_document(tenant.settings)),
     )
 
 
@@ -203,7 +215,7 @@ class _MemoryTransaction:
             raise ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
         if tenant.slug in state.slugs:
             raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
-        self._put(state.tenants, tenant.id, attrs.evolve(tenant, created=utc(tenant.created)))
+        self._put(state.tenants, tenant.id, _tenant_copy(tenant))
         self._put(state.slugs, tenant.slug, tenant.id)
         self._put(state.data, tenant.id, _TenantData())
 
@@ -239,7 +251,7 @@ class _MemoryTransaction:
         if current.slug != tenant.slug:
             self._pop(state.slugs, current.slug)
             self._put(state.slugs, tenant.slug, tenant.id)
-        self._put(state.tenants, tenant.id, attrs.evolve(tenant, created=utc(tenant.created)))
+        self._put(state.tenants, tenant.id, _tenant_copy(tenant))
 
     # Tokens ------------------------------------------------------------------
     def add_token(self, token: ApiToken) -> None:
@@ -355,6 +367,24 @@ class _MemoryTransaction:
         self._pop(data.members, member_id)
         return True
 
+    def get_members(self, tenant_id: str, member_ids: Collection[str]) -> Sequence[Member]:
+        """The members with those ids that exist, ordered by id."""
+        members = self._read(tenant_id).members
+        return [_member_copy(members[i]) for i in sorted(set(member_ids)) if i in members]
+
+    def list_members(
+        self, tenant_id: str, *, after: str | None = None, limit: int = 1000
+    ) -> Sequence[Member]:
+        """Up to ``limit`` members whose id sorts after ``after``, ordered by id."""
+        members = self._read(tenant_id).members
+        ids = sorted(i for i in members if after is None or i > after)[:limit]
+        return [_member_copy(members[i]) for i in ids]
+
+    def count_active_members(self, tenant_id: str, role: str) -> int:
+        """How many active members have that role."""
+        members = self._read(tenant_id).members.values()
+        return sum(1 for m in members if m.role == role and m.active)
+
     def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
         """A page of the tenant's members matching ``query``."""
         data = self._read(tenant_id)
@@ -437,25 +467,27 @@ class _MemoryTransaction:
         return Page(items=[_group_copy(view.group) for view in page.items], total=page.total)
 
     # Memberships -------------------------------------------------------------
-    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> int:
-        """Add members to a group; returns how many memberships were new.
+    def add_memberships(
+        self, tenant_id: str, group_id: str, member_ids: Iterable[str]
+    ) -> list[str]:
+        """Add members to a group; returns the ids that were not in it yet, sorted.
 
         ``NotFoundError`` if the group or one of the members is not the tenant's.
         """
         data = self._read(tenant_id)
         wanted = sorted(set(member_ids))
         if not wanted:
-            return 0
+            return []
         if group_id not in data.groups:
             raise NotFoundError(f"group {group_id!r} does not exist")
         unknown = [member_id for member_id in wanted if member_id not in data.members]
         if unknown:
             raise NotFoundError(f"no such members: {', '.join(map(repr, unknown))}")
-        added = 0
+        added: list[str] = []
         for member_id in wanted:
             if (group_id, member_id) not in data.memberships:
                 self._put(data.memberships, (group_id, member_id), None)
-                added += 1
+                added.append(member_id)
         return added
 
     def remove_memberships(
@@ -495,6 +527,50 @@ class _MemoryTransaction:
                 display = group_display(data.groups[group_id])
                 result[member_id].append(MemberRef(id=group_id, display=display))
         return result
+
+    # Events ------------------------------------------------------------------
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Append events (the outbox and audit trail); their ``seq`` is assigned here."""
+        self._check_writable()
+        ids = [event.id for event in events]
+        for event in events:
+            self._data(event.tenant_id)
+        if len(set(ids)) != len(ids) or any(i in self._state.event_ids for i in ids):
+            raise ConflictError("an event with that id already exists", attribute="id")
+        for event in events:
+            self._put(self._state.event_ids, event.id, None)
+            seq = self._state.next_seq[0]
+            self._state.next_seq[0] += 1
+            stored = attrs.evolve(
+                event,
+                seq=seq,
+                occurred=utc(event.occurred),
+                data=load_document(dump_document(event.data)),
+                delivered=None,
+            )
+            self._put(self._state.events, seq, stored)
+
+    def pending_events(self, limit: int = 100) -> Sequence[Event]:
+        """The oldest undelivered events of every tenant, in ``seq`` order."""
+        self._check_open()
+        pending = (e for e in self._state.events.values() if e.delivered is None)
+        return [e for _, e in zip(range(limit), pending, strict=False)]
+
+    def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
+        """Record that these events were handed to every handler."""
+        self._check_open()
+        for seq in seqs:
+            event = self._state.events.get(seq)
+            if event is not None and event.delivered is None:
+                self._put(self._state.events, seq, attrs.evolve(event, delivered=utc(when)))
+
+    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first."""
+        self._check_open()
+        found = (
+            e for seq, e in self._state.events.items() if seq > after and e.tenant_id == tenant_id
+        )
+        return [e for _, e in zip(range(limit), found, strict=False)]
 
 
 def _check_version(kind: str, resource_id: str, current: int, expected: int) -> None:

@@ -104,6 +104,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.types import TypeEngine
 
 from pbidentity.domain import ApiToken
+from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
@@ -145,7 +146,7 @@ from pbidentity.storage._evaluate import utc
 __all__ = ["SCHEMA_VERSION", "SqlStorage", "metadata"]
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: How long a SQLite connection waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -274,6 +275,8 @@ tenants = Table(
     Column("scim_enabled", Boolean, nullable=False),
     Column("created", _UtcText, nullable=False),
     Column("version", Integer, nullable=False),
+    # The tenant's policy (pbidentity.policy.TenantPolicy) as JSON.
+    Column("settings", Text, nullable=False),
     UniqueConstraint("slug", name="uq_tenants_slug"),
 )
 
@@ -309,6 +312,11 @@ members = Table(
     Column("id", _TEXT, nullable=False),
     Column("document", Text, nullable=False),
     Column("scim_managed", Boolean, nullable=False),
+    # The decided role (the generated "role" column holds the role attribute
+    # as the IdP sent it) and how it was decided.
+    Column("app_role", _TEXT),
+    Column("role_source", _TEXT),
+    Column("role_rule", _TEXT),
     Column("version", Integer, nullable=False),
     Column("created", _UtcText, nullable=False),
     Column("last_modified", _UtcText, nullable=False),
@@ -324,6 +332,8 @@ members = Table(
     # Ending with id lets an equality lookup return rows already in id order,
     # so SQLite does not prefer walking the primary key to skip the sort.
     Index("ix_members_external_id", "tenant_id", "external_id", "id"),
+    # The admin guard counts a tenant's active admins on every risky write.
+    Index("ix_members_app_role", "tenant_id", "app_role", "active"),
 )
 
 member_values = Table(
@@ -366,6 +376,32 @@ groups = Table(
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_groups_tenant"),
     UniqueConstraint("tenant_id", "display_name_folded", name="uq_groups_display_name"),
     Index("ix_groups_external_id", "tenant_id", "external_id", "id"),
+)
+
+# The outbox and audit trail: one row per event, written with the change.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", _TEXT, nullable=False),
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("type", _TEXT, nullable=False),
+    Column("subject_id", _TEXT, nullable=False),
+    Column("actor", _TEXT, nullable=False),
+    Column("occurred", _UtcText, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("delivered", _UtcText),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_events_tenant"),
+    UniqueConstraint("id", name="uq_events_id"),
+    Index("ix_events_tenant", "tenant_id", "seq"),
+)
+# Only undelivered events are indexed for the dispatcher, so the index stays
+# small however long the audit trail grows.
+Index(
+    "ix_events_pending",
+    events.c.seq,
+    sqlite_where=events.c.delivered.is_(None),
+    postgresql_where=events.c.delivered.is_(None),
 )
 
 memberships = Table(
@@ -454,7 +490,10 @@ def _member_row(member: Member, values: list[dict[str, Any]]) -> dict[str, Any]:
         "last_modified": member.last_modified,
         "values_digest": _digest(values),
         **_text_pair("ref_display", display),
-        **_field_values(_MEMBER_FIELDS, member.attributes, member.role),
+        "app_role": member.role,
+        "role_source": member.role_source,
+        "role_rule": member.role_rule,
+        **_field_values(_MEMBER_FIELDS, member.attributes, member.role_attribute),
     }
 
 
@@ -472,6 +511,9 @@ _MEMBER_COLUMNS = (
     members.c.id,
     members.c.document,
     members.c.role,
+    members.c.app_role,
+    members.c.role_source,
+    members.c.role_rule,
     members.c.scim_managed,
     members.c.version,
     members.c.created,
@@ -491,7 +533,10 @@ def _member(tenant_id: str, row: Any) -> Member:
         tenant_id=tenant_id,
         id=row.id,
         attributes=load_document(row.document),
-        role=row.role,
+        role_attribute=row.role,
+        role=row.app_role,
+        role_source=row.role_source,
+        role_rule=row.role_rule,
         scim_managed=row.scim_managed,
         version=row.version,
         created=row.created,
@@ -518,6 +563,27 @@ def _tenant(row: Any) -> Tenant:
         scim_enabled=row.scim_enabled,
         created=row.created,
         version=row.version,
+        settings=load_document(row.settings),
+    )
+
+
+def _tenant_row(tenant: Tenant) -> dict[str, Any]:
+    values = attrs.asdict(tenant, recurse=False)
+    values["settings"] = dump_document(tenant.settings)
+    return values
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        type=row.type,
+        subject_id=row.subject_id,
+        actor=row.actor,
+        occurred=row.occurred,
+        data=load_document(row.data),
+        seq=row.seq,
+        delivered=row.delivered,
     )
 
 
@@ -822,7 +888,10 @@ def _guarded(
     return guarded
 
 
-def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
+_Id = TypeVar("_Id", str, int)
+
+
+def _chunks(ids: Iterable[_Id]) -> Iterator[list[_Id]]:
     unique = sorted(set(ids))
     for start in range(0, len(unique), _MAX_IDS):
         yield unique[start : start + _MAX_IDS]
@@ -851,6 +920,9 @@ _UPDATE_GROUP = update(groups).where(
 )
 _DELETE_VALUES = delete(member_values).where(
     member_values.c.tenant_id == _T, member_values.c.member_id == _ID
+)
+_GET_MEMBERS = _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id.in_(_IDS)).order_by(
+    members.c.id
 )
 _EXISTING_MEMBERS = select(members.c.id).where(members.c.tenant_id == _T, members.c.id.in_(_IDS))
 _GROUP_MEMBERS = (
@@ -882,6 +954,7 @@ _MEMBER_GROUPS = (
     .order_by(memberships.c.member_id, groups.c.id)
 )
 _INSERT_MEMBER = insert(members)
+_INSERT_EVENT = insert(events)
 _INSERT_VALUES = insert(member_values)
 _FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
 _GET_TENANT = select(tenants).where(tenants.c.id == _ID)
@@ -893,6 +966,7 @@ _FIND_TOKEN_WITH_TENANT = (
         tenants.c.scim_enabled.label("tenant_scim_enabled"),
         tenants.c.created.label("tenant_created"),
         tenants.c.version.label("tenant_version"),
+        tenants.c.settings.label("tenant_settings"),
     )
     .join(tenants, tenants.c.id == api_tokens.c.tenant_id)
     .where(api_tokens.c.digest == bindparam("b_digest"))
@@ -1201,7 +1275,7 @@ class _SqlTransaction:
         """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
         try:
             with self._savepoint():
-                self._conn.execute(insert(tenants), [attrs.asdict(tenant, recurse=False)])
+                self._conn.execute(insert(tenants), [_tenant_row(tenant)])
         except IntegrityError as error:
             raise _tenant_conflict(error, tenant) from error
 
@@ -1226,7 +1300,7 @@ class _SqlTransaction:
     @_guarded
     def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
         """Overwrite a tenant whose stored version is ``expected_version``."""
-        values = attrs.asdict(tenant, recurse=False)
+        values = _tenant_row(tenant)
         del values["id"]
         statement = (
             update(tenants)
@@ -1286,6 +1360,7 @@ class _SqlTransaction:
             scim_enabled=row.tenant_scim_enabled,
             created=row.tenant_created,
             version=row.tenant_version,
+            settings=load_document(row.tenant_settings),
         )
         return _token(row), tenant
 
@@ -1418,6 +1493,40 @@ class _SqlTransaction:
         return bool(self._conn.execute(statement).rowcount)
 
     @_guarded
+    def get_members(self, tenant_id: str, member_ids: Collection[str]) -> Sequence[Member]:
+        """The members with those ids that exist, ordered by id."""
+        found: list[Member] = []
+        for chunk in _chunks(sorted(set(member_ids))):
+            rows = self._conn.execute(_GET_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk})
+            found.extend(_member(tenant_id, row) for row in rows)
+        for member in found:
+            # As get_member: a replace of what this unit read writes only
+            # the columns that changed.
+            self._read[(tenant_id, member.id)] = member
+        return found
+
+    @_guarded
+    def list_members(
+        self, tenant_id: str, *, after: str | None = None, limit: int = 1000
+    ) -> Sequence[Member]:
+        """Up to ``limit`` members whose id sorts after ``after``, ordered by id."""
+        statement = _SELECT_MEMBERS.where(members.c.tenant_id == tenant_id)
+        if after is not None:
+            statement = statement.where(members.c.id > after)
+        rows = self._conn.execute(statement.order_by(members.c.id).limit(limit))
+        return [_member(tenant_id, row) for row in rows]
+
+    @_guarded
+    def count_active_members(self, tenant_id: str, role: str) -> int:
+        """How many active members have that role."""
+        statement = select(func.count()).where(
+            members.c.tenant_id == tenant_id,
+            members.c.app_role == role,
+            members.c.active.is_(True),
+        )
+        return int(self._conn.execute(statement).scalar_one())
+
+    @_guarded
     def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
         """A page of the tenant's members matching ``query``."""
         rows, total = self._query(_MEMBERS, _SELECT_MEMBERS, tenant_id, query)
@@ -1521,15 +1630,17 @@ class _SqlTransaction:
 
     # Memberships -------------------------------------------------------------
     @_guarded
-    def add_memberships(self, tenant_id: str, group_id: str, member_ids: Iterable[str]) -> int:
-        """Add members to a group; returns how many memberships were new.
+    def add_memberships(
+        self, tenant_id: str, group_id: str, member_ids: Iterable[str]
+    ) -> list[str]:
+        """Add members to a group; returns the ids that were not in it yet, sorted.
 
         ``NotFoundError`` if the group or one of the members is not the tenant's.
         """
         wanted = sorted(set(member_ids))
         if not wanted:
-            return 0
-        added = 0
+            return []
+        added: list[str] = []
         try:
             # One savepoint around every chunk: a missing member in the last
             # chunk must not leave the first ones added.
@@ -1544,7 +1655,7 @@ class _SqlTransaction:
                             for member_id in new
                         ]
                         self._conn.execute(self._insert_memberships(), rows)
-                        added += len(new)
+                        added.extend(new)
         except IntegrityError as error:
             raise self._missing_memberships(tenant_id, group_id, wanted) from error
         return added
@@ -1613,6 +1724,65 @@ class _SqlTransaction:
             ):
                 result[key].append(MemberRef(id=other, display=display))
         return result
+
+    # Events ------------------------------------------------------------------
+    @_guarded
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Append events to the outbox and audit trail, in order."""
+        if not events:
+            return
+        rows = [
+            {
+                "id": e.id,
+                "tenant_id": e.tenant_id,
+                "type": e.type,
+                "subject_id": e.subject_id,
+                "actor": e.actor,
+                "occurred": e.occurred,
+                "data": dump_document(e.data),
+                "delivered": None,
+            }
+            for e in events
+        ]
+        try:
+            with self._savepoint():
+                # executemany runs one INSERT per row, in order, so seq
+                # follows the order given (a multi-row VALUES would not
+                # promise it).
+                self._run_many(_INSERT_EVENT, rows)
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError("an event names a tenant that does not exist") from error
+            raise ConflictError("an event with that id already exists", attribute="id") from error
+
+    @_guarded
+    def pending_events(self, limit: int = 100) -> Sequence[Event]:
+        """The oldest undelivered events of every tenant, in ``seq`` order."""
+        statement = (
+            select(events).where(events.c.delivered.is_(None)).order_by(events.c.seq).limit(limit)
+        )
+        return [_event(row) for row in self._conn.execute(statement)]
+
+    @_guarded
+    def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
+        """Record that these events were handed to every handler."""
+        for chunk in _chunks(seqs):
+            self._conn.execute(
+                update(events)
+                .where(events.c.seq.in_(chunk), events.c.delivered.is_(None))
+                .values(delivered=when)
+            )
+
+    @_guarded
+    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first."""
+        statement = (
+            select(events)
+            .where(events.c.tenant_id == tenant_id, events.c.seq > after)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        return [_event(row) for row in self._conn.execute(statement)]
 
 
 def _raise_missing_or_moved(

@@ -1,0 +1,403 @@
+"""The member lifecycle inside one transaction: roles decided, admins guarded, events written.
+
+Every change to members and groups, whether it comes from a SCIM request, the
+host app or ``pbidentity link``, goes through a :class:`Changes` bound to the
+open transaction, so that the same rules hold whatever the door:
+
+* a SCIM-managed member's role is decided by the tenant's role policy each
+  time what it depends on changes (the member's own values, or the
+  membership, name or mapping of a group);
+* linking an identity to a member never guesses (:mod:`pbidentity.linking`);
+* an email or externalId that is another member's is refused;
+* the admin guard refuses a change that leaves the tenant without an active
+  admin;
+* every change is recorded as an :class:`~pbidentity.domain.Event` in the
+  same transaction (the outbox and audit trail), flushed by :meth:`Changes.finish`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from pbidentity._clock import Clock
+from pbidentity._clock import IdFactory
+from pbidentity.domain import Event
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.domain import MemberRef
+from pbidentity.domain import Tenant
+from pbidentity.exceptions import LastAdminError
+from pbidentity.exceptions import LinkConflictError
+from pbidentity.linking import Identity
+from pbidentity.linking import LinkPolicy
+from pbidentity.linking import LinkStep
+from pbidentity.linking import plan_links
+from pbidentity.policy import TenantPolicy
+from pbidentity.query import USER_FIELDS
+from pbidentity.query import And
+from pbidentity.query import Comparison
+from pbidentity.query import Filter
+from pbidentity.query import Or
+from pbidentity.query import Query
+from pbidentity.query import ValueFilter
+from pbidentity.roles import RoleSet
+from pbidentity.storage import Transaction
+
+__all__ = ["Changes", "identity_of"]
+
+# A lookup for link candidates never needs more: more than one is a conflict.
+_CANDIDATES = 20
+
+
+@attrs.define
+class Changes:
+    """The changes of one unit of work on one tenant, made by one actor."""
+
+    tx: Transaction
+    tenant: Tenant
+    policy: TenantPolicy
+    roles: RoleSet
+    actor: str
+    clock: Clock
+    new_id: IdFactory
+    #: Off for the host app's own edits while SCIM is off: the role the app
+    #: gives then is not re-decided from the IdP's last values.
+    decide_roles: bool = True
+    _events: list[Event] = attrs.field(factory=list, init=False)
+    _admin_lost: bool = attrs.field(default=False, init=False)
+
+    # -- members -------------------------------------------------------------
+
+    def decided(
+        self,
+        member: Member,
+        *,
+        before: Member | None,
+        groups: Sequence[MemberRef] | None = None,
+    ) -> Member:
+        """The member with its role decided by the policy (SCIM-managed members only).
+
+        A member the host app manages keeps the role the app gave it.
+        """
+        if not (member.scim_managed and self.decide_roles):
+            return member
+        if groups is None:
+            groups = (
+                self.tx.member_groups(self.tenant.id, [member.id])[member.id]
+                if self.policy.roles.uses_groups and before is not None
+                else ()
+            )
+        decision = self.policy.roles.decide(
+            self.roles,
+            attribute=member.role_attribute,
+            core_roles=member.attributes.get("roles"),
+            groups=groups,
+            current=before.decision if before is not None else None,
+        )
+        return attrs.evolve(
+            member, role=decision.role, role_source=decision.source, role_rule=decision.rule
+        )
+
+    def create(self, member: Member) -> Member:
+        """Insert a new member (role decided); ``ConflictError`` if its userName is taken."""
+        member = self.decided(member, before=None)
+        self.tx.add_member(member)
+        # After the insert, so that a taken userName (the database's own
+        # check) is what a client hears about first.
+        self._check_unique_keys(member, None)
+        self._record(
+            "member.created",
+            member.id,
+            userName=member.user_name,
+            externalId=member.external_id,
+            role=member.role,
+            rule=member.role_rule,
+            scimManaged=member.scim_managed,
+        )
+        return member
+
+    def save(self, current: Member, updated: Member, *, matched_by: str | None = None) -> Member:
+        """Write ``updated`` over ``current`` (role decided again) and record what changed.
+
+        Returns ``current`` itself when nothing changed, so that its version
+        (and ETag) stays. ``matched_by`` says how a link found the member.
+        """
+        updated = self.decided(updated, before=current)
+        if _same(current, updated):
+            return current
+        updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
+        self.tx.replace_member(updated, expected_version=current.version)
+        self._check_unique_keys(updated, current)
+        if updated.scim_managed and not current.scim_managed:
+            self._record(
+                "member.linked",
+                updated.id,
+                userName=updated.user_name,
+                externalId=updated.external_id,
+                matchedBy=matched_by,
+            )
+        changed = sorted(
+            key
+            for key in updated.attributes.keys() | current.attributes.keys()
+            if key != "active" and updated.attributes.get(key) != current.attributes.get(key)
+        )
+        if updated.role_attribute != current.role_attribute:
+            changed.append("role")
+        if changed:
+            self._record("member.updated", updated.id, changed=changed)
+        if current.active and not updated.active:
+            self._record("member.deactivated", updated.id, userName=updated.user_name)
+        elif updated.active and not current.active:
+            self._record("member.reactivated", updated.id, userName=updated.user_name)
+        if updated.role != current.role:
+            self._record(
+                "member.role_changed",
+                updated.id,
+                old=current.role,
+                new=updated.role,
+                source=updated.role_source,
+                rule=updated.role_rule,
+            )
+        self._note_admin_change(current, updated)
+        return updated
+
+    def delete(self, member: Member) -> Member | None:
+        """Deprovision a member as the policy says; returns it when it was only deactivated."""
+        if self.policy.on_delete == "deactivate":
+            attributes = {**member.attributes, "active": False}
+            return self.save(member, attrs.evolve(member, attributes=attributes))
+        groups = self.tx.member_groups(self.tenant.id, [member.id])[member.id]
+        self.tx.delete_member(self.tenant.id, member.id)
+        self._record(
+            "member.deleted",
+            member.id,
+            userName=member.user_name,
+            externalId=member.external_id,
+            groups=[g.id for g in groups],
+        )
+        self._note_admin_change(member, None)
+        return None
+
+    def link_step(self, identity: Identity, *, exclude: str | None = None) -> LinkStep:
+        """How an identity arriving now would link to the tenant's members."""
+        candidates = [
+            m
+            for m in self._candidates(identity, self.policy.linking)
+            if exclude is None or m.id != exclude
+        ]
+        (step,) = plan_links([identity], candidates, self.policy.linking).steps
+        return step
+
+    def redecide(self, member_ids: Collection[str]) -> None:
+        """Decide again the role of these members (their groups or the policy changed)."""
+        for member in self.tx.get_members(self.tenant.id, member_ids):
+            if member.scim_managed:
+                self.save(member, member)
+
+    # -- groups --------------------------------------------------------------
+
+    def group_created(self, group: Group, member_ids: Collection[str]) -> None:
+        """Record a new group; its members' roles follow if it is mapped."""
+        self._record(
+            "group.created",
+            group.id,
+            displayName=group.display_name,
+            members=sorted(member_ids),
+        )
+        if member_ids and self._mapped(group):
+            self.redecide(member_ids)
+
+    def group_changed(
+        self,
+        before: Group,
+        after: Group,
+        *,
+        added: Collection[str] = (),
+        removed: Collection[str] = (),
+    ) -> None:
+        """Record a rename and membership changes; re-decide the roles they affect."""
+        renamed = before.display_name != after.display_name
+        if renamed:
+            self._record("group.renamed", after.id, old=before.display_name, new=after.display_name)
+        if added or removed:
+            self._record(
+                "group.members_changed",
+                after.id,
+                displayName=after.display_name,
+                added=sorted(added),
+                removed=sorted(removed),
+            )
+        if renamed and (self._mapped(before) or self._mapped(after)):
+            # A rename can move every member in or out of a mapping by name.
+            current = self.tx.group_members(self.tenant.id, [after.id])[after.id]
+            self.redecide({ref.id for ref in current} | set(removed))
+        elif (added or removed) and self._mapped(after):
+            self.redecide(set(added) | set(removed))
+
+    def group_deleted(self, group: Group, member_ids: Collection[str]) -> None:
+        """Record a deleted group (its memberships went with it); re-decide if it was mapped."""
+        self._record(
+            "group.deleted",
+            group.id,
+            displayName=group.display_name,
+            members=sorted(member_ids),
+        )
+        if member_ids and self._mapped(group):
+            self.redecide(member_ids)
+
+    # -- the end of the unit ---------------------------------------------------
+
+    def finish(self) -> list[Event]:
+        """Check the admin guard and write the events; call last, inside the transaction."""
+        if self._admin_lost and self.policy.roles.admin_guard:
+            admin = self.roles.most_privileged
+            if self.tx.count_active_members(self.tenant.id, admin) == 0:
+                raise LastAdminError(
+                    f"this change would leave workspace {self.tenant.slug!r} without an active "
+                    f"{admin}, so it was refused and nothing changed. Give another member the "
+                    f"{admin} role first, or switch the admin guard off."
+                )
+        events, self._events = self._events, []
+        self.tx.add_events(events)
+        return events
+
+    # -- internals -------------------------------------------------------------
+
+    def _record(self, event_type: str, subject_id: str, **data: Any) -> None:
+        self._events.append(
+            Event(
+                id=self.new_id(),
+                tenant_id=self.tenant.id,
+                type=event_type,
+                subject_id=subject_id,
+                actor=self.actor,
+                occurred=self.clock(),
+                data={key: value for key, value in data.items() if value is not None},
+            )
+        )
+
+    def _note_admin_change(self, before: Member, after: Member | None) -> None:
+        admin = self.roles.most_privileged
+        was = before.active and before.role == admin
+        still = after is not None and after.active and after.role == admin
+        if was and not still:
+            self._admin_lost = True
+
+    def _mapped(self, group: Group) -> bool:
+        return self.policy.roles.maps_any([MemberRef(id=group.id, display=group.display_name)])
+
+    def _check_unique_keys(self, member: Member, current: Member | None) -> None:
+        """Refuse an externalId or primary email that another member of the tenant has.
+
+        userName uniqueness is the database's (a unique index); these two are
+        matching keys of the linker, so a duplicate would make the next link
+        ambiguous. Only checked when they change.
+        """
+        policy = self.policy.linking
+        external_id = member.external_id
+        if external_id is not None and (current is None or current.external_id != external_id):
+            field = USER_FIELDS["externalid"]
+            for other in self._query(Comparison(field, "eq", external_id)):
+                if other.id != member.id and other.external_id == external_id:
+                    raise LinkConflictError(
+                        f"externalId {external_id!r} is already linked to member {other.id} "
+                        f"({other.user_name}); nothing was changed"
+                    )
+        email = member.primary_email
+        before = current.primary_email if current is not None else None
+        if email is not None and (
+            before is None or policy.normalise(before) != policy.normalise(email)
+        ):
+            key = policy.normalise(email)
+            for other in self._query(_address_filter("emails", key, policy)):
+                other_email = other.primary_email
+                if (
+                    other.id != member.id
+                    and other_email is not None
+                    and policy.normalise(other_email) == key
+                ):
+                    raise LinkConflictError(
+                        f"email {email!r} is already the email of member {other.id} "
+                        f"({other.user_name}); nothing was changed"
+                    )
+
+    def _candidates(self, identity: Identity, policy: LinkPolicy) -> list[Member]:
+        parts: list[Filter] = [
+            _address_filter("userName", policy.normalise(identity.user_name), policy)
+        ]
+        if identity.external_id is not None:
+            parts.append(Comparison(USER_FIELDS["externalid"], "eq", identity.external_id))
+        if identity.primary_email is not None:
+            parts.append(
+                _address_filter("emails", policy.normalise(identity.primary_email), policy)
+            )
+        found = self._query(_any_of(parts))
+        return list(found)
+
+    def _query(self, where: Filter) -> Sequence[Member]:
+        query = Query(filter=where, start_index=1, count=_CANDIDATES)
+        return self.tx.query_members(self.tenant.id, query).items
+
+
+def identity_of(document: Mapping[str, Any]) -> Identity:
+    """The identity a SCIM User document describes (for matching only)."""
+    emails = [e for e in document.get("emails") or () if isinstance(e, Mapping) and e.get("value")]
+    emails.sort(key=lambda e: not e.get("primary"))
+    external_id = document.get("externalId")
+    return Identity(
+        user_name=str(document["userName"]),
+        external_id=str(external_id) if external_id not in (None, "") else None,
+        emails=tuple(str(e["value"]) for e in emails if str(e["value"]).strip()),
+        active=bool(document.get("active", True)),
+    )
+
+
+def _address_filter(attribute: str, key: str, policy: LinkPolicy) -> Filter:
+    """Members whose userName (or an email) normalises to ``key``.
+
+    Equality is case-insensitive in storage already; with ``+tags`` stripped,
+    ``jane@a.com`` must also find ``jane+x@a.com``: a prefix and suffix test
+    that the caller narrows with the exact normalised comparison.
+    """
+    if attribute == "userName":
+        field = USER_FIELDS["username"]
+
+        def wrap(inner: Filter) -> Filter:
+            return inner
+    else:
+        field = USER_FIELDS["emails.value"]
+
+        def wrap(inner: Filter) -> Filter:
+            return ValueFilter("emails", inner)
+
+    exact: Filter = wrap(Comparison(field, "eq", key))
+    local, at, domain = key.rpartition("@")
+    if policy.plus_tags != "strip" or not at or not local:
+        return exact
+    tagged = wrap(And(Comparison(field, "sw", f"{local}+"), Comparison(field, "ew", f"@{domain}")))
+    return Or(exact, tagged)
+
+
+def _any_of(parts: Iterable[Filter]) -> Filter:
+    result: Filter | None = None
+    for part in parts:
+        result = part if result is None else Or(result, part)
+    assert result is not None  # noqa: S101 - userName is always one part
+    return result
+
+
+def _same(a: Member, b: Member) -> bool:
+    return (
+        a.attributes,
+        a.role_attribute,
+        a.role,
+        a.role_source,
+        a.role_rule,
+        a.scim_managed,
+    ) == (b.attributes, b.role_attribute, b.role, b.role_source, b.role_rule, b.scim_managed)

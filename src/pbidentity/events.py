@@ -1,0 +1,152 @@
+"""Delivering the outbox: the host app's handlers get every event at least once.
+
+Events are written in the transaction of the change they describe (see
+:class:`~pbidentity.domain.Event`), so a committed change always has its
+events, and a rolled-back one never has. :class:`EventDispatcher` hands the
+undelivered ones to the registered handlers, oldest first, and marks them
+delivered only after every handler returned. A crash between the commit and
+the delivery, or a handler that raises, leaves them pending: the next
+:meth:`~EventDispatcher.deliver_pending` delivers them again. Handlers must
+therefore tolerate seeing an event twice (``Event.id`` tells).
+
+Event types:
+
+====================== =====================================================
+``member.created``     a member was provisioned (``userName``, ``role``, ``rule``)
+``member.linked``      an existing member became SCIM-managed (``matchedBy``)
+``member.updated``     profile attributes changed (``changed``: their names)
+``member.role_changed`` ``old``, ``new``, ``source`` and ``rule`` of the decision
+``member.deactivated`` end the member's sessions
+``member.reactivated`` the same member is back
+``member.deleted``     the member is gone (``groups`` it was in)
+``group.created``      ``displayName``, ``members``
+``group.renamed``      ``old``, ``new``
+``group.members_changed`` ``added``, ``removed``
+``group.deleted``      ``displayName``, ``members``
+====================== =====================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from collections.abc import Collection
+
+import attrs
+
+from pbidentity._clock import Clock
+from pbidentity._clock import utc_now
+from pbidentity.domain import Event
+from pbidentity.storage import Storage
+
+__all__ = ["EVENT_TYPES", "EventDispatcher", "EventHandler"]
+
+log = logging.getLogger("pbidentity.events")
+
+EventHandler = Callable[[Event], object]
+
+EVENT_TYPES = frozenset(
+    {
+        "member.created",
+        "member.linked",
+        "member.updated",
+        "member.role_changed",
+        "member.deactivated",
+        "member.reactivated",
+        "member.deleted",
+        "group.created",
+        "group.renamed",
+        "group.members_changed",
+        "group.deleted",
+    }
+)
+
+
+@attrs.frozen
+class _Subscription:
+    handler: EventHandler
+    types: frozenset[str] | None
+
+
+class EventDispatcher:
+    """Hands the outbox's events to the host app's handlers, at least once, in order."""
+
+    def __init__(self, storage: Storage, *, clock: Clock = utc_now, batch: int = 100) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.batch = batch
+        self._subscriptions: list[_Subscription] = []
+        # One delivery at a time per process: two threads delivering the same
+        # batch would only duplicate work.
+        self._lock = threading.Lock()
+
+    def subscribe(
+        self, handler: EventHandler, *, types: Collection[str] | None = None
+    ) -> EventHandler:
+        """Call ``handler`` for every event (or only ``types``); returns it, for decorators."""
+        if types is not None:
+            unknown = sorted(set(types) - EVENT_TYPES)
+            if unknown:
+                raise ValueError(f"unknown event types {unknown}; known: {sorted(EVENT_TYPES)}")
+        self._subscriptions.append(
+            _Subscription(handler, None if types is None else frozenset(types))
+        )
+        return handler
+
+    def deliver_pending(self) -> int:
+        """Deliver every pending event; returns how many were delivered.
+
+        Stops at the first event a handler fails on (logged): it and the ones
+        after it stay pending, so that order holds when they are retried.
+        """
+        delivered = 0
+        with self._lock:
+            while True:
+                with self.storage.transaction(write=False) as tx:
+                    pending = tx.pending_events(self.batch)
+                if not pending:
+                    return delivered
+                done: list[int] = []
+                failed = False
+                for event in pending:
+                    if not self._deliver(event):
+                        failed = True
+                        break
+                    assert event.seq is not None  # noqa: S101 - stored events have one
+                    done.append(event.seq)
+                if done:
+                    with self.storage.transaction() as tx:
+                        tx.mark_delivered(done, self.clock())
+                    delivered += len(done)
+                if failed or len(pending) < self.batch:
+                    return delivered
+
+    def _deliver(self, event: Event) -> bool:
+        for subscription in self._subscriptions:
+            if subscription.types is not None and event.type not in subscription.types:
+                continue
+            try:
+                subscription.handler(event)
+            except Exception:
+                log.exception(
+                    "event handler %r failed on %s %s; it will be retried",
+                    subscription.handler,
+                    event.type,
+                    event.id,
+                )
+                return False
+        return True
+
+    def run(self, stop: threading.Event, *, interval: float = 1.0) -> None:
+        """Deliver pending events every ``interval`` seconds until ``stop`` is set.
+
+        For a background thread of the host app; storage errors are logged
+        and retried on the next round.
+        """
+        while not stop.is_set():
+            try:
+                self.deliver_pending()
+            except Exception:
+                log.exception("delivering events failed; retrying in %.1f s", interval)
+            stop.wait(interval)

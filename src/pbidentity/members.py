@@ -1,0 +1,380 @@
+"""The host app's side of members: its edits, the SCIM-managed guard, linking, the audit trail.
+
+A member the identity provider manages (``scim_managed``) is read-only in the
+app for what the IdP owns: its userName, names, emails, role and whether it is
+active. The host app calls :meth:`Members.check_edit` before it shows an edit
+form or saves one, and :meth:`Members.edit` refuses such a change with a
+:class:`~pbidentity.exceptions.ManagedMemberError` that says where to make it.
+While SCIM provisioning is switched off for the tenant, everything is editable
+again.
+
+Every change made here goes through the same lifecycle as a SCIM request
+(role decisions, the admin guard, events in the outbox), with ``actor`` naming
+who made it in the audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from pbidentity._clock import Clock
+from pbidentity._clock import IdFactory
+from pbidentity._clock import new_id
+from pbidentity._clock import utc_now
+from pbidentity._lifecycle import Changes
+from pbidentity.domain import Event
+from pbidentity.domain import Member
+from pbidentity.domain import Tenant
+from pbidentity.domain import fold
+from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import InputError
+from pbidentity.exceptions import LinkConflictError
+from pbidentity.exceptions import ManagedMemberError
+from pbidentity.exceptions import NotFoundError
+from pbidentity.linking import Identity
+from pbidentity.linking import LinkPlan
+from pbidentity.linking import LinkStep
+from pbidentity.linking import plan_links
+from pbidentity.policy import TenantPolicy
+from pbidentity.roles import RoleSet
+from pbidentity.storage import Storage
+from pbidentity.storage import Transaction
+
+__all__ = ["IDP_OWNED", "LinkResult", "Members"]
+
+#: What the identity provider owns on a SCIM-managed member.
+IDP_OWNED = ("userName", "name", "displayName", "emails", "role", "active")
+
+#: Members read or written per transaction when walking a whole tenant.
+_BATCH = 500
+
+Progress = Callable[[int, int], object]
+
+
+@attrs.frozen(kw_only=True)
+class LinkResult:
+    """What applying a link plan did."""
+
+    created: int = 0
+    linked: int = 0
+    reactivated: int = 0
+    #: Steps whose work was already done (a second run, or the IdP got there first).
+    unchanged: int = 0
+    #: Steps not applied, with the reason: the plan's conflicts and any step
+    #: the members no longer fit.
+    skipped: tuple[tuple[LinkStep, str], ...] = ()
+
+    @property
+    def changed(self) -> int:
+        """How many members were written."""
+        return self.created + self.linked + self.reactivated
+
+    def summary(self) -> str:
+        """One line for the end of a run."""
+        return (
+            f"{self.created} created, {self.linked} linked, {self.reactivated} reactivated, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
+        )
+
+
+@attrs.frozen
+class Members:
+    """Read and change a tenant's members from the host app."""
+
+    storage: Storage
+    roles: RoleSet = attrs.field(factory=RoleSet)
+    clock: Clock = utc_now
+    new_id: IdFactory = new_id
+
+    # -- reading ---------------------------------------------------------------
+
+    def get(self, slug: str, member_id: str) -> Member:
+        """A member of the tenant; :class:`NotFoundError` if there is none."""
+        with self.storage.transaction(write=False) as tx:
+            return _member(tx, _tenant(tx, slug), member_id)
+
+    def all(self, slug: str) -> list[Member]:
+        """Every member of the tenant, ordered by id."""
+        with self.storage.transaction(write=False) as tx:
+            tenant = _tenant(tx, slug)
+        return list(_walk(self.storage, tenant.id))
+
+    def audit_trail(self, slug: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
+        """The tenant's events, oldest first: who (which token) changed what, and when."""
+        with self.storage.transaction(write=False) as tx:
+            return tx.list_events(_tenant(tx, slug).id, after=after, limit=limit)
+
+    # -- the host app's own edits ---------------------------------------------
+
+    def check_edit(self, slug: str, member_id: str, fields: Iterable[str]) -> None:
+        """Raise :class:`ManagedMemberError` if the app may not change these fields now.
+
+        ``fields`` are SCIM attribute names (``name``, ``emails``...) and
+        ``role``; anything not in :data:`IDP_OWNED` is always the app's.
+        """
+        with self.storage.transaction(write=False) as tx:
+            tenant = _tenant(tx, slug)
+            _check_edit(tenant, _member(tx, tenant, member_id), fields)
+
+    def add(
+        self,
+        slug: str,
+        user_name: str,
+        *,
+        given_name: str | None = None,
+        family_name: str | None = None,
+        email: str | None = None,
+        role: str | None = None,
+        active: bool = True,
+        actor: str = "app",
+    ) -> Member:
+        """Create a member the app manages (an invitation, a sign-up) with a role the app gives.
+
+        ``role`` defaults to the least privileged one. SCIM links it later
+        when the IdP pushes the same person.
+        """
+        if not user_name.strip():
+            raise InputError("a member needs a userName (usually the email address)")
+        given = self._role(role) if role is not None else self.roles.least_privileged
+        attributes: dict[str, Any] = {"userName": user_name.strip(), "active": active}
+        name = {k: v for k, v in (("givenName", given_name), ("familyName", family_name)) if v}
+        if name:
+            attributes["name"] = name
+        if email:
+            attributes["emails"] = [{"value": email.strip(), "primary": True, "type": "work"}]
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            tenant = _tenant(tx, slug)
+            member = Member(
+                tenant_id=tenant.id,
+                id=self.new_id(),
+                attributes=attributes,
+                role=given,
+                role_source="app",
+                role_rule=f"set in the app ({given})",
+                created=now,
+                last_modified=now,
+            )
+            changes = self._changes(tx, tenant, actor)
+            try:
+                created = changes.create(member)
+            except ConflictError as error:
+                raise InputError(
+                    f"workspace {slug!r} already has a member {user_name!r}"
+                ) from error
+            changes.finish()
+        return created
+
+    def edit(
+        self,
+        slug: str,
+        member_id: str,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        role: str | None = None,
+        active: bool | None = None,
+        actor: str = "app",
+    ) -> Member:
+        """Change a member from the app: top-level ``attributes`` replaced, ``role``, ``active``.
+
+        Refused with :class:`ManagedMemberError` for what the IdP owns while
+        the member is SCIM-managed and the tenant's SCIM switch is on.
+        """
+        with self.storage.transaction() as tx:
+            tenant = _tenant(tx, slug)
+            current = _member(tx, tenant, member_id)
+            fields = [*(attributes or {})]
+            fields += ["role"] if role is not None else []
+            fields += ["active"] if active is not None else []
+            _check_edit(tenant, current, fields)
+            document = {**current.attributes, **(attributes or {})}
+            if active is not None:
+                document["active"] = active
+            if not str(document.get("userName") or "").strip():
+                raise InputError("a member needs a userName (usually the email address)")
+            updated = attrs.evolve(current, attributes=document)
+            if role is not None:
+                given = self._role(role)
+                updated = attrs.evolve(
+                    updated, role=given, role_source="app", role_rule=f"set in the app ({given})"
+                )
+            changes = self._changes(tx, tenant, actor)
+            changes.decide_roles = tenant.scim_enabled
+            try:
+                saved = changes.save(current, updated)
+            except ConflictError as error:
+                raise InputError(
+                    f"workspace {slug!r} already has a member {document['userName']!r}"
+                ) from error
+            changes.finish()
+        return saved
+
+    # -- linking ---------------------------------------------------------------
+
+    def plan_links(self, slug: str, identities: Iterable[Identity]) -> LinkPlan:
+        """How these IdP identities would link to the tenant's members (changes nothing)."""
+        with self.storage.transaction(write=False) as tx:
+            tenant = _tenant(tx, slug)
+        policy = TenantPolicy.of(tenant)
+        return plan_links(identities, _walk(self.storage, tenant.id), policy.linking)
+
+    def apply_links(
+        self,
+        slug: str,
+        plan: LinkPlan,
+        *,
+        actor: str = "cli",
+        progress: Progress | None = None,
+    ) -> LinkResult:
+        """Carry out a plan's creates, links and reactivations, in batches.
+
+        Idempotent: each step checks the member as it is now, so a step done
+        before (by an earlier run, or by the IdP) is counted ``unchanged`` and
+        a step the members no longer fit is skipped with the reason, never
+        forced. Each batch commits on its own with its events.
+        """
+        counts = {"create": 0, "link": 0, "reactivate": 0, "unchanged": 0}
+        skipped: list[tuple[LinkStep, str]] = [(s, s.reason) for s in plan.conflicts]
+        counts["unchanged"] += plan.count("unchanged")
+        work = plan.changes
+        done = 0
+        for start in range(0, len(work), _BATCH):
+            batch = work[start : start + _BATCH]
+            with self.storage.transaction() as tx:
+                tenant = _tenant(tx, slug)
+                changes = self._changes(tx, tenant, actor)
+                ids = [s.member_id for s in batch if s.member_id is not None]
+                found = {m.id: m for m in tx.get_members(tenant.id, ids)}
+                for step in batch:
+                    outcome = self._apply(changes, tenant, step, found.get(step.member_id or ""))
+                    if outcome in counts:
+                        counts[outcome] += 1
+                    else:
+                        skipped.append((step, outcome))
+                changes.finish()
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(work))
+        return LinkResult(
+            created=counts["create"],
+            linked=counts["link"],
+            reactivated=counts["reactivate"],
+            unchanged=counts["unchanged"],
+            skipped=tuple(skipped),
+        )
+
+    def _apply(
+        self, changes: Changes, tenant: Tenant, step: LinkStep, member: Member | None
+    ) -> str:
+        """Apply one step; returns its action, ``unchanged``, or why it was skipped."""
+        identity = step.identity
+        role_attribute = self._role_attribute(identity)
+        if step.action == "create":
+            now = self.clock()
+            new = Member(
+                tenant_id=tenant.id,
+                id=self.new_id(),
+                attributes=identity.attributes(),
+                role_attribute=role_attribute,
+                scim_managed=True,
+                created=now,
+                last_modified=now,
+            )
+            try:
+                changes.create(new)
+            except ConflictError:
+                return self._already_created(changes, tenant, identity)
+            except LinkConflictError as error:
+                return str(error)
+            return "create"
+        if member is None:
+            return f"member {step.member_id} no longer exists"
+        attributes = {**member.attributes, "userName": identity.user_name}
+        if identity.external_id is not None:
+            attributes["externalId"] = identity.external_id
+        if step.action == "reactivate" or identity.active != member.active:
+            attributes["active"] = identity.active
+        linked = attrs.evolve(
+            member,
+            attributes=attributes,
+            role_attribute=role_attribute or member.role_attribute,
+            scim_managed=True,
+        )
+        try:
+            saved = changes.save(member, linked, matched_by=step.matched_by)
+        except (ConflictError, LinkConflictError) as error:
+            return f"{error}"
+        return "unchanged" if saved is member else step.action
+
+    def _already_created(self, changes: Changes, tenant: Tenant, identity: Identity) -> str:
+        # The userName is taken now: by this very identity (a second run, or
+        # the IdP provisioned it meanwhile), or by someone else.
+        step = changes.link_step(identity)
+        if step.action == "unchanged":
+            return "unchanged"
+        return f"userName {identity.user_name!r} is now taken ({step.reason})"
+
+    def _role_attribute(self, identity: Identity) -> str | None:
+        if identity.role is None or not identity.role.strip():
+            return None
+        return self.roles.canonical(identity.role)
+
+    # -- internals -------------------------------------------------------------
+
+    def _role(self, role: str) -> str:
+        found = self.roles.canonical(role)
+        if found is None:
+            raise InputError(
+                f"{role!r} is not one of the app's roles: {', '.join(self.roles.names)}"
+            )
+        return found
+
+    def _changes(self, tx: Transaction, tenant: Tenant, actor: str) -> Changes:
+        return Changes(
+            tx, tenant, TenantPolicy.of(tenant), self.roles, actor, self.clock, self.new_id
+        )
+
+
+def _check_edit(tenant: Tenant, member: Member, fields: Iterable[str]) -> None:
+    if not (member.scim_managed and tenant.scim_enabled):
+        return
+    owned = {fold(name): name for name in IDP_OWNED}
+    refused = tuple(sorted({owned[fold(f)] for f in fields if fold(f) in owned}))
+    if refused:
+        raise ManagedMemberError(
+            f"{member.user_name} is managed by the identity provider (SCIM): change "
+            f"{', '.join(refused)} there, or switch SCIM provisioning off for workspace "
+            f"{tenant.slug!r} to edit members in the app again",
+            fields=refused,
+        )
+
+
+def _walk(storage: Storage, tenant_id: str) -> Iterable[Member]:
+    after: str | None = None
+    while True:
+        with storage.transaction(write=False) as tx:
+            batch = tx.list_members(tenant_id, after=after, limit=_BATCH * 10)
+        yield from batch
+        if len(batch) < _BATCH * 10:
+            return
+        after = batch[-1].id
+
+
+def _tenant(tx: Transaction, slug: str) -> Tenant:
+    tenant = tx.find_tenant(slug)
+    if tenant is None:
+        raise NotFoundError(f"no tenant {slug!r}; create it with: pbidentity tenants create {slug}")
+    return tenant
+
+
+def _member(tx: Transaction, tenant: Tenant, member_id: str) -> Member:
+    member = tx.get_member(tenant.id, member_id)
+    if member is None:
+        raise NotFoundError(f"workspace {tenant.slug!r} has no member {member_id!r}")
+    return member
