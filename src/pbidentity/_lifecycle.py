@@ -17,6 +17,7 @@ open transaction, so that the same rules hold whatever the door:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import Tenant
+from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import LastAdminError
 from pbidentity.exceptions import LinkConflictError
 from pbidentity.linking import Identity
@@ -50,6 +52,8 @@ from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 
 __all__ = ["Changes", "identity_of"]
+
+log = logging.getLogger("pbidentity.members")
 
 # A lookup for link candidates never needs more: more than one is a conflict.
 _CANDIDATES = 20
@@ -107,7 +111,10 @@ class Changes:
     def create(self, member: Member) -> Member:
         """Insert a new member (role decided); ``ConflictError`` if its userName is taken."""
         member = self.decided(member, before=None)
-        self.tx.add_member(member)
+        try:
+            self.tx.add_member(member)
+        except ConflictError as error:
+            raise self._taken(error, member) from None
         # After the insert, so that a taken userName (the database's own
         # check) is what a client hears about first.
         self._check_unique_keys(member, None)
@@ -132,7 +139,10 @@ class Changes:
         if _same(current, updated):
             return current
         updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
-        self.tx.replace_member(updated, expected_version=current.version)
+        try:
+            self.tx.replace_member(updated, expected_version=current.version)
+        except ConflictError as error:
+            raise self._taken(error, updated) from None
         self._check_unique_keys(updated, current)
         if updated.scim_managed and not current.scim_managed:
             self._record(
@@ -156,6 +166,15 @@ class Changes:
         elif updated.active and not current.active:
             self._record("member.reactivated", updated.id, userName=updated.user_name)
         if updated.role != current.role:
+            log.info(
+                "role of member %s in %s: %s -> %s (%s; by %s)",
+                updated.id,
+                self.tenant.slug,
+                current.role,
+                updated.role,
+                updated.role_rule,
+                self.actor,
+            )
             self._record(
                 "member.role_changed",
                 updated.id,
@@ -292,23 +311,25 @@ class Changes:
     def _mapped(self, group: Group) -> bool:
         return self.policy.roles.maps_any([MemberRef(id=group.id, display=group.display_name)])
 
-    def _check_unique_keys(self, member: Member, current: Member | None) -> None:
-        """Refuse an externalId or primary email that another member of the tenant has.
+    def _taken(self, error: ConflictError, member: Member) -> Exception:
+        """A taken externalId, named with the member that has it; other conflicts as they are."""
+        if error.attribute != "externalId" or member.external_id is None:
+            return error
+        field = USER_FIELDS["externalid"]
+        owners = list(self._query(Comparison(field, "eq", member.external_id)))
+        owner = f"member {owners[0].id} ({owners[0].user_name})" if owners else "another member"
+        return LinkConflictError(
+            f"externalId {member.external_id!r} is already linked to {owner}; nothing was changed"
+        )
 
-        userName uniqueness is the database's (a unique index); these two are
-        matching keys of the linker, so a duplicate would make the next link
-        ambiguous. Only checked when they change.
+    def _check_unique_keys(self, member: Member, current: Member | None) -> None:
+        """Refuse a primary email that another member of the tenant has.
+
+        It is a matching key of the linker, so a duplicate would make the
+        next link ambiguous; only checked when it changes. (userName and
+        externalId are unique by the database's own indexes.)
         """
         policy = self.policy.linking
-        external_id = member.external_id
-        if external_id is not None and (current is None or current.external_id != external_id):
-            field = USER_FIELDS["externalid"]
-            for other in self._query(Comparison(field, "eq", external_id)):
-                if other.id != member.id and other.external_id == external_id:
-                    raise LinkConflictError(
-                        f"externalId {external_id!r} is already linked to member {other.id} "
-                        f"({other.user_name}); nothing was changed"
-                    )
         email = member.primary_email
         before = current.primary_email if current is not None else None
         if email is not None and (

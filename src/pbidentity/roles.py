@@ -65,7 +65,7 @@ class RoleSet:
     def __attrs_post_init__(self) -> None:
         if not self.names:
             raise ConfigurationError("the app needs at least one role")
-        by_key = {fold(name): name for name in self.names}
+        by_key = {fold(name.strip()): name for name in self.names}
         if len(by_key) != len(self.names):
             raise ConfigurationError(f"role names must differ (ignoring case): {self.names!r}")
         object.__setattr__(self, "_by_key", by_key)
@@ -190,9 +190,12 @@ class RolePolicy:
         best: tuple[int, int, GroupMapping, MemberRef] | None = None
         for group in groups:
             for mapping in self.mappings:
-                if not mapping.matches(group):
+                role = roles.canonical(mapping.role)
+                if role is None or not mapping.matches(group):
+                    # A mapping to a role the app no longer has (its role
+                    # set changed since the policy was saved) maps nothing.
                     continue
-                rank = roles.rank(mapping.role)
+                rank = roles.rank(role)
                 # Higher priority first; on a tie the more privileged role
                 # (lower rank) unless the tenant prefers the less privileged.
                 key = (mapping.priority, rank if self.prefer_less_privileged else -rank)
@@ -201,24 +204,28 @@ class RolePolicy:
         if best is None:
             return None
         mapping, group = best[2], best[3]
+        role = roles.names[best[1] if self.prefer_less_privileged else -best[1]]
         return RoleDecision(
-            role=mapping.role,
+            role=role,
             source="group",
             rule=f"group {group.display or group.id!r} (priority {mapping.priority}) "
-            f"maps to {mapping.role}",
+            f"maps to {role}",
         )
 
     def _fallback(self, roles: RoleSet, current: RoleDecision | None) -> RoleDecision:
-        if current is not None and current.source in ("app", "kept"):
+        kept = roles.canonical(current.role) if current is not None else None
+        if current is not None and kept is not None and current.source in ("app", "kept"):
             # The member had a role in the app before the IdP managed it and
             # the IdP says nothing: keep it, never raise or drop it silently.
             return RoleDecision(
-                role=current.role,
+                role=kept,
                 source="kept",
-                rule=f"no role from the identity provider; kept {current.role}, "
+                rule=f"no role from the identity provider; kept {kept}, "
                 "the role the member had in the app",
             )
-        default = self.default_role or roles.least_privileged
+        default = (
+            roles.canonical(self.default_role) if self.default_role else None
+        ) or roles.least_privileged
         return RoleDecision(
             role=default,
             source="default",

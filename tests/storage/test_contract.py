@@ -1056,3 +1056,33 @@ def test_event_for_unknown_tenant_or_duplicate_id_is_refused(store: Storage) -> 
             tx.add_events([make_event("e1")])
     with store.transaction(write=False) as tx:
         assert [e.id for e in tx.list_events("t1")] == ["e1"]
+
+
+def test_external_id_links_one_member_per_tenant(store: Storage) -> None:
+    """A second member with the same externalId is refused by the store itself."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "a@x.com", externalId="00u1"))
+        tx.add_member(make_member("m1", "a@x.com", externalId="00u1", tenant_id="t2"))
+        with pytest.raises(ConflictError) as taken:
+            tx.add_member(make_member("m2", "b@x.com", externalId="00u1"))
+        assert taken.value.attribute == "externalId"
+        tx.add_member(make_member("m2", "b@x.com", externalId="00u2"))
+        tx.add_member(make_member("m3", "c@x.com"))
+        tx.add_member(make_member("m4", "d@x.com"))
+        second = tx.get_member("t1", "m2")
+        assert second is not None
+        moved = attrs.evolve(
+            second, attributes={**second.attributes, "externalId": "00u1"}, version=2
+        )
+        with pytest.raises(ConflictError) as again:
+            tx.replace_member(moved, expected_version=1)
+        assert again.value.attribute == "externalId"
+    with store.transaction() as tx:
+        first = tx.get_member("t1", "m1")
+        assert first is not None
+        freed = attrs.evolve(first, attributes={"userName": "a@x.com"}, version=2)
+        tx.replace_member(freed, expected_version=1)
+        tx.replace_member(moved, expected_version=1)
+        stored = tx.get_member("t1", "m2")
+        assert stored is not None
+        assert stored.external_id == "00u1"

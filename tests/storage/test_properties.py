@@ -130,6 +130,15 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             unique_by=lambda doc: fold(str(doc["userName"])),
         )
     )
+    # externalId is unique per tenant (it links one member): later duplicates
+    # lose theirs.
+    seen: set[Any] = set()
+    for document in documents:
+        if "externalId" in document:
+            if document["externalId"] in seen:
+                del document["externalId"]
+            else:
+                seen.add(document["externalId"])
     members = [
         Member(
             tenant_id=TENANT,

@@ -61,6 +61,7 @@ _V = TypeVar("_V")
 
 _MISSING: Any = object()
 _USER_NAME = USER_FIELDS["username"]
+_EXTERNAL_ID = USER_FIELDS["externalid"]
 _DISPLAY_NAME = GROUP_FIELDS["displayname"]
 
 
@@ -70,6 +71,7 @@ class _TenantData:
 
     members: dict[str, Member] = attrs.Factory(dict)
     user_names: dict[str, str] = attrs.Factory(dict)  # fold(userName) -> member id
+    external_ids: dict[str, str] = attrs.Factory(dict)  # externalId -> member id
     groups: dict[str, Group] = attrs.Factory(dict)
     group_names: dict[str, str] = attrs.Factory(dict)  # fold(displayName) -> group id
     memberships: dict[tuple[str, str], None] = attrs.Factory(dict)  # (group id, member id)
@@ -325,9 +327,14 @@ class _MemoryTransaction:
         key = _folded(document_value(_USER_NAME, stored.attributes))
         if key is not None and key in data.user_names:
             raise _user_name_taken(stored)
+        external_id = _external_id(stored)
+        if external_id is not None and external_id in data.external_ids:
+            raise _external_id_taken(stored)
         self._put(data.members, member.id, stored)
         if key is not None:
             self._put(data.user_names, key, member.id)
+        if external_id is not None:
+            self._put(data.external_ids, external_id, member.id)
 
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
@@ -345,12 +352,21 @@ class _MemoryTransaction:
         key = _folded(document_value(_USER_NAME, stored.attributes))
         if key is not None and data.user_names.get(key, member.id) != member.id:
             raise _user_name_taken(stored)
+        external_id = _external_id(stored)
+        if external_id is not None and data.external_ids.get(external_id, member.id) != member.id:
+            raise _external_id_taken(stored)
         old_key = _folded(document_value(_USER_NAME, current.attributes))
         if old_key != key:
             if old_key is not None:
                 self._pop(data.user_names, old_key)
             if key is not None:
                 self._put(data.user_names, key, member.id)
+        old_external_id = _external_id(current)
+        if old_external_id != external_id:
+            if old_external_id is not None:
+                self._pop(data.external_ids, old_external_id)
+            if external_id is not None:
+                self._put(data.external_ids, external_id, member.id)
         self._put(data.members, member.id, stored)
 
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
@@ -364,6 +380,9 @@ class _MemoryTransaction:
         key = _folded(document_value(_USER_NAME, current.attributes))
         if key is not None:
             self._pop(data.user_names, key)
+        external_id = _external_id(current)
+        if external_id is not None:
+            self._pop(data.external_ids, external_id)
         self._pop(data.members, member_id)
         return True
 
@@ -578,6 +597,18 @@ def _check_version(kind: str, resource_id: str, current: int, expected: int) -> 
         raise VersionMismatchError(
             f"{kind} {resource_id!r} is at version {current}, not {expected}"
         )
+
+
+def _external_id(member: Member) -> str | None:
+    value = document_value(_EXTERNAL_ID, member.attributes)
+    return value if isinstance(value, str) else None
+
+
+def _external_id_taken(member: Member) -> ConflictError:
+    return ConflictError(
+        f"externalId {member.external_id!r} is already linked to another member",
+        attribute="externalId",
+    )
 
 
 def _user_name_taken(member: Member) -> ConflictError:

@@ -329,9 +329,9 @@ members = Table(
     PrimaryKeyConstraint("tenant_id", "id", name="pk_members"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_members_tenant"),
     UniqueConstraint("tenant_id", "user_name_folded", name="uq_members_user_name"),
-    # Ending with id lets an equality lookup return rows already in id order,
-    # so SQLite does not prefer walking the primary key to skip the sort.
-    Index("ix_members_external_id", "tenant_id", "external_id", "id"),
+    # The IdP's id of a person links one member only (pbidentity.linking);
+    # the database enforces it, so concurrent links cannot both win.
+    UniqueConstraint("tenant_id", "external_id", name="uq_members_external_id"),
     # The admin guard counts a tenant's active admins on every risky write.
     Index("ix_members_app_role", "tenant_id", "app_role", "active"),
 )
@@ -1410,6 +1410,8 @@ class _SqlTransaction:
                 raise NotFoundError(f"tenant {member.tenant_id!r} does not exist") from error
             if "user_name" in _constraint(error):
                 raise _user_name_taken(member) from error
+            if "external_id" in _constraint(error):
+                raise _external_id_taken(member) from error
             raise ConflictError(
                 f"member id {member.id!r} already exists", attribute="id"
             ) from error
@@ -1457,6 +1459,8 @@ class _SqlTransaction:
         except IntegrityError as error:
             if "user_name" in _constraint(error):
                 raise _user_name_taken(member) from error
+            if "external_id" in _constraint(error):
+                raise _external_id_taken(member) from error
             raise
 
     def _update_changed(
@@ -1482,6 +1486,8 @@ class _SqlTransaction:
         except IntegrityError as error:
             if "user_name" in _constraint(error):
                 raise _user_name_taken(member) from error
+            if "external_id" in _constraint(error):
+                raise _external_id_taken(member) from error
             raise
 
     @_guarded
@@ -1797,6 +1803,13 @@ def _tenant_conflict(error: IntegrityError, tenant: Tenant) -> ConflictError:
     if "slug" in _constraint(error):
         return ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
     return ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
+
+
+def _external_id_taken(member: Member) -> ConflictError:
+    return ConflictError(
+        f"externalId {member.external_id!r} is already linked to another member",
+        attribute="externalId",
+    )
 
 
 def _user_name_taken(member: Member) -> ConflictError:
