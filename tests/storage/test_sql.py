@@ -12,6 +12,10 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
@@ -32,6 +36,7 @@ from pbidentity.storage.sql import SqlStorage
 from pbidentity.storage.sql import member_values
 from pbidentity.storage.sql import members
 from pbidentity.storage.sql import schema_version
+from tests.storage.test_properties import member_attributes
 
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
 
@@ -282,3 +287,72 @@ def test_replace_after_a_read_writes_only_the_changed_columns(sqlite_storage: Sq
         assert stored.version == 2
         query = Query(filter=Comparison(USER_FIELDS["active"], "eq", False))
         assert [m.id for m in tx.query_members("t1", query).items] == ["m1"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    before=member_attributes,
+    after=member_attributes,
+    roles=st.tuples(st.sampled_from([None, "admin", "viewer"]), st.sampled_from([None, "maker"])),
+)
+def test_a_partial_update_leaves_exactly_the_row_a_full_write_would(
+    tmp_path_factory: pytest.TempPathFactory,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    roles: tuple[str | None, str | None],
+) -> None:
+    """A replace of what the unit read writes only changed columns, yet the row is the same.
+
+    The same member written whole (an insert, in another tenant) is the reference: every
+    column and every member_values row must match.
+    """
+    path = tmp_path_factory.mktemp("partial") / "p.db"
+    store = SqlStorage.from_url(f"sqlite:///{path}")
+    try:
+        first = Member(
+            tenant_id="t1",
+            id="m1",
+            attributes={**before, "userName": "a@x.com"},
+            role_attribute=roles[0],
+            created=NOW,
+            last_modified=NOW,
+        )
+        second = attrs.evolve(
+            first,
+            attributes={**after, "userName": "b@x.com"},
+            role_attribute=roles[1],
+            role="maker",
+            role_source="attribute",
+            role_rule="role attribute maker",
+            scim_managed=True,
+            version=2,
+        )
+        with store.transaction() as tx:
+            for tenant in ("t1", "t2"):
+                tx.add_tenant(Tenant(id=tenant, slug=tenant, name=tenant, created=NOW))
+            tx.add_member(first)
+            tx.add_member(attrs.evolve(second, tenant_id="t2"))
+        with store.transaction() as tx:
+            assert tx.get_member("t1", "m1") == first
+            tx.replace_member(second, expected_version=1)
+        with store.engine.connect() as connection:
+            rows = connection.execute(members.select().order_by(members.c.tenant_id)).mappings()
+            partial, whole = (
+                {k: v for k, v in row.items() if k != "tenant_id"} for row in rows.all()
+            )
+            values = connection.execute(
+                member_values.select().order_by(
+                    member_values.c.attribute, member_values.c.position, member_values.c.tenant_id
+                )
+            ).mappings()
+            by_tenant: dict[str, list[dict[str, Any]]] = {"t1": [], "t2": []}
+            for row in values.all():
+                by_tenant[row["tenant_id"]].append(
+                    {k: v for k, v in row.items() if k != "tenant_id"}
+                )
+        assert partial == whole
+        assert by_tenant["t1"] == by_tenant["t2"]
+    finally:
+        store.close()
