@@ -500,12 +500,13 @@ def _member_row(member: Member, values: list[dict[str, Any]]) -> dict[str, Any]:
 def _changed_columns(
     previous: Member, member: Member
 ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
-    """The columns of ``member`` that differ from ``previous`` (as stored), and its new
-    ``member_values`` rows if they differ (else ``None``).
+    """The columns of ``member`` that differ from ``previous``, and its new values rows.
 
-    Only the columns fed by a changed top-level attribute are computed: a
-    link or a deactivation touches two or three of the dozens of field
-    columns, and computing every one twice was most of the cost of a write.
+    ``previous`` is the member as stored; the ``member_values`` rows are
+    ``None`` when they did not change. Only the columns fed by a changed
+    top-level attribute are computed: a link or a deactivation touches two or
+    three of the dozens of field columns, and computing every one twice was
+    most of the cost of a write.
     """
     before, after = previous.attributes, member.attributes
     keys = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
