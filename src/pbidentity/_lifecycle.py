@@ -336,7 +336,11 @@ class Changes:
             before is None or policy.normalise(before) != policy.normalise(email)
         ):
             key = policy.normalise(email)
-            for other in self._query(_address_filter("emails", key, policy)):
+            if policy.plus_tags == "keep":
+                others = self.tx.members_matching(self.tenant.id, email=key, limit=_CANDIDATES)
+            else:
+                others = self._query(_address_filter("emails", key, policy))
+            for other in others:
                 other_email = other.primary_email
                 if (
                     other.id != member.id
@@ -348,7 +352,17 @@ class Changes:
                         f"({other.user_name}); nothing was changed"
                     )
 
-    def _candidates(self, identity: Identity, policy: LinkPolicy) -> list[Member]:
+    def _candidates(self, identity: Identity, policy: LinkPolicy) -> Sequence[Member]:
+        if policy.plus_tags == "keep":
+            # Every SCIM create asks: indexed lookups, no filter to compile.
+            email = identity.primary_email
+            return self.tx.members_matching(
+                self.tenant.id,
+                user_name=policy.normalise(identity.user_name),
+                external_id=identity.external_id,
+                email=None if email is None else policy.normalise(email),
+                limit=_CANDIDATES,
+            )
         parts: list[Filter] = [
             _address_filter("userName", policy.normalise(identity.user_name), policy)
         ]

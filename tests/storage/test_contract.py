@@ -1086,3 +1086,30 @@ def test_external_id_links_one_member_per_tenant(store: Storage) -> None:
         stored = tx.get_member("t1", "m2")
         assert stored is not None
         assert stored.external_id == "00u1"
+
+
+def test_members_matching_finds_each_key(store: Storage) -> None:
+    """userName and emails case-insensitively, externalId exactly; None matches nothing."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "Jane@X.com", externalId="00u1"))
+        tx.add_member(
+            make_member("m2", "jd", emails=[{"value": "home@y.org"}, {"value": "JANE@x.com"}])
+        )
+        tx.add_member(make_member("m3", "bob@x.com", externalId="00U1"))
+        tx.add_member(make_member("m1", "jane@x.com", externalId="00u1", tenant_id="t2"))
+    with store.transaction(write=False) as tx:
+
+        def ids(**keys: Any) -> list[str]:
+            return [m.id for m in tx.members_matching("t1", **keys)]
+
+        assert ids(user_name="jane@x.com") == ["m1"]
+        assert ids(email="jane@X.COM") == ["m2"]
+        assert ids(external_id="00u1") == ["m1"]
+        assert ids(user_name="jane@x.com", email="jane@x.com", external_id="00U1") == [
+            "m1",
+            "m2",
+            "m3",
+        ]
+        assert ids(user_name="jane@x.com", email="jane@x.com", limit=1) == ["m1"]
+        assert ids() == []
+        assert ids(user_name="nobody") == []

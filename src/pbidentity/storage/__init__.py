@@ -128,6 +128,24 @@ class Transaction(Protocol):
         as at the start (keyset, not offset).
         """
 
+    def members_matching(
+        self,
+        tenant_id: str,
+        *,
+        user_name: str | None = None,
+        external_id: str | None = None,
+        email: str | None = None,
+        limit: int = 20,
+    ) -> Sequence[Member]:
+        """Members an arriving identity could be, ordered by id, at most ``limit``.
+
+        Those whose userName is ``user_name`` or who have an email ``email``
+        (both compared case-insensitively, as :func:`~pbidentity.domain.fold`
+        does), or whose externalId is ``external_id`` (exactly). ``None``
+        matches nothing. Every SCIM create asks, so backends answer with
+        indexed lookups.
+        """
+
     def count_active_members(self, tenant_id: str, role: str) -> int:
         """How many active members have that (decided) role; the admin guard asks."""
 

@@ -399,6 +399,30 @@ class _MemoryTransaction:
         ids = sorted(i for i in members if after is None or i > after)[:limit]
         return [_member_copy(members[i]) for i in ids]
 
+    def members_matching(
+        self,
+        tenant_id: str,
+        *,
+        user_name: str | None = None,
+        external_id: str | None = None,
+        email: str | None = None,
+        limit: int = 20,
+    ) -> Sequence[Member]:
+        """Members whose userName, externalId or one of whose emails is the given one."""
+        data = self._read(tenant_id)
+        found = set()
+        if user_name is not None and fold(user_name) in data.user_names:
+            found.add(data.user_names[fold(user_name)])
+        if external_id is not None and external_id in data.external_ids:
+            found.add(data.external_ids[external_id])
+        if email is not None:
+            key = fold(email)
+            for member in data.members.values():
+                emails = member.attributes.get("emails") or ()
+                if any(isinstance(e, dict) and _folded(e.get("value")) == key for e in emails):
+                    found.add(member.id)
+        return [_member_copy(data.members[i]) for i in sorted(found)[:limit]]
+
     def count_active_members(self, tenant_id: str, role: str) -> int:
         """How many active members have that role."""
         members = self._read(tenant_id).members.values()

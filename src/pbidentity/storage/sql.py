@@ -85,6 +85,7 @@ from sqlalchemy import not_
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy import union
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -1001,6 +1002,25 @@ _MEMBER_GROUPS = (
     .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
     .order_by(memberships.c.member_id, groups.c.id)
 )
+# Who an arriving identity could be: one indexed lookup per key, joined by id.
+_MATCHING_IDS = union(
+    select(members.c.id.label("id")).where(
+        members.c.tenant_id == _T, members.c.user_name_folded == bindparam("b_user_name")
+    ),
+    select(members.c.id.label("id")).where(
+        members.c.tenant_id == _T, members.c.external_id == bindparam("b_external_id")
+    ),
+    select(member_values.c.member_id.label("id")).where(
+        member_values.c.tenant_id == _T,
+        member_values.c.attribute == "emails",
+        member_values.c.value_folded == bindparam("b_email"),
+    ),
+).subquery()
+_MATCHING = (
+    _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id.in_(select(_MATCHING_IDS.c.id)))
+    .order_by(members.c.id)
+    .limit(bindparam("b_limit"))
+)
 _INSERT_MEMBER = insert(members)
 _INSERT_EVENT = insert(events)
 _INSERT_VALUES = insert(member_values)
@@ -1564,6 +1584,26 @@ class _SqlTransaction:
             statement = statement.where(members.c.id > after)
         rows = self._conn.execute(statement.order_by(members.c.id).limit(limit))
         return [_member(tenant_id, row) for row in rows]
+
+    @_guarded
+    def members_matching(
+        self,
+        tenant_id: str,
+        *,
+        user_name: str | None = None,
+        external_id: str | None = None,
+        email: str | None = None,
+        limit: int = 20,
+    ) -> Sequence[Member]:
+        """Members whose userName, externalId or one of whose emails is the given one."""
+        values = {
+            "b_tenant_id": tenant_id,
+            "b_user_name": None if user_name is None else fold(user_name),
+            "b_external_id": external_id,
+            "b_email": None if email is None else fold(email),
+            "b_limit": limit,
+        }
+        return [_member(tenant_id, row) for row in self._rows(_MATCHING, values)]
 
     @_guarded
     def count_active_members(self, tenant_id: str, role: str) -> int:
