@@ -85,7 +85,6 @@ class _State:
     digests: dict[str, str] = attrs.Factory(dict)
     data: dict[str, _TenantData] = attrs.Factory(dict)
     events: dict[int, Event] = attrs.Factory(dict)  # seq -> event, in seq order
-    event_ids: dict[str, None] = attrs.Factory(dict)
     next_seq: list[int] = attrs.Factory(lambda: [1])  # like a SQL sequence: never rolled back
 
 
@@ -575,13 +574,9 @@ class _MemoryTransaction:
     def add_events(self, events: Sequence[Event]) -> None:
         """Append events (the outbox and audit trail); their ``seq`` is assigned here."""
         self._check_writable()
-        ids = [event.id for event in events]
         for event in events:
-            self._data(event.tenant_id)
-        if len(set(ids)) != len(ids) or any(i in self._state.event_ids for i in ids):
-            raise ConflictError("an event with that id already exists", attribute="id")
+            self._data(event.tenant_id)  # every tenant first: all or nothing
         for event in events:
-            self._put(self._state.event_ids, event.id, None)
             seq = self._state.next_seq[0]
             self._state.next_seq[0] += 1
             stored = attrs.evolve(
