@@ -1087,7 +1087,7 @@ def test_external_id_links_one_member_per_tenant(store: Storage) -> None:
 
 
 def test_members_matching_finds_each_key(store: Storage) -> None:
-    """userName and emails case-insensitively, externalId exactly; None matches nothing."""
+    """Matches userName and emails ignoring case, externalId exactly; None matches nothing."""
     with store.transaction() as tx:
         tx.add_member(make_member("m1", "Jane@X.com", externalId="00u1"))
         tx.add_member(
