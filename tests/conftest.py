@@ -39,9 +39,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'pbidentity.db'}"
     url: str = request.getfixturevalue("postgres_url")
     engine = sqlalchemy.create_engine(url)
-    metadata.drop_all(engine)
+    wipe_database(engine)
     engine.dispose()
     return url
+
+
+def wipe_database(engine: sqlalchemy.Engine) -> None:
+    """Drop pbidentity's tables and its schema revision, leaving an empty database."""
+    metadata.drop_all(engine)
+    with engine.begin() as connection:
+        for table in ("alembic_version", "schema_version"):
+            connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
 
 
 @pytest.fixture

@@ -193,6 +193,13 @@ class Changes:
             return self.save(member, attrs.evolve(member, attributes=attributes))
         groups = self.tx.member_groups(self.tenant.id, [member.id])[member.id]
         self.tx.delete_member(self.tenant.id, member.id)
+        for ref in groups:
+            # The groups lost a member: their version (ETag) and lastModified
+            # move, or a conditional GET would answer 304 with stale members.
+            group = self.tx.get_group(self.tenant.id, ref.id)
+            if group is not None:
+                moved = attrs.evolve(group, version=group.version + 1, last_modified=self.clock())
+                self.tx.replace_group(moved, expected_version=group.version)
         self._record(
             "member.deleted",
             member.id,

@@ -223,3 +223,16 @@ def test_an_event_survives_a_crash_between_commit_and_delivery(
         assert dispatcher.deliver_pending() == 0
     finally:
         storage.close()
+
+
+def test_deleting_a_member_moves_its_groups_etag(acme: Workspace) -> None:
+    """A group that lost a member to a DELETE has a new ETag: no stale 304."""
+    created = create_user(acme.client, "jane@example.com")
+    group = create_group(acme.client, "Team", created["id"])
+    etag = acme.client.get(f"/Groups/{group['id']}").headers["etag"]
+    assert acme.client.delete(f"/Users/{created['id']}").status_code == 204
+    again = acme.client.get(f"/Groups/{group['id']}", headers={"If-None-Match": etag})
+    assert again.status_code == 200
+    assert again.headers["etag"] != etag
+    assert again.json()["members"] == []
+    assert again.json()["meta"]["lastModified"] != group["meta"]["lastModified"]

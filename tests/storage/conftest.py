@@ -15,7 +15,7 @@ import pytest
 from pbidentity.storage import Storage
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
-from pbidentity.storage.sql import metadata
+from tests.conftest import wipe_database
 
 
 def open_backend(name: str, directory: Path, postgres_url: str = "") -> Storage:
@@ -25,7 +25,7 @@ def open_backend(name: str, directory: Path, postgres_url: str = "") -> Storage:
     if name == "sqlite":
         return SqlStorage.from_url(f"sqlite:///{directory / 'pbidentity.db'}")
     storage = SqlStorage.from_url(postgres_url)
-    metadata.drop_all(storage.engine)
+    wipe_database(storage.engine)
     return storage
 
 

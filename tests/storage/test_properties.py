@@ -55,8 +55,8 @@ from pbidentity.storage._evaluate import reference_display
 from pbidentity.storage._evaluate import sorted_indexes
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
-from pbidentity.storage.sql import metadata
 from tests import postgres
+from tests.conftest import wipe_database
 
 TENANT = "t-prop"
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
@@ -263,7 +263,7 @@ def backends(
     sql = [SqlStorage.from_url(f"sqlite:///{path}")]
     if os.environ.get("PBIDENTITY_TEST_POSTGRES_URL") or postgres.available():
         sql.append(SqlStorage.from_url(request.getfixturevalue("postgres_url")))
-        metadata.drop_all(sql[-1].engine)
+        wipe_database(sql[-1].engine)
     yield [*sql, MemoryStorage()]
     for storage in sql:
         storage.close()

@@ -19,12 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
-from sqlalchemy import update
 
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
-from pbidentity.exceptions import SchemaVersionError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import CompareOp
@@ -35,7 +33,6 @@ from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
 from pbidentity.storage.sql import member_values
 from pbidentity.storage.sql import members
-from pbidentity.storage.sql import schema_version
 from tests.storage.test_properties import member_attributes
 
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
@@ -71,20 +68,6 @@ def statements(storage: SqlStorage) -> Iterator[list[tuple[str, Any]]]:
         yield seen
     finally:
         event.remove(storage.engine, "before_cursor_execute", record)
-
-
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    """A database written by a newer pbidentity is refused with SchemaVersionError."""
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    storage = SqlStorage.from_url(url)
-    seed(storage)
-    with storage.engine.begin() as connection:
-        connection.execute(update(schema_version).values(version=99))
-    storage.close()
-    newer = SqlStorage.from_url(url)
-    with pytest.raises(SchemaVersionError, match="99"), newer.transaction():
-        pass
-    newer.close()
 
 
 def test_locked_database_is_unavailable(tmp_path: Path) -> None:

@@ -240,8 +240,12 @@ class Storage(Protocol):
         """Release connections and files."""
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, upgrade: bool = False) -> Storage:
     """Open the storage a URL names, creating the schema if it is missing.
+
+    A SQL database at an older schema revision is refused
+    (:class:`~pbidentity.exceptions.SchemaVersionError`, "run pbidentity db
+    upgrade") unless ``upgrade`` is true: then it is migrated on first use.
 
     ``memory://`` gives a process-local store; ``sqlite:///relative.db``,
     ``sqlite:////absolute.db`` a SQLite file (WAL mode); with the
@@ -261,4 +265,4 @@ def open_storage(url: str) -> Storage:
         )
     from pbidentity.storage.sql import SqlStorage
 
-    return SqlStorage.from_url(url)
+    return SqlStorage.from_url(url, upgrade=upgrade)

@@ -24,15 +24,19 @@ Schema notes:
 * ``member_values`` holds one row per element of each multi-valued attribute
   (except ``groups``, which comes from ``memberships``).
 * Datetimes are ISO-8601 UTC text of fixed width, so text order is time order.
-* A ``schema_version`` row guards against databases written by another
-  version of pbidentity (:class:`~pbidentity.exceptions.SchemaVersionError`).
+* The schema is versioned by Alembic migrations
+  (``pbidentity/storage/migrations``, applied by :func:`upgrade_schema` and
+  ``pbidentity db upgrade``). An empty database gets the current schema
+  directly and is stamped with the newest revision; a database at an older
+  revision is refused until it is upgraded (``serve`` upgrades SQLite files
+  itself), and one at a revision this library does not know, newer, is
+  refused (:class:`~pbidentity.exceptions.SchemaVersionError`).
 
 A failed write (``ConflictError``, ``NotFoundError``) leaves the transaction
 as it was before the call and still usable, on PostgreSQL (savepoints) as on
 SQLite (which backs out just the failing statement). SQLite transactions all
 start with ``BEGIN IMMEDIATE``: they are serialised, so a transaction never
-meets a lock half-way through. The schema has no migrations yet
-(``SCHEMA_VERSION`` 1); Alembic is the way when it changes.
+meets a lock half-way through.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ from sqlalchemy import event
 from sqlalchemy import false
 from sqlalchemy import func
 from sqlalchemy import insert
+from sqlalchemy import inspect
 from sqlalchemy import not_
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -144,10 +149,14 @@ from pbidentity.storage._evaluate import registry_field
 from pbidentity.storage._evaluate import scalar
 from pbidentity.storage._evaluate import utc
 
-__all__ = ["SCHEMA_VERSION", "SqlStorage", "metadata"]
+__all__ = ["SCHEMA_REVISION", "SqlStorage", "metadata", "schema_revision", "upgrade_schema"]
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 2
+SCHEMA_REVISION = "0002"
+#: Every revision this code can upgrade from, oldest first (the migrations'
+#: own list, checked by a test, kept here so that opening a database never
+#: needs to import Alembic).
+_REVISIONS = ("0001", "0002")
 
 #: How long a SQLite connection waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -261,11 +270,18 @@ def _generated(specs: Iterable[_FieldColumn]) -> Iterator[Column[Any]]:
 
 metadata = MetaData()
 
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("version", Integer, nullable=False),
+# Alembic's table, written here too: a new database is created from the
+# metadata and stamped without importing Alembic. Not part of ``metadata``, so
+# that migrations never see it as the app's.
+_version_metadata = MetaData()
+alembic_version = Table(
+    "alembic_version",
+    _version_metadata,
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
+# The version table of databases created by the first release (revision 0001).
+_legacy_version = Table("schema_version", MetaData(), Column("version", Integer, nullable=False))
 
 tenants = Table(
     "tenants",
@@ -332,7 +348,7 @@ members = Table(
     UniqueConstraint("tenant_id", "user_name_folded", name="uq_members_user_name"),
     # The IdP's id of a person links one member only (pbidentity.linking);
     # the database enforces it, so concurrent links cannot both win.
-    UniqueConstraint("tenant_id", "external_id", name="uq_members_external_id"),
+    Index("uq_members_external_id", "tenant_id", "external_id", unique=True),
     # The admin guard counts a tenant's active admins on every risky write.
     Index("ix_members_app_role", "tenant_id", "app_role", "active"),
 )
@@ -1925,6 +1941,80 @@ def _driver_error(statement: str, error: Exception, base: type[Exception]) -> St
     return StorageError(f"the database failed: {error}")
 
 
+def _lock_schema(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Two processes starting at once must not race to CREATE or migrate.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_243_501})
+
+
+def _revision(connection: Connection) -> str | None:
+    """The database's schema revision: ``""`` when it is empty, ``None`` when unknown."""
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" in tables:
+        found = connection.execute(select(alembic_version.c.version_num)).scalar()
+        return None if found is None else str(found)
+    if "schema_version" in tables:
+        legacy = connection.execute(select(_legacy_version.c.version)).scalar()
+        return "0001" if legacy == 1 else None
+    return "" if not tables & set(metadata.tables) else None
+
+
+def _check_revision(found: str | None, *, allow_older: bool) -> None:
+    if found is None:
+        raise SchemaVersionError(
+            "the database has tables but no pbidentity schema revision; point pbidentity at "
+            "an empty database or one it created"
+        )
+    if found not in _REVISIONS:
+        raise SchemaVersionError(
+            f"the database schema is at revision {found}, newer than this pbidentity "
+            f"understands ({SCHEMA_REVISION}); upgrade pbidentity"
+        )
+    if found != SCHEMA_REVISION and not allow_older:
+        raise SchemaVersionError(
+            f"the database schema is at revision {found}, older than this pbidentity needs "
+            f"({SCHEMA_REVISION}); back it up, then run: pbidentity db upgrade"
+        )
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The schema revision of the database behind ``engine`` (``""``: empty; ``None``: unknown)."""
+    with engine.connect() as connection:
+        return _revision(connection)
+
+
+def upgrade_schema(engine: Engine) -> tuple[str, str]:
+    """Bring the database to :data:`SCHEMA_REVISION` with Alembic; returns (from, to).
+
+    An empty database is built by the migrations themselves; one made by the
+    first release (a ``schema_version`` table) is recognised as revision
+    0001. A database at an unknown, newer revision is refused. Runs in one
+    transaction (PostgreSQL and SQLite both have transactional DDL), under
+    an advisory lock on PostgreSQL so that two instances never migrate at once.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "pbidentity.storage:migrations")
+    with engine.begin() as connection:
+        _lock_schema(connection)
+        found = _revision(connection)
+        if found:
+            _check_revision(found, allow_older=True)
+        config.attributes["connection"] = connection
+        if found == "0001" and "alembic_version" not in inspect(connection).get_table_names():
+            command.stamp(config, "0001")
+        if found != SCHEMA_REVISION:
+            try:
+                command.upgrade(config, "head")
+            except RuntimeError as error:
+                # A migration that refuses data it cannot carry over says why;
+                # the transaction rolls back and the database stays as it was.
+                raise SchemaVersionError(str(error)) from error
+    return found or "", SCHEMA_REVISION
+
+
 def _begin_sqlite(connection: Connection, statement: str) -> None:
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
@@ -2001,16 +2091,25 @@ class SqlStorage:
     The schema is created on first use.
     """
 
-    def __init__(self, engine: Engine, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        upgrade: bool = False,
+    ) -> None:
         self._owns_engine = engine.dialect.name == "sqlite"
         if self._owns_engine:
             engine = _sqlite_engine(engine.url, busy_timeout_ms)
         self._engine = engine
+        self._upgrade = upgrade
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
     @classmethod
-    def from_url(cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> SqlStorage:
+    def from_url(
+        cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, upgrade: bool = False
+    ) -> SqlStorage:
         """Open the database a SQLAlchemy URL names (``sqlite:///file.db``, ``postgresql+psycopg://...``)."""
         try:
             parsed = make_url(url)
@@ -2024,6 +2123,7 @@ class SqlStorage:
         storage = cls.__new__(cls)
         storage._engine = engine
         storage._owns_engine = True
+        storage._upgrade = upgrade
         storage._schema_lock = threading.Lock()
         storage._schema_ready = False
         return storage
@@ -2043,24 +2143,17 @@ class SqlStorage:
     def _create_schema(self) -> None:
         try:
             with self._engine.begin() as connection:
-                if connection.dialect.name == "postgresql":
-                    # Two processes starting at once must not race to CREATE.
-                    lock = text("SELECT pg_advisory_xact_lock(:key)")
-                    connection.execute(lock, {"key": 7_243_501})
-                metadata.create_all(connection)
-                found = connection.execute(select(schema_version.c.version)).scalar()
-                if found is None:
-                    connection.execute(insert(schema_version), [{"version": SCHEMA_VERSION}])
-                elif found > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"the database schema is version {found}, newer than this "
-                        f"pbidentity understands ({SCHEMA_VERSION}); upgrade pbidentity"
-                    )
-                elif found < SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"the database schema is version {found}, older than this "
-                        f"pbidentity needs ({SCHEMA_VERSION}); migrate it first"
-                    )
+                _lock_schema(connection)
+                found = _revision(connection)
+                if found == "":
+                    # An empty database: the current schema at once.
+                    metadata.create_all(connection)
+                    _version_metadata.create_all(connection)
+                    connection.execute(insert(alembic_version), [{"version_num": SCHEMA_REVISION}])
+                    return
+                _check_revision(found, allow_older=self._upgrade)
+            if found != SCHEMA_REVISION:
+                upgrade_schema(self._engine)
         except DBAPIError as error:
             raise _storage_error(error) from error
 

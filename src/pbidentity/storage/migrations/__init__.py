@@ -1,0 +1,1 @@
+"""pbidentity's Alembic migrations; see :func:`pbidentity.storage.sql.upgrade_schema`."""
