@@ -113,7 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--tenant", required=True, metavar="SLUG")
     revoke.add_argument("name")
 
-    serve = commands.add_parser("serve", help="serve SCIM over HTTP")
+    database = commands.add_parser("db", help="the database schema: status and upgrades")
+    db_commands = database.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_commands.add_parser("status", help="print the schema revision of the database")
+    db_commands.add_parser(
+        "upgrade", help="migrate the database to this version's schema (back it up first)"
+    )
+
+    serve = commands.add_parser(
+        "serve", help="serve SCIM over HTTP (a SQLite database is upgraded if needed)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -121,6 +130,34 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ensure a 'demo' tenant with SCIM on, and print a fresh token for it",
     )
+
+    from pbidentity.simulate import DEFAULT_TIMEOUT
+    from pbidentity.simulate import DEFAULT_USERS
+    from pbidentity.simulate import PROFILES
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay an IdP's provisioning conversation against a SCIM server and check it",
+        description="Send what the identity provider PROFILE sends to a SCIM server, check "
+        "every answer as that IdP would, and print PASS, FAIL or SKIP per step. Exit status 1 "
+        "when a step fails. It creates, changes and deactivates users and groups named "
+        "sim-<run id>-...: use a test tenant. Profiles: "
+        + "; ".join(f"{name} ({what})" for name, what in PROFILES.items()),
+    )
+    simulate.add_argument("profile", metavar="PROFILE", help=f"one of {', '.join(PROFILES)}")
+    simulate.add_argument("--url", required=True, metavar="SCIM_BASE_URL")
+    simulate.add_argument("--token", required=True, help="the bearer token the IdP would send")
+    simulate.add_argument(
+        "--users", type=int, default=DEFAULT_USERS, metavar="N", help="users to push (min 3)"
+    )
+    simulate.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"to wait for each answer (default: {DEFAULT_TIMEOUT:g})",
+    )
+    simulate.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
 
@@ -140,7 +177,14 @@ def _run(args: argparse.Namespace) -> int:
     from pbidentity.admin import Admin
     from pbidentity.storage import open_storage
 
-    storage = open_storage(args.database)
+    if args.command == "simulate":  # talks to a SCIM server over HTTP, not to the database
+        return _simulate(args)
+    if args.command == "db":
+        return _db(args)
+    # serve keeps the embedded SQLite default working across upgrades; a
+    # shared server database is migrated on purpose, with `db upgrade`.
+    upgrade = args.command == "serve" and args.database.startswith("sqlite")
+    storage = open_storage(args.database, upgrade=upgrade)
     try:
         admin = Admin(storage)
         if args.command == "serve":
@@ -177,6 +221,24 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     finally:
         storage.close()
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pbidentity.simulate import run
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = run(
+        args.profile,
+        args.url,
+        args.token,
+        users=args.users,
+        timeout=args.timeout,
+        out=sys.stdout,
+        progress=None if args.quiet else progress,
+    )
+    return result.exit_status
 
 
 def _tokens(admin: Any, args: argparse.Namespace) -> None:
@@ -337,6 +399,37 @@ def _audit(storage: Any, args: argparse.Namespace) -> None:
             f"{event.seq}\t{event.occurred.isoformat(timespec='seconds')}\t{event.actor}\t"
             f"{event.type}\t{event.subject_id}\t{data}"
         )
+
+
+def _db(args: argparse.Namespace) -> int:
+    from pbidentity.storage.sql import SCHEMA_REVISION
+    from pbidentity.storage.sql import SqlStorage
+    from pbidentity.storage.sql import schema_revision
+    from pbidentity.storage.sql import upgrade_schema
+
+    if not args.database.startswith(("sqlite", "postgresql")):
+        raise _input_error(f"{args.database!r} is not a SQL database URL; nothing to migrate")
+    storage = SqlStorage.from_url(args.database)
+    try:
+        if args.action == "status":
+            found = schema_revision(storage.engine)
+            state = {
+                "": "empty",
+                None: "not a pbidentity database",
+                SCHEMA_REVISION: "up to date",
+            }.get(found, "needs: pbidentity db upgrade")
+            print(
+                f"schema revision {found or '-'}; this pbidentity uses {SCHEMA_REVISION} ({state})"
+            )
+            return 0
+        before, after = upgrade_schema(storage.engine)
+        if before == after:
+            print(f"the database is already at schema revision {after}")
+        else:
+            print(f"upgraded the database from schema revision {before or '(empty)'} to {after}")
+        return 0
+    finally:
+        storage.close()
 
 
 def _print_json(value: Any) -> None:
