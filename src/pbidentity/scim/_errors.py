@@ -3,7 +3,7 @@
 Client errors travel as scim2-models exceptions (``InvalidValueException``,
 ``UniquenessException``, ...) and render through their ``to_error()``, so the
 body is exactly RFC 7644 §3.12. This module adds the few HTTP statuses the RFC
-table lacks (405, 415, 503) and builds the response value.
+table lacks (405, 415, 429, 503) and builds the response value.
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ class ServiceUnavailableException(SCIMException):
         self.retry_after = retry_after
 
 
+class TooManyRequestsException(SCIMException):
+    """The tenant sends more requests per second than the service allows."""
+
+    status = 429
+    _default_detail = "Too many requests; retry later."
+
+    def __init__(self, *, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail=detail)
+        self.retry_after = retry_after
+
+
 def error_body(status: int, detail: str, scim_type: str | None = None) -> bytes:
     """An RFC 7644 §3.12 Error body (``status`` is a string, as the RFC's examples show)."""
     body: dict[str, str | list[str]] = {
@@ -64,7 +75,9 @@ def error_response(error: SCIMException) -> Response:
         headers.append(("WWW-Authenticate", 'Bearer realm="SCIM"'))
     if isinstance(error, MethodNotAllowedException):
         headers.append(("Allow", ", ".join(error.allow)))
-    if isinstance(error, ServiceUnavailableException):
+    if isinstance(error, ServiceUnavailableException | TooManyRequestsException):
+        # An integer number of seconds: Okta honours it as such and waits
+        # five minutes for anything else.
         headers.append(("Retry-After", str(error.retry_after)))
     return Response(
         status=error.status,

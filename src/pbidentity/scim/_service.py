@@ -70,9 +70,12 @@ from pbidentity.scim import _schema
 from pbidentity.scim._errors import SCIM_JSON
 from pbidentity.scim._errors import MethodNotAllowedException
 from pbidentity.scim._errors import ServiceUnavailableException
+from pbidentity.scim._errors import TooManyRequestsException
 from pbidentity.scim._errors import UnsupportedMediaTypeException
 from pbidentity.scim._errors import error_body
 from pbidentity.scim._errors import error_response
+from pbidentity.scim._limits import RateLimit
+from pbidentity.scim._limits import RateLimiter
 from pbidentity.scim._render import GROUP_URN
 from pbidentity.scim._render import LIST_RESPONSE_URN
 from pbidentity.scim._render import PATCH_OP_URN
@@ -122,6 +125,10 @@ class ScimConfig:
     #: request asks for ``attributes``/``excludedAttributes`` or this is set:
     #: then 200 with the group and all its members.
     group_patch_returns_resource: bool = False
+    #: Requests per second each tenant may send to this app instance (a
+    #: burst may go higher); over it, 429 with an integer Retry-After. Off
+    #: (``None``) by default.
+    rate_limit: RateLimit | None = None
 
 
 @attrs.frozen
@@ -167,6 +174,9 @@ class ScimService:
         #: :class:`~pbidentity.events.EventDispatcher`'s ``deliver_pending``).
         self.after_commit: Callable[[], object] | None = None
         self._extension_urns = tuple(self.users.extensions_urns())
+        self._limiter = (
+            RateLimiter(self.config.rate_limit) if self.config.rate_limit is not None else None
+        )
 
     # -- entry point ---------------------------------------------------------
 
@@ -227,6 +237,7 @@ class ScimService:
         secret = _bearer(request)
         with self.storage.transaction(write=False) as tx:
             tenant, token = self._authenticate(tx, secret)
+            self._throttle(tenant)
             response = handler(self, _Call(request, tenant, tx, target))
         if self._stale(token):
             # A read never takes the write lock for bookkeeping; last use is
@@ -249,6 +260,8 @@ class ScimService:
             try:
                 with self.storage.transaction() as tx:
                     tenant, token = self._authenticate(tx, secret)
+                    if attempt == 0:
+                        self._throttle(tenant)
                     if self._stale(token):
                         tx.touch_token(token.id, self.clock())
                     changes = Changes(
@@ -320,6 +333,18 @@ class ScimService:
                 f"pbidentity scim enable --tenant {tenant.slug}"
             )
         return tenant, token
+
+    def _throttle(self, tenant: Tenant) -> None:
+        if self._limiter is None:
+            return
+        wait = self._limiter.acquire(tenant.id)
+        if wait:
+            rate = self._limiter.limit.rate
+            raise TooManyRequestsException(
+                retry_after=wait,
+                detail=f"Workspace {tenant.slug!r} sends more than {rate:g} requests per "
+                f"second; retry in {wait} s.",
+            )
 
     def _stale(self, token: ApiToken) -> bool:
         return (
