@@ -122,3 +122,36 @@ def test_jumpcloud_conversation(acme: Workspace) -> None:
     renamed = acme.client.get(url).json()
     assert renamed["displayName"] == "Engineering (renamed)"
     assert [m["value"] for m in renamed["members"]] == [user["id"]]
+
+
+def test_empty_and_null_values_are_pushed_without_error(acme: Workspace) -> None:
+    """OneLogin and JumpCloud push empty strings and nulls for unset fields: accepted."""
+    body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "empty@example.com",
+        "displayName": None,
+        "title": "",
+        "nickName": None,
+        "name": {"givenName": "Em", "familyName": "Pty", "middleName": None},
+        "emails": [{"value": "empty@example.com", "primary": True, "type": "work"}],
+        "phoneNumbers": None,
+        "active": True,
+    }
+    created = acme.client.post("/Users", json=body)
+    assert created.status_code == 201, created.text
+    user = created.json()
+    assert "displayName" not in user
+    assert "nickName" not in user
+    assert "phoneNumbers" not in user
+    assert "middleName" not in user["name"]
+    nulls = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "replace", "path": "title", "value": None},
+            {"op": "replace", "value": {"nickName": "", "displayName": None}},
+        ],
+    }
+    patched = acme.client.patch(f"/Users/{user['id']}", json=nulls)
+    assert patched.status_code == 200, patched.text
+    assert "title" not in patched.json()
+    assert "displayName" not in patched.json()
