@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from typing import Generic
 from typing import Literal
 from typing import TypeAlias
@@ -32,6 +33,7 @@ __all__ = [
     "Field",
     "FieldType",
     "Filter",
+    "Keyset",
     "Not",
     "Or",
     "Page",
@@ -134,18 +136,33 @@ class Sort:
     descending: bool = False
 
 
+#: A position in a sorted listing, as the storage compares it: whether the
+#: sort value is missing, the sort value (folded for a case-insensitive
+#: string) and the id, of the last resource seen. ``(True, None, id)`` when
+#: the listing is not sorted (id order).
+Keyset: TypeAlias = tuple[bool, Any, str]
+
+
 @attrs.frozen
 class Query:
     """A filtered, sorted page of a tenant's members or groups.
 
     ``start_index`` is 1-based as in SCIM; ``count`` ``None`` means no limit
     (the SCIM layer always applies its own maximum).
+
+    ``keyset`` asks for cursor paging (RFC 9865): the page starts right after
+    ``after`` (from the start when ``None``) instead of at ``start_index``,
+    costs the same at any depth, and the returned page says where it ended
+    and whether more follow. ``with_total`` ``False`` skips counting.
     """
 
     filter: Filter | None = None
     sort: Sort | None = None
     start_index: int = 1
     count: int | None = None
+    keyset: bool = False
+    after: Keyset | None = None
+    with_total: bool = True
 
 
 T = TypeVar("T")
@@ -153,10 +170,17 @@ T = TypeVar("T")
 
 @attrs.frozen
 class Page(Generic[T]):
-    """One page of results and the number of matches across all pages."""
+    """One page of results and the number of matches across all pages.
+
+    For a keyset query, ``last`` is the position of the page's last item and
+    ``more`` whether any item follows it; ``total`` is ``-1`` when the query
+    did not ask for it.
+    """
 
     items: Sequence[T]
     total: int
+    last: Keyset | None = None
+    more: bool = False
 
 
 def _fields(*fields: Field) -> Mapping[str, Field]:

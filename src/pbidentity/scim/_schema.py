@@ -589,6 +589,15 @@ def service_provider_config(
         "changePassword": {"supported": False},
         "sort": {"supported": True},
         "etag": {"supported": True},
+        # RFC 9865: both paging methods; index when a request names neither
+        # (what every IdP expects); keyset cursors never time out.
+        "pagination": {
+            "cursor": True,
+            "index": True,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": max_results,
+            "maxPageSize": max_results,
+        },
         "authenticationSchemes": [
             {
                 "type": "oauthbearertoken",

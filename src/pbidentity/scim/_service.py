@@ -60,13 +60,17 @@ from pbidentity.query import ENTERPRISE_URN
 from pbidentity.query import GROUP_FIELDS
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import Field
+from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.query import Sort
 from pbidentity.roles import DEFAULT_ROLES
 from pbidentity.roles import RoleSet
+from pbidentity.scim import _cursor
 from pbidentity.scim import _filter
 from pbidentity.scim import _patch
 from pbidentity.scim import _schema
+from pbidentity.scim._cursor import InvalidCountException
+from pbidentity.scim._cursor import InvalidCursorException
 from pbidentity.scim._errors import SCIM_JSON
 from pbidentity.scim._errors import MethodNotAllowedException
 from pbidentity.scim._errors import ServiceUnavailableException
@@ -293,7 +297,19 @@ class ScimService:
                     attempt + 1,
                 )
             except NotFoundError:
-                raise NotFoundException(detail=f"The {kind} no longer exists.") from None
+                # A concurrent request deleted a row this unit had read (the
+                # resource, or a user a group change names) before it wrote:
+                # nothing was kept. Redone on fresh data, the request answers
+                # as it would a moment later (404 for the resource, 400 for a
+                # user that is gone), not "the group no longer exists".
+                if attempt + 1 == _VERSION_RETRIES:
+                    raise NotFoundException(detail=f"The {kind} no longer exists.") from None
+                log.info(
+                    "a row was deleted under %s %s, attempt %d",
+                    request.method,
+                    request.path,
+                    attempt + 1,
+                )
             else:
                 if events and self.after_commit is not None:
                     self._after_commit()
@@ -543,7 +559,7 @@ class ScimService:
 
     def _list_users(self, call: _Call) -> Response:
         params = _list_params(call.request, self._search_body(call))
-        query = self._query(params, USER_FIELDS, USER_URN)
+        query, cursor = self._paged(call, params, USER_FIELDS, USER_URN)
         attributes = parse_attribute_list(params.attributes, self._extension_urns)
         excluded = parse_attribute_list(params.excluded, self._extension_urns)
         page = call.tx.query_members(call.tenant.id, query)
@@ -561,7 +577,7 @@ class ScimService:
             )
             for m in page.items
         ]
-        return _json_response(200, _list_response(resources, page.total, query.start_index))
+        return _json_response(200, _page_response(resources, page, query, cursor))
 
     def _current_member(self, call: _Call, *, check_version: bool = True) -> Member:
         assert call.target is not None  # noqa: S101 - item routes always carry an id
@@ -704,7 +720,7 @@ class ScimService:
 
     def _list_groups(self, call: _Call) -> Response:
         params = _list_params(call.request, self._search_body(call))
-        query = self._query(params, GROUP_FIELDS, GROUP_URN)
+        query, cursor = self._paged(call, params, GROUP_FIELDS, GROUP_URN)
         attributes = parse_attribute_list(params.attributes, ())
         excluded = parse_attribute_list(params.excluded, ())
         page = call.tx.query_groups(call.tenant.id, query)
@@ -722,7 +738,7 @@ class ScimService:
             )
             for g in page.items
         ]
-        return _json_response(200, _list_response(resources, page.total, query.start_index))
+        return _json_response(200, _page_response(resources, page, query, cursor))
 
     def _current_group(self, call: _Call, *, check_version: bool = True) -> Group:
         assert call.target is not None  # noqa: S101 - item routes always carry an id
@@ -920,6 +936,39 @@ class ScimService:
         )
         return Query(filter=filter_, sort=sort, start_index=max(1, params.start_index), count=count)
 
+    def _paged(
+        self, call: _Call, params: _ListParams, fields: Mapping[str, Field], resource_urn: str
+    ) -> tuple[Query, _CursorPage | None]:
+        """The storage query of a list, by index or, with a cursor, by keyset (RFC 9865)."""
+        query = self._query(params, fields, resource_urn)
+        if params.cursor is None:
+            return query, None
+        if params.index_asked:
+            raise InvalidValueException(
+                detail="Use either startIndex (index paging) or cursor (cursor paging), not both."
+            )
+        if params.count is not None and params.count < 1:
+            raise InvalidCountException(
+                detail=f"count must be between 1 and {self.config.max_results} with cursor "
+                "pagination."
+            )
+        bound_to = _cursor.fingerprint(
+            call.tenant.id,
+            resource_urn,
+            params.filter,
+            params.sort_by,
+            "descending" if params.descending else "ascending",
+        )
+        if params.cursor == "":
+            return attrs.evolve(query, keyset=True, start_index=1), _CursorPage(bound_to)
+        after, total = _cursor.decode(params.cursor, bound_to)
+        # The total counted when the listing began travels in the cursor:
+        # counting again on every page would make deep pages cost more.
+        return (
+            attrs.evolve(query, keyset=True, start_index=1, after=after, with_total=False),
+            _CursorPage(bound_to, total),
+        )
+
     def _resource_response(
         self, request: Request, doc: Mapping[str, Any], version: int, status: int = 200
     ) -> Response:
@@ -989,6 +1038,15 @@ class _ListParams:
     count: int | None = None
     attributes: str | list[str] | None = None
     excluded: str | list[str] | None = None
+    #: RFC 9865: ``None`` for index paging, ``""`` for the first cursor page.
+    cursor: str | None = None
+    index_asked: bool = False
+
+
+def _cursor_param(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidCursorException(detail="cursor must be a string.")
 
 
 def _int_param(name: str, value: Any) -> int | None:
@@ -1024,6 +1082,8 @@ def _list_params(request: Request, body: Any) -> _ListParams:
             count=_int_param("count", request.query_value("count")),
             attributes=request.query_value("attributes"),
             excluded=request.query_value("excludedAttributes"),
+            cursor=request.query_value("cursor"),
+            index_asked=request.query_value("startIndex") is not None,
         )
     if not isinstance(body, dict):
         raise InvalidSyntaxException(
@@ -1047,6 +1107,8 @@ def _list_params(request: Request, body: Any) -> _ListParams:
         count=_int_param("count", fields.get("count")),
         attributes=fields.get("attributes"),
         excluded=fields.get("excludedattributes"),
+        cursor=_cursor_param(fields.get("cursor")),
+        index_asked=fields.get("startindex") is not None,
     )
 
 
@@ -1245,6 +1307,32 @@ def _is_plain_member_add(operation: Mapping[str, Any]) -> bool:
             f"{GROUP_URN.lower()}:members",
         )
     )
+
+
+@attrs.frozen
+class _CursorPage:
+    """A cursor-paged listing: what its cursors are bound to, and the total they carry."""
+
+    bound_to: str
+    total: int | None = None
+
+
+def _page_response(
+    resources: Sequence[Any], page: Page[Any], query: Query, cursor: _CursorPage | None
+) -> dict[str, Any]:
+    """A ListResponse: by index (``startIndex``), or by cursor (``nextCursor``, RFC 9865)."""
+    if cursor is None:
+        return _list_response(resources, page.total, query.start_index)
+    total = page.total if cursor.total is None else cursor.total
+    document: dict[str, Any] = {
+        "schemas": [LIST_RESPONSE_URN],
+        "totalResults": total,
+        "itemsPerPage": len(resources),
+    }
+    if page.more and page.last is not None:
+        document["nextCursor"] = _cursor.encode(cursor.bound_to, page.last, total)
+    document["Resources"] = list(resources)
+    return document
 
 
 def _list_response(resources: Sequence[Any], total: int, start_index: int) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import GROUP_FIELDS
 from pbidentity.query import USER_FIELDS
+from pbidentity.query import Keyset
 from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.storage._evaluate import GroupView
@@ -51,6 +52,7 @@ from pbidentity.storage._evaluate import group_display
 from pbidentity.storage._evaluate import load_document
 from pbidentity.storage._evaluate import matches
 from pbidentity.storage._evaluate import reference_display
+from pbidentity.storage._evaluate import sort_value
 from pbidentity.storage._evaluate import sorted_indexes
 from pbidentity.storage._evaluate import utc
 
@@ -438,7 +440,8 @@ class _MemoryTransaction:
             MemberView(member, groups_of.get(member.id, ())) for member in data.members.values()
         ]
         page = _page(views, query)
-        return Page(items=[_member_copy(view.member) for view in page.items], total=page.total)
+        members = [_member_copy(view.member) for view in page.items]
+        return Page(items=members, total=page.total, last=page.last, more=page.more)
 
     def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
         """The subset of ``member_ids`` that are members of the tenant."""
@@ -506,7 +509,8 @@ class _MemoryTransaction:
             members_of.setdefault(group_id, []).append(MemberRef(id=member_id, display=display))
         views = [GroupView(group, members_of.get(group.id, ())) for group in data.groups.values()]
         page = _page(views, query)
-        return Page(items=[_group_copy(view.group) for view in page.items], total=page.total)
+        groups = [_group_copy(view.group) for view in page.items]
+        return Page(items=groups, total=page.total, last=page.last, more=page.more)
 
     # Memberships -------------------------------------------------------------
     def add_memberships(
@@ -653,6 +657,41 @@ def _page(views: Sequence[_View], query: Query) -> Page[_View]:
         filter_ = query.filter
         views = [view for view in views if matches(filter_, view)]
     ordered = [views[index] for index in sorted_indexes(query.sort, views)]
+    total = len(ordered) if query.with_total else -1
+    if query.keyset:
+        keys = [_keyset(query, view) for view in ordered]
+        after = query.after
+        if after is not None:
+            descending = query.sort is not None and query.sort.descending
+            kept = [i for i, key in enumerate(keys) if _beyond(key, after, descending=descending)]
+            ordered, keys = [ordered[i] for i in kept], [keys[i] for i in kept]
+        size = len(ordered) if query.count is None else min(max(query.count, 0), len(ordered))
+        return Page(
+            items=ordered[:size],
+            total=total,
+            last=keys[size - 1] if size else None,
+            more=size < len(ordered),
+        )
     start = max(query.start_index, 1) - 1
     stop = None if query.count is None else start + max(query.count, 0)
-    return Page(items=ordered[start:stop], total=len(ordered))
+    return Page(items=ordered[start:stop], total=total)
+
+
+def _keyset(query: Query, view: _View) -> Keyset:
+    view_id = view.member.id if isinstance(view, MemberView) else view.group.id
+    if query.sort is None:
+        return (True, None, view_id)
+    value = sort_value(query.sort.field, view)
+    return (value is None, value, view_id)
+
+
+def _beyond(key: Keyset, after: Keyset, *, descending: bool) -> bool:
+    """Whether ``key`` comes after ``after`` in the listing's order (as the SQL store orders)."""
+    missing, value, key_id = key
+    missing_after, value_after, id_after = after
+    if missing != missing_after:
+        # Missing values come last ascending, first descending.
+        return missing if not descending else missing_after
+    if not missing and value != value_after:
+        return bool(value > value_after) if not descending else bool(value < value_after)
+    return key_id > id_after

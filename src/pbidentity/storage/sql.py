@@ -85,6 +85,7 @@ from sqlalchemy import event
 from sqlalchemy import false
 from sqlalchemy import func
 from sqlalchemy import insert
+from sqlalchemy import literal
 from sqlalchemy import inspect
 from sqlalchemy import not_
 from sqlalchemy import or_
@@ -131,6 +132,7 @@ from pbidentity.query import And
 from pbidentity.query import Comparison
 from pbidentity.query import Field
 from pbidentity.query import Filter
+from pbidentity.query import Keyset
 from pbidentity.query import Not
 from pbidentity.query import Or
 from pbidentity.query import Page
@@ -867,6 +869,36 @@ def _order_by(resource: _Resource, sort: Sort | None) -> list[Any]:
     table = resource.table
     if sort is None:
         return [table.c.id]
+    missing, key = _sort_key(resource, sort)
+    # Missing values last ascending, first descending, written portably (no
+    # NULLS FIRST/LAST); ties by id ascending in both directions.
+    if sort.descending:
+        return [missing.desc(), key.desc(), table.c.id]
+    return [missing, key, table.c.id]
+
+
+def _after(resource: _Resource, sort: Sort | None, after: Keyset) -> ColumnElement[bool]:
+    """The rows that come after ``after`` in the order of :func:`_order_by` (a keyset)."""
+    table = resource.table
+    missing_after, value_after, id_after = after
+    later_id = table.c.id > id_after
+    if sort is None:
+        return later_id
+    _, key = _sort_key(resource, sort)
+    if missing_after:
+        # Among the rows without a value: descending, every row with one follows.
+        tail = and_(key.is_(None), later_id)
+        return or_(key.is_not(None), tail) if sort.descending else tail
+    # A bound parameter, not a literal: booleans compare too (false < true).
+    bound = literal(value_after, key.type)
+    beyond = key < bound if sort.descending else key > bound
+    with_value = and_(key.is_not(None), or_(beyond, and_(key == bound, later_id)))
+    return with_value if sort.descending else or_(key.is_(None), with_value)
+
+
+def _sort_key(resource: _Resource, sort: Sort) -> tuple[_Col, _Col]:
+    """The "value is missing" flag and the value a listing is sorted by."""
+    table = resource.table
     field = registry_field(sort.field, group=resource.group)
     key: _Col
     if field.multi is None:
@@ -895,12 +927,7 @@ def _order_by(resource: _Resource, sort: Sort | None) -> list[Any]:
             .limit(1)
             .scalar_subquery()
         )
-    # Missing values last ascending, first descending, written portably (no
-    # NULLS FIRST/LAST); ties by id ascending in both directions.
-    missing = case((key.is_(None), 1), else_=0)
-    if sort.descending:
-        return [missing.desc(), key.desc(), table.c.id]
-    return [missing, key, table.c.id]
+    return case((key.is_(None), 1), else_=0), key
 
 
 # Errors ------------------------------------------------------------------------
@@ -1635,8 +1662,9 @@ class _SqlTransaction:
     @_guarded
     def query_members(self, tenant_id: str, query: Query) -> Page[Member]:
         """A page of the tenant's members matching ``query``."""
-        rows, total = self._query(_MEMBERS, _SELECT_MEMBERS, tenant_id, query)
-        return Page(items=[_member(tenant_id, row) for row in rows], total=total)
+        rows, total, last, more = self._query(_MEMBERS, _SELECT_MEMBERS, tenant_id, query)
+        members = [_member(tenant_id, row) for row in rows]
+        return Page(items=members, total=total, last=last, more=more)
 
     @_guarded
     def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
@@ -1696,8 +1724,9 @@ class _SqlTransaction:
     @_guarded
     def query_groups(self, tenant_id: str, query: Query) -> Page[Group]:
         """A page of the tenant's groups matching ``query``."""
-        rows, total = self._query(_GROUPS, _SELECT_GROUPS, tenant_id, query)
-        return Page(items=[_group(tenant_id, row) for row in rows], total=total)
+        rows, total, last, more = self._query(_GROUPS, _SELECT_GROUPS, tenant_id, query)
+        groups = [_group(tenant_id, row) for row in rows]
+        return Page(items=groups, total=total, last=last, more=more)
 
     def _query(
         self,
@@ -1705,7 +1734,9 @@ class _SqlTransaction:
         base: Select[Any],
         tenant_id: str,
         query: Query,
-    ) -> tuple[Sequence[Any], int]:
+    ) -> tuple[Sequence[Any], int, Keyset | None, bool]:
+        if query.keyset:
+            return self._keyset_query(resource, base, tenant_id, query)
         table = resource.table
         offset = max(query.start_index, 1) - 1
         count = query.count
@@ -1716,7 +1747,7 @@ class _SqlTransaction:
             params.update(b_tenant_id=tenant_id, b_offset=offset, b_limit=count)
             rows = self._rows(statement, params)
             if (count is None or len(rows) < count) and (rows or offset == 0):
-                return rows, offset + len(rows)
+                return rows, offset + len(rows), None, False
         where = [table.c.tenant_id == tenant_id]
         if query.filter is not None:
             where.append(_compile(query.filter, resource, tenant_id))
@@ -1730,9 +1761,45 @@ class _SqlTransaction:
             # A short page tells the total without a COUNT, which makes the
             # IdPs' favourite query (userName eq ...) a single statement.
             if (count is None or len(rows) < count) and (rows or offset == 0):
-                return rows, offset + len(rows)
+                return rows, offset + len(rows), None, False
+        if not query.with_total:
+            return rows, -1, None, False
         total = self._conn.execute(select(func.count()).select_from(table).where(*where)).scalar()
-        return rows, int(total or 0)
+        return rows, int(total or 0), None, False
+
+    def _keyset_query(
+        self, resource: _Resource, base: Select[Any], tenant_id: str, query: Query
+    ) -> tuple[Sequence[Any], int, Keyset | None, bool]:
+        """A page that starts after a keyset: the same cost at any depth (RFC 9865 cursors)."""
+        table = resource.table
+        where = [table.c.tenant_id == tenant_id]
+        if query.filter is not None:
+            where.append(_compile(query.filter, resource, tenant_id))
+        total = -1
+        if query.with_total:
+            counted = select(func.count()).select_from(table).where(*where)
+            total = int(self._conn.execute(counted).scalar() or 0)
+        if query.after is not None:
+            where.append(_after(resource, query.sort, query.after))
+        statement = base.where(*where).order_by(*_order_by(resource, query.sort))
+        if query.sort is not None:
+            missing, key = _sort_key(resource, query.sort)
+            statement = statement.add_columns(missing.label("sort_missing"), key.label("sort_key"))
+        if query.count is not None:
+            # One more than asked: whether it exists says if another page follows.
+            statement = statement.limit(max(query.count, 0) + 1)
+        rows = self._conn.execute(statement).all()
+        more = query.count is not None and len(rows) > query.count
+        rows = rows[: query.count] if query.count is not None else rows
+        last: Keyset | None = None
+        if rows:
+            row = rows[-1]
+            last = (
+                (True, None, row.id)
+                if query.sort is None
+                else (bool(row.sort_missing), row.sort_key, row.id)
+            )
+        return rows, total, last, more
 
     # Memberships -------------------------------------------------------------
     @_guarded
