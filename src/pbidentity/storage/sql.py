@@ -85,8 +85,8 @@ from sqlalchemy import event
 from sqlalchemy import false
 from sqlalchemy import func
 from sqlalchemy import insert
-from sqlalchemy import literal
 from sqlalchemy import inspect
+from sqlalchemy import literal
 from sqlalchemy import not_
 from sqlalchemy import or_
 from sqlalchemy import select
