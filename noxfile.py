@@ -47,9 +47,19 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Replay an Okta-like provisioning workload against pbidentity and scim2-server."""
-    session.install("-e", ".", *_group("bench"))
-    session.run("python", "bench/okta_workload.py", *session.posargs)
+    """Run a benchmark: okta (the default), link, scale or all; arguments after it go to it.
+
+    ``nox -s bench`` replays an Okta workload against pbidentity and scim2-server;
+    ``nox -s bench -- link`` links 100,000 existing members from an export;
+    ``nox -s bench -- scale --members 1000000`` loads a million members on SQLite
+    and PostgreSQL and times lookups, pages and writes.
+    """
+    session.install("-e", ".[postgres]", *_group("bench"))
+    scripts = {"okta": "okta_workload.py", "link": "link_members.py", "scale": "scale.py"}
+    args = list(session.posargs)
+    chosen = args.pop(0) if args and args[0] in (*scripts, "all") else "okta"
+    for name in scripts if chosen == "all" else (chosen,):
+        session.run("python", f"bench/{scripts[name]}", *args)
 
 
 @nox.session(python=PYTHON)

@@ -1111,3 +1111,26 @@ def test_members_matching_finds_each_key(store: Storage) -> None:
         assert ids(user_name="jane@x.com", email="jane@x.com", limit=1) == ["m1"]
         assert ids() == []
         assert ids(user_name="nobody") == []
+
+
+def test_add_members_inserts_all_or_none(store: Storage) -> None:
+    """A bulk insert stores every member with its values; one conflict stores none of them."""
+    batch = [
+        make_member(f"m{i}", f"u{i}@x.com", emails=[{"value": f"u{i}@x.com", "primary": True}])
+        for i in range(5)
+    ]
+    with store.transaction() as tx:
+        tx.add_members(batch)
+        tx.add_members([])
+    with store.transaction(write=False) as tx:
+        assert [m.id for m in tx.list_members("t1")] == [f"m{i}" for i in range(5)]
+        assert [m.id for m in tx.members_matching("t1", email="U3@X.COM")] == ["m3"]
+    with store.transaction() as tx:
+        clash = [make_member("m8", "new@x.com"), make_member("m9", "U1@x.com")]
+        with pytest.raises(ConflictError) as taken:
+            tx.add_members(clash)
+        assert taken.value.attribute == "userName"
+        assert tx.get_member("t1", "m8") is None
+        tx.add_member(make_member("m8", "new@x.com"))
+    with store.transaction(write=False) as tx:
+        assert tx.get_member("t1", "m8") is not None

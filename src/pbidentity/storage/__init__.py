@@ -103,6 +103,13 @@ class Transaction(Protocol):
         in the tenant.
         """
 
+    def add_members(self, members: Sequence[Member]) -> None:
+        """Insert many members in one go (an import, a bulk link): all of them or none.
+
+        ``ConflictError`` (``userName``, ``externalId`` or ``id``) names the
+        kind of conflict, not the member.
+        """
+
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
 

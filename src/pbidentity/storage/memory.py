@@ -180,13 +180,14 @@ class _MemoryTransaction:
         if key in mapping:
             self._undo.append((mapping, key, mapping.pop(key)))
 
-    def _rollback(self) -> None:
-        for mapping, key, old in reversed(self._undo):
+    def _rollback(self, to: int = 0) -> None:
+        """Undo the writes after the first ``to`` ones (all of them by default)."""
+        for mapping, key, old in reversed(self._undo[to:]):
             if old is _MISSING:
                 mapping.pop(key, None)
             else:
                 mapping[key] = old
-        self._undo.clear()
+        del self._undo[to:]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -336,6 +337,16 @@ class _MemoryTransaction:
             self._put(data.user_names, key, member.id)
         if external_id is not None:
             self._put(data.external_ids, external_id, member.id)
+
+    def add_members(self, members: Sequence[Member]) -> None:
+        """Insert many members at once: all of them, or none when one is refused."""
+        mark = len(self._undo)
+        try:
+            for member in members:
+                self.add_member(member)
+        except BaseException:
+            self._rollback(to=mark)
+            raise
 
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""

@@ -1529,6 +1529,40 @@ class _SqlTransaction:
             ) from error
 
     @_guarded
+    def add_members(self, members: Sequence[Member]) -> None:
+        """Insert many members at once (all or none): two executemany statements."""
+        if not members:
+            return
+        rows: list[dict[str, Any]] = []
+        values: list[dict[str, Any]] = []
+        for member in members:
+            member_values_rows = _value_rows(member)
+            row = _member_row(member, member_values_rows)
+            rows.append({"tenant_id": member.tenant_id, "id": member.id, **row})
+            keys = {"tenant_id": member.tenant_id, "member_id": member.id}
+            values.extend({**keys, **v} for v in member_values_rows)
+        try:
+            with self._savepoint(fallible_statements=2):
+                self._run_many(_INSERT_MEMBER, rows)
+                if values:
+                    self._run_many(_INSERT_VALUES, values)
+        except IntegrityError as error:
+            constraint = _constraint(error)
+            if _is_foreign_key(error):
+                raise NotFoundError("a member names a tenant that does not exist") from error
+            if "user_name" in constraint:
+                raise ConflictError(
+                    "a userName of these members is already taken in the tenant",
+                    attribute="userName",
+                ) from error
+            if "external_id" in constraint:
+                raise ConflictError(
+                    "an externalId of these members is already linked to another member",
+                    attribute="externalId",
+                ) from error
+            raise ConflictError("a member id is given twice or exists", attribute="id") from error
+
+    @_guarded
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
         where = {"b_tenant_id": tenant_id, "b_id": member_id}

@@ -1,0 +1,331 @@
+"""A million members in one tenant: load them, then time what IdPs do, on SQLite and PostgreSQL.
+
+What is measured
+----------------
+One tenant gets ``--members`` members (1,000,000 by default) and ``--groups``
+groups (10,000) of up to 1,000 members each, loaded through the storage API
+in batches (``add_members``, ``add_group``, ``add_memberships``); the load is
+timed and reported in members per second. Then every request goes through the
+whole SCIM service in-process (``ScimService.handle``: token check,
+parsing, SQL, rendering), on a real SQLite file or a real PostgreSQL server,
+and each is timed on its own to report the median and the 99th percentile:
+
+* ``userName eq`` lookup, GET by id, PATCH deactivate (a path-less replace),
+  each on ``--samples`` random members;
+* a page of 100 members at the start, in the middle and at the end of the
+  tenant, by index (``startIndex``) and by cursor (RFC 9865), each
+  ``--page-samples`` times;
+* a group member add (PATCH ``add members``) on random groups.
+
+The same measurements run first when a tenth of the members are loaded, then
+at full size, so the figures show how each cost grows with the table. The
+anonymous memory of the process (``RssAnon``: heap, not the SQLite file pages
+mapped in) is reported after each round: it must not grow with the table.
+
+Targets on a 2-core machine, in-process: lookup and GET median <= 2 ms, any
+page median <= 20 ms, writes median <= 5 ms, on both backends. The run exits
+with status 0 whatever the figures are; a line per measurement says whether
+its target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pbidentity.admin import Admin
+from pbidentity.domain import Group
+from pbidentity.domain import Member
+from pbidentity.http import Request
+from pbidentity.scim import ScimService
+from pbidentity.scim import _cursor
+from pbidentity.storage import Storage
+from pbidentity.storage import open_storage
+
+BASE_URL = "https://app.example.com/scim/v2"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+TARGETS_MS = {"read": 2.0, "page": 20.0, "write": 5.0}
+
+
+def _member_id(index: int) -> str:
+    # Zero-padded, so id order is index order and a position in the listing
+    # is known without reading it (the cursor of the middle page).
+    return f"m{index:07d}"
+
+
+def _group_size(index: int) -> int:
+    """Up to 1,000 members: one group in a hundred is full, the others small."""
+    return 1000 if index % 100 == 0 else 3 + index % 97
+
+
+def load(storage: Storage, tenant_id: str, start: int, stop: int, batch: int = 5000) -> float:
+    """Insert members ``start`` to ``stop``; returns the seconds it took."""
+    now = datetime.now(UTC)
+    began = time.perf_counter()
+    for first in range(start, stop, batch):
+        members = []
+        for i in range(first, min(first + batch, stop)):
+            email = f"user{i:07d}@example.com"
+            members.append(
+                Member(
+                    tenant_id=tenant_id,
+                    id=_member_id(i),
+                    attributes={
+                        "userName": email,
+                        "externalId": f"00u{i:012d}",
+                        "active": True,
+                        "name": {"givenName": "User", "familyName": f"{i:07d}"},
+                        "displayName": f"User {i:07d}",
+                        "emails": [{"value": email, "primary": True, "type": "work"}],
+                    },
+                    role="viewer",
+                    role_source="default",
+                    role_rule="no role from the identity provider; the default role viewer",
+                    scim_managed=True,
+                    created=now,
+                    last_modified=now,
+                )
+            )
+        with storage.transaction() as tx:
+            tx.add_members(members)
+    return time.perf_counter() - began
+
+
+def analyze(storage: Storage) -> None:
+    """Refresh the planner's statistics after a bulk load, as autovacuum would soon do.
+
+    A freshly loaded PostgreSQL table has none: the planner would then pick
+    plans for an empty table. SQLite's ``ANALYZE`` feeds its planner too.
+    """
+    from sqlalchemy import text
+
+    from pbidentity.storage.sql import SqlStorage
+
+    if isinstance(storage, SqlStorage):
+        with storage.engine.connect() as connection:
+            connection.execute(text("ANALYZE"))
+            connection.commit()
+
+
+def load_groups(storage: Storage, tenant_id: str, count: int, members: int) -> tuple[float, int]:
+    """Insert ``count`` groups with their members; returns (seconds, memberships)."""
+    now = datetime.now(UTC)
+    rng = random.Random(7)
+    began = time.perf_counter()
+    total = 0
+    for first in range(0, count, 100):
+        with storage.transaction() as tx:
+            for g in range(first, min(first + 100, count)):
+                group = Group(
+                    tenant_id=tenant_id,
+                    id=f"g{g:05d}",
+                    attributes={"displayName": f"Group {g:05d}"},
+                    created=now,
+                    last_modified=now,
+                )
+                tx.add_group(group)
+                chosen = {_member_id(rng.randrange(members)) for _ in range(_group_size(g))}
+                tx.add_memberships(tenant_id, group.id, chosen)
+                total += len(chosen)
+    return time.perf_counter() - began, total
+
+
+class Client:
+    """Requests straight into the service, timed one by one."""
+
+    def __init__(self, service: ScimService, token: str) -> None:
+        self.service = service
+        self.headers = (
+            ("authorization", f"Bearer {token}"),
+            ("content-type", "application/scim+json"),
+        )
+
+    def __call__(
+        self, method: str, path: str, query: tuple[tuple[str, str], ...] = (), body: Any = None
+    ) -> tuple[float, dict[str, Any] | None, int]:
+        """Send one request; returns (seconds, JSON body, status). A failure ends the run."""
+        request = Request(
+            method=method,
+            path=path,
+            base_url=BASE_URL,
+            headers=self.headers,
+            query=query,
+            body=b"" if body is None else json.dumps(body).encode(),
+        )
+        began = time.perf_counter()
+        response = self.service.handle(request)
+        elapsed = time.perf_counter() - began
+        if response.status >= 300:
+            raise SystemExit(f"{method} {path} {query}: {response.status} {response.body[:300]!r}")
+        return elapsed, json.loads(response.body) if response.body else None, response.status
+
+
+def measure(client: Client, members: int, groups: int, samples: int, pages: int) -> list[Any]:
+    """Every measurement at the current size: (name, kind, samples in seconds)."""
+    rng = random.Random(members)
+    picks = [rng.randrange(members) for _ in range(samples)]
+    results: list[Any] = []
+
+    def timed(name: str, kind: str, call: Callable[[Any], float], inputs: list[Any]) -> None:
+        results.append((name, kind, [call(value) for value in inputs]))
+
+    def lookup(i: int) -> float:
+        query = (("filter", f'userName eq "USER{i:07d}@example.com"'),)
+        elapsed, body, _ = client("GET", "/Users", query)
+        if not body or body["totalResults"] != 1:
+            raise SystemExit(f"the lookup of user {i} found {body and body['totalResults']}")
+        return elapsed
+
+    def get(i: int) -> float:
+        return client("GET", f"/Users/{_member_id(i)}")[0]
+
+    deactivate = {"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": False}}]}
+
+    def patch(i: int) -> float:
+        return client("PATCH", f"/Users/{_member_id(i)}", body=deactivate)[0]
+
+    def page(query: tuple[tuple[str, str], ...]) -> float:
+        elapsed, body, _ = client("GET", "/Users", query)
+        if not body or len(body["Resources"]) != 100:
+            raise SystemExit(f"a page of {body and len(body['Resources'])} users for {query}")
+        return elapsed
+
+    def add(pair: tuple[str, str]) -> float:
+        group, member = pair
+        operation = {"op": "add", "path": "members", "value": [{"value": member}]}
+        body = {"schemas": [PATCH], "Operations": [operation]}
+        return client("PATCH", f"/Groups/{group}", body=body)[0]
+
+    timed("userName eq lookup", "read", lookup, picks)
+    timed("GET by id", "read", get, picks)
+    timed("PATCH deactivate", "write", patch, picks)
+    for where, position in (("start", 0), ("middle", members // 2), ("end", members - 100)):
+        index = (("startIndex", str(position + 1)), ("count", "100"))
+        timed(f"page of 100 at the {where}, index", "page", page, [index] * pages)
+        cursor = "" if position == 0 else _cursor_at(client, position, members)
+        by_cursor = (("cursor", cursor), ("count", "100"))
+        timed(f"page of 100 at the {where}, cursor", "page", page, [by_cursor] * pages)
+    pairs = [
+        (f"g{rng.randrange(groups):05d}", _member_id(rng.randrange(members)))
+        for _ in range(samples)
+    ]
+    timed("group member add", "write", add, pairs)
+    return results
+
+
+def _cursor_at(client: Client, position: int, members: int) -> str:
+    """The nextCursor a client would hold after reading ``position`` members in id order."""
+    _, first, _ = client("GET", "/Users", (("cursor", ""), ("count", "1")))
+    assert first is not None
+    # What a first page's cursor is bound to (tenant, resource, no filter, no
+    # sort), then the position of the member before ``position``.
+    bound_to = json.loads(base64.urlsafe_b64decode(first["nextCursor"] + "=="))[1]
+    return _cursor.encode(bound_to, (True, None, _member_id(position - 1)), members)
+
+
+def _anonymous_memory_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return -1
+
+
+def report(backend: str, size: int, results: list[Any], memory_kib: int) -> None:
+    """One table per backend and size."""
+    print(f"\n{backend}, {size:,} members: median / p99 in ms (target)")
+    for name, kind, seconds in results:
+        ms = sorted(s * 1000 for s in seconds)
+        median = statistics.median(ms)
+        p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+        target = TARGETS_MS[kind]
+        verdict = "met" if median <= target else "NOT met"
+        print(f"  {name:<32} {median:8.2f} / {p99:8.2f}   (<= {target:g}: {verdict})")
+    print(f"  anonymous memory of the process: {memory_kib / 1024:.0f} MiB")
+
+
+@contextmanager
+def _postgres(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests import postgres
+
+    if not postgres.available():
+        raise SystemExit(postgres.HOW_TO_GET_IT)
+    with postgres.throwaway_cluster() as started:
+        yield started
+
+
+def run(url: str, backend: str, members: int, groups: int, samples: int, pages: int) -> None:
+    """Load, measure at a tenth, load the rest, measure again."""
+    storage = open_storage(url)
+    admin = Admin(storage)
+    tenant = admin.create_tenant("acme")
+    admin.set_scim_enabled("acme", True)
+    token = admin.create_token("acme", "bench").secret
+    client = Client(ScimService(storage), token)
+    tenth = members // 10
+    seconds = load(storage, tenant.id, 0, tenth)
+    group_count = max(1, groups // 10)
+    group_seconds, memberships = load_groups(storage, tenant.id, group_count, tenth)
+    print(
+        f"{backend}: loaded {tenth:,} members in {seconds:.1f} s ({tenth / seconds:,.0f}/s), "
+        f"{group_count:,} groups with {memberships:,} memberships in {group_seconds:.1f} s"
+    )
+    report(
+        backend, tenth, measure(client, tenth, group_count, samples, pages), _anonymous_memory_kib()
+    )
+    more = load(storage, tenant.id, tenth, members)
+    with storage.transaction() as tx:
+        for g in range(group_count):
+            tx.delete_group(tenant.id, f"g{g:05d}")
+    group_seconds, memberships = load_groups(storage, tenant.id, groups, members)
+    total = seconds + more
+    print(
+        f"\n{backend}: loaded {members:,} members in {total:.1f} s "
+        f"({members / total:,.0f} members/s), {groups:,} groups with {memberships:,} "
+        f"memberships in {group_seconds:.1f} s"
+    )
+    report(
+        backend, members, measure(client, members, groups, samples, pages), _anonymous_memory_kib()
+    )
+    storage.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark on the chosen backends."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--page-samples", type=int, default=30)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--postgres-url", help="an empty database (default: a throwaway cluster)")
+    args = parser.parse_args(argv)
+    if args.backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'scale.db'}"
+            run(url, "SQLite", args.members, args.groups, args.samples, args.page_samples)
+    if args.backend in ("postgresql", "both"):
+        with _postgres(args.postgres_url) as url:
+            run(url, "PostgreSQL", args.members, args.groups, args.samples, args.page_samples)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
