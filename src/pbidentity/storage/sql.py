@@ -1019,32 +1019,36 @@ _GET_MEMBERS = _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id.in_
 )
 _EXISTING_MEMBERS = select(members.c.id).where(members.c.tenant_id == _T, members.c.id.in_(_IDS))
 _GROUP_MEMBERS = (
-    select(memberships.c.group_id, members.c.id, members.c.ref_display)
-    .select_from(
-        memberships.join(
-            members,
-            and_(
-                members.c.tenant_id == memberships.c.tenant_id,
-                members.c.id == memberships.c.member_id,
-            ),
+    # Driven by memberships (its primary key starts with tenant and group),
+    # the member's name read by primary key: a join would let a planner with
+    # statistics loop over every member of the tenant instead.
+    select(
+        memberships.c.group_id,
+        memberships.c.member_id,
+        select(members.c.ref_display)
+        .where(
+            members.c.tenant_id == memberships.c.tenant_id,
+            members.c.id == memberships.c.member_id,
         )
+        .scalar_subquery(),
     )
     .where(memberships.c.tenant_id == _T, memberships.c.group_id.in_(_IDS))
-    .order_by(memberships.c.group_id, members.c.id)
+    .order_by(memberships.c.group_id, memberships.c.member_id)
 )
 _MEMBER_GROUPS = (
-    select(memberships.c.member_id, groups.c.id, groups.c.display_name)
-    .select_from(
-        memberships.join(
-            groups,
-            and_(
-                groups.c.tenant_id == memberships.c.tenant_id,
-                groups.c.id == memberships.c.group_id,
-            ),
+    # Driven by ix_memberships_member; see _GROUP_MEMBERS.
+    select(
+        memberships.c.member_id,
+        memberships.c.group_id,
+        select(groups.c.display_name)
+        .where(
+            groups.c.tenant_id == memberships.c.tenant_id,
+            groups.c.id == memberships.c.group_id,
         )
+        .scalar_subquery(),
     )
     .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
-    .order_by(memberships.c.member_id, groups.c.id)
+    .order_by(memberships.c.member_id, memberships.c.group_id)
 )
 # Who an arriving identity could be: one indexed lookup per key, joined by id.
 _MATCHING_IDS = union(
@@ -1095,32 +1099,30 @@ _TOUCH_TOKEN = (
     .values(last_used=bindparam("b_when", type_=_UtcText()))
 )
 _GROUP_MEMBERS_OF_ONE = (
-    select(members.c.id, members.c.ref_display)
-    .select_from(
-        memberships.join(
-            members,
-            and_(
-                members.c.tenant_id == memberships.c.tenant_id,
-                members.c.id == memberships.c.member_id,
-            ),
+    select(
+        memberships.c.member_id,
+        select(members.c.ref_display)
+        .where(
+            members.c.tenant_id == memberships.c.tenant_id,
+            members.c.id == memberships.c.member_id,
         )
+        .scalar_subquery(),
     )
     .where(memberships.c.tenant_id == _T, memberships.c.group_id == _ID)
-    .order_by(members.c.id)
+    .order_by(memberships.c.member_id)
 )
 _GROUPS_OF_ONE_MEMBER = (
-    select(groups.c.id, groups.c.display_name)
-    .select_from(
-        memberships.join(
-            groups,
-            and_(
-                groups.c.tenant_id == memberships.c.tenant_id,
-                groups.c.id == memberships.c.group_id,
-            ),
+    select(
+        memberships.c.group_id,
+        select(groups.c.display_name)
+        .where(
+            groups.c.tenant_id == memberships.c.tenant_id,
+            groups.c.id == memberships.c.group_id,
         )
+        .scalar_subquery(),
     )
     .where(memberships.c.tenant_id == _T, memberships.c.member_id == _ID)
-    .order_by(groups.c.id)
+    .order_by(memberships.c.group_id)
 )
 _MEMBERSHIPS_OF = select(memberships.c.member_id).where(
     memberships.c.tenant_id == _T,
@@ -1786,11 +1788,20 @@ class _SqlTransaction:
         if query.filter is not None:
             where.append(_compile(query.filter, resource, tenant_id))
         if lookup is None and (count is None or count > 0):
-            statement = base.where(*where).order_by(*_order_by(resource, query.sort))
+            order = _order_by(resource, query.sort)
             if offset:
-                statement = statement.offset(offset)
-            if count is not None:
-                statement = statement.limit(count)
+                # Skip by ids only (an index scan), then read just the page's
+                # rows: skipping whole rows reads every skipped document.
+                page_ids = select(table.c.id).where(*where).order_by(*order).offset(offset)
+                if count is not None:
+                    page_ids = page_ids.limit(count)
+                statement = base.where(
+                    table.c.tenant_id == tenant_id, table.c.id.in_(page_ids)
+                ).order_by(*order)
+            else:
+                statement = base.where(*where).order_by(*order)
+                if count is not None:
+                    statement = statement.limit(count)
             rows = self._conn.execute(statement).all()
             # A short page tells the total without a COUNT, which makes the
             # IdPs' favourite query (userName eq ...) a single statement.
