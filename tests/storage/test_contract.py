@@ -1134,3 +1134,38 @@ def test_add_members_inserts_all_or_none(store: Storage) -> None:
         tx.add_member(make_member("m8", "new@x.com"))
     with store.transaction(write=False) as tx:
         assert tx.get_member("t1", "m8") is not None
+
+
+def test_unfiltered_totals_follow_every_insert_and_delete(store: Storage) -> None:
+    """An unfiltered listing's total stays exact through adds, deletes and rollbacks."""
+
+    def totals() -> tuple[int, int]:
+        with store.transaction(write=False) as tx:
+            members = tx.query_members("t1", Query(count=1)).total
+            groups = tx.query_groups("t1", Query(count=0)).total
+            return members, groups
+
+    assert totals() == (0, 0)
+    with store.transaction() as tx:
+        tx.add_members([make_member(f"m{i}", f"u{i}@x.com") for i in range(4)])
+        tx.add_member(make_member("m9", "nine@x.com"))
+        tx.add_group(make_group("g1", "One"))
+        tx.add_group(make_group("g2", "Two"))
+        tx.add_member(make_member("m1", "other@x.com", tenant_id="t2"))
+    assert totals() == (5, 2)
+    with store.transaction() as tx:
+        assert tx.delete_member("t1", "m0")
+        assert not tx.delete_member("t1", "m0")
+        assert tx.delete_group("t1", "g2")
+        with pytest.raises(ConflictError):
+            tx.add_member(make_member("m8", "U1@x.com"))
+    assert totals() == (4, 1)
+    with contextlib.suppress(RuntimeError), store.transaction() as tx:
+        tx.add_member(make_member("m7", "seven@x.com"))
+        raise RuntimeError("rolled back")
+    assert totals() == (4, 1)
+    with store.transaction(write=False) as tx:
+        page = tx.query_members("t1", Query(count=2, keyset=True))
+        assert page.total == 4
+        filtered = Comparison(U["username"], "sw", "u")
+        assert tx.query_members("t1", Query(filter=filtered, count=1)).total == 3

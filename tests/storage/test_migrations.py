@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from pbidentity.cli import main
 from pbidentity.exceptions import SchemaVersionError
+from pbidentity.query import Query
 from pbidentity.storage import open_storage
 from pbidentity.storage.sql import _REVISIONS
 from pbidentity.storage.sql import SCHEMA_REVISION
@@ -35,7 +36,9 @@ def _config(connection: sqlalchemy.Connection) -> Config:
 def _drop_everything(url: str) -> None:
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as connection:
-        for table in ("events", "memberships", "member_values", "members", "groups"):
+        for table in ("events", "tenant_counts", "memberships", "member_values", "members"):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        for table in ("groups",):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         for table in ("api_tokens", "tenants", "alembic_version", "schema_version"):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
@@ -156,6 +159,8 @@ def test_a_first_release_database_is_refused_then_upgraded_keeping_its_data(
         assert first is not None
         assert (first.external_id, first.role_attribute, first.role) == ("00u1", "admin", None)
         tx.add_events([])
+        page = tx.query_members("t1", Query(count=1))
+        assert page.total == 2
     storage.close()
     assert main(["--database", empty_url, "db", "upgrade"]) == 0
     assert "already at schema revision" in capsys.readouterr().out

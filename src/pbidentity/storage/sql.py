@@ -397,6 +397,20 @@ groups = Table(
     Index("ix_groups_external_id", "tenant_id", "external_id", "id"),
 )
 
+# How many members and groups each tenant has, kept with every insert and
+# delete: an unfiltered listing reads its totalResults here instead of
+# counting a million rows on every page. One row per tenant and kind, so that
+# member and group writes never wait on each other's counter.
+tenant_counts = Table(
+    "tenant_counts",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("kind", _TEXT, nullable=False),
+    Column("n", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "kind", name="pk_tenant_counts"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_tenant_counts_tenant"),
+)
+
 # The outbox and audit trail: one row per event, written with the change.
 events = Table(
     "events",
@@ -529,7 +543,12 @@ def _changed_columns(
     most of the cost of a write.
     """
     before, after = previous.attributes, member.attributes
-    keys = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    # Compared as JSON, not with ==: True == 1 in Python, but not in a column.
+    keys = {
+        k
+        for k in before.keys() | after.keys()
+        if before.get(k) != after.get(k) or _json(before.get(k)) != _json(after.get(k))
+    }
     row: dict[str, Any] = {}
     if keys:
         row["document"] = dump_document(after)
@@ -563,6 +582,10 @@ def _changed_columns(
             row["values_digest"] = digest
             values = new_values
     return row, values
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _group_row(group: Group) -> dict[str, Any]:
@@ -1069,6 +1092,15 @@ _MATCHING = (
     .order_by(members.c.id)
     .limit(bindparam("b_limit"))
 )
+_COUNTED = ("members", "groups")
+_COUNT_CHANGE = (
+    update(tenant_counts)
+    .where(tenant_counts.c.tenant_id == _T, tenant_counts.c.kind == bindparam("b_kind"))
+    .values(n=tenant_counts.c.n + bindparam("b_delta"))
+)
+_COUNT_OF = select(tenant_counts.c.n).where(
+    tenant_counts.c.tenant_id == _T, tenant_counts.c.kind == bindparam("b_kind")
+)
 _INSERT_MEMBER = insert(members)
 _INSERT_EVENT = insert(events)
 _INSERT_VALUES = insert(member_values)
@@ -1390,6 +1422,10 @@ class _SqlTransaction:
         try:
             with self._savepoint():
                 self._conn.execute(insert(tenants), [_tenant_row(tenant)])
+                self._conn.execute(
+                    insert(tenant_counts),
+                    [{"tenant_id": tenant.id, "kind": kind, "n": 0} for kind in _COUNTED],
+                )
         except IntegrityError as error:
             raise _tenant_conflict(error, tenant) from error
 
@@ -1519,6 +1555,7 @@ class _SqlTransaction:
                 self._run(_INSERT_MEMBER, record, sorted(record))
                 if values:
                     self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+                self._count(member.tenant_id, "members", 1)
         except IntegrityError as error:
             if _is_foreign_key(error):
                 raise NotFoundError(f"tenant {member.tenant_id!r} does not exist") from error
@@ -1548,6 +1585,8 @@ class _SqlTransaction:
                 self._run_many(_INSERT_MEMBER, rows)
                 if values:
                     self._run_many(_INSERT_VALUES, values)
+                for tenant_id, added in collections.Counter(m.tenant_id for m in members).items():
+                    self._count(tenant_id, "members", added)
         except IntegrityError as error:
             constraint = _constraint(error)
             if _is_foreign_key(error):
@@ -1639,7 +1678,10 @@ class _SqlTransaction:
         statement = delete(members).where(
             members.c.tenant_id == tenant_id, members.c.id == member_id
         )
-        return bool(self._conn.execute(statement).rowcount)
+        deleted = bool(self._conn.execute(statement).rowcount)
+        if deleted:
+            self._count(tenant_id, "members", -1)
+        return deleted
 
     @_guarded
     def get_members(self, tenant_id: str, member_ids: Collection[str]) -> Sequence[Member]:
@@ -1722,6 +1764,7 @@ class _SqlTransaction:
         try:
             with self._savepoint():
                 self._conn.execute(insert(groups), [row])
+                self._count(group.tenant_id, "groups", 1)
         except IntegrityError as error:
             if _is_foreign_key(error):
                 raise NotFoundError(f"tenant {group.tenant_id!r} does not exist") from error
@@ -1755,7 +1798,23 @@ class _SqlTransaction:
     def delete_group(self, tenant_id: str, group_id: str) -> bool:
         """Delete a group and its memberships; ``False`` if it did not exist."""
         statement = delete(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id)
-        return bool(self._conn.execute(statement).rowcount)
+        deleted = bool(self._conn.execute(statement).rowcount)
+        if deleted:
+            self._count(tenant_id, "groups", -1)
+        return deleted
+
+    def _count(self, tenant_id: str, kind: str, delta: int) -> None:
+        self._run(_COUNT_CHANGE, {"b_tenant_id": tenant_id, "b_kind": kind, "b_delta": delta})
+
+    def _total(self, resource: _Resource, tenant_id: str, where: list[Any], query: Query) -> int:
+        """The number of matches: the tenant's counter when nothing filters, else a COUNT."""
+        if query.filter is None:
+            rows = self._rows(_COUNT_OF, {"b_tenant_id": tenant_id, "b_kind": resource.table.name})
+            if rows:
+                return int(rows[0][0])
+        table = resource.table
+        counted = select(func.count()).select_from(table).where(*where)
+        return int(self._conn.execute(counted).scalar() or 0)
 
     @_guarded
     def query_groups(self, tenant_id: str, query: Query) -> Page[Group]:
@@ -1809,8 +1868,7 @@ class _SqlTransaction:
                 return rows, offset + len(rows), None, False
         if not query.with_total:
             return rows, -1, None, False
-        total = self._conn.execute(select(func.count()).select_from(table).where(*where)).scalar()
-        return rows, int(total or 0), None, False
+        return rows, self._total(resource, tenant_id, where, query), None, False
 
     def _keyset_query(
         self, resource: _Resource, base: Select[Any], tenant_id: str, query: Query
@@ -1820,10 +1878,7 @@ class _SqlTransaction:
         where = [table.c.tenant_id == tenant_id]
         if query.filter is not None:
             where.append(_compile(query.filter, resource, tenant_id))
-        total = -1
-        if query.with_total:
-            counted = select(func.count()).select_from(table).where(*where)
-            total = int(self._conn.execute(counted).scalar() or 0)
+        total = self._total(resource, tenant_id, where, query) if query.with_total else -1
         if query.after is not None:
             where.append(_after(resource, query.sort, query.after))
         statement = base.where(*where).order_by(*_order_by(resource, query.sort))

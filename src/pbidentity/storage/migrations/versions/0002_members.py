@@ -1,4 +1,4 @@
-"""Members: the tenant policy, decided roles, unique externalIds, and the events outbox.
+"""Members: the tenant policy, decided roles, unique externalIds, the events outbox, counts.
 
 Revision ID: 0002
 Revises: 0001
@@ -75,6 +75,20 @@ def upgrade() -> None:
         sqlite_where=sa.text("delivered IS NULL"),
         postgresql_where=sa.text("delivered IS NULL"),
     )
+    op.create_table(
+        "tenant_counts",
+        sa.Column("tenant_id", TEXT, nullable=False),
+        sa.Column("kind", TEXT, nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_tenant_counts_tenant"),
+        sa.PrimaryKeyConstraint("tenant_id", "kind", name="pk_tenant_counts"),
+    )
+    for kind in ("members", "groups"):
+        # kind is one of two table names written here, never input.
+        op.execute(
+            f"INSERT INTO tenant_counts (tenant_id, kind, n) SELECT tenants.id, '{kind}', "  # noqa: S608
+            f"(SELECT COUNT(*) FROM {kind} WHERE {kind}.tenant_id = tenants.id) FROM tenants"
+        )
     # Alembic's own table now says which revision a database is at.
     op.drop_table("schema_version")
 
@@ -83,6 +97,7 @@ def downgrade() -> None:
     """Go back to the foundation schema (events are lost)."""
     op.create_table("schema_version", sa.Column("version", sa.Integer(), nullable=False))
     op.execute("INSERT INTO schema_version (version) VALUES (1)")
+    op.drop_table("tenant_counts")
     op.drop_index("ix_events_pending", table_name="events")
     op.drop_index("ix_events_tenant", table_name="events")
     op.drop_table("events")
