@@ -84,13 +84,28 @@ class Changes:
         *,
         before: Member | None,
         groups: Sequence[MemberRef] | None = None,
+        again: bool = False,
     ) -> Member:
         """The member with its role decided by the policy (SCIM-managed members only).
 
-        A member the host app manages keeps the role the app gave it.
+        A member the host app manages keeps the role the app gave it. When
+        nothing the decision reads has changed (the role attribute, core
+        ``roles``, being SCIM-managed) the decision stands, unless ``again``
+        (its groups or the policy changed).
         """
         if not (member.scim_managed and self.decide_roles):
             return member
+        if (
+            not again
+            and before is not None
+            and before.role is not None
+            and before.scim_managed
+            and member.role_attribute == before.role_attribute
+            and member.attributes.get("roles") == before.attributes.get("roles")
+        ):
+            return attrs.evolve(
+                member, role=before.role, role_source=before.role_source, role_rule=before.role_rule
+            )
         if groups is None:
             groups = (
                 self.tx.member_groups(self.tenant.id, [member.id])[member.id]
@@ -129,13 +144,22 @@ class Changes:
         )
         return member
 
-    def save(self, current: Member, updated: Member, *, matched_by: str | None = None) -> Member:
-        """Write ``updated`` over ``current`` (role decided again) and record what changed.
+    def save(
+        self,
+        current: Member,
+        updated: Member,
+        *,
+        matched_by: str | None = None,
+        redecide: bool = False,
+    ) -> Member:
+        """Write ``updated`` over ``current`` (its role decided) and record what changed.
 
         Returns ``current`` itself when nothing changed, so that its version
-        (and ETag) stays. ``matched_by`` says how a link found the member.
+        (and ETag) stays. ``matched_by`` says how a link found the member;
+        ``redecide`` decides the role even if the member's own values did not
+        change (its groups or the policy did).
         """
-        updated = self.decided(updated, before=current)
+        updated = self.decided(updated, before=current, again=redecide)
         if _same(current, updated):
             return current
         updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
@@ -224,7 +248,7 @@ class Changes:
         """Decide again the role of these members (their groups or the policy changed)."""
         for member in self.tx.get_members(self.tenant.id, member_ids):
             if member.scim_managed:
-                self.save(member, member)
+                self.save(member, member, redecide=True)
 
     # -- groups --------------------------------------------------------------
 
@@ -336,6 +360,10 @@ class Changes:
         next link ambiguous; only checked when it changes. (userName and
         externalId are unique by the database's own indexes.)
         """
+        if current is not None and current.attributes.get("emails") == member.attributes.get(
+            "emails"
+        ):
+            return  # the common update: emails untouched
         policy = self.policy.linking
         email = member.primary_email
         before = current.primary_email if current is not None else None

@@ -140,7 +140,7 @@ class Admin:
             while batch := tx.list_members(tenant.id, after=after, limit=1000):
                 for member in batch:
                     if member.scim_managed:
-                        changes.save(member, member)
+                        changes.save(member, member, redecide=True)
                 after = batch[-1].id
             changes.finish()
         return checked

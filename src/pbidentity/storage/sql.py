@@ -547,7 +547,8 @@ def _changed_columns(
     keys = {
         k
         for k in before.keys() | after.keys()
-        if before.get(k) != after.get(k) or _json(before.get(k)) != _json(after.get(k))
+        if (old := before.get(k)) is not (new := after.get(k))
+        and (old != new or _json(old) != _json(new))
     }
     row: dict[str, Any] = {}
     if keys:
@@ -563,9 +564,10 @@ def _changed_columns(
     ):
         if old != new:
             row[name] = new
-    display = reference_display(member)
-    if display != reference_display(previous):
-        row.update(_text_pair("ref_display", display))
+    if keys & _DISPLAY_SOURCES:
+        display = reference_display(member)
+        if display != reference_display(previous):
+            row.update(_text_pair("ref_display", display))
     role_changed = previous.role_attribute != member.role_attribute
     specs = [
         spec
@@ -582,6 +584,10 @@ def _changed_columns(
             row["values_digest"] = digest
             values = new_values
     return row, values
+
+
+# The attributes a member's reference display is made of.
+_DISPLAY_SOURCES = frozenset({"displayName", "name", "userName"})
 
 
 def _json(value: Any) -> bytes:
