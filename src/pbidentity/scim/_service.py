@@ -11,7 +11,9 @@ RFC 7644 Error response, a database outage a 503, and anything unexpected a
 from __future__ import annotations
 
 import logging
+import random
 import secrets
+import time
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -103,7 +105,10 @@ log = logging.getLogger("pbidentity.scim")
 
 _T = TypeVar("_T")
 _JSON_TYPES = ("application/scim+json", "application/json")
-_VERSION_RETRIES = 3
+_VERSION_RETRIES = 5
+# Before retry n, a random pause of up to this many seconds times 2**n:
+# PATCHes racing on one group would otherwise collide again at once.
+_RETRY_PAUSE = 0.002
 
 
 @attrs.frozen(kw_only=True)
@@ -245,9 +250,13 @@ class ScimService:
             response = handler(self, _Call(request, tenant, tx, target))
         if self._stale(token):
             # A read never takes the write lock for bookkeeping; last use is
-            # written in its own short transaction, at most once a minute.
-            with self.storage.transaction() as tx:
-                tx.touch_token(token.id, self.clock())
+            # written in its own short transaction, at most once a minute, and
+            # only if it can be: the read succeeded whatever happens to it.
+            try:
+                with self.storage.transaction() as tx:
+                    tx.touch_token(token.id, self.clock())
+            except StorageUnavailableError as error:
+                log.info("could not record the use of token %s now: %s", token.name, error)
         return response
 
     def _write(
@@ -261,6 +270,8 @@ class ScimService:
         """
         secret = _bearer(request)
         for attempt in range(_VERSION_RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, _RETRY_PAUSE * 2**attempt))  # noqa: S311 - jitter
             try:
                 with self.storage.transaction() as tx:
                     tenant, token = self._authenticate(tx, secret)
@@ -300,10 +311,9 @@ class ScimService:
                 # A concurrent request deleted a row this unit had read (the
                 # resource, or a user a group change names) before it wrote:
                 # nothing was kept. Redone on fresh data, the request answers
-                # as it would a moment later (404 for the resource, 400 for a
-                # user that is gone), not "the group no longer exists".
-                if attempt + 1 == _VERSION_RETRIES:
-                    raise NotFoundException(detail=f"The {kind} no longer exists.") from None
+                # as it would a moment later (404 for a resource that is gone,
+                # 400 for a user that is gone), never "the group no longer
+                # exists" for a group that does; out of attempts, a 409.
                 log.info(
                     "a row was deleted under %s %s, attempt %d",
                     request.method,
@@ -427,9 +437,11 @@ class ScimService:
                 raise _uniqueness(error, "user") from None
         else:
             assert step.member_id is not None  # noqa: S101 - every other step names one
-            existing = _found(
-                call.tx.get_member(call.tenant.id, step.member_id), "user", step.member_id
-            )
+            existing = call.tx.get_member(call.tenant.id, step.member_id)
+            if existing is None:
+                # Deleted by a concurrent request since it was matched: redo
+                # the whole unit on fresh data (it will create the user).
+                raise NotFoundError(f"member {step.member_id!r} was deleted meanwhile")
             if existing.scim_managed and existing.active:
                 # Already provisioned: the IdP must update it, not create it
                 # again (Okta's SPEC test expects 409 here).
@@ -800,10 +812,12 @@ class ScimService:
         """Make the group's members exactly these; returns (added, removed) ids."""
         assert call.target is not None  # noqa: S101 - item routes always carry an id
         wanted = set(member_ids)
-        self._check_members_exist(call, sorted(wanted))
         refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
         current = {ref.id for ref in refs}
         to_remove, to_add = current - wanted, wanted - current
+        # Only the members being added must exist: one already in the group
+        # and deleted meanwhile left it with its row (the cascade).
+        self._check_members_exist(call, sorted(to_add))
         if to_remove:
             call.tx.remove_memberships(call.tenant.id, call.target, sorted(to_remove))
         if to_add:
