@@ -9,21 +9,19 @@ the delivery, or a handler that raises, leaves them pending: the next
 :meth:`~EventDispatcher.deliver_pending` delivers them again. Handlers must
 therefore tolerate seeing an event twice (``Event.id`` tells).
 
-Event types:
+Event types, and what their ``data`` holds:
 
-====================== =====================================================
-``member.created``     a member was provisioned (``userName``, ``role``, ``rule``)
-``member.linked``      an existing member became SCIM-managed (``matchedBy``)
-``member.updated``     profile attributes changed (``changed``: their names)
-``member.role_changed`` ``old``, ``new``, ``source`` and ``rule`` of the decision
-``member.deactivated`` end the member's sessions
-``member.reactivated`` the same member is back
-``member.deleted``     the member is gone (``groups`` it was in)
-``group.created``      ``displayName``, ``members``
-``group.renamed``      ``old``, ``new``
-``group.members_changed`` ``added``, ``removed``
-``group.deleted``      ``displayName``, ``members``
-====================== =====================================================
+* ``member.created``: ``userName``, ``role`` and the ``rule`` that chose it;
+* ``member.linked``: an existing member became SCIM-managed (``matchedBy``);
+* ``member.updated``: profile attributes changed (``changed``: their names);
+* ``member.role_changed``: ``old``, ``new``, ``source`` and ``rule``;
+* ``member.deactivated``: end the member's sessions;
+* ``member.reactivated``: the same member is back;
+* ``member.deleted``: the member is gone (``groups`` it was in);
+* ``group.created``: ``displayName``, ``members``;
+* ``group.renamed``: ``old``, ``new``;
+* ``group.members_changed``: ``added``, ``removed``;
+* ``group.deleted``: ``displayName``, ``members``.
 """
 
 from __future__ import annotations
