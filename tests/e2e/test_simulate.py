@@ -477,7 +477,6 @@ def test_cli_input_mistakes_are_one_error_line(
 @pytest.fixture(scope="module")
 def scim2_server() -> Iterator[str]:
     """scim2-server's test server application (in memory, one bearer token) on a free port."""
-    pytest.importorskip("scim2_server")
     from wsgiref.simple_server import WSGIRequestHandler
     from wsgiref.simple_server import make_server
 
