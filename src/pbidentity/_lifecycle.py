@@ -36,6 +36,7 @@ from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import LastAdminError
 from pbidentity.exceptions import LinkConflictError
+from pbidentity.exceptions import NotFoundError
 from pbidentity.linking import Identity
 from pbidentity.linking import LinkPolicy
 from pbidentity.linking import LinkStep
@@ -51,7 +52,7 @@ from pbidentity.query import ValueFilter
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 
-__all__ = ["Changes", "identity_of"]
+__all__ = ["Changes", "identity_of", "tenant_by_slug"]
 
 log = logging.getLogger("pbidentity.members")
 
@@ -75,6 +76,20 @@ class Changes:
     decide_roles: bool = True
     _events: list[Event] = attrs.field(factory=list, init=False)
     _admin_lost: bool = attrs.field(default=False, init=False)
+
+    @classmethod
+    def open(
+        cls,
+        tx: Transaction,
+        tenant: Tenant,
+        *,
+        roles: RoleSet,
+        actor: str,
+        clock: Clock,
+        new_id: IdFactory,
+    ) -> Changes:
+        """The changes of a unit on ``tenant``, under the tenant's own policy."""
+        return cls(tx, tenant, TenantPolicy.of(tenant), roles, actor, clock, new_id)
 
     # -- members -------------------------------------------------------------
 
@@ -413,6 +428,14 @@ class Changes:
     def _query(self, where: Filter) -> Sequence[Member]:
         query = Query(filter=where, start_index=1, count=_CANDIDATES)
         return self.tx.query_members(self.tenant.id, query).items
+
+
+def tenant_by_slug(tx: Transaction, slug: str) -> Tenant:
+    """The tenant with that slug; :class:`NotFoundError` saying how to create it."""
+    tenant = tx.find_tenant(slug)
+    if tenant is None:
+        raise NotFoundError(f"no tenant {slug!r}; create it with: pbidentity tenants create {slug}")
+    return tenant
 
 
 def identity_of(document: Mapping[str, Any]) -> Identity:

@@ -19,6 +19,7 @@ from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
 from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import InputError
@@ -77,7 +78,7 @@ class Admin:
     def get_tenant(self, slug: str) -> Tenant:
         """The tenant with that slug; :class:`NotFoundError` if there is none."""
         with self.storage.transaction() as tx:
-            return _tenant(tx, slug)
+            return tenant_by_slug(tx, slug)
 
     def set_scim_enabled(self, slug: str, enabled: bool, *, keep_links: bool = True) -> Tenant:
         """Switch SCIM provisioning on or off for a tenant; returns the updated tenant.
@@ -89,7 +90,7 @@ class Admin:
         push links them afresh.
         """
         with self.storage.transaction() as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             if tenant.scim_enabled != enabled:
                 updated = attrs.evolve(tenant, scim_enabled=enabled, version=tenant.version + 1)
                 tx.replace_tenant(updated, expected_version=tenant.version)
@@ -121,7 +122,7 @@ class Admin:
     def get_policy(self, slug: str) -> TenantPolicy:
         """The tenant's member policy (role mapping, linking, deprovisioning)."""
         with self.storage.transaction(write=False) as tx:
-            return TenantPolicy.of(_tenant(tx, slug))
+            return TenantPolicy.of(tenant_by_slug(tx, slug))
 
     def set_policy(self, slug: str, policy: TenantPolicy, *, actor: str = "app") -> TenantPolicy:
         """Replace the tenant's member policy and re-decide every SCIM-managed member's role.
@@ -132,7 +133,7 @@ class Admin:
         """
         checked = policy.check(self.roles)
         with self.storage.transaction() as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
             changes = self._changes(tx, updated, actor)
@@ -146,8 +147,8 @@ class Admin:
         return checked
 
     def _changes(self, tx: Transaction, tenant: Tenant, actor: str) -> Changes:
-        return Changes(
-            tx, tenant, TenantPolicy.of(tenant), self.roles, actor, self.clock, self.new_id
+        return Changes.open(
+            tx, tenant, roles=self.roles, actor=actor, clock=self.clock, new_id=self.new_id
         )
 
     def create_token(self, slug: str, name: str) -> NewToken:
@@ -157,7 +158,7 @@ class Admin:
             raise InputError(f"a token name needs 1 to {_MAX_TOKEN_NAME} characters")
         secret = generate_token()
         with self.storage.transaction() as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             token = ApiToken(
                 id=self.new_id(),
                 tenant_id=tenant.id,
@@ -171,22 +172,15 @@ class Admin:
     def list_tokens(self, slug: str) -> Sequence[ApiToken]:
         """A tenant's tokens, revoked ones included, oldest first."""
         with self.storage.transaction() as tx:
-            return tx.list_tokens(_tenant(tx, slug).id)
+            return tx.list_tokens(tenant_by_slug(tx, slug).id)
 
     def revoke_token(self, slug: str, name: str) -> ApiToken:
         """Revoke the tenant's active token of that name; it stops working at once."""
         with self.storage.transaction() as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             for token in tx.list_tokens(tenant.id):
                 if token.name == name and token.is_active:
                     when = self.clock()
                     tx.revoke_token(tenant.id, token.id, when)
                     return attrs.evolve(token, revoked=when)
         raise NotFoundError(f"tenant {slug!r} has no active token named {name!r}")
-
-
-def _tenant(tx: Transaction, slug: str) -> Tenant:
-    tenant = tx.find_tenant(slug)
-    if tenant is None:
-        raise NotFoundError(f"no tenant {slug!r}; create it with: pbidentity tenants create {slug}")
-    return tenant

@@ -28,6 +28,7 @@ from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
 from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import Event
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
@@ -97,18 +98,18 @@ class Members:
     def get(self, slug: str, member_id: str) -> Member:
         """A member of the tenant; :class:`NotFoundError` if there is none."""
         with self.storage.transaction(write=False) as tx:
-            return _member(tx, _tenant(tx, slug), member_id)
+            return _member(tx, tenant_by_slug(tx, slug), member_id)
 
     def all(self, slug: str) -> list[Member]:
         """Every member of the tenant, ordered by id."""
         with self.storage.transaction(write=False) as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
         return list(_walk(self.storage, tenant.id))
 
     def audit_trail(self, slug: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
         """The tenant's events, oldest first: who (which token) changed what, and when."""
         with self.storage.transaction(write=False) as tx:
-            return tx.list_events(_tenant(tx, slug).id, after=after, limit=limit)
+            return tx.list_events(tenant_by_slug(tx, slug).id, after=after, limit=limit)
 
     # -- the host app's own edits ---------------------------------------------
 
@@ -119,7 +120,7 @@ class Members:
         ``role``; anything not in :data:`IDP_OWNED` is always the app's.
         """
         with self.storage.transaction(write=False) as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             _check_edit(tenant, _member(tx, tenant, member_id), fields)
 
     def add(
@@ -150,7 +151,7 @@ class Members:
             attributes["emails"] = [{"value": email.strip(), "primary": True, "type": "work"}]
         now = self.clock()
         with self.storage.transaction() as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             member = Member(
                 tenant_id=tenant.id,
                 id=self.new_id(),
@@ -187,7 +188,7 @@ class Members:
         the member is SCIM-managed and the tenant's SCIM switch is on.
         """
         with self.storage.transaction() as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
             current = _member(tx, tenant, member_id)
             fields = [*(attributes or {})]
             fields += ["role"] if role is not None else []
@@ -220,7 +221,7 @@ class Members:
     def plan_links(self, slug: str, identities: Iterable[Identity]) -> LinkPlan:
         """How these IdP identities would link to the tenant's members (changes nothing)."""
         with self.storage.transaction(write=False) as tx:
-            tenant = _tenant(tx, slug)
+            tenant = tenant_by_slug(tx, slug)
         policy = TenantPolicy.of(tenant)
         return plan_links(identities, _walk(self.storage, tenant.id), policy.linking)
 
@@ -247,7 +248,7 @@ class Members:
         for start in range(0, len(work), _BATCH):
             batch = work[start : start + _BATCH]
             with self.storage.transaction() as tx:
-                tenant = _tenant(tx, slug)
+                tenant = tenant_by_slug(tx, slug)
                 changes = self._changes(tx, tenant, actor)
                 ids = [s.member_id for s in batch if s.member_id is not None]
                 found = {m.id: m for m in tx.get_members(tenant.id, ids)}
@@ -336,8 +337,8 @@ class Members:
         return found
 
     def _changes(self, tx: Transaction, tenant: Tenant, actor: str) -> Changes:
-        return Changes(
-            tx, tenant, TenantPolicy.of(tenant), self.roles, actor, self.clock, self.new_id
+        return Changes.open(
+            tx, tenant, roles=self.roles, actor=actor, clock=self.clock, new_id=self.new_id
         )
 
 
@@ -364,13 +365,6 @@ def _walk(storage: Storage, tenant_id: str) -> Iterable[Member]:
         if len(batch) < _BATCH * 10:
             return
         after = batch[-1].id
-
-
-def _tenant(tx: Transaction, slug: str) -> Tenant:
-    tenant = tx.find_tenant(slug)
-    if tenant is None:
-        raise NotFoundError(f"no tenant {slug!r}; create it with: pbidentity tenants create {slug}")
-    return tenant
 
 
 def _member(tx: Transaction, tenant: Tenant, member_id: str) -> Member:

@@ -57,7 +57,6 @@ from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.exceptions import VersionMismatchError
 from pbidentity.http import Request
 from pbidentity.http import Response
-from pbidentity.policy import TenantPolicy
 from pbidentity.query import ENTERPRISE_URN
 from pbidentity.query import GROUP_FIELDS
 from pbidentity.query import USER_FIELDS
@@ -279,14 +278,13 @@ class ScimService:
                         self._throttle(tenant)
                     if self._stale(token):
                         tx.touch_token(token.id, self.clock())
-                    changes = Changes(
+                    changes = Changes.open(
                         tx,
                         tenant,
-                        TenantPolicy.of(tenant),
-                        self.role_set,
-                        f"token:{token.name}",
-                        self.clock,
-                        self.new_id,
+                        roles=self.role_set,
+                        actor=f"token:{token.name}",
+                        clock=self.clock,
+                        new_id=self.new_id,
                     )
                     response = handler(self, _Call(request, tenant, tx, target, changes))
                     events = changes.finish()
