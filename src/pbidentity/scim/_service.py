@@ -806,11 +806,23 @@ class ScimService:
                 "nothing was changed. Provision the users before adding them to a group."
             )
 
-    def _set_members(self, call: _Call, member_ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Make the group's members exactly these; returns (added, removed) ids."""
+    def _set_members(
+        self,
+        call: _Call,
+        member_ids: Sequence[str],
+        refs: Sequence[MemberRef] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Make the group's members exactly these; returns (added, removed) ids.
+
+        ``refs`` are the members as the caller already read them: reading
+        them twice could see a concurrent change in between and take a member
+        that left meanwhile for one to add. (A concurrent change moves the
+        group's version, so this unit is redone rather than overwriting it.)
+        """
         assert call.target is not None  # noqa: S101 - item routes always carry an id
         wanted = set(member_ids)
-        refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
+        if refs is None:
+            refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
         current = {ref.id for ref in refs}
         to_remove, to_add = current - wanted, wanted - current
         # Only the members being added must exist: one already in the group
@@ -840,7 +852,7 @@ class ScimService:
         refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
         document = {"displayName": "-", "members": [{"value": ref.id} for ref in refs]}
         patched = _patch.apply_patch(document, operations, self.groups)
-        return self._set_members(call, _member_ids(patched.get("members") or []))
+        return self._set_members(call, _member_ids(patched.get("members") or []), refs)
 
     # -- shared machinery ----------------------------------------------------
 
