@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -52,7 +53,7 @@ from pbidentity.query import ValueFilter
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 
-__all__ = ["Changes", "identity_of", "tenant_by_slug"]
+__all__ = ["Changes", "identity_of", "members_of", "tenant_by_slug"]
 
 log = logging.getLogger("pbidentity.members")
 
@@ -428,6 +429,14 @@ class Changes:
     def _query(self, where: Filter) -> Sequence[Member]:
         query = Query(filter=where, start_index=1, count=_CANDIDATES)
         return self.tx.query_members(self.tenant.id, query).items
+
+
+def members_of(tx: Transaction, tenant_id: str, *, batch: int = 1000) -> Iterator[Member]:
+    """Every member of a tenant, in id order, read by keyset in batches within ``tx``."""
+    after: str | None = None
+    while found := tx.list_members(tenant_id, after=after, limit=batch):
+        yield from found
+        after = found[-1].id
 
 
 def tenant_by_slug(tx: Transaction, slug: str) -> Tenant:

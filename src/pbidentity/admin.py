@@ -19,6 +19,7 @@ from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
 from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import members_of
 from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Tenant
@@ -102,21 +103,18 @@ class Admin:
     def _unlink_all(self, tx: Transaction, tenant: Tenant) -> None:
         changes = self._changes(tx, tenant, "app")
         changes.decide_roles = False
-        after: str | None = None
-        while batch := tx.list_members(tenant.id, after=after, limit=1000):
-            for member in batch:
-                if member.scim_managed or member.external_id is not None:
-                    attributes = dict(member.attributes)
-                    attributes.pop("externalId", None)
-                    unlinked = attrs.evolve(
-                        member,
-                        attributes=attributes,
-                        scim_managed=False,
-                        # The role the IdP decided becomes the app's to change.
-                        role_source="app" if member.role is not None else None,
-                    )
-                    changes.save(member, unlinked)
-            after = batch[-1].id
+        for member in members_of(tx, tenant.id):
+            if member.scim_managed or member.external_id is not None:
+                attributes = dict(member.attributes)
+                attributes.pop("externalId", None)
+                unlinked = attrs.evolve(
+                    member,
+                    attributes=attributes,
+                    scim_managed=False,
+                    # The role the IdP decided becomes the app's to change.
+                    role_source="app" if member.role is not None else None,
+                )
+                changes.save(member, unlinked)
         changes.finish()
 
     def get_policy(self, slug: str) -> TenantPolicy:
@@ -137,12 +135,9 @@ class Admin:
             updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
             changes = self._changes(tx, updated, actor)
-            after: str | None = None
-            while batch := tx.list_members(tenant.id, after=after, limit=1000):
-                for member in batch:
-                    if member.scim_managed:
-                        changes.save(member, member, redecide=True)
-                after = batch[-1].id
+            for member in members_of(tx, tenant.id):
+                if member.scim_managed:
+                    changes.save(member, member, redecide=True)
             changes.finish()
         return checked
 

@@ -23,7 +23,7 @@ from pbidentity.linking import LinkPolicy
 from pbidentity.roles import RolePolicy
 from pbidentity.roles import RoleSet
 
-__all__ = ["Deprovisioning", "TenantPolicy"]
+__all__ = ["Deprovisioning", "TenantPolicy", "policy_from_mapping"]
 
 #: What a SCIM DELETE of a user does: remove the member (RFC 7644), or only
 #: deactivate it, so that its work, memberships and role stay and a later
