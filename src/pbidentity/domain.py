@@ -25,10 +25,14 @@ __all__ = [
     "ApiToken",
     "Event",
     "Group",
+    "IdentityProvider",
     "Member",
     "MemberRef",
     "RoleDecision",
     "RoleSource",
+    "SamlConnection",
+    "SamlConnectionState",
+    "SamlRequest",
     "Tenant",
     "fold",
 ]
@@ -224,3 +228,89 @@ class Event:
     data: Mapping[str, Any] = attrs.field(factory=dict)
     seq: int | None = None
     delivered: datetime | None = None
+
+
+#: The SAML binding of the IdP's single sign-on endpoint that pbidentity uses.
+SsoBinding = Literal["redirect", "post"]
+
+#: ``pending`` waits for its test sign-in (Save & authorize), ``active``
+#: serves sign-ins, ``previous`` is the one it replaced, kept for rollback.
+SamlConnectionState = Literal["pending", "active", "previous"]
+
+
+@attrs.frozen(kw_only=True)
+class IdentityProvider:
+    """What pbidentity knows of a tenant's SAML identity provider.
+
+    Read from the IdP's metadata (or typed by hand). ``certificates`` are
+    PEM-encoded signing certificates; several of them mean a rollover, and a
+    response signed by any of them is accepted.
+    """
+
+    entity_id: str
+    sso_url: str
+    sso_binding: SsoBinding = "redirect"
+    certificates: tuple[str, ...] = ()
+    #: The NameID formats the IdP advertises, in its order.
+    nameid_formats: tuple[str, ...] = ()
+    #: The attribute names the IdP advertises (few IdPs list any).
+    attributes: tuple[str, ...] = ()
+    #: The metadata's ``validUntil``, if any.
+    valid_until: datetime | None = None
+    #: The metadata's ``cacheDuration`` (an ISO 8601 duration), if any.
+    cache_duration: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SamlConnection:
+    """A tenant's SAML sign-in configuration, in one of its three states.
+
+    A tenant has at most one connection per state. Saving a configuration
+    creates a ``pending`` one; a successful test sign-in with it makes it
+    ``active`` and the active one ``previous`` (kept for rollback).
+    """
+
+    id: str
+    tenant_id: str
+    state: SamlConnectionState
+    idp: IdentityProvider
+    #: pbidentity's attribute names (``email``, ``firstName``, ``lastName``)
+    #: to the attribute names the IdP sends.
+    attribute_mapping: Mapping[str, str] = attrs.field(factory=dict)
+    #: Whether sign-ins the IdP starts (an Okta tile) are accepted.
+    allow_idp_initiated: bool = False
+    #: What a sign-in of a person who is no member does: ``refuse`` or
+    #: ``create`` the member just in time.
+    unknown_members: Literal["refuse", "create"] = "refuse"
+    #: Where the configuration came from: the metadata URL, ``upload`` or ``manual``.
+    source: str = "manual"
+    #: The metadata document as imported, if it came from one.
+    metadata_xml: str | None = attrs.field(default=None, repr=False)
+    created: datetime
+    #: When it became active (``None`` while pending).
+    activated: datetime | None = None
+    #: The outcome of the last test sign-in of a pending connection: the
+    #: findings of the validation report, as plain data, for the admin page.
+    last_attempt: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+    version: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class SamlRequest:
+    """An AuthnRequest pbidentity sent and the response it waits for.
+
+    Its id must come back as the response's ``InResponseTo``, once: the
+    storage hands it out a single time (:meth:`take_saml_request`), so a
+    response cannot be replayed against the same request. ``purpose`` tells
+    a member's sign-in from the admin's test sign-in of a pending connection
+    (Save & authorize), which is bound to that connection.
+    """
+
+    id: str
+    tenant_id: str
+    connection_id: str
+    purpose: Literal["sign_in", "authorize"]
+    #: Where to send the member after signing in (a path of the host app).
+    relay_state: str | None = None
+    created: datetime
+    expires: datetime

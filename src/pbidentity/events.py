@@ -57,6 +57,13 @@ EVENT_TYPES = frozenset(
         "group.renamed",
         "group.members_changed",
         "group.deleted",
+        "member.signed_in",
+        "saml.saved",
+        "saml.activated",
+        "saml.activation_failed",
+        "saml.rolled_back",
+        "saml.discarded",
+        "saml.options_changed",
     }
 )
 

@@ -36,6 +36,8 @@ def _config(connection: sqlalchemy.Connection) -> Config:
 def _drop_everything(url: str) -> None:
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as connection:
+        for table in ("saml_assertions", "saml_requests", "saml_connections"):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         for table in ("events", "tenant_counts", "memberships", "member_values", "members"):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         for table in ("groups",):

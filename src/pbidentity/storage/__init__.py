@@ -34,6 +34,8 @@ from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
+from pbidentity.domain import SamlConnection
+from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
 from pbidentity.query import Page
 from pbidentity.query import Query
@@ -230,6 +232,49 @@ class Transaction(Protocol):
 
     def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
         """The tenant's events with ``seq`` above ``after``, oldest first (the audit trail)."""
+
+    # SAML --------------------------------------------------------------------
+    def saml_connections(self, tenant_id: str) -> Sequence[SamlConnection]:
+        """The tenant's SAML connections (at most one per state), active first."""
+
+    def add_saml_connection(self, connection: SamlConnection) -> None:
+        """Insert a connection; ``ConflictError`` (attribute ``state``) if that state is taken."""
+
+    def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
+        """Replace a connection (its state may change) if it is still at ``expected_version``.
+
+        A state another connection of the tenant holds is a ``ConflictError``:
+        move or delete that one first, in the same transaction.
+        """
+
+    def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
+        """Delete a connection; ``False`` if there was none. Its pending requests go with it."""
+
+    def active_saml_connections(self, idp_entity_id: str) -> Sequence[SamlConnection]:
+        """Every tenant's active connection to the IdP with that entity ID.
+
+        The one read across tenants: the validator warns when an IdP and
+        certificate are already active for another workspace.
+        """
+
+    def add_saml_request(self, request: SamlRequest) -> None:
+        """Remember an AuthnRequest until its response arrives or it expires."""
+
+    def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
+        """Remove and return a pending AuthnRequest: each id is answered at most once.
+
+        Concurrent calls with the same id: exactly one gets it.
+        """
+
+    def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
+        """Record a consumed assertion id; ``False`` if it was already recorded (a replay).
+
+        Kept until ``expires`` (the assertion's last valid instant plus the
+        clock skew), shared by every app instance on the database.
+        """
+
+    def purge_saml_state(self, now: datetime) -> int:
+        """Forget expired AuthnRequests and assertion ids; return how many rows went."""
 
 
 class Storage(Protocol):

@@ -15,6 +15,7 @@ the transaction as it was, as the SQL store's savepoints do.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Collection
 from collections.abc import Iterable
@@ -34,6 +35,8 @@ from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
+from pbidentity.domain import SamlConnection
+from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
 from pbidentity.exceptions import ConflictError
@@ -88,6 +91,9 @@ class _State:
     data: dict[str, _TenantData] = attrs.Factory(dict)
     events: dict[int, Event] = attrs.Factory(dict)  # seq -> event, in seq order
     next_seq: list[int] = attrs.Factory(lambda: [1])  # like a SQL sequence: never rolled back
+    saml_connections: dict[str, SamlConnection] = attrs.Factory(dict)  # id -> connection
+    saml_requests: dict[tuple[str, str], SamlRequest] = attrs.Factory(dict)
+    saml_assertions: dict[tuple[str, str], datetime] = attrs.Factory(dict)
 
 
 class MemoryStorage:
@@ -624,6 +630,127 @@ class _MemoryTransaction:
             e for seq, e in self._state.events.items() if seq > after and e.tenant_id == tenant_id
         )
         return [e for _, e in zip(range(limit), found, strict=False)]
+
+    # SAML --------------------------------------------------------------------
+    def saml_connections(self, tenant_id: str) -> Sequence[SamlConnection]:
+        """The tenant's SAML connections, active first."""
+        self._check_open()
+        found = [c for c in self._state.saml_connections.values() if c.tenant_id == tenant_id]
+        return sorted(found, key=lambda c: _STATE_ORDER[c.state])
+
+    def _check_state_free(self, connection: SamlConnection) -> None:
+        for other in self._state.saml_connections.values():
+            if (
+                other.tenant_id == connection.tenant_id
+                and other.state == connection.state
+                and other.id != connection.id
+            ):
+                raise ConflictError(
+                    f"the tenant already has a {connection.state} SAML connection",
+                    attribute="state",
+                )
+
+    def add_saml_connection(self, connection: SamlConnection) -> None:
+        """Insert a connection; ``ConflictError`` if the tenant has one in that state."""
+        self._data(connection.tenant_id)
+        if connection.id in self._state.saml_connections:
+            raise ConflictError(
+                f"SAML connection id {connection.id!r} already exists", attribute="id"
+            )
+        self._check_state_free(connection)
+        self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
+
+    def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
+        """Overwrite a connection whose stored version is ``expected_version``."""
+        self._check_open()
+        current = self._state.saml_connections.get(connection.id)
+        if current is None or current.tenant_id != connection.tenant_id:
+            raise NotFoundError(f"SAML connection {connection.id!r} does not exist")
+        _check_version("SAML connection", connection.id, current.version, expected_version)
+        self._check_state_free(connection)
+        self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
+
+    def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
+        """Delete a connection and its pending requests."""
+        self._check_open()
+        current = self._state.saml_connections.get(connection_id)
+        if current is None or current.tenant_id != tenant_id:
+            return False
+        self._pop(self._state.saml_connections, connection_id)
+        for key, request in list(self._state.saml_requests.items()):
+            if request.tenant_id == tenant_id and request.connection_id == connection_id:
+                self._pop(self._state.saml_requests, key)
+        return True
+
+    def active_saml_connections(self, idp_entity_id: str) -> Sequence[SamlConnection]:
+        """Every tenant's active connection to that IdP entity."""
+        self._check_open()
+        return [
+            c
+            for c in self._state.saml_connections.values()
+            if c.state == "active" and c.idp.entity_id == idp_entity_id
+        ]
+
+    def add_saml_request(self, request: SamlRequest) -> None:
+        """Remember an AuthnRequest."""
+        self._data(request.tenant_id)
+        owner = self._state.saml_connections.get(request.connection_id)
+        if owner is None or owner.tenant_id != request.tenant_id:
+            raise NotFoundError(f"SAML connection {request.connection_id!r} does not exist")
+        key = (request.tenant_id, request.id)
+        if key in self._state.saml_requests:
+            raise ConflictError(f"SAML request {request.id!r} already exists", attribute="id")
+        stored = attrs.evolve(request, created=utc(request.created), expires=utc(request.expires))
+        self._put(self._state.saml_requests, key, stored)
+
+    def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
+        """Remove and return a pending AuthnRequest."""
+        self._check_open()
+        key = (tenant_id, request_id)
+        found = self._state.saml_requests.get(key)
+        if found is not None:
+            self._pop(self._state.saml_requests, key)
+        return found
+
+    def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
+        """Record a consumed assertion id; ``False`` for a replay."""
+        self._data(tenant_id)
+        key = (tenant_id, assertion_id)
+        if key in self._state.saml_assertions:
+            return False
+        self._put(self._state.saml_assertions, key, utc(expires))
+        return True
+
+    def purge_saml_state(self, now: datetime) -> int:
+        """Forget expired requests and assertion ids."""
+        self._check_writable()
+        gone = 0
+        for key, request in list(self._state.saml_requests.items()):
+            if request.expires <= now:
+                self._pop(self._state.saml_requests, key)
+                gone += 1
+        for key, expires in list(self._state.saml_assertions.items()):
+            if expires <= now:
+                self._pop(self._state.saml_assertions, key)
+                gone += 1
+        return gone
+
+
+_STATE_ORDER = {"active": 0, "pending": 1, "previous": 2}
+
+
+def _saml_copy(connection: SamlConnection) -> SamlConnection:
+    # Through JSON and back, as the SQL store does, so that callers never
+    # share mutable mappings with the store.
+    return attrs.evolve(
+        connection,
+        attribute_mapping=dict(connection.attribute_mapping),
+        last_attempt=None
+        if connection.last_attempt is None
+        else json.loads(json.dumps(connection.last_attempt)),
+        created=utc(connection.created),
+        activated=None if connection.activated is None else utc(connection.activated),
+    )
 
 
 def _check_version(kind: str, resource_id: str, current: int, expected: int) -> None:

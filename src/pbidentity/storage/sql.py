@@ -113,13 +113,17 @@ from sqlalchemy.types import TypeEngine
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Event
 from pbidentity.domain import Group
+from pbidentity.domain import IdentityProvider
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
+from pbidentity.domain import SamlConnection
+from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import SchemaVersionError
 from pbidentity.exceptions import StorageError
 from pbidentity.exceptions import StorageUnavailableError
@@ -154,11 +158,11 @@ from pbidentity.storage._evaluate import utc
 __all__ = ["SCHEMA_REVISION", "SqlStorage", "metadata", "schema_revision", "upgrade_schema"]
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002")
+_REVISIONS = ("0001", "0002", "0003")
 
 #: How long a SQLite connection waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -400,7 +404,9 @@ groups = Table(
 # How many members and groups each tenant has, kept with every insert and
 # delete: an unfiltered listing reads its totalResults here instead of
 # counting a million rows on every page. One row per tenant and kind, so that
-# member and group writes never wait on each other's counter.
+# member and group writes never wait on each other's counter. The rows of kind
+# "members@<id>" count the members of a segment of the tenant's id order (see
+# _SEGMENT): they let a page at any offset skip to its segment.
 tenant_counts = Table(
     "tenant_counts",
     metadata,
@@ -458,6 +464,61 @@ memberships = Table(
         name="fk_memberships_member",
     ),
     Index("ix_memberships_member", "tenant_id", "member_id", "group_id"),
+)
+
+# A tenant's SAML connections: at most one per state (pending, active,
+# previous), enforced by the database so that two concurrent "Save &
+# authorize" swaps cannot both win. The configuration is one JSON document.
+saml_connections = Table(
+    "saml_connections",
+    metadata,
+    Column("id", _TEXT, primary_key=True),
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("state", _TEXT, nullable=False),
+    Column("idp_entity_id", _TEXT, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("metadata_xml", Text),
+    Column("created", _UtcText, nullable=False),
+    Column("activated", _UtcText),
+    Column("version", Integer, nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_connections_tenant"),
+    UniqueConstraint("tenant_id", "state", name="uq_saml_connections_state"),
+    Index("ix_saml_connections_entity", "idp_entity_id", "state"),
+)
+
+# AuthnRequests waiting for their response: deleted when answered (single
+# use) or purged when expired.
+saml_requests = Table(
+    "saml_requests",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("connection_id", _TEXT, nullable=False),
+    Column("purpose", _TEXT, nullable=False),
+    Column("relay_state", Text),
+    Column("created", _UtcText, nullable=False),
+    Column("expires", _UtcText, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_saml_requests"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_requests_tenant"),
+    ForeignKeyConstraint(
+        ["connection_id"],
+        ["saml_connections.id"],
+        ondelete="CASCADE",
+        name="fk_saml_requests_connection",
+    ),
+    Index("ix_saml_requests_expires", "expires"),
+)
+
+# The replay cache: ids of consumed assertions, shared by every app instance.
+saml_assertions = Table(
+    "saml_assertions",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("expires", _UtcText, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_saml_assertions"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_assertions_tenant"),
+    Index("ix_saml_assertions_expires", "expires"),
 )
 
 
@@ -681,6 +742,83 @@ def _event(row: Any) -> Event:
         data=load_document(row.data),
         seq=row.seq,
         delivered=row.delivered,
+    )
+
+
+def _saml_row(connection: SamlConnection) -> dict[str, Any]:
+    idp = connection.idp
+    document = {
+        "idp": {
+            "entity_id": idp.entity_id,
+            "sso_url": idp.sso_url,
+            "sso_binding": idp.sso_binding,
+            "certificates": list(idp.certificates),
+            "nameid_formats": list(idp.nameid_formats),
+            "attributes": list(idp.attributes),
+            "valid_until": None
+            if idp.valid_until is None
+            else utc(idp.valid_until).isoformat(timespec="microseconds"),
+            "cache_duration": idp.cache_duration,
+        },
+        "attribute_mapping": dict(connection.attribute_mapping),
+        "allow_idp_initiated": connection.allow_idp_initiated,
+        "unknown_members": connection.unknown_members,
+        "source": connection.source,
+        "last_attempt": connection.last_attempt,
+    }
+    return {
+        "id": connection.id,
+        "tenant_id": connection.tenant_id,
+        "state": connection.state,
+        "idp_entity_id": idp.entity_id,
+        "document": dump_document(document),
+        "metadata_xml": connection.metadata_xml,
+        "created": connection.created,
+        "activated": connection.activated,
+        "version": connection.version,
+    }
+
+
+def _saml_connection(row: Any) -> SamlConnection:
+    document = load_document(row.document)
+    idp = document["idp"]
+    return SamlConnection(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        state=row.state,
+        idp=IdentityProvider(
+            entity_id=idp["entity_id"],
+            sso_url=idp["sso_url"],
+            sso_binding=idp["sso_binding"],
+            certificates=tuple(idp["certificates"]),
+            nameid_formats=tuple(idp["nameid_formats"]),
+            attributes=tuple(idp["attributes"]),
+            valid_until=None
+            if idp["valid_until"] is None
+            else datetime.fromisoformat(idp["valid_until"]),
+            cache_duration=idp["cache_duration"],
+        ),
+        attribute_mapping=document["attribute_mapping"],
+        allow_idp_initiated=document["allow_idp_initiated"],
+        unknown_members=document["unknown_members"],
+        source=document["source"],
+        metadata_xml=row.metadata_xml,
+        created=row.created,
+        activated=row.activated,
+        last_attempt=document["last_attempt"],
+        version=row.version,
+    )
+
+
+def _saml_request(row: Any) -> SamlRequest:
+    return SamlRequest(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        connection_id=row.connection_id,
+        purpose=row.purpose,
+        relay_state=row.relay_state,
+        created=row.created,
+        expires=row.expires,
     )
 
 
@@ -2062,6 +2200,148 @@ class _SqlTransaction:
             .limit(limit)
         )
         return [_event(row) for row in self._conn.execute(statement)]
+
+    # SAML --------------------------------------------------------------------
+    @_guarded
+    def saml_connections(self, tenant_id: str) -> Sequence[SamlConnection]:
+        """The tenant's SAML connections, active first."""
+        rows = self._conn.execute(
+            select(saml_connections).where(saml_connections.c.tenant_id == tenant_id)
+        ).all()
+        found = [_saml_connection(row) for row in rows]
+        return sorted(found, key=lambda c: _SAML_STATE_ORDER[c.state])
+
+    @_guarded
+    def add_saml_connection(self, connection: SamlConnection) -> None:
+        """Insert a connection; ``ConflictError`` if the tenant has one in that state."""
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(saml_connections), [_saml_row(connection)])
+        except IntegrityError as error:
+            raise _saml_conflict(error, connection) from error
+
+    @_guarded
+    def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
+        """Overwrite a connection whose stored version is ``expected_version``."""
+        row = _saml_row(connection)
+        del row["id"], row["tenant_id"]
+        try:
+            with self._savepoint():
+                changed = self._conn.execute(
+                    update(saml_connections)
+                    .where(
+                        saml_connections.c.id == connection.id,
+                        saml_connections.c.tenant_id == connection.tenant_id,
+                        saml_connections.c.version == expected_version,
+                    )
+                    .values(**row)
+                ).rowcount
+        except IntegrityError as error:
+            raise _saml_conflict(error, connection) from error
+        if changed == 0:
+            current = self._conn.execute(
+                select(saml_connections.c.version).where(
+                    saml_connections.c.id == connection.id,
+                    saml_connections.c.tenant_id == connection.tenant_id,
+                )
+            ).scalar()
+            _raise_missing_or_moved("SAML connection", connection.id, current, expected_version)
+
+    @_guarded
+    def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
+        """Delete a connection and its pending requests."""
+        self._conn.execute(
+            delete(saml_requests).where(
+                saml_requests.c.tenant_id == tenant_id,
+                saml_requests.c.connection_id == connection_id,
+            )
+        )
+        gone = self._conn.execute(
+            delete(saml_connections).where(
+                saml_connections.c.tenant_id == tenant_id,
+                saml_connections.c.id == connection_id,
+            )
+        ).rowcount
+        return bool(gone)
+
+    @_guarded
+    def active_saml_connections(self, idp_entity_id: str) -> Sequence[SamlConnection]:
+        """Every tenant's active connection to that IdP entity."""
+        rows = self._conn.execute(
+            select(saml_connections).where(
+                saml_connections.c.idp_entity_id == idp_entity_id,
+                saml_connections.c.state == "active",
+            )
+        ).all()
+        return [_saml_connection(row) for row in rows]
+
+    @_guarded
+    def add_saml_request(self, request: SamlRequest) -> None:
+        """Remember an AuthnRequest."""
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(saml_requests), [attrs.asdict(request, recurse=False)])
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError(
+                    f"tenant {request.tenant_id!r} or SAML connection "
+                    f"{request.connection_id!r} does not exist"
+                ) from error
+            raise ConflictError(
+                f"SAML request {request.id!r} already exists", attribute="id"
+            ) from error
+
+    @_guarded
+    def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
+        """Remove and return a pending AuthnRequest (single use, also across instances)."""
+        where = (saml_requests.c.tenant_id == tenant_id, saml_requests.c.id == request_id)
+        row = self._conn.execute(select(saml_requests).where(*where)).first()
+        if row is None:
+            return None
+        # The DELETE decides: of two instances that read the row, only the one
+        # whose DELETE removed it gets the request.
+        if not self._conn.execute(delete(saml_requests).where(*where)).rowcount:
+            return None
+        return _saml_request(row)
+
+    @_guarded
+    def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
+        """Record a consumed assertion id; ``False`` for a replay."""
+        try:
+            with self._savepoint():
+                self._conn.execute(
+                    insert(saml_assertions),
+                    [{"tenant_id": tenant_id, "id": assertion_id, "expires": expires}],
+                )
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+            return False
+        return True
+
+    @_guarded
+    def purge_saml_state(self, now: datetime) -> int:
+        """Forget expired requests and assertion ids."""
+        gone = self._conn.execute(
+            delete(saml_requests).where(saml_requests.c.expires <= now)
+        ).rowcount
+        gone += self._conn.execute(
+            delete(saml_assertions).where(saml_assertions.c.expires <= now)
+        ).rowcount
+        return int(gone)
+
+
+_SAML_STATE_ORDER = {"active": 0, "pending": 1, "previous": 2}
+
+
+def _saml_conflict(error: IntegrityError, connection: SamlConnection) -> PbIdentityError:
+    if _is_foreign_key(error):
+        return NotFoundError(f"tenant {connection.tenant_id!r} does not exist")
+    if "state" in _constraint(error):
+        return ConflictError(
+            f"the tenant already has a {connection.state} SAML connection", attribute="state"
+        )
+    return ConflictError(f"SAML connection id {connection.id!r} already exists", attribute="id")
 
 
 def _raise_missing_or_moved(
