@@ -10,6 +10,8 @@ nox.options.error_on_missing_interpreters = False
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"
+# Every extra: the suite tests SAML, each framework adapter and PostgreSQL.
+EXTRAS = "saml,flask,fastapi,postgres"
 
 
 def _group(name: str) -> list[str]:
@@ -19,7 +21,7 @@ def _group(name: str) -> list[str]:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Install the package with its test tools and run the whole test suite."""
-    session.install("-e", ".", *_group("test"))
+    session.install("-e", f".[{EXTRAS}]", *_group("test"))
     session.run("pytest", *session.posargs)
 
 
@@ -34,7 +36,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typing(session: nox.Session) -> None:
     """Mypy --strict on the package, the tests, the benchmarks and this file."""
-    session.install("-e", ".", *_group("typing"), *_group("bench"), "nox")
+    session.install("-e", f".[{EXTRAS}]", *_group("typing"), *_group("bench"), "nox")
     session.run("mypy", "--strict", *session.posargs)
 
 
@@ -47,15 +49,22 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run a benchmark: okta (the default), link, scale or all; arguments after it go to it.
+    """Run a benchmark: okta (the default), link, scale, saml or all; arguments after it go to it.
 
     ``nox -s bench`` replays an Okta workload against pbidentity and scim2-server;
     ``nox -s bench -- link`` links 100,000 existing members from an export;
     ``nox -s bench -- scale --members 1000000`` loads a million members on SQLite
-    and PostgreSQL and times lookups, pages and writes.
+    and PostgreSQL and times lookups, pages and writes;
+    ``nox -s bench -- saml`` times validating one signed SAML response with
+    python3-saml's own path and with ``verify_response``.
     """
-    session.install("-e", ".[postgres]", *_group("bench"))
-    scripts = {"okta": "okta_workload.py", "link": "link_members.py", "scale": "scale.py"}
+    session.install("-e", ".[postgres,saml]", *_group("bench"))
+    scripts = {
+        "okta": "okta_workload.py",
+        "link": "link_members.py",
+        "scale": "scale.py",
+        "saml": "saml_validate.py",
+    }
     args = list(session.posargs)
     chosen = args.pop(0) if args and args[0] in (*scripts, "all") else "okta"
     for name in scripts if chosen == "all" else (chosen,):

@@ -1,17 +1,19 @@
-"""The WSGI adapter: serve a :class:`~pbidentity.scim.ScimService` from any WSGI server.
+"""The WSGI adapter: serve pbidentity's handlers (SCIM, SAML) from any WSGI server.
 
 It translates and nothing else: the WSGI environ becomes a
-:class:`~pbidentity.http.Request` (reading at most the configured body size
+:class:`~pbidentity.http.Request` (reading at most the handler's body cap
 plus one byte), the core answers, and the :class:`~pbidentity.http.Response`
 goes back through ``start_response``. It never chooses a status on its own
-except 404 for paths outside its prefix, and never parses JSON.
+except 404 for paths outside its prefixes, and never parses the body.
 
 Embedding in a host app::
 
     from pbidentity.wsgi import make_app
     scim = make_app("sqlite:///pbidentity.db")          # serves /scim/v2/...
 
-or, with a service the host app built itself, ``ScimWsgiApp(service)``.
+or, with services the host app built itself,
+``WsgiApp(Router({"/scim/v2": scim, "/saml": saml}))`` (``ScimWsgiApp(service)``
+for SCIM alone).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from typing import TYPE_CHECKING
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pbidentity.http import Handler
+from pbidentity.http import Mount
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.http import Router
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from pbidentity.scim import ScimConfig
     from pbidentity.scim import ScimService
 
-__all__ = ["ScimWsgiApp", "make_app"]
+__all__ = ["ScimWsgiApp", "WsgiApp", "make_app"]
 
 DEFAULT_PREFIX = "/scim/v2"
 
@@ -54,13 +59,20 @@ def _wsgi_str(value: str) -> str:
         return value
 
 
-def read_request(environ: WSGIEnvironment, prefix: str, max_body_bytes: int) -> Request | None:
-    """The request value of a WSGI call, or ``None`` if it is outside ``prefix``."""
-    path = _wsgi_str(environ.get("PATH_INFO", "") or "/")
-    if prefix:
-        if path != prefix and not path.startswith(prefix + "/"):
-            return None
-        path = path[len(prefix) :] or "/"
+def request_path(environ: WSGIEnvironment) -> str:
+    """The request path below ``SCRIPT_NAME``, decoded as UTF-8 where it is."""
+    return _wsgi_str(environ.get("PATH_INFO", "") or "/")
+
+
+def read_request(environ: WSGIEnvironment, router: Router) -> tuple[Mount, Request] | None:
+    """The mount a WSGI call is for and its request value, or ``None`` outside every prefix.
+
+    The body is read only once the mount is known, up to that handler's cap.
+    """
+    found = router.route(request_path(environ))
+    if found is None:
+        return None
+    mount, path = found
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST")
     if not host:
@@ -68,7 +80,8 @@ def read_request(environ: WSGIEnvironment, prefix: str, max_body_bytes: int) -> 
         port = str(environ.get("SERVER_PORT", ""))
         if port and port != ("443" if scheme == "https" else "80"):
             host = f"{host}:{port}"
-    base_url = f"{scheme}://{host}{_wsgi_str(environ.get('SCRIPT_NAME', ''))}{prefix}"
+    script_name = _wsgi_str(environ.get("SCRIPT_NAME", "")).rstrip("/")
+    base_url = f"{scheme}://{host}{script_name}{mount.prefix}"
     headers = [
         (key[5:].replace("_", "-"), value)
         for key, value in environ.items()
@@ -77,9 +90,9 @@ def read_request(environ: WSGIEnvironment, prefix: str, max_body_bytes: int) -> 
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
             headers.append((key.replace("_", "-"), environ[key]))
-    body, truncated = _read_body(environ, max_body_bytes)
+    body, truncated = _read_body(environ, mount.handler.max_body_bytes)
     query = tuple(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-    return Request(
+    request = Request(
         method=environ.get("REQUEST_METHOD", "GET"),
         path=path,
         base_url=base_url,
@@ -88,6 +101,7 @@ def read_request(environ: WSGIEnvironment, prefix: str, max_body_bytes: int) -> 
         body=body,
         body_truncated=truncated,
     )
+    return mount, request
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> tuple[bytes, bool]:
@@ -120,11 +134,41 @@ def write_response(response: Response, start_response: StartResponse) -> Iterabl
     return [response.body] if response.body else []
 
 
-class ScimWsgiApp:
-    """A WSGI application that serves a SCIM service under ``prefix``.
+class WsgiApp:
+    """A WSGI application that serves a handler under ``prefix``, or a :class:`Router`'s handlers.
 
-    Requests outside the prefix get ``fallback`` if given (so a host app can
-    chain another WSGI app), else a plain 404.
+    ``WsgiApp(Router({"/scim/v2": scim, "/saml": saml}))`` serves both;
+    ``WsgiApp(scim)`` serves one handler at the root (mount it where you
+    like: ``SCRIPT_NAME`` is part of every URL it builds). Requests outside
+    the prefixes get ``fallback`` if given (so a host app can chain another
+    WSGI app), else a plain 404.
+    """
+
+    def __init__(
+        self,
+        target: Handler | Router,
+        *,
+        prefix: str = "",
+        fallback: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]] | None = None,
+    ) -> None:
+        self.router = Router.of(target, prefix)
+        self.fallback = fallback
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one WSGI request."""
+        found = read_request(environ, self.router)
+        if found is None:
+            if self.fallback is not None:
+                return self.fallback(environ, start_response)
+            return write_response(Router.not_found, start_response)
+        mount, request = found
+        return write_response(mount.handler.handle(request), start_response)
+
+
+class ScimWsgiApp(WsgiApp):
+    """A WSGI application that serves a SCIM service under ``prefix`` (``/scim/v2``).
+
+    Requests outside the prefix get ``fallback`` if given, else a plain 404.
     """
 
     def __init__(
@@ -134,25 +178,9 @@ class ScimWsgiApp:
         prefix: str = DEFAULT_PREFIX,
         fallback: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]] | None = None,
     ) -> None:
+        super().__init__(service, prefix=prefix, fallback=fallback)
         self.service = service
         self.prefix = prefix.rstrip("/")
-        self.fallback = fallback
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """Serve one WSGI request."""
-        request = read_request(environ, self.prefix, self.service.config.max_body_bytes)
-        if request is None:
-            if self.fallback is not None:
-                return self.fallback(environ, start_response)
-            return write_response(
-                Response(
-                    status=404,
-                    headers=(("Content-Type", "text/plain; charset=utf-8"),),
-                    body=b"Not Found\n",
-                ),
-                start_response,
-            )
-        return write_response(self.service.handle(request), start_response)
 
 
 def make_app(

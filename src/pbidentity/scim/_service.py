@@ -188,6 +188,11 @@ class ScimService:
 
     # -- entry point ---------------------------------------------------------
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The body size cap adapters read up to (``config.max_body_bytes``)."""
+        return self.config.max_body_bytes
+
     def handle(self, request: Request) -> Response:
         """Answer one request. Never raises."""
         try:

@@ -1,0 +1,135 @@
+"""The FastAPI (Starlette) integration: the endpoints in the app, the services as dependencies.
+
+::
+
+    from typing import Annotated
+    from fastapi import Depends, FastAPI
+    from pbidentity.fastapi import PbIdentity, pbidentity_scim
+
+    app = FastAPI()
+    PbIdentity(database_url="postgresql+psycopg://...").init_app(app)
+
+    @app.post("/settings/scim/token")
+    def new_token(scim: Annotated[ScimService, Depends(pbidentity_scim)]):
+        ...  # a plain def: the service's calls block, FastAPI runs them in a thread
+
+The endpoints are served by :class:`pbidentity.asgi.AsgiApp`, so the core
+runs in a worker thread and the body is read up to each handler's cap,
+never by FastAPI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Executor
+
+from fastapi import Request
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+from starlette.routing import Route
+
+from pbidentity.asgi import AsgiApp
+from pbidentity.exceptions import ConfigurationError
+from pbidentity.http import Handler
+from pbidentity.http import Router
+from pbidentity.scim import ScimConfig
+from pbidentity.scim import ScimService
+
+__all__ = ["PbIdentity", "pbidentity_saml", "pbidentity_scim"]
+
+
+class PbIdentity:
+    """Serve SCIM (and SAML) under their prefixes in a FastAPI or Starlette app.
+
+    The SCIM service is ``scim`` if given, else one built on ``database_url``
+    (with ``scim_config``); ``saml`` is a SAML handler to serve too, and
+    ``mounts`` more handlers by prefix.
+    :meth:`init_app` adds the routes to an app; :attr:`asgi` is the same
+    endpoints as an ASGI app, to mount or to run on its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        scim: ScimService | None = None,
+        scim_config: ScimConfig | None = None,
+        saml: Handler | None = None,
+        mounts: Mapping[str, Handler] | None = None,
+        scim_prefix: str = "/scim/v2",
+        saml_prefix: str = "/saml",
+        executor: Executor | None = None,
+    ) -> None:
+        if scim is None and database_url:
+            from pbidentity.storage import open_storage
+
+            scim = ScimService(open_storage(database_url), scim_config)
+        self._scim = scim
+        self._saml = saml
+        served = dict(mounts or {})
+        if scim is not None:
+            served[scim_prefix] = scim
+        if saml is not None:
+            served[saml_prefix] = saml
+        if not served:
+            raise ConfigurationError(
+                "pbidentity has nothing to serve: pass database_url=, scim= or saml= to PbIdentity"
+            )
+        self.router = Router(served)
+        self.asgi = AsgiApp(self.router, executor=executor)
+
+    @property
+    def scim(self) -> ScimService:
+        """The SCIM service, for the host app's own endpoints (settings pages, admin)."""
+        if self._scim is None:
+            raise ConfigurationError("pbidentity was given no SCIM service")
+        return self._scim
+
+    @property
+    def saml(self) -> Handler:
+        """The SAML service given to the integration."""
+        if self._saml is None:
+            raise ConfigurationError("pbidentity was given no SAML service (saml=...)")
+        return self._saml
+
+    def routes(self) -> list[BaseRoute]:
+        """Starlette routes for every prefix: the prefix itself and every path below it.
+
+        They take every method and stay out of the OpenAPI schema; the core
+        answers 405 itself where it must.
+        """
+        routes: list[BaseRoute] = []
+        for mount in self.router.mounts:
+            name = f"pbidentity{mount.prefix}"
+            if mount.prefix:
+                routes.append(Route(mount.prefix, self.asgi, name=name, include_in_schema=False))
+            routes.append(
+                Route(
+                    f"{mount.prefix}/{{rest:path}}", self.asgi, name=name, include_in_schema=False
+                )
+            )
+        return routes
+
+    def init_app(self, app: Starlette) -> None:
+        """Serve the endpoints in ``app`` (FastAPI or Starlette), the services as dependencies."""
+        # Added to the app's own route list: APIRouter.include_router only
+        # copies routes that have a fixed set of methods.
+        app.router.routes.extend(self.routes())
+        app.state.pbidentity = self
+
+
+def _extension(request: Request) -> PbIdentity:
+    extension = getattr(request.app.state, "pbidentity", None)
+    if not isinstance(extension, PbIdentity):
+        raise ConfigurationError("pbidentity is not set up in this app: call PbIdentity.init_app")
+    return extension
+
+
+def pbidentity_scim(request: Request) -> ScimService:
+    """FastAPI dependency: the app's SCIM service (``Depends(pbidentity_scim)``)."""
+    return _extension(request).scim
+
+
+def pbidentity_saml(request: Request) -> Handler:
+    """FastAPI dependency: the app's SAML service (``Depends(pbidentity_saml)``)."""
+    return _extension(request).saml
