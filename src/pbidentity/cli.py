@@ -13,11 +13,17 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 
 from pbidentity import __version__
 from pbidentity._converter import converter
 from pbidentity.exceptions import PbIdentityError
+
+if TYPE_CHECKING:
+    from pbidentity.domain import IdentityProvider
+    from pbidentity.saml import Report
+    from pbidentity.saml import ServiceProvider
 
 __all__ = ["main"]
 
@@ -158,6 +164,33 @@ def _parser() -> argparse.ArgumentParser:
         help=f"to wait for each answer (default: {DEFAULT_TIMEOUT:g})",
     )
     simulate.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    saml = commands.add_parser("saml", help="SAML sign-in: check an IdP's metadata")
+    saml_commands = saml.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = saml_commands.add_parser(
+        "check",
+        help="check an IdP's metadata (a URL or a file) as the admin page does",
+        description="Read the IdP metadata at SOURCE (an https URL, fetched with the same "
+        "safeguards as the admin page, or a file), run every check of the admin page on it "
+        "and print the findings, errors first. Exit status 1 when a finding is an error. "
+        "Give --sp-entity-id and --acs-url to check the app's side too.",
+    )
+    check.add_argument("source", metavar="SOURCE", help="the metadata URL (https) or file")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--dev-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a development host allowed over plain http (a warning instead of an error); "
+        "repeat for several",
+    )
+    check.add_argument(
+        "--sp-entity-id", metavar="URL", help="the app's SP entity ID to check (with --acs-url)"
+    )
+    check.add_argument(
+        "--acs-url", metavar="URL", help="the app's ACS URL to check (with --sp-entity-id)"
+    )
     return parser
 
 
@@ -181,6 +214,8 @@ def _run(args: argparse.Namespace) -> int:
         return _simulate(args)
     if args.command == "db":
         return _db(args)
+    if args.command == "saml":  # reads a file or a URL, not the database
+        return _saml(args)
     # serve keeps the embedded SQLite default working across upgrades; a
     # shared server database is migrated on purpose, with `db upgrade`.
     upgrade = args.command == "serve" and args.database.startswith("sqlite")
@@ -430,6 +465,114 @@ def _db(args: argparse.Namespace) -> int:
         return 0
     finally:
         storage.close()
+
+
+SAML_EXTRA_MISSING = "SAML support needs the saml extra: pip install 'pbidentity[saml]'"
+
+#: The top-level packages of the ``saml`` extra; an import of one of them
+#: failing means the extra is not installed (anything else is a bug).
+_SAML_EXTRA_PACKAGES = frozenset({"lxml", "xmlsec", "onelogin", "cryptography", "isodate"})
+
+
+def _saml(args: argparse.Namespace) -> int:
+    if (args.sp_entity_id is None) != (args.acs_url is None):
+        print(
+            "pbidentity saml check: error: --sp-entity-id and --acs-url go together",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        from pbidentity.saml._metadata import read_metadata
+        from pbidentity.saml._validate import check_connection
+        from pbidentity.saml._validate import check_service_provider
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] in _SAML_EXTRA_PACKAGES:
+            raise _input_error(SAML_EXTRA_MISSING) from None
+        raise
+    from pbidentity._clock import utc_now
+    from pbidentity.saml import Report
+    from pbidentity.saml import ServiceProvider
+
+    dev_hosts = frozenset(args.dev_host)
+    now = utc_now()
+    body = _saml_metadata_source(args.source, dev_hosts)
+    if isinstance(body, Report):
+        return _saml_report(body, None, args.json)
+    idp, report = read_metadata(body, now=now)
+    sp, tenant_slug = _saml_service_provider(args)
+    if idp is not None:
+        # Without an SP only its NameID format matters to the IdP checks: the default.
+        wanted = sp or ServiceProvider(entity_id="", acs_url="", metadata_url="", login_url="")
+        report = report.plus(
+            check_connection(idp, sp=wanted, now=now, dev_hosts=dev_hosts).findings
+        )
+    if sp is not None:
+        report = report.plus(
+            check_service_provider(sp, tenant_slug=tenant_slug, dev_hosts=dev_hosts).findings
+        )
+    return _saml_report(report, idp, args.json)
+
+
+def _saml_metadata_source(source: str, dev_hosts: frozenset[str]) -> bytes | Report:
+    """The metadata document's bytes, or a Report of why it could not be fetched."""
+    import re
+
+    # Anything with a scheme goes to the fetcher, which refuses all but https
+    # (http only for a dev host) with a finding that says so.
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source):
+        from pbidentity.saml import Report
+        from pbidentity.saml._fetch import MetadataFetchError
+        from pbidentity.saml._fetch import fetch_metadata
+
+        try:
+            return fetch_metadata(source, dev_hosts=dev_hosts).body
+        except MetadataFetchError as error:
+            return Report((error.finding,))
+    import pathlib
+
+    try:
+        return pathlib.Path(source).read_bytes()
+    except OSError as error:
+        raise _input_error(
+            f"cannot read the metadata file {source}: {error.strerror or error}"
+        ) from error
+
+
+def _saml_service_provider(
+    args: argparse.Namespace,
+) -> tuple[ServiceProvider | None, str | None]:
+    """The app's side of the connection to check, and the tenant slug its URLs must name.
+
+    This is where ``--tenant`` will build the ServiceProvider from the
+    tenant's own configuration (and give its slug). Until then the values
+    come from ``--sp-entity-id`` and ``--acs-url``, with no tenant to check
+    them against; ``(None, None)`` skips the SP-side checks.
+    """
+    if args.sp_entity_id is None:
+        return None, None
+    from pbidentity.saml import ServiceProvider
+
+    return (
+        ServiceProvider(
+            entity_id=args.sp_entity_id, acs_url=args.acs_url, metadata_url="", login_url=""
+        ),
+        None,
+    )
+
+
+def _saml_report(report: Report, idp: IdentityProvider | None, as_json: bool) -> int:
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        if idp is not None:
+            count = len(idp.certificates)
+            binding = "HTTP-Redirect" if idp.sso_binding == "redirect" else "HTTP-POST"
+            print(
+                f"IdP {idp.entity_id or '(no entity ID)'}: SSO {idp.sso_url} ({binding}), "
+                f"{count} signing certificate{'' if count == 1 else 's'}"
+            )
+        print(report.render())
+    return 0 if report.ok else 1
 
 
 def _print_json(value: Any) -> None:

@@ -1,0 +1,51 @@
+"""SAML 2.0 sign-in: metadata import and validation, staged activation, a hardened ACS.
+
+python3-saml (the ``saml`` extra) does the XML signature work; this package
+adds what it leaves to the app: a safe metadata fetcher, a validator that
+speaks to the admin, "Save & authorize" with rollback, exact URL checks,
+single-use requests and a replay cache shared through storage. Importing it
+does not import python3-saml, lxml or xmlsec; they load when first needed.
+
+The host app builds one :class:`SamlService` on its storage, serves its
+:meth:`~SamlService.handle` under ``/saml`` (any adapter), calls its typed
+methods from its settings pages, and starts a session when the ACS hands it
+a :class:`SignIn`.
+"""
+
+from __future__ import annotations
+
+from pbidentity.saml._protocol import AuthnRedirect
+from pbidentity.saml._service import Authorized
+from pbidentity.saml._service import ResultHandler
+from pbidentity.saml._service import SamlConfig
+from pbidentity.saml._service import SamlConnections
+from pbidentity.saml._service import SamlService
+from pbidentity.saml._service import SaveResult
+from pbidentity.saml._service import SignIn
+from pbidentity.saml._service import SignInFailure
+from pbidentity.saml._service import SignInOutcome
+from pbidentity.saml._service import default_result_page
+from pbidentity.saml._types import EMAIL_NAMEID
+from pbidentity.saml._types import Finding
+from pbidentity.saml._types import Report
+from pbidentity.saml._types import ServiceProvider
+from pbidentity.saml._types import Severity
+
+__all__ = [
+    "EMAIL_NAMEID",
+    "AuthnRedirect",
+    "Authorized",
+    "Finding",
+    "Report",
+    "ResultHandler",
+    "SamlConfig",
+    "SamlConnections",
+    "SamlService",
+    "SaveResult",
+    "ServiceProvider",
+    "Severity",
+    "SignIn",
+    "SignInFailure",
+    "SignInOutcome",
+    "default_result_page",
+]

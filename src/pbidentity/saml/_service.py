@@ -1,0 +1,1196 @@
+"""The SAML service: per-tenant SP values, Save & authorize, and the ACS.
+
+:class:`SamlService` is the sans-I/O core of SAML sign-in, as
+:class:`~pbidentity.scim.ScimService` is for provisioning. The host app's
+settings pages call its typed methods (:meth:`~SamlService.save_metadata_url`,
+:meth:`~SamlService.begin_authorize`, :meth:`~SamlService.rollback`...); its
+:meth:`~SamlService.handle` serves the three endpoints an IdP and a browser
+reach, under the service's prefix::
+
+    GET  /{tenant}/metadata   the SP metadata document
+    GET  /{tenant}/login      start an SP-initiated sign-in (302 or auto-post to the IdP)
+    POST /{tenant}/acs        the Assertion Consumer Service
+
+The outcome of a POST to the ACS is a typed value (:data:`SignInOutcome`)
+handed to the host app's ``on_result`` callback, which starts the session
+and answers the browser: pbidentity never sets cookies.
+
+Staged activation: saving a configuration creates a *pending* connection;
+the active one keeps serving sign-ins until the admin's test sign-in with the
+pending one succeeds, which swaps them in one transaction (the old one is
+kept as *previous*, for :meth:`~SamlService.rollback`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import logging
+import secrets
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
+from urllib.parse import parse_qsl
+from urllib.parse import quote
+
+import attrs
+
+from pbidentity._clock import Clock
+from pbidentity._clock import IdFactory
+from pbidentity._clock import new_id
+from pbidentity._clock import utc_now
+from pbidentity.domain import Event
+from pbidentity.domain import IdentityProvider
+from pbidentity.domain import Member
+from pbidentity.domain import SamlConnection
+from pbidentity.domain import SamlRequest
+from pbidentity.domain import Tenant
+from pbidentity.domain import fold
+from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import InputError
+from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import PbIdentityError
+from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.http import Request
+from pbidentity.http import Response
+from pbidentity.saml._protocol import AuthnRedirect
+from pbidentity.saml._protocol import new_request_id
+from pbidentity.saml._protocol import redirect_for
+from pbidentity.saml._protocol import sp_metadata
+from pbidentity.saml._types import Finding
+from pbidentity.saml._types import Report
+from pbidentity.saml._types import ServiceProvider
+from pbidentity.storage import Storage
+from pbidentity.storage import Transaction
+
+if TYPE_CHECKING:
+    from pbidentity.saml._response import Assertion
+
+__all__ = [
+    "Authorized",
+    "SamlConfig",
+    "SamlConnections",
+    "SamlService",
+    "SaveResult",
+    "SignIn",
+    "SignInFailure",
+    "SignInOutcome",
+]
+
+log = logging.getLogger("pbidentity.saml")
+
+#: How far the IdP's clock may be from ours before the test sign-in warns,
+#: and before it refuses (the skew the ACS tolerates is configured apart).
+_CLOCK_WARN = timedelta(seconds=60)
+_CLOCK_ERROR = timedelta(seconds=300)
+
+_HTML = (("Content-Type", "text/html; charset=utf-8"),)
+_NO_STORE = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
+_SAML_EXTRA = "SAML sign-in needs the saml extra: pip install 'pbidentity[saml]'"
+
+
+@attrs.frozen(kw_only=True)
+class SamlConfig:
+    """How the app's SAML side is reached and how strict it is.
+
+    ``public_url`` is the app's origin as browsers and IdPs see it
+    (``https://app.example``): every SP value (entity ID, ACS URL) is built
+    from it, and responses are checked against exactly those values, so it
+    must not depend on how a request happened to arrive behind a proxy.
+    """
+
+    public_url: str
+    #: Where :meth:`SamlService.handle` is mounted in the app.
+    prefix: str = "/saml"
+    #: How far the IdP's clock may be off when checking validity windows.
+    clock_skew: timedelta = timedelta(seconds=120)
+    #: How long a sign-in started here may take at the IdP.
+    request_lifetime: timedelta = timedelta(minutes=10)
+    #: The largest ACS POST body accepted; bigger ones are refused unread.
+    max_body_bytes: int = 512 * 1024
+    #: Hosts allowed over plain http and on private addresses (metadata URLs,
+    #: SSO URLs, the app itself): for development only, empty in production.
+    dev_hosts: frozenset[str] = frozenset()
+    #: Seconds to wait for a metadata URL.
+    fetch_timeout: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if "://" not in self.public_url:
+            raise ConfigurationError(
+                f"SamlConfig.public_url must be the app's absolute origin, such as "
+                f"https://app.example, not {self.public_url!r}"
+            )
+
+
+@attrs.frozen(kw_only=True)
+class SamlConnections:
+    """A tenant's connections by state (each may be missing)."""
+
+    active: SamlConnection | None = None
+    pending: SamlConnection | None = None
+    previous: SamlConnection | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SaveResult:
+    """The outcome of saving a configuration: the report, and the pending connection if saved."""
+
+    report: Report
+    connection: SamlConnection | None = None
+
+    @property
+    def saved(self) -> bool:
+        """Whether a pending connection was created (no error in the report)."""
+        return self.connection is not None
+
+
+@attrs.frozen(kw_only=True)
+class SignIn:
+    """A member signed in: the host app starts its session for ``member``."""
+
+    tenant: Tenant
+    member: Member
+    #: Whether the member was created just now (the tenant creates unknown members).
+    created: bool
+    name_id: str
+    session_index: str | None
+    attributes: Mapping[str, tuple[str, ...]]
+    #: The path of the app the member wanted (checked to be a local path).
+    relay_state: str | None
+    #: Whether the IdP started it (an Okta tile) rather than this app.
+    idp_initiated: bool
+    #: What was checked and decided, one sentence each.
+    trail: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Authorized:
+    """The admin's test sign-in succeeded: the pending configuration is now active."""
+
+    tenant: Tenant
+    connection: SamlConnection
+    previous: SamlConnection | None
+    #: What the test sign-in found (warnings and information; no errors).
+    report: Report
+    name_id: str
+    #: The member the admin's identity matched, if any.
+    member: Member | None
+    relay_state: str | None
+
+
+@attrs.frozen(kw_only=True)
+class SignInFailure:
+    """A sign-in or test sign-in was refused; nothing changed.
+
+    ``report`` says which check failed, what was received and what was
+    expected, in words an admin can act on. A member sees only
+    :attr:`message`; the details go to the admin page and the log.
+    """
+
+    tenant: Tenant | None
+    purpose: Literal["sign_in", "authorize"]
+    report: Report
+    relay_state: str | None = None
+    #: The HTTP status the default page answers with.
+    status: int = 403
+
+    @property
+    def finding(self) -> Finding:
+        """The first error: the reason."""
+        return self.report.errors[0]
+
+    @property
+    def message(self) -> str:
+        """The reason in one sentence."""
+        return self.finding.message
+
+
+#: What a POST to the ACS gives the host app.
+SignInOutcome = SignIn | Authorized | SignInFailure
+
+#: The host app's answer to a sign-in outcome: it starts the session (or
+#: shows the failure) and returns the response for the browser.
+ResultHandler = Callable[[Request, SignInOutcome], Response]
+
+
+class _Refused(Exception):
+    """A sign-in check failed; carries the finding (internal control flow)."""
+
+    def __init__(self, finding: Finding, *, status: int = 403) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+        self.status = status
+
+
+def _error(code: str, message: str, *, where: str = "", suggestion: str = "") -> Finding:
+    return Finding(code=code, severity="error", message=message, where=where, suggestion=suggestion)
+
+
+def _local_path(value: str | None) -> str | None:
+    """A RelayState kept only if it is a path of this app (never an open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    if any(ord(ch) < 32 for ch in value) or len(value) > 2000:
+        return None
+    return value
+
+
+class SamlService:
+    """SAML sign-in for every tenant of the app, on one storage.
+
+    ``on_result`` is the host app's handler of ACS outcomes; without one, a
+    plain page says what happened (useful for trying things out, not for
+    production, where the host app must start a session).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: SamlConfig,
+        *,
+        on_result: ResultHandler | None = None,
+        clock: Clock = utc_now,
+        new_id: IdFactory = new_id,
+        fetch: Callable[..., Any] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.config = config
+        self.on_result = on_result
+        self.clock = clock
+        self.new_id = new_id
+        self._fetch = fetch
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body an adapter should read for this service."""
+        return self.config.max_body_bytes
+
+    # -- SP values -------------------------------------------------------------
+
+    def service_provider(self, tenant_slug: str) -> ServiceProvider:
+        """The values the admin pastes into the IdP for this tenant."""
+        base = self.config.public_url.rstrip("/") + self.config.prefix.rstrip("/")
+        root = f"{base}/{quote(tenant_slug, safe='')}"
+        return ServiceProvider(
+            entity_id=f"{root}/metadata",
+            acs_url=f"{root}/acs",
+            metadata_url=f"{root}/metadata",
+            login_url=f"{root}/login",
+        )
+
+    def connections(self, tenant_slug: str) -> SamlConnections:
+        """The tenant's active, pending and previous connections."""
+        with self.storage.transaction(write=False) as tx:
+            tenant = self._tenant(tx, tenant_slug)
+            return self._connections(tx, tenant)
+
+    @staticmethod
+    def _connections(tx: Transaction, tenant: Tenant) -> SamlConnections:
+        found = {c.state: c for c in tx.saml_connections(tenant.id)}
+        return SamlConnections(
+            active=found.get("active"), pending=found.get("pending"), previous=found.get("previous")
+        )
+
+    @staticmethod
+    def _tenant(tx: Transaction, slug: str) -> Tenant:
+        tenant = tx.find_tenant(slug)
+        if tenant is None:
+            raise NotFoundError(f"no workspace {slug!r}")
+        return tenant
+
+    # -- Save ------------------------------------------------------------------
+
+    def check_metadata(
+        self, tenant_slug: str, xml: bytes
+    ) -> tuple[IdentityProvider | None, Report]:
+        """Read and check IdP metadata against this tenant without saving anything."""
+        from pbidentity.saml._metadata import read_metadata
+
+        idp, report = read_metadata(xml, now=self.clock())
+        if idp is None:
+            return None, report
+        return idp, report.plus(self._check(tenant_slug, idp, {}).findings)
+
+    def _check(self, slug: str, idp: IdentityProvider, mapping: Mapping[str, str]) -> Report:
+        from pbidentity.saml._validate import check_connection
+        from pbidentity.saml._validate import check_service_provider
+
+        with self.storage.transaction(write=False) as tx:
+            tenant = self._tenant(tx, slug)
+            active = self._connections(tx, tenant).active
+            elsewhere = [
+                c.tenant_id
+                for c in tx.active_saml_connections(idp.entity_id)
+                if c.tenant_id != tenant.id and set(c.idp.certificates) & set(idp.certificates)
+            ]
+            others = [t.slug for t in (tx.get_tenant(tid) for tid in elsewhere) if t is not None]
+        sp = self.service_provider(slug)
+        report = check_connection(
+            idp,
+            sp=sp,
+            now=self.clock(),
+            attribute_mapping=mapping or None,
+            active=None if active is None else active.idp,
+            same_idp_tenants=others,
+            dev_hosts=self.config.dev_hosts,
+        )
+        # The app's own side too: an http public URL in production would make
+        # every sign-in fail at the IdP, so the admin learns it here.
+        sp_report = check_service_provider(sp, tenant_slug=slug, dev_hosts=self.config.dev_hosts)
+        return report.plus(sp_report.findings)
+
+    def fetch_metadata(self, url: str) -> bytes:
+        """Fetch a metadata URL through the safe fetcher; ``InputError`` says why it failed."""
+        from pbidentity.saml._fetch import MetadataFetchError
+        from pbidentity.saml._fetch import fetch_metadata
+
+        fetch = self._fetch or fetch_metadata
+        try:
+            fetched = fetch(url, timeout=self.config.fetch_timeout, dev_hosts=self.config.dev_hosts)
+        except MetadataFetchError as error:
+            raise _FetchFailed(error.finding) from error
+        return bytes(fetched.body)
+
+    def save_metadata_url(self, tenant_slug: str, url: str, **options: Any) -> SaveResult:
+        """Fetch the IdP's metadata URL (Okta's "Metadata URL"), check it, save it as pending."""
+        try:
+            xml = self.fetch_metadata(url.strip())
+        except _FetchFailed as failed:
+            return SaveResult(report=Report((failed.finding,)))
+        return self.save_metadata_xml(tenant_slug, xml, source=url.strip(), **options)
+
+    def save_metadata_xml(
+        self,
+        tenant_slug: str,
+        xml: bytes,
+        *,
+        source: str = "upload",
+        attribute_mapping: Mapping[str, str] | None = None,
+        allow_idp_initiated: bool | None = None,
+        unknown_members: Literal["refuse", "create"] | None = None,
+        actor: str = "app",
+    ) -> SaveResult:
+        """Check IdP metadata (an uploaded file) and save it as the pending configuration."""
+        from pbidentity.saml._metadata import read_metadata
+
+        idp, report = read_metadata(xml, now=self.clock())
+        if idp is None or not report.ok:
+            return SaveResult(report=report)
+        return self._save(
+            tenant_slug,
+            idp,
+            report,
+            source=source,
+            metadata_xml=xml.decode("utf-8", "replace"),
+            attribute_mapping=attribute_mapping,
+            allow_idp_initiated=allow_idp_initiated,
+            unknown_members=unknown_members,
+            actor=actor,
+        )
+
+    def save_fields(
+        self,
+        tenant_slug: str,
+        *,
+        entity_id: str,
+        sso_url: str,
+        certificate: str,
+        binding: Literal["redirect", "post"] = "redirect",
+        attribute_mapping: Mapping[str, str] | None = None,
+        allow_idp_initiated: bool | None = None,
+        unknown_members: Literal["refuse", "create"] | None = None,
+        actor: str = "app",
+    ) -> SaveResult:
+        """Check values typed by hand (entity ID, SSO URL, certificate) and save them as pending."""
+        from pbidentity.saml._metadata import idp_from_fields
+
+        idp, report = idp_from_fields(entity_id, sso_url, certificate, binding)
+        if idp is None or not report.ok:
+            return SaveResult(report=report)
+        return self._save(
+            tenant_slug,
+            idp,
+            report,
+            source="manual",
+            metadata_xml=None,
+            attribute_mapping=attribute_mapping,
+            allow_idp_initiated=allow_idp_initiated,
+            unknown_members=unknown_members,
+            actor=actor,
+        )
+
+    def _save(
+        self,
+        slug: str,
+        idp: IdentityProvider,
+        report: Report,
+        *,
+        source: str,
+        metadata_xml: str | None,
+        attribute_mapping: Mapping[str, str] | None,
+        allow_idp_initiated: bool | None,
+        unknown_members: Literal["refuse", "create"] | None,
+        actor: str,
+    ) -> SaveResult:
+        mapping = dict(attribute_mapping or {})
+        report = report.plus(self._check(slug, idp, mapping).findings)
+        if not report.ok:
+            return SaveResult(report=report)
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            tenant = self._tenant(tx, slug)
+            current = self._connections(tx, tenant)
+            # Options not given carry over from the configuration in use, so
+            # re-importing rotated metadata keeps the tenant's choices.
+            basis = current.active or current.pending
+            if not mapping and basis is not None:
+                mapping = dict(basis.attribute_mapping)
+            if current.pending is not None:
+                tx.delete_saml_connection(tenant.id, current.pending.id)
+            pending = SamlConnection(
+                id=self.new_id(),
+                tenant_id=tenant.id,
+                state="pending",
+                idp=idp,
+                attribute_mapping=mapping,
+                allow_idp_initiated=(
+                    allow_idp_initiated
+                    if allow_idp_initiated is not None
+                    else basis is not None and basis.allow_idp_initiated
+                ),
+                unknown_members=(
+                    unknown_members
+                    if unknown_members is not None
+                    else basis.unknown_members
+                    if basis is not None
+                    else "refuse"
+                ),
+                source=source,
+                metadata_xml=metadata_xml,
+                created=now,
+            )
+            tx.add_saml_connection(pending)
+            self._event(tx, tenant, "saml.saved", pending, actor, {"idp": idp.entity_id})
+        log.info("tenant %s saved a pending SAML configuration for %s", slug, idp.entity_id)
+        return SaveResult(report=report, connection=pending)
+
+    def update_options(
+        self,
+        tenant_slug: str,
+        *,
+        attribute_mapping: Mapping[str, str] | None = None,
+        allow_idp_initiated: bool | None = None,
+        unknown_members: Literal["refuse", "create"] | None = None,
+        actor: str = "app",
+    ) -> SamlConnections:
+        """Change how sign-ins are handled, on the active and the pending connection.
+
+        These options change what happens after a verified sign-in, never
+        which IdP is trusted, so they apply at once, without a test sign-in.
+        """
+        if unknown_members not in (None, "refuse", "create"):
+            raise InputError("unknown_members must be 'refuse' or 'create'")
+        with self.storage.transaction() as tx:
+            tenant = self._tenant(tx, tenant_slug)
+            for connection in tx.saml_connections(tenant.id):
+                if connection.state == "previous":
+                    continue
+                changed = attrs.evolve(
+                    connection,
+                    attribute_mapping=dict(
+                        connection.attribute_mapping
+                        if attribute_mapping is None
+                        else attribute_mapping
+                    ),
+                    allow_idp_initiated=connection.allow_idp_initiated
+                    if allow_idp_initiated is None
+                    else allow_idp_initiated,
+                    unknown_members=unknown_members or connection.unknown_members,
+                    version=connection.version + 1,
+                )
+                tx.replace_saml_connection(changed, expected_version=connection.version)
+                self._event(tx, tenant, "saml.options_changed", changed, actor, {})
+            return self._connections(tx, tenant)
+
+    def discard_pending(self, tenant_slug: str, *, actor: str = "app") -> bool:
+        """Drop the pending configuration; the active one is untouched."""
+        with self.storage.transaction() as tx:
+            tenant = self._tenant(tx, tenant_slug)
+            pending = self._connections(tx, tenant).pending
+            if pending is None:
+                return False
+            tx.delete_saml_connection(tenant.id, pending.id)
+            self._event(tx, tenant, "saml.discarded", pending, actor, {})
+            return True
+
+    def rollback(self, tenant_slug: str, *, actor: str = "app") -> SamlConnection:
+        """Make the previous configuration active again (and the active one previous)."""
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            tenant = self._tenant(tx, tenant_slug)
+            current = self._connections(tx, tenant)
+            if current.previous is None:
+                raise InputError(
+                    "there is no previous SAML configuration to go back to in this workspace"
+                )
+            back = current.previous
+            if current.active is not None:
+                # Through a free state, as the one-per-state rule wants.
+                tx.delete_saml_connection(tenant.id, current.active.id)
+            restored = attrs.evolve(back, state="active", activated=now, version=back.version + 1)
+            tx.replace_saml_connection(restored, expected_version=back.version)
+            if current.active is not None:
+                demoted = attrs.evolve(current.active, state="previous", version=1)
+                tx.add_saml_connection(demoted)
+            self._event(tx, tenant, "saml.rolled_back", restored, actor, {})
+        log.info("tenant %s rolled back to SAML configuration %s", tenant_slug, restored.id)
+        return restored
+
+    # -- Starting a sign-in ----------------------------------------------------
+
+    def begin_authorize(self, tenant_slug: str, *, relay_state: str | None = None) -> AuthnRedirect:
+        """Start the admin's test sign-in with the pending configuration (Save & authorize)."""
+        return self._begin(tenant_slug, "authorize", relay_state)
+
+    def begin_sign_in(self, tenant_slug: str, *, relay_state: str | None = None) -> AuthnRedirect:
+        """Start a member's SP-initiated sign-in with the active configuration."""
+        return self._begin(tenant_slug, "sign_in", relay_state)
+
+    def _begin(
+        self, slug: str, purpose: Literal["sign_in", "authorize"], relay_state: str | None
+    ) -> AuthnRedirect:
+        now = self.clock()
+        relay = _local_path(relay_state)
+        with self.storage.transaction() as tx:
+            tenant = self._tenant(tx, slug)
+            current = self._connections(tx, tenant)
+            connection = current.pending if purpose == "authorize" else current.active
+            if connection is None:
+                raise NotFoundError(
+                    "there is no pending SAML configuration to authorize: save one first"
+                    if purpose == "authorize"
+                    else f"workspace {slug!r} has no active SAML configuration: SSO is not set up"
+                )
+            request_id = new_request_id()
+            tx.add_saml_request(
+                SamlRequest(
+                    id=request_id,
+                    tenant_id=tenant.id,
+                    connection_id=connection.id,
+                    purpose=purpose,
+                    relay_state=relay,
+                    created=now,
+                    expires=now + self.config.request_lifetime,
+                )
+            )
+        return redirect_for(
+            request_id=request_id,
+            sp=self.service_provider(slug),
+            idp=connection.idp,
+            now=now,
+            relay_state=relay,
+        )
+
+    # -- The ACS -----------------------------------------------------------------
+
+    def consume(
+        self, tenant_slug: str, saml_response: str, relay_state: str | None = None
+    ) -> SignInOutcome:
+        """Verify a posted SAMLResponse and decide: a sign-in, an activation, or a refusal.
+
+        Never raises for anything the browser or the IdP sent; a storage
+        outage raises :class:`~pbidentity.exceptions.StorageUnavailableError`.
+        """
+        relay = _local_path(relay_state)
+        purpose: Literal["sign_in", "authorize"] = "sign_in"
+        tenant: Tenant | None = None
+        try:
+            with self.storage.transaction() as tx:
+                tenant = tx.find_tenant(tenant_slug)
+                if tenant is None:
+                    raise _Refused(
+                        _error("tenant.unknown", f"There is no workspace {tenant_slug!r}."),
+                        status=404,
+                    )
+                answered = _in_response_to(saml_response, self.config.max_body_bytes)
+                request: SamlRequest | None = None
+                if answered is not None:
+                    # Taken (deleted) here, before verification: a request id
+                    # is good for one response, even one that fails.
+                    request = tx.take_saml_request(tenant.id, answered)
+                if request is not None:
+                    purpose = request.purpose
+                routed: _Refused | tuple[SamlConnection, Literal["sign_in", "authorize"]]
+                try:
+                    routed = self._connection_for(tx, tenant, answered, request)
+                except _Refused as refused:
+                    routed = refused  # raised after the commit, so that the id stays used
+            if isinstance(routed, _Refused):
+                raise routed
+            connection, purpose = routed
+            if request is not None and request.relay_state and not relay:
+                relay = request.relay_state
+            assertion = self._verify(saml_response, tenant_slug, connection, request)
+            if purpose == "authorize":
+                return self._authorize(tenant, connection, assertion, relay)
+            return self._sign_in(tenant, connection, assertion, relay, request is None)
+        except _Refused as refused:
+            failure = SignInFailure(
+                tenant=tenant,
+                purpose=purpose,
+                report=Report((refused.finding,)),
+                relay_state=relay,
+                status=refused.status,
+            )
+            if purpose == "authorize" and tenant is not None:
+                self._record_attempt(tenant, failure.report)
+            log.warning(
+                "SAML %s refused for workspace %s: %s (%s)",
+                purpose,
+                tenant_slug,
+                refused.finding.code,
+                refused.finding.message,
+            )
+            return failure
+
+    def _connection_for(
+        self,
+        tx: Transaction,
+        tenant: Tenant,
+        answered: str | None,
+        request: SamlRequest | None,
+    ) -> tuple[SamlConnection, Literal["sign_in", "authorize"]]:
+        current = self._connections(tx, tenant)
+        if answered is not None and request is None:
+            raise _Refused(
+                _error(
+                    "response.in_response_to",
+                    f"The response answers sign-in request {answered!r}, which this app did not "
+                    "send, already used, or which expired "
+                    f"({int(self.config.request_lifetime.total_seconds() // 60)} minutes).",
+                    where="Response/@InResponseTo",
+                    suggestion="Start the sign-in again from the app.",
+                )
+            )
+        if request is None:
+            active = current.active
+            if active is None:
+                raise _Refused(
+                    _error(
+                        "connection.none",
+                        "SSO is not set up for this workspace.",
+                        suggestion="Ask an admin to set up SAML in Settings, SSO.",
+                    ),
+                    status=404,
+                )
+            if not active.allow_idp_initiated:
+                raise _Refused(
+                    _error(
+                        "response.unsolicited",
+                        "This workspace accepts only sign-ins started from the app, and this "
+                        "response answers no sign-in request (it was started at the identity "
+                        "provider, for example from an app tile).",
+                        where="Response/@InResponseTo",
+                        suggestion="Sign in from the app's sign-in page, or let an admin allow "
+                        "sign-ins started at the identity provider.",
+                    )
+                )
+            return active, "sign_in"
+        wanted = current.pending if request.purpose == "authorize" else current.active
+        if wanted is None or wanted.id != request.connection_id:
+            raise _Refused(
+                _error(
+                    "connection.changed",
+                    "The SAML configuration changed while this sign-in was under way.",
+                    suggestion="Start again: "
+                    + ("click Save & authorize." if request.purpose == "authorize" else "sign in."),
+                )
+            )
+        return wanted, request.purpose
+
+    def _verify(
+        self,
+        saml_response: str,
+        slug: str,
+        connection: SamlConnection,
+        request: SamlRequest | None,
+    ) -> Assertion:
+        try:
+            from pbidentity.saml._response import SignInError
+            from pbidentity.saml._response import verify_response
+        except ImportError as error:  # pragma: no cover - depends on the installed extras
+            raise _Refused(_error("saml.unavailable", _SAML_EXTRA), status=500) from error
+        try:
+            return verify_response(
+                saml_response,
+                sp=self.service_provider(slug),
+                idp=connection.idp,
+                request_id=None if request is None else request.id,
+                now=self.clock(),
+                clock_skew=self.config.clock_skew,
+                max_bytes=self.config.max_body_bytes,
+            )
+        except SignInError as error:
+            raise _Refused(error.finding) from error
+
+    def _remember(self, tx: Transaction, tenant: Tenant, assertion: Assertion) -> None:
+        # not_on_or_after already includes the clock skew: the id is kept as
+        # long as the assertion could be accepted at all.
+        expires = assertion.not_on_or_after
+        if not tx.remember_assertion(tenant.id, assertion.assertion_id, expires):
+            raise _Refused(
+                _error(
+                    "response.replay",
+                    f"This response (assertion {assertion.assertion_id!r}) was already used to "
+                    "sign in; each response is good for one sign-in.",
+                    where="Assertion/@ID",
+                    suggestion="Sign in again.",
+                )
+            )
+
+    def _profile_findings(
+        self, connection: SamlConnection, assertion: Assertion
+    ) -> tuple[Any, list[Finding]]:
+        from pbidentity.saml._attributes import check_attributes
+        from pbidentity.saml._attributes import map_profile
+
+        _, findings = check_attributes(
+            list(assertion.attributes),
+            mapping=connection.attribute_mapping or None,
+            name_id=assertion.name_id,
+            name_id_format=assertion.name_id_format,
+        )
+        profile = map_profile(
+            assertion.attributes,
+            mapping=connection.attribute_mapping or None,
+            name_id=assertion.name_id,
+        )
+        return profile, findings
+
+    def _find_member(self, tx: Transaction, tenant: Tenant, email: str) -> Member | None:
+        candidates = tx.members_matching(tenant.id, user_name=email, email=email, limit=3)
+        by_user_name = [m for m in candidates if fold(m.user_name) == fold(email)]
+        if by_user_name:
+            return by_user_name[0]
+        if len(candidates) > 1:
+            raise _Refused(
+                _error(
+                    "member.ambiguous",
+                    f"Several members of this workspace have the email {email!r}; the sign-in "
+                    "cannot tell which one is you.",
+                    suggestion="Ask an admin to give each member their own email address.",
+                )
+            )
+        return candidates[0] if candidates else None
+
+    def _sign_in(
+        self,
+        tenant: Tenant,
+        connection: SamlConnection,
+        assertion: Assertion,
+        relay: str | None,
+        idp_initiated: bool,
+    ) -> SignIn:
+        profile, _ = self._profile_findings(connection, assertion)
+        email = profile.email
+        trail = [
+            f"response signed by IdP certificate #{assertion.signed_by + 1}",
+            "started at the identity provider" if idp_initiated else "answers our sign-in request",
+        ]
+        if not email:
+            raise _Refused(
+                _error(
+                    "member.no_email",
+                    "The identity provider sent no email address, so the sign-in cannot find "
+                    "the member.",
+                    suggestion="In the IdP app, set the NameID format to EmailAddress or add an "
+                    "'email' attribute statement.",
+                )
+            )
+        created = False
+        with self.storage.transaction() as tx:
+            self._remember(tx, tenant, assertion)
+            member = self._find_member(tx, tenant, email)
+            if member is not None:
+                trail.append(f"matched member {member.id} by email {email}")
+        if member is None:
+            if connection.unknown_members != "create":
+                raise _Refused(
+                    _error(
+                        "member.unknown",
+                        f"{email} is not a member of this workspace.",
+                        suggestion="Ask an admin to assign you the app in the identity provider "
+                        "(with provisioning on, that creates your membership).",
+                    )
+                )
+            member = self._create_member(tenant, email, profile)
+            created = True
+            trail.append(f"created member {member.id} just in time for {email}")
+        if not member.active:
+            raise _Refused(
+                _error(
+                    "member.deactivated",
+                    f"The membership of {email} in this workspace is deactivated.",
+                    suggestion="Ask an admin to reactivate it (in the identity provider when "
+                    "provisioning manages it).",
+                )
+            )
+        with self.storage.transaction() as tx:
+            self._event(
+                tx,
+                tenant,
+                "member.signed_in",
+                None,
+                "saml",
+                {"idp_initiated": idp_initiated, "created": created},
+                subject_id=member.id,
+            )
+        return SignIn(
+            tenant=tenant,
+            member=member,
+            created=created,
+            name_id=assertion.name_id,
+            session_index=assertion.session_index,
+            attributes=assertion.attributes,
+            relay_state=relay,
+            idp_initiated=idp_initiated,
+            trail=tuple(trail),
+        )
+
+    def _create_member(self, tenant: Tenant, email: str, profile: Any) -> Member:
+        from pbidentity.exceptions import ConflictError
+        from pbidentity.members import Members
+
+        members = Members(self.storage, clock=self.clock, new_id=self.new_id)
+        try:
+            return members.add(
+                tenant.slug,
+                email,
+                given_name=profile.first_name,
+                family_name=profile.last_name,
+                email=email,
+                actor="saml",
+            )
+        except ConflictError:
+            # Two first sign-ins of one person at once: the other one created it.
+            with self.storage.transaction(write=False) as tx:
+                found = self._find_member(tx, tenant, email)
+            if found is None:
+                raise
+            return found
+
+    def _authorize(
+        self,
+        tenant: Tenant,
+        connection: SamlConnection,
+        assertion: Assertion,
+        relay: str | None,
+    ) -> Authorized:
+        findings: list[Finding] = [
+            Finding(
+                code="test.signed_by",
+                severity="info",
+                message=f"The response was signed by certificate #{assertion.signed_by + 1} of "
+                "the pending configuration.",
+            )
+        ]
+        offset = timedelta(seconds=abs(assertion.clock_offset))
+        if offset > _CLOCK_ERROR:
+            raise _Refused(
+                _error(
+                    "test.clock",
+                    f"The identity provider's clock is {int(offset.total_seconds())} seconds "
+                    "away from this server's; sign-ins would fail at random.",
+                    suggestion="Check the time (NTP) of the server and, for a self-hosted IdP, "
+                    "of the IdP.",
+                )
+            )
+        if offset > _CLOCK_WARN:
+            findings.append(
+                Finding(
+                    code="test.clock",
+                    severity="warning",
+                    message=f"The identity provider's clock is {int(offset.total_seconds())} "
+                    "seconds away from this server's.",
+                    suggestion="Check the server's time synchronisation (NTP).",
+                )
+            )
+        profile, attribute_findings = self._profile_findings(connection, assertion)
+        report = Report((*findings, *attribute_findings))
+        if not report.ok:
+            raise _Refused(report.errors[0])
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            self._remember(tx, tenant, assertion)
+            member = self._find_member(tx, tenant, profile.email) if profile.email else None
+            if member is None:
+                report = report.plus(
+                    (
+                        Finding(
+                            code="test.member",
+                            severity="warning",
+                            message=f"You signed in as {profile.email or assertion.name_id}, "
+                            "who is not a member of this workspace; members sign in with the "
+                            "email address of their membership.",
+                            suggestion="Check that the IdP sends members' email addresses.",
+                        ),
+                    )
+                )
+            current = self._connections(tx, tenant)
+            pending = current.pending
+            if pending is None or pending.id != connection.id:
+                raise _Refused(
+                    _error(
+                        "connection.changed",
+                        "The pending SAML configuration changed while you were signing in.",
+                        suggestion="Click Save & authorize again.",
+                    )
+                )
+            if current.previous is not None:
+                tx.delete_saml_connection(tenant.id, current.previous.id)
+            previous = None
+            if current.active is not None:
+                previous = attrs.evolve(
+                    current.active, state="previous", version=current.active.version + 1
+                )
+                tx.replace_saml_connection(previous, expected_version=current.active.version)
+            active = attrs.evolve(
+                pending,
+                state="active",
+                activated=now,
+                last_attempt=report.to_dict(),
+                version=pending.version + 1,
+            )
+            tx.replace_saml_connection(active, expected_version=pending.version)
+            self._event(tx, tenant, "saml.activated", active, "saml", {"idp": active.idp.entity_id})
+        log.info("tenant %s activated SAML configuration %s", tenant.slug, active.id)
+        return Authorized(
+            tenant=tenant,
+            connection=active,
+            previous=previous,
+            report=report,
+            name_id=assertion.name_id,
+            member=member,
+            relay_state=relay,
+        )
+
+    def _record_attempt(self, tenant: Tenant, report: Report) -> None:
+        """Keep the failed test sign-in's findings on the pending connection, for the admin page."""
+        try:
+            with self.storage.transaction() as tx:
+                pending = self._connections(tx, tenant).pending
+                if pending is None:
+                    return
+                tx.replace_saml_connection(
+                    attrs.evolve(
+                        pending, last_attempt=report.to_dict(), version=pending.version + 1
+                    ),
+                    expected_version=pending.version,
+                )
+                code = report.errors[0].code if report.errors else ""
+                self._event(tx, tenant, "saml.activation_failed", pending, "saml", {"code": code})
+        except PbIdentityError:
+            log.exception("could not record the failed test sign-in of tenant %s", tenant.slug)
+
+    def _event(
+        self,
+        tx: Transaction,
+        tenant: Tenant,
+        kind: str,
+        connection: SamlConnection | None,
+        actor: str,
+        data: Mapping[str, Any],
+        *,
+        subject_id: str | None = None,
+    ) -> None:
+        tx.add_events(
+            [
+                Event(
+                    id=self.new_id(),
+                    tenant_id=tenant.id,
+                    type=kind,
+                    subject_id=subject_id or (connection.id if connection else tenant.id),
+                    actor=actor,
+                    occurred=self.clock(),
+                    data=dict(data),
+                )
+            ]
+        )
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Serve one request to the metadata, login or ACS endpoint of a tenant."""
+        try:
+            return self._dispatch(request)
+        except StorageUnavailableError:
+            return _page(
+                503,
+                "Sign-in is unavailable",
+                "The app cannot reach its database right now. Try again in a minute.",
+                extra=(("Retry-After", "5"),),
+            )
+        except Exception:
+            error_id = secrets.token_hex(6)
+            log.exception("SAML request failed (error id %s)", error_id)
+            return _page(
+                500,
+                "Sign-in failed",
+                f"An unexpected error occurred (error id {error_id}).",
+            )
+
+    def _dispatch(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p]
+        if len(parts) != 2:
+            return _page(404, "Not found", "There is no SAML endpoint here.")
+        slug, endpoint = parts
+        method = request.method.upper()
+        if endpoint == "metadata" and method in ("GET", "HEAD"):
+            with self.storage.transaction(write=False) as tx:
+                if tx.find_tenant(slug) is None:
+                    return _page(404, "Not found", f"There is no workspace {slug!r}.")
+            body = sp_metadata(self.service_provider(slug))
+            return Response(
+                status=200,
+                headers=(("Content-Type", "application/samlmetadata+xml"),),
+                body=b"" if method == "HEAD" else body,
+            )
+        if endpoint == "login" and method == "GET":
+            relay = request.query_value("RelayState") or request.query_value("next")
+            try:
+                return self.begin_sign_in(slug, relay_state=relay).to_response()
+            except NotFoundError as error:
+                return _page(404, "Single sign-on is not available", str(error))
+        if endpoint == "acs" and method == "POST":
+            return self._acs(request, slug)
+        if endpoint in ("metadata", "login", "acs"):
+            allowed = {"metadata": "GET, HEAD", "login": "GET", "acs": "POST"}[endpoint]
+            return _page(
+                405, "Method not allowed", f"Use {allowed} here.", extra=(("Allow", allowed),)
+            )
+        return _page(404, "Not found", "There is no SAML endpoint here.")
+
+    def _acs(self, request: Request, slug: str) -> Response:
+        if request.body_truncated or len(request.body) > self.config.max_body_bytes:
+            outcome: SignInOutcome = SignInFailure(
+                tenant=None,
+                purpose="sign_in",
+                report=Report(
+                    (
+                        _error(
+                            "response.too_large",
+                            f"The sign-in response is larger than "
+                            f"{self.config.max_body_bytes} bytes.",
+                        ),
+                    )
+                ),
+                status=413,
+            )
+        else:
+            content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+            form = (
+                dict(parse_qsl(request.body.decode("latin-1"), max_num_fields=10))
+                if content_type == "application/x-www-form-urlencoded"
+                else {}
+            )
+            saml_response = form.get("SAMLResponse")
+            if not saml_response:
+                outcome = SignInFailure(
+                    tenant=None,
+                    purpose="sign_in",
+                    report=Report(
+                        (
+                            _error(
+                                "response.missing",
+                                "The request carries no SAMLResponse form field; the identity "
+                                "provider must POST the response here.",
+                            ),
+                        )
+                    ),
+                    status=400,
+                )
+            else:
+                outcome = self.consume(slug, saml_response, form.get("RelayState"))
+        if self.on_result is not None:
+            return self.on_result(request, outcome)
+        return default_result_page(outcome)
+
+
+class _FetchFailed(Exception):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+def _in_response_to(saml_response: str, max_bytes: int) -> str | None:
+    """The InResponseTo of a posted response, read only to route it (it is verified later).
+
+    Malformed input is refused here with the same finding verification would give.
+    """
+    if len(saml_response) > max_bytes * 4 // 3 + 4:
+        raise _Refused(
+            _error("response.too_large", f"The sign-in response is larger than {max_bytes} bytes."),
+            status=413,
+        )
+    try:
+        xml = base64.b64decode("".join(saml_response.split()), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise _Refused(
+            _error("response.malformed", "The SAMLResponse is not valid base64."), status=400
+        ) from error
+    try:
+        from lxml import etree
+    except ImportError as error:  # pragma: no cover - depends on the installed extras
+        raise _Refused(_error("saml.unavailable", _SAML_EXTRA), status=500) from error
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    try:
+        root = etree.fromstring(xml, parser)
+    except etree.XMLSyntaxError as error:
+        raise _Refused(
+            _error("response.malformed", f"The SAMLResponse is not well-formed XML: {error}."),
+            status=400,
+        ) from error
+    tree = root.getroottree()
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise _Refused(
+            _error(
+                "response.malformed",
+                "The SAMLResponse carries a document type declaration, which SAML forbids.",
+            ),
+            status=400,
+        )
+    value = root.get("InResponseTo")
+    return None if value is None else str(value)
+
+
+def _page(
+    status: int, title: str, message: str, *, extra: Sequence[tuple[str, str]] = ()
+) -> Response:
+    body = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(message)}</p></body></html>"
+    )
+    return Response(status=status, headers=(*_HTML, *_NO_STORE, *extra), body=body.encode())
+
+
+def default_result_page(outcome: SignInOutcome) -> Response:
+    """A plain page for an ACS outcome, for apps that pass no ``on_result``."""
+    if isinstance(outcome, SignInFailure):
+        finding = outcome.finding
+        text = finding.message + (f" {finding.suggestion}" if finding.suggestion else "")
+        return _page(outcome.status, "Sign-in refused", text)
+    if isinstance(outcome, Authorized):
+        return _page(
+            200,
+            "SAML configuration active",
+            f"The test sign-in as {outcome.name_id} succeeded; the new configuration is active.",
+        )
+    return _page(200, "Signed in", f"Signed in as {outcome.member.user_name}.")
