@@ -191,7 +191,38 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--acs-url", metavar="URL", help="the app's ACS URL to check (with --sp-entity-id)"
     )
+    check.add_argument(
+        "--tenant",
+        metavar="SLUG",
+        help="check against this workspace: its SP values (from --public-url), its active "
+        "configuration and the other workspaces on the same IdP (reads the database)",
+    )
+    _public_url_option(check)
+    status = saml_commands.add_parser(
+        "status", help="a workspace's SP values and its active, pending and previous configurations"
+    )
+    status.add_argument("--tenant", required=True, metavar="SLUG")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _public_url_option(status)
+    rollback = saml_commands.add_parser(
+        "rollback", help="make a workspace's previous SAML configuration active again"
+    )
+    rollback.add_argument("--tenant", required=True, metavar="SLUG")
+    _public_url_option(rollback)
     return parser
+
+
+PUBLIC_URL_ENV = "PBIDENTITY_PUBLIC_URL"
+
+
+def _public_url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        default=os.environ.get(PUBLIC_URL_ENV),
+        help=f"the app's origin as browsers see it, e.g. https://app.example (default: "
+        f"${PUBLIC_URL_ENV})",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -474,7 +505,36 @@ SAML_EXTRA_MISSING = "SAML support needs the saml extra: pip install 'pbidentity
 _SAML_EXTRA_PACKAGES = frozenset({"lxml", "xmlsec", "onelogin", "cryptography", "isodate"})
 
 
+def _saml_service(args: argparse.Namespace) -> Any:
+    """The SAML service on the database, for the commands that act on a workspace."""
+    from pbidentity.saml import SamlConfig
+    from pbidentity.saml import SamlService
+    from pbidentity.storage import open_storage
+
+    if not args.public_url:
+        raise _input_error(
+            f"give the app's public URL with --public-url (or ${PUBLIC_URL_ENV}): the SP "
+            "values of a workspace are built from it"
+        )
+    config = SamlConfig(
+        public_url=args.public_url, dev_hosts=frozenset(getattr(args, "dev_host", ()))
+    )
+    return SamlService(open_storage(args.database), config)
+
+
 def _saml(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        return _saml_status(args)
+    if args.action == "rollback":
+        service = _saml_service(args)
+        try:
+            restored = service.rollback(args.tenant, actor="cli")
+        finally:
+            service.storage.close()
+        print(f"{args.tenant}: the configuration for {restored.idp.entity_id} is active again")
+        return 0
+    if args.tenant is not None:
+        return _saml_check_tenant(args)
     if (args.sp_entity_id is None) != (args.acs_url is None):
         print(
             "pbidentity saml check: error: --sp-entity-id and --acs-url go together",
@@ -511,6 +571,79 @@ def _saml(args: argparse.Namespace) -> int:
             check_service_provider(sp, tenant_slug=tenant_slug, dev_hosts=dev_hosts).findings
         )
     return _saml_report(report, idp, args.json)
+
+
+def _saml_check_tenant(args: argparse.Namespace) -> int:
+    if args.sp_entity_id is not None or args.acs_url is not None:
+        print(
+            "pbidentity saml check: error: --tenant takes the SP values from the workspace; "
+            "leave out --sp-entity-id and --acs-url",
+            file=sys.stderr,
+        )
+        return 2
+    service = _saml_service(args)
+    try:
+        body = _saml_metadata_source(args.source, service.config.dev_hosts)
+        if not isinstance(body, bytes):
+            return _saml_report(body, None, args.json)
+        idp, report = service.check_metadata(args.tenant, body)
+    finally:
+        service.storage.close()
+    return _saml_report(report, idp, args.json)
+
+
+def _saml_status(args: argparse.Namespace) -> int:
+    service = _saml_service(args)
+    try:
+        sp = service.service_provider(args.tenant)
+        connections = service.connections(args.tenant)
+    finally:
+        service.storage.close()
+    described = {
+        state: None
+        if connection is None
+        else {
+            "idp_entity_id": connection.idp.entity_id,
+            "sso_url": connection.idp.sso_url,
+            "certificates": len(connection.idp.certificates),
+            "source": connection.source,
+            "created": connection.created.isoformat(),
+            "activated": None if connection.activated is None else connection.activated.isoformat(),
+            "allow_idp_initiated": connection.allow_idp_initiated,
+            "unknown_members": connection.unknown_members,
+            "last_attempt": connection.last_attempt,
+        }
+        for state, connection in (
+            ("active", connections.active),
+            ("pending", connections.pending),
+            ("previous", connections.previous),
+        )
+    }
+    values = {
+        "acs_url": sp.acs_url,
+        "audience_uri": sp.entity_id,
+        "nameid_format": sp.nameid_format,
+        "sp_metadata_url": sp.metadata_url,
+        "login_url": sp.login_url,
+    }
+    if args.json:
+        _print_json({"service_provider": values, **described})
+        return 0
+    print(f"ACS URL (single sign-on URL): {sp.acs_url}")
+    print(f"Audience URI (SP entity ID):  {sp.entity_id}")
+    print(f"NameID format:                {sp.nameid_format}")
+    print(f"SP metadata:                  {sp.metadata_url}")
+    for state, info in described.items():
+        if info is None:
+            print(f"{state}: none")
+            continue
+        since = f", active since {info['activated']}" if info["activated"] else ""
+        print(f"{state}: {info['idp_entity_id']} ({info['sso_url']}){since}")
+        attempt = info["last_attempt"]
+        if state == "pending" and attempt and attempt.get("findings"):
+            first = attempt["findings"][0]
+            print(f"  last test sign-in: {first['code']}: {first['message']}")
+    return 0
 
 
 def _saml_metadata_source(source: str, dev_hosts: frozenset[str]) -> bytes | Report:

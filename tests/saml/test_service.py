@@ -536,3 +536,40 @@ def test_consume_never_raises_on_garbage(service: SamlService, idp: TestIdp) -> 
     for garbage in ("", "====", "PD94", "A" * 10, "<Response/>"):
         outcome = service.consume("acme", garbage)
         assert isinstance(outcome, SignInFailure)
+
+
+def test_expired_requests_and_assertion_ids_are_swept(storage: Storage, idp: TestIdp) -> None:
+    Admin(storage).create_tenant("acme", "Acme")
+    Members(storage).add("acme", "jane@acme.test")
+    now = [datetime.now(UTC)]
+    service = SamlService(storage, SamlConfig(public_url=PUBLIC_URL), clock=lambda: now[0])
+    activate(service, idp)
+    stale = service.begin_sign_in("acme")
+    now[0] += timedelta(hours=1)
+    service.begin_sign_in("acme")  # the sweep runs here
+    with storage.transaction() as tx:
+        tenant = tx.find_tenant("acme")
+        assert tenant is not None
+        assert tx.take_saml_request(tenant.id, stale.request_id) is None
+
+
+def test_a_sign_in_that_took_too_long_is_refused(storage: Storage, idp: TestIdp) -> None:
+    Admin(storage).create_tenant("acme", "Acme")
+    Members(storage).add("acme", "jane@acme.test")
+    now = [datetime.now(UTC)]
+    service = SamlService(storage, SamlConfig(public_url=PUBLIC_URL), clock=lambda: now[0])
+    activate(service, idp)
+    redirect = service.begin_sign_in("acme")
+    now[0] += timedelta(minutes=11)  # the request lives 10 minutes
+    outcome = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service),
+            name_id="jane@acme.test",
+            in_response_to=request_id(redirect.url),
+            now=now[0],
+        ),
+    )
+    assert isinstance(outcome, SignInFailure)
+    assert outcome.finding.code == "response.in_response_to"
+    assert "expired" in outcome.message

@@ -31,6 +31,7 @@ import secrets
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from typing import Any
@@ -87,6 +88,8 @@ log = logging.getLogger("pbidentity.saml")
 #: How far the IdP's clock may be from ours before the test sign-in warns,
 #: and before it refuses (the skew the ACS tolerates is configured apart).
 _CLOCK_WARN = timedelta(seconds=60)
+#: How often an instance forgets expired requests and assertion ids.
+_PURGE_EVERY = timedelta(minutes=5)
 _CLOCK_ERROR = timedelta(seconds=300)
 
 _HTML = (("Content-Type", "text/html; charset=utf-8"),)
@@ -264,6 +267,7 @@ class SamlService:
         self.clock = clock
         self.new_id = new_id
         self._fetch = fetch
+        self._purged: datetime | None = None
 
     @property
     def max_body_bytes(self) -> int:
@@ -576,6 +580,12 @@ class SamlService:
                     if purpose == "authorize"
                     else f"workspace {slug!r} has no active SAML configuration: SSO is not set up"
                 )
+            if self._purged is None or now - self._purged > _PURGE_EVERY:
+                # Expired requests and assertion ids are dead weight; each
+                # instance sweeps them now and then, in a transaction it opens
+                # anyway.
+                self._purged = now
+                tx.purge_saml_state(now)
             request_id = new_request_id()
             tx.add_saml_request(
                 SamlRequest(
@@ -623,6 +633,8 @@ class SamlService:
                     # Taken (deleted) here, before verification: a request id
                     # is good for one response, even one that fails.
                     request = tx.take_saml_request(tenant.id, answered)
+                    if request is not None and request.expires <= self.clock():
+                        request = None  # expired: as unknown as one never sent
                 if request is not None:
                     purpose = request.purpose
                 routed: _Refused | tuple[SamlConnection, Literal["sign_in", "authorize"]]
