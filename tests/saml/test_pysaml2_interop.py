@@ -212,3 +212,58 @@ def test_our_metadata_asks_for_signed_assertions(test_idp: TestIdp) -> None:
     assert 'WantAssertionsSigned="true"' in metadata
     assert SP.acs_url in metadata
     assert Path(XMLSEC1 or "").name == "xmlsec1"
+
+
+def _pysaml2_answer(server: Any, redirect_url: str) -> str:
+    """pysaml2 reads the AuthnRequest our redirect carries and answers it for Ada."""
+    from urllib.parse import parse_qs
+    from urllib.parse import urlsplit
+
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
+    from saml2.saml import NameID
+
+    saml_request = parse_qs(urlsplit(redirect_url).query)["SAMLRequest"][0]
+    request = server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+    arguments = server.response_args(request.message)
+    response = server.create_authn_response(
+        {"mail": ["ada@example.com"], "givenName": ["Ada"], "sn": ["Lovelace"]},
+        userid="ada@example.com",
+        name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text="ada@example.com"),
+        authn={"class_ref": PASSWORD, "authn_auth": server.config.entityid},
+        sign_assertion=True,
+        sign_alg=RSA_SHA256,
+        digest_alg=SHA256,
+        **arguments,
+    )
+    return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+
+
+def test_save_authorize_and_sign_in_through_the_service_with_pysaml2(
+    server: Any, test_idp: TestIdp
+) -> None:
+    """The whole flow: metadata import, our AuthnRequest, pysaml2's answer, the ACS decision."""
+    from pbidentity.admin import Admin
+    from pbidentity.saml import Authorized
+    from pbidentity.saml import SamlConfig
+    from pbidentity.saml import SamlService
+    from pbidentity.saml import SignIn
+    from pbidentity.storage import open_storage
+
+    storage = open_storage("memory://")
+    Admin(storage).create_tenant("acme", "Acme")
+    service = SamlService(storage, SamlConfig(public_url="https://app.example"))
+    assert service.service_provider("acme") == SP  # the SP pysaml2 knows from its metadata
+    saved = service.save_metadata_xml(
+        "acme", test_idp.metadata_xml(), unknown_members="create", actor="test"
+    )
+    assert saved.saved, saved.report.render()
+    authorized = service.consume(
+        "acme", _pysaml2_answer(server, service.begin_authorize("acme").url)
+    )
+    assert isinstance(authorized, Authorized), authorized
+    signed_in = service.consume("acme", _pysaml2_answer(server, service.begin_sign_in("acme").url))
+    assert isinstance(signed_in, SignIn), signed_in
+    assert signed_in.created
+    # pysaml2's OID attribute names are recognised aliases of firstName and lastName.
+    assert signed_in.member.attributes["name"] == {"givenName": "Ada", "familyName": "Lovelace"}
