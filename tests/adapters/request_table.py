@@ -8,8 +8,9 @@ later rows name as ``{{alice}}`` and ``{{alice_etag}}`` (``{{token}}`` is the
 workspace's API token). The service's clock and ids are fixed, so the
 answers of two fresh databases are byte-identical.
 
-SAML rows are appended the same way once :func:`fresh_handlers` mounts a
-SAML service under ``/saml``.
+The SAML rows go to a SAML service under ``/saml`` whose workspace trusts
+one test IdP (made once, so every target gets the same signed response):
+``{{saml_form}}`` is a signed, IdP-initiated sign-in form for a member.
 """
 
 from __future__ import annotations
@@ -35,13 +36,18 @@ import attrs
 import orjson
 
 from pbidentity.admin import Admin
+from pbidentity.domain import SamlConnection
 from pbidentity.http import Handler
 from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.http import Router
+from pbidentity.members import Members
+from pbidentity.saml import SamlConfig
+from pbidentity.saml import SamlService
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 from pbidentity.storage import open_storage
+from tests.saml.idp import TestIdp
 from tests.scim.helpers import GROUP
 from tests.scim.helpers import patch
 from tests.scim.helpers import user
@@ -51,6 +57,9 @@ HOST = "app.example"
 SCIM = "/scim/v2"
 #: Small, so that the oversized row stays small enough for the socket buffers.
 MAX_BODY = 4096
+SAML = "/saml"
+#: The SAML service's cap: a signed response fits, the oversized row does not.
+SAML_MAX_BODY = 16 * 1024
 ECHO = "/echo"
 ECHO_MAX_BODY = 64
 CLOCK = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -320,6 +329,61 @@ ROWS: tuple[Row, ...] = (
         headers=(("Content-Type", "text/plain"),),
         body=b"x" * (ECHO_MAX_BODY + 1),
     ),
+    # -- SAML: SP metadata, the start of a sign-in, the ACS
+    Row("saml: SP metadata", "GET", "/saml/acme/metadata", 200),
+    Row("saml: SP metadata, HEAD", "HEAD", "/saml/acme/metadata", 200),
+    Row("saml: SP metadata of an unknown workspace", "GET", "/saml/nobody/metadata", 404),
+    Row("saml: metadata takes no POST", "POST", "/saml/acme/metadata", 405),
+    Row(
+        "saml: start a sign-in, redirect to the IdP",
+        "GET",
+        "/saml/acme/login",
+        302,
+        query=(("RelayState", "/projects/7"),),
+    ),
+    Row("saml: sign-in of a workspace without SSO", "GET", "/saml/globex/login", 404),
+    Row("saml: the ACS takes only POST", "GET", "/saml/acme/acs", 405),
+    Row(
+        "saml: ACS without a SAMLResponse",
+        "POST",
+        "/saml/acme/acs",
+        400,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"RelayState=%2F",
+    ),
+    Row(
+        "saml: ACS with a SAMLResponse that is not base64",
+        "POST",
+        "/saml/acme/acs",
+        400,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"SAMLResponse=%25%25%25",
+    ),
+    Row(
+        "saml: a signed sign-in",
+        "POST",
+        "/saml/acme/acs",
+        200,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"{{saml_form}}",
+    ),
+    Row(
+        "saml: the same response again (a replay)",
+        "POST",
+        "/saml/acme/acs",
+        403,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"{{saml_form}}",
+    ),
+    Row(
+        "saml: ACS over its cap",
+        "POST",
+        "/saml/acme/acs",
+        413,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"SAMLResponse=" + b"A" * SAML_MAX_BODY,
+    ),
+    Row("saml: no endpoint", "GET", "/saml/acme", 404),
     # -- outside every prefix: the adapter's 404, or the host app's
     Row("outside", "GET", "/dashboard", 404),
     Row("a longer segment than the prefix", "GET", "/scim/v2x/Users", 404),
@@ -328,6 +392,10 @@ ROWS: tuple[Row, ...] = (
 
 
 # -- what the requests are sent to -------------------------------------------
+
+
+#: The IdP of the SAML rows: made once, so that every target gets the same signed bytes.
+TABLE_IDP = TestIdp(entity_id="https://idp.test/metadata", sso_url="https://idp.test/sso")
 
 
 @contextmanager
@@ -339,15 +407,47 @@ def fresh_handlers(directory: Path) -> Iterator[tuple[dict[str, Handler], dict[s
     admin.create_tenant("acme", "Acme")
     admin.set_scim_enabled("acme", True)
     token = admin.create_token("acme", "okta").secret
+    admin.create_tenant("globex", "Globex")
     counter = itertools.count(1)
+
+    def new_id() -> str:
+        return f"00000000-0000-4000-8000-{next(counter):012d}"
+
     scim = ScimService(
-        storage,
-        ScimConfig(max_body_bytes=MAX_BODY),
-        clock=lambda: CLOCK,
-        new_id=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
+        storage, ScimConfig(max_body_bytes=MAX_BODY), clock=lambda: CLOCK, new_id=new_id
     )
+    requests = itertools.count(1)
+    saml = SamlService(
+        storage,
+        SamlConfig(public_url=f"https://{HOST}", max_body_bytes=SAML_MAX_BODY),
+        clock=lambda: CLOCK,
+        new_id=new_id,
+        request_id=lambda: f"id{next(requests):040d}",
+    )
+    Members(storage, clock=lambda: CLOCK, new_id=new_id).add("acme", "jane@acme.test")
+    acme = admin.get_tenant("acme")
+    with storage.transaction() as tx:
+        tx.add_saml_connection(
+            SamlConnection(
+                id="saml-1",
+                tenant_id=acme.id,
+                state="active",
+                idp=TABLE_IDP.identity_provider(sso_binding="redirect"),
+                allow_idp_initiated=True,
+                created=CLOCK,
+                activated=CLOCK,
+            )
+        )
+    response = TABLE_IDP.response(
+        sp=saml.service_provider("acme"),
+        name_id="jane@acme.test",
+        now=CLOCK,
+        assertion_id="assertion-1",
+        response_id="response-1",
+    )
+    saml_form = urlencode({"SAMLResponse": response, "RelayState": "/projects/7"})
     try:
-        yield {SCIM: scim, ECHO: Echo()}, {"token": token}
+        yield {SCIM: scim, SAML: saml, ECHO: Echo()}, {"token": token, "saml_form": saml_form}
     finally:
         storage.close()
 

@@ -248,7 +248,9 @@ class SamlService:
 
     ``on_result`` is the host app's handler of ACS outcomes; without one, a
     plain page says what happened (useful for trying things out, not for
-    production, where the host app must start a session).
+    production, where the host app must start a session). ``clock``,
+    ``new_id`` and ``request_id`` (AuthnRequest ids: unguessable by default)
+    are injectable for tests; ``fetch`` replaces the safe metadata fetcher.
     """
 
     def __init__(
@@ -260,6 +262,7 @@ class SamlService:
         clock: Clock = utc_now,
         new_id: IdFactory = new_id,
         fetch: Callable[..., Any] | None = None,
+        request_id: IdFactory = new_request_id,
     ) -> None:
         self.storage = storage
         self.config = config
@@ -267,6 +270,7 @@ class SamlService:
         self.clock = clock
         self.new_id = new_id
         self._fetch = fetch
+        self._request_id = request_id
         self._purged: datetime | None = None
 
     @property
@@ -586,7 +590,7 @@ class SamlService:
                 # anyway.
                 self._purged = now
                 tx.purge_saml_state(now)
-            request_id = new_request_id()
+            request_id = self._request_id()
             tx.add_saml_request(
                 SamlRequest(
                     id=request_id,
