@@ -21,7 +21,11 @@ Event types, and what their ``data`` holds:
 * ``group.created``: ``displayName``, ``members``;
 * ``group.renamed``: ``old``, ``new``;
 * ``group.members_changed``: ``added``, ``removed``;
-* ``group.deleted``: ``displayName``, ``members``.
+* ``group.deleted``: ``displayName``, ``members``;
+* ``member.signed_in``: a SAML sign-in (``idp_initiated``, ``created`` just in time);
+* ``saml.saved``, ``saml.activated``, ``saml.activation_failed``, ``saml.rolled_back``,
+  ``saml.discarded``, ``saml.options_changed``: the workspace's SAML configuration moved
+  (``idp``: the IdP's entity ID; ``code``: why a test sign-in failed).
 """
 
 from __future__ import annotations

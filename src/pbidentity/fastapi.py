@@ -32,6 +32,7 @@ from pbidentity.asgi import AsgiApp
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.http import Handler
 from pbidentity.http import Router
+from pbidentity.saml import SamlService
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 
@@ -54,7 +55,7 @@ class PbIdentity:
         database_url: str | None = None,
         scim: ScimService | None = None,
         scim_config: ScimConfig | None = None,
-        saml: Handler | None = None,
+        saml: SamlService | None = None,
         mounts: Mapping[str, Handler] | None = None,
         scim_prefix: str = "/scim/v2",
         saml_prefix: str = "/saml",
@@ -86,7 +87,7 @@ class PbIdentity:
         return self._scim
 
     @property
-    def saml(self) -> Handler:
+    def saml(self) -> SamlService:
         """The SAML service given to the integration."""
         if self._saml is None:
             raise ConfigurationError("pbidentity was given no SAML service (saml=...)")
@@ -130,6 +131,6 @@ def pbidentity_scim(request: Request) -> ScimService:
     return _extension(request).scim
 
 
-def pbidentity_saml(request: Request) -> Handler:
+def pbidentity_saml(request: Request) -> SamlService:
     """FastAPI dependency: the app's SAML service (``Depends(pbidentity_saml)``)."""
     return _extension(request).saml

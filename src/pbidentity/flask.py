@@ -29,6 +29,7 @@ from pbidentity.exceptions import ConfigurationError
 from pbidentity.http import Handler
 from pbidentity.http import Response
 from pbidentity.http import Router
+from pbidentity.saml import SamlService
 from pbidentity.wsgi import DEFAULT_PREFIX
 from pbidentity.wsgi import read_request
 
@@ -61,7 +62,7 @@ class PbIdentity:
         database_url: str | None = None,
         scim: ScimService | None = None,
         scim_config: ScimConfig | None = None,
-        saml: Handler | None = None,
+        saml: SamlService | None = None,
         mounts: Mapping[str, Handler] | None = None,
         scim_prefix: str | None = None,
         saml_prefix: str | None = None,
@@ -85,7 +86,7 @@ class PbIdentity:
         return self._scim
 
     @property
-    def saml(self) -> Handler:
+    def saml(self) -> SamlService:
         """The SAML service given to the extension."""
         if self._saml is None:
             raise ConfigurationError("pbidentity was given no SAML service (saml=...)")

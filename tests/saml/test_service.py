@@ -573,3 +573,19 @@ def test_a_sign_in_that_took_too_long_is_refused(storage: Storage, idp: TestIdp)
     assert isinstance(outcome, SignInFailure)
     assert outcome.finding.code == "response.in_response_to"
     assert "expired" in outcome.message
+
+
+def test_members_created_just_in_time_get_the_apps_least_privileged_role(
+    storage: Storage, idp: TestIdp
+) -> None:
+    from pbidentity.roles import RoleSet
+
+    Admin(storage).create_tenant("acme", "Acme")
+    Members(storage).add("acme", "jane@acme.test")
+    roles = RoleSet(("owner", "editor", "guest"))
+    service = SamlService(storage, SamlConfig(public_url=PUBLIC_URL), roles=roles)
+    activate(service, idp)
+    service.update_options("acme", unknown_members="create")
+    outcome = sign_in(service, idp, "new@acme.test")
+    assert isinstance(outcome, SignIn)
+    assert outcome.member.role == "guest"

@@ -59,6 +59,7 @@ from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.roles import RoleSet
 from pbidentity.saml._protocol import AuthnRedirect
 from pbidentity.saml._protocol import new_request_id
 from pbidentity.saml._protocol import redirect_for
@@ -263,6 +264,7 @@ class SamlService:
         new_id: IdFactory = new_id,
         fetch: Callable[..., Any] | None = None,
         request_id: IdFactory = new_request_id,
+        roles: RoleSet | None = None,
     ) -> None:
         self.storage = storage
         self.config = config
@@ -271,6 +273,9 @@ class SamlService:
         self.new_id = new_id
         self._fetch = fetch
         self._request_id = request_id
+        #: The app's roles (as in its ScimConfig): members created just in
+        #: time get the least privileged one.
+        self.roles = roles or RoleSet()
         self._purged: datetime | None = None
 
     @property
@@ -882,7 +887,7 @@ class SamlService:
         from pbidentity.exceptions import ConflictError
         from pbidentity.members import Members
 
-        members = Members(self.storage, clock=self.clock, new_id=self.new_id)
+        members = Members(self.storage, clock=self.clock, new_id=self.new_id, roles=self.roles)
         try:
             return members.add(
                 tenant.slug,
