@@ -277,10 +277,12 @@ def proxy(served: Server, request: pytest.FixtureRequest) -> Iterator[Proxy]:
                 str(upstream.hostname), upstream.port, timeout=10
             )
             payload = None if exchange.body is None else json.dumps(exchange.body).encode()
-            connection.request(exchange.method, target, body=payload, headers=headers)
-            answer = connection.getresponse()
-            data = answer.read()
-            connection.close()
+            try:
+                connection.request(exchange.method, target, body=payload, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+            finally:
+                connection.close()
             exchange.status = answer.status
             exchange.answer_headers = {k.lower(): v for k, v in answer.getheaders()}
             exchange.answer = json.loads(data) if data.strip() else None
@@ -297,7 +299,11 @@ def proxy(served: Server, request: pytest.FixtureRequest) -> Iterator[Proxy]:
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
 
     class Quiet(ThreadingHTTPServer):
-        daemon_threads = True
+        # Closing the server waits for the handlers still running (the slow
+        # one of the timeout test), so that none leaves its socket to the
+        # garbage collector, where it would warn in a later test.
+        daemon_threads = False
+        block_on_close = True
 
         def handle_error(self, request: Any, client_address: Any) -> None:
             """A client that stopped waiting (the timeout test) is expected here."""
