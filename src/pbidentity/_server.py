@@ -1,26 +1,41 @@
-"""``pbidentity serve``: a small threaded HTTP server for the SCIM service.
+"""``pbidentity serve``: the reference app (admin pages, SCIM, SAML) on the embedded database.
 
-It is the embedded default for trying pbidentity and for the tests that go over
-real HTTP; production deployments mount :class:`~pbidentity.wsgi.ScimWsgiApp`
-(or a framework adapter) in the host app's own server instead.
+It is the quickest way to try pbidentity and what the tests that go over
+real HTTP start. From a source checkout with the ``fastapi`` extra it runs
+the FastAPI reference app (``examples/fastapi_app``) under uvicorn, in this
+process; otherwise a small threaded WSGI server serves SCIM and SAML without
+the pages. Production deployments mount pbidentity's handlers in the host
+app's own server instead (:mod:`pbidentity.wsgi`, :mod:`pbidentity.fastapi`...).
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
+import ipaddress
 import logging
+import secrets
+import socket
 import sys
+from collections.abc import Callable
 from collections.abc import Iterable
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import WSGIServer
 from wsgiref.simple_server import make_server
 
 from pbidentity.admin import Admin
+from pbidentity.http import Handler
+from pbidentity.http import Router
+from pbidentity.saml import SamlConfig
+from pbidentity.saml import SamlService
 from pbidentity.scim import ScimService
 from pbidentity.storage import Storage
 from pbidentity.wsgi import DEFAULT_PREFIX
-from pbidentity.wsgi import ScimWsgiApp
+from pbidentity.wsgi import WsgiApp
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -30,6 +45,7 @@ log = logging.getLogger("pbidentity.server")
 
 DEMO_TENANT = "demo"
 DEMO_TOKEN = "demo"  # noqa: S105 - the token's name, not a secret
+SAML_PREFIX = "/saml"
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -48,9 +64,10 @@ def _index(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[
         return [b"Not Found\n"]
     host = environ.get("HTTP_HOST", "localhost")
     body = (
-        "pbidentity is running.\n\n"
+        "pbidentity is running (without the admin pages).\n\n"
         f"SCIM base URL: http://{host}{DEFAULT_PREFIX}\n"
         "Authenticate with: Authorization: Bearer <token from 'pbidentity tokens create'>\n"
+        f"SAML: http://{host}{SAML_PREFIX}/<workspace>/metadata, /login and /acs\n"
     ).encode()
     start_response(
         "200 OK",
@@ -70,20 +87,160 @@ def _demo_token(admin: Admin) -> str:
     return admin.create_token(DEMO_TENANT, DEMO_TOKEN).secret
 
 
-def serve(storage: Storage, *, host: str, port: int, demo: bool = False) -> int:
-    """Serve until interrupted; prints the URLs (and, with ``demo``, a token) first."""
+def _print_demo_token(admin: Admin, scim_base_url: str) -> None:
+    secret = _demo_token(admin)
+    print(f"Demo workspace token (shown once): {secret}")
+    print(f"Try: curl -H 'Authorization: Bearer {secret}' {scim_base_url}/Users", flush=True)
+
+
+def local_dev_hosts(host: str) -> frozenset[str]:
+    """The hosts SAML may reach over plain http: the machine itself, when serving on loopback.
+
+    Served on any other address the app is reachable by others, so plain
+    http is refused there and the public URL must be https.
+    """
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _print_listening(host: str, port: int, public_url: str) -> None:
+    local = f"http://{_url_host(host)}:{port}"
+    if local != public_url:
+        # Behind a proxy or a tunnel the public URL says nothing of the local port.
+        print(f"Listening on: {local}", flush=True)
+
+
+def reference_app() -> tuple[Callable[..., Any] | None, str]:
+    """The FastAPI reference app's ``create_app``, or ``None`` and why it cannot run.
+
+    The app lives in the source tree (``examples/``), not in the package: it
+    is looked for in the current directory, then next to this source tree.
+    """
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        return None, f"{error.name} is not installed (pip install 'pbidentity[fastapi]')"
+    import pbidentity
+
+    roots = (Path.cwd(), Path(pbidentity.__file__).resolve().parents[2])
+    found = [
+        root for root in roots if (root / "examples" / "fastapi_app" / "__init__.py").is_file()
+    ]
+    if not found:
+        return None, (
+            "the reference app (examples/fastapi_app) is not in the current directory or next "
+            "to pbidentity's source: run from a source checkout"
+        )
+    if str(found[0]) not in sys.path:
+        sys.path.insert(0, str(found[0]))
+    try:
+        module = importlib.import_module("examples.fastapi_app")
+    except ImportError as error:
+        return None, f"the reference app needs {error.name or error} (pip install it)"
+    create_app: Callable[..., Any] = module.create_app
+    return create_app, ""
+
+
+def serve(
+    storage: Storage,
+    *,
+    host: str,
+    port: int,
+    demo: bool = False,
+    database_url: str | None = None,
+    public_url: str | None = None,
+    dev_hosts: frozenset[str] | None = None,
+) -> int:
+    """Serve until interrupted; prints the URLs to open (and, with ``demo``, a SCIM token) first.
+
+    ``public_url`` is the origin browsers and IdPs use (``http://HOST:PORT``
+    by default, with the port actually bound); ``dev_hosts`` the hosts SAML
+    may reach over plain http (for a loopback ``host``: it, ``localhost`` and
+    ``127.0.0.1``). The reference app opens its own storage on
+    ``database_url``; without one, or without the app, ``storage`` is served.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = ScimWsgiApp(ScimService(storage), fallback=_index)
-    with make_server(
-        host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-    ) as server:
-        actual_port = server.server_address[1]
-        base = f"http://{host}:{actual_port}{DEFAULT_PREFIX}"
-        print(f"SCIM base URL: {base}", flush=True)
+    hosts = local_dev_hosts(host) if dev_hosts is None else dev_hosts
+    create_app, missing = reference_app() if database_url else (None, "no database URL")
+    if create_app is not None and database_url is not None:
+        return _serve_app(create_app, database_url, host, port, public_url, hosts, demo)
+    return _serve_wsgi(storage, host, port, public_url, hosts, demo, missing)
+
+
+def _serve_app(
+    create_app: Callable[..., Any],
+    database_url: str,
+    host: str,
+    port: int,
+    public_url: str | None,
+    dev_hosts: frozenset[str],
+    demo: bool,
+) -> int:
+    import uvicorn
+
+    # Bound first, so that the public URL names the real port (--port 0).
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    listener = socket.create_server((host, port), family=family)
+    with listener:
+        bound = listener.getsockname()[1]
+        public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
+        app = create_app(
+            database_url,
+            public_url=public,
+            dev_hosts=dev_hosts,
+            # A new one at each start, printed once: whoever sees it owns the app.
+            owner_token=secrets.token_urlsafe(24),
+            demo=demo,
+        )
+        context = app.state.context
+        startup_lines = importlib.import_module("examples.common.run").startup_lines
+        for line in startup_lines(context):
+            print(line, flush=True)
+        _print_listening(host, bound, public)
         if demo:
-            secret = _demo_token(Admin(storage))
-            print(f"Demo workspace token (shown once): {secret}")
-            print(f"Try: curl -H 'Authorization: Bearer {secret}' {base}/Users", flush=True)
+            _print_demo_token(Admin(context.storage), f"{public}{DEFAULT_PREFIX}")
+        print("Press Ctrl+C to stop.", flush=True)
+        # stdout carries only the lines above (scripts and tests read them,
+        # and may stop reading): uvicorn's access log goes to stderr too.
+        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+        log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+        config = uvicorn.Config(app, lifespan="on", log_level="info", log_config=log_config)
+        uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _serve_wsgi(
+    storage: Storage,
+    host: str,
+    port: int,
+    public_url: str | None,
+    dev_hosts: frozenset[str],
+    demo: bool,
+    missing: str,
+) -> int:
+    with make_server(
+        host, port, _index, server_class=_ThreadingServer, handler_class=_QuietHandler
+    ) as server:
+        bound = server.server_address[1]
+        public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
+        saml = SamlService(storage, SamlConfig(public_url=public, dev_hosts=dev_hosts))
+        handlers: dict[str, Handler] = {DEFAULT_PREFIX: ScimService(storage), SAML_PREFIX: saml}
+        router = Router(handlers)
+        server.set_app(WsgiApp(router, fallback=_index))
+        print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
+        print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
+        _print_listening(host, bound, public)
+        print(f"Note: no admin pages: {missing}.", flush=True)
+        if demo:
+            _print_demo_token(Admin(storage), f"{public}{DEFAULT_PREFIX}")
         print("Press Ctrl+C to stop.", flush=True)
         try:
             server.serve_forever()

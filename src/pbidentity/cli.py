@@ -127,10 +127,27 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     serve = commands.add_parser(
-        "serve", help="serve SCIM over HTTP (a SQLite database is upgraded if needed)"
+        "serve",
+        help="serve the reference app: admin pages, SCIM and SAML (a SQLite database is "
+        "upgraded if needed)",
+        description="Run the FastAPI reference app (from a source checkout, with the fastapi "
+        "extra) on the database, and print the URLs to open, with a one-time owner sign-in "
+        "link. Without the app, serve SCIM and SAML only.",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the app's origin as browsers and IdPs reach it (default: http://HOST:PORT)",
+    )
+    serve.add_argument(
+        "--dev-host",
+        action="append",
+        metavar="HOST",
+        help="a host SAML may reach over plain http; repeat for several (default for a "
+        "loopback --host: that host, localhost and 127.0.0.1; otherwise none)",
+    )
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -256,7 +273,15 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "serve":
             from pbidentity._server import serve
 
-            return serve(storage, host=args.host, port=args.port, demo=args.demo)
+            return serve(
+                storage,
+                host=args.host,
+                port=args.port,
+                demo=args.demo,
+                database_url=args.database,
+                public_url=args.public_url,
+                dev_hosts=None if args.dev_host is None else frozenset(args.dev_host),
+            )
         if args.command == "tenants":
             if args.action == "create":
                 tenant = admin.create_tenant(args.slug, args.name)

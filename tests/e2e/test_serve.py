@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 import httpx
 import pytest
+
+from tests.saml.idp import TestIdp
 
 
 @attrs.frozen
@@ -18,6 +24,7 @@ class Server:
 
     base_url: str
     token: str
+    database: str = ""
 
 
 def _cli(database: str, *args: str) -> str:
@@ -51,7 +58,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("SCIM base URL: "), first
-        yield Server(base_url=first.removeprefix("SCIM base URL: ").strip(), token=token)
+        yield Server(
+            base_url=first.removeprefix("SCIM base URL: ").strip(), token=token, database=database
+        )
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -111,6 +120,152 @@ def test_okta_push_over_http(server: Server) -> None:
 def test_root_page_tells_where_scim_is(server: Server) -> None:
     """The server's root explains the SCIM base URL to whoever opens it in a browser."""
     root = server.base_url.removesuffix("/scim/v2") + "/"
-    response = httpx.get(root, timeout=10)
+    # The root of the reference app sends a stranger to its sign-in page.
+    response = httpx.get(root, timeout=10, follow_redirects=True)
     assert response.status_code == 200
     assert "/scim/v2" in response.text
+
+
+@contextmanager
+def started(
+    database: str, *options: str, command: Sequence[str] = ("-m", "pbidentity.cli")
+) -> Iterator[dict[str, str]]:
+    """Run `pbidentity serve` with ``options``; yield what it printed before serving.
+
+    Each line up to "Press Ctrl+C to stop." is a label (before ": ") and a
+    value. ``command`` is what the interpreter runs (``-c`` code can change
+    the environment before calling the command line).
+    """
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, *command, "--database", database, "serve", *options],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            lines: dict[str, str] = {}
+            while (line := process.stdout.readline().rstrip("\n")) != "Press Ctrl+C to stop.":
+                if not line:
+                    log.seek(0)
+                    pytest.fail(f"the server stopped before serving:\n{log.read()}")
+                label, _, value = line.partition(": ")
+                lines[label] = value
+            yield lines
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+def test_serve_prints_the_urls_to_open_and_serves_the_reference_app(tmp_path: Path) -> None:
+    """With --demo: the app, a one-time owner sign-in link, the SSO page, SCIM and its token."""
+    database = f"sqlite:///{tmp_path / 'demo.db'}"
+    with started(database, "--port", "0", "--demo") as run:
+        assert next(iter(run)) == "SCIM base URL"
+        app = run["App"]
+        assert app.startswith("http://127.0.0.1:")
+        assert app.endswith("/")
+        base = app.removesuffix("/")
+        assert run["SCIM base URL"] == f"{base}/scim/v2"
+        assert run["SSO settings"] == f"{base}/w/demo/settings/sso"
+        owner = run["Owner sign-in"]
+        assert owner.startswith(f"{base}/bootstrap?token=")
+        with httpx.Client(timeout=10) as browser:
+            login = browser.get(f"{base}/login")
+            assert login.status_code == 200
+            assert 'id="sso-sign-in"' in login.text
+            metadata = browser.get(f"{base}/saml/demo/metadata")
+            assert metadata.status_code == 200
+            assert f'entityID="{base}/saml/demo/metadata"' in metadata.text
+            signed_in = browser.get(owner)
+            assert signed_in.status_code == 303
+            assert signed_in.headers["location"] == "/w/demo/settings/sso"
+            sso = browser.get(run["SSO settings"])
+            assert sso.status_code == 200
+            assert f"{base}/saml/demo/acs" in sso.text
+        secret = run["Demo workspace token (shown once)"]
+        users = httpx.get(
+            f"{base}/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"}, timeout=10
+        )
+        assert users.status_code == 200
+    with started(database, "--port", "0") as again:
+        # A fresh owner token at each start: the old link no longer works.
+        assert again["Owner sign-in"].partition("token=")[2] != owner.partition("token=")[2]
+        stale = owner.replace(base, again["App"].removesuffix("/"))
+        assert httpx.get(stale, timeout=10).status_code == 403
+        assert "Demo workspace token (shown once)" not in again
+
+
+def test_public_url_names_the_app_everywhere(tmp_path: Path) -> None:
+    """--public-url names the app in every printed URL and SP value; it is served locally."""
+    database = f"sqlite:///{tmp_path / 'public.db'}"
+    with started(database, "--port", "0", "--demo", "--public-url", "https://app.example/") as run:
+        assert run["App"] == "https://app.example/"
+        assert run["SCIM base URL"] == "https://app.example/scim/v2"
+        assert run["SSO settings"] == "https://app.example/w/demo/settings/sso"
+        local = run["Listening on"]
+        assert local.startswith("http://127.0.0.1:")
+        metadata = httpx.get(f"{local}/saml/demo/metadata", timeout=10)
+        assert 'entityID="https://app.example/saml/demo/metadata"' in metadata.text
+
+
+def _checked_codes(run: dict[str, str], sso_url: str) -> set[str]:
+    """Sign in as the owner and Check IdP metadata whose SSO URL is ``sso_url``: the codes found."""
+    metadata = TestIdp(sso_url=sso_url).metadata_xml()
+    with httpx.Client(timeout=10) as browser:
+        assert browser.get(run["Owner sign-in"]).status_code == 303
+        page = browser.get(run["SSO settings"])
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        checked = browser.post(
+            f"{run['SSO settings']}/metadata",
+            data={"csrf": csrf.group(1), "action": "check"},
+            files={"metadata_file": ("idp.xml", metadata, "application/xml")},
+        )
+        assert checked.status_code == 200
+        return set(re.findall(r'data-code="([^"]+)"', checked.text))
+
+
+def test_dev_hosts_are_the_loopback_names_unless_given(tmp_path: Path) -> None:
+    """Plain http is a warning for the dev hosts (by default the loopback names), else an error."""
+    database = f"sqlite:///{tmp_path / 'dev.db'}"
+    with started(database, "--port", "0", "--demo") as run:
+        codes = _checked_codes(run, "http://localhost/sso")
+        assert {"sso.dev_http", "sp.dev_http"} <= codes
+        assert not {"sso.not_https", "sp.not_https"} & codes
+    with started(database, "--port", "0", "--dev-host", "idp.test") as run:
+        assert "sso.not_https" in _checked_codes(run, "http://localhost/sso")
+        codes = _checked_codes(run, "http://idp.test/sso")
+        assert "sso.dev_http" in codes
+        # The app's own address (127.0.0.1) is no development host any more.
+        assert "sp.not_https" in codes
+
+
+def test_serve_without_the_reference_app_still_serves_scim_and_saml(server: Server) -> None:
+    """Without FastAPI: SCIM and SAML over the WSGI server, and a note on why no pages."""
+    database = server.database
+    hide_fastapi = (
+        "import sys; sys.modules['fastapi'] = None; "
+        "from pbidentity.cli import main; sys.exit(main())"
+    )
+    with started(database, "--port", "0", command=("-c", hide_fastapi)) as run:
+        base = run["SCIM base URL"].removesuffix("/scim/v2")
+        assert run["Note"] == (
+            "no admin pages: fastapi is not installed (pip install 'pbidentity[fastapi]')."
+        )
+        assert run["SAML"] == f"{base}/saml/<workspace>/metadata"
+        metadata = httpx.get(f"{base}/saml/acme/metadata", timeout=10)
+        assert metadata.status_code == 200
+        assert f'entityID="{base}/saml/acme/metadata"' in metadata.text
+        root = httpx.get(f"{base}/", timeout=10)
+        assert root.status_code == 200
+        assert "/scim/v2" in root.text
+        users = httpx.get(
+            f"{base}/scim/v2/Users",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        )
+        assert users.status_code == 200

@@ -14,6 +14,7 @@ a :class:`SignIn`.
 
 from __future__ import annotations
 
+from pbidentity.saml._fetch import MetadataFetchError
 from pbidentity.saml._protocol import AuthnRedirect
 from pbidentity.saml._service import Authorized
 from pbidentity.saml._service import ResultHandler
@@ -36,6 +37,7 @@ __all__ = [
     "AuthnRedirect",
     "Authorized",
     "Finding",
+    "MetadataFetchError",
     "Report",
     "ResultHandler",
     "SamlConfig",

@@ -358,23 +358,25 @@ class SamlService:
         return report.plus(sp_report.findings)
 
     def fetch_metadata(self, url: str) -> bytes:
-        """Fetch a metadata URL through the safe fetcher; ``InputError`` says why it failed."""
-        from pbidentity.saml._fetch import MetadataFetchError
+        """Fetch a metadata URL through the safe fetcher.
+
+        Raises :class:`~pbidentity.saml.MetadataFetchError`, whose ``finding``
+        tells the admin why (not https, a private address, a timeout...).
+        """
         from pbidentity.saml._fetch import fetch_metadata
 
         fetch = self._fetch or fetch_metadata
-        try:
-            fetched = fetch(url, timeout=self.config.fetch_timeout, dev_hosts=self.config.dev_hosts)
-        except MetadataFetchError as error:
-            raise _FetchFailed(error.finding) from error
+        fetched = fetch(url, timeout=self.config.fetch_timeout, dev_hosts=self.config.dev_hosts)
         return bytes(fetched.body)
 
     def save_metadata_url(self, tenant_slug: str, url: str, **options: Any) -> SaveResult:
         """Fetch the IdP's metadata URL (Okta's "Metadata URL"), check it, save it as pending."""
+        from pbidentity.saml._fetch import MetadataFetchError
+
         try:
             xml = self.fetch_metadata(url.strip())
-        except _FetchFailed as failed:
-            return SaveResult(report=Report((failed.finding,)))
+        except MetadataFetchError as error:
+            return SaveResult(report=Report((error.finding,)))
         return self.save_metadata_xml(tenant_slug, xml, source=url.strip(), **options)
 
     def save_metadata_xml(
@@ -1140,12 +1142,6 @@ class SamlService:
         if self.on_result is not None:
             return self.on_result(request, outcome)
         return default_result_page(outcome)
-
-
-class _FetchFailed(Exception):
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
 
 
 def _in_response_to(saml_response: str, max_bytes: int) -> str | None:

@@ -1,0 +1,1 @@
+"""Reference apps: a tiny product that uses pbidentity for SCIM provisioning and SAML sign-in."""

@@ -1,0 +1,101 @@
+"""The product's services: one storage behind the admin pages, SCIM and SAML."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from pbidentity.admin import Admin
+from pbidentity.exceptions import ConflictError
+from pbidentity.members import Members
+from pbidentity.saml import ResultHandler
+from pbidentity.saml import SamlConfig
+from pbidentity.saml import SamlService
+from pbidentity.scim import ScimService
+from pbidentity.storage import Storage
+from pbidentity.storage import open_storage
+
+__all__ = ["DEMO_WORKSPACE", "AppContext", "Site", "ensure_demo_workspace", "open_context"]
+
+#: The workspace ``demo=True`` creates, and the one the owner signs in to by default.
+DEMO_WORKSPACE = "demo"
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the layout shows on every page."""
+
+    framework: str
+    #: The app's origin as browsers and IdPs see it, without a trailing slash.
+    public_url: str
+
+    @property
+    def scim_base_url(self) -> str:
+        """What the admin pastes into the IdP's provisioning settings."""
+        return f"{self.public_url}/scim/v2"
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """Everything a request handler needs, built once per app from ``create_app``'s arguments."""
+
+    storage: Storage
+    admin: Admin
+    members: Members
+    scim: ScimService
+    saml: SamlService
+    site: Site
+    #: The secret of ``/bootstrap``; ``None`` turns the owner sign-in off.
+    owner_token: str | None
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.storage.close()
+
+
+def open_context(
+    database_url: str,
+    *,
+    site: Site,
+    dev_hosts: frozenset[str],
+    owner_token: str | None,
+    demo: bool,
+    on_result: ResultHandler,
+) -> AppContext:
+    """Open the storage and build every service on it (``create_app``'s shared half)."""
+    # An embedded SQLite file follows the library's schema by itself; a shared
+    # server database is migrated on purpose, with `pbidentity db upgrade`.
+    storage = open_storage(database_url, upgrade=database_url.startswith("sqlite"))
+    admin = Admin(storage)
+    if demo:
+        ensure_demo_workspace(admin)
+        # Without it nobody could reach the settings pages to set up SSO.
+        owner_token = owner_token or secrets.token_urlsafe(24)
+    saml = SamlService(
+        storage,
+        SamlConfig(public_url=site.public_url, dev_hosts=dev_hosts),
+        on_result=on_result,
+    )
+    return AppContext(
+        storage=storage,
+        admin=admin,
+        members=Members(storage),
+        scim=ScimService(storage),
+        saml=saml,
+        site=site,
+        owner_token=owner_token,
+    )
+
+
+def ensure_demo_workspace(admin: Admin) -> None:
+    """Create the ``demo`` workspace with SCIM provisioning on, unless it exists.
+
+    An existing one is left as it is: an admin may have switched SCIM off on purpose.
+    """
+    if any(tenant.slug == DEMO_WORKSPACE for tenant in admin.list_tenants()):
+        return
+    try:
+        admin.create_tenant(DEMO_WORKSPACE, "Demo workspace")
+    except ConflictError:
+        return  # another process started at the same moment and created it
+    admin.set_scim_enabled(DEMO_WORKSPACE, True)

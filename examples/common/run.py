@@ -1,0 +1,63 @@
+"""Running a reference app from a shell: its options, its dev hosts, and the URLs to open."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from collections.abc import Sequence
+
+from examples.common.context import DEMO_WORKSPACE
+from examples.common.context import AppContext
+
+__all__ = ["local_dev_hosts", "options", "startup_lines"]
+
+
+def options(prog: str, description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m examples.<app>``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--database",
+        default="sqlite:///pbidentity.db",
+        metavar="URL",
+        help="database URL (default: sqlite:///pbidentity.db, in the current directory)",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"create the {DEMO_WORKSPACE!r} workspace with SCIM on, if it is missing",
+    )
+    return parser.parse_args(argv)
+
+
+def local_dev_hosts(host: str) -> frozenset[str]:
+    """The hosts SAML may reach over plain http: the machine itself, when serving on loopback.
+
+    On any other address the app is reachable by others, so plain http is
+    refused and the public URL must be https.
+    """
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
+
+
+def startup_lines(ctx: AppContext) -> list[str]:
+    """What to print at start: SCIM's base URL, the app, the owner's sign-in link, the SSO page."""
+    url = ctx.site.public_url
+    lines = [f"SCIM base URL: {ctx.site.scim_base_url}", f"App: {url}/"]
+    slugs = [tenant.slug for tenant in ctx.admin.list_tenants()]
+    if not slugs:
+        lines.append("No workspace yet: create one with `pbidentity tenants create SLUG`.")
+        return lines
+    workspace = DEMO_WORKSPACE if DEMO_WORKSPACE in slugs else slugs[0]
+    if ctx.owner_token:
+        query = f"token={ctx.owner_token}"
+        if workspace != DEMO_WORKSPACE:
+            query += f"&workspace={workspace}"
+        # The token changes at every start: the link is printed once, here.
+        lines.append(f"Owner sign-in: {url}/bootstrap?{query}")
+    lines.append(f"SSO settings: {url}/w/{workspace}/settings/sso")
+    return lines
