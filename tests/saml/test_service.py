@@ -339,6 +339,8 @@ def test_sp_initiated_sign_in_resolves_the_provisioned_member(
     assert outcome.relay_state == "/projects/7"
     assert outcome.created is False
     assert outcome.idp_initiated is False
+    assert outcome.request_id is not None
+    assert outcome.request_id.startswith("id")
     assert any("matched member" in step for step in outcome.trail)
     assert outcome.attributes["firstName"]
 
@@ -377,6 +379,7 @@ def test_idp_initiated_sign_in_is_a_per_tenant_switch(service: SamlService, idp:
     allowed = service.consume("acme", idp.response(sp=sp(service), name_id="jane@acme.test"))
     assert isinstance(allowed, SignIn)
     assert allowed.idp_initiated is True
+    assert allowed.request_id is None
 
 
 def test_tenants_are_isolated(service: SamlService, idp: TestIdp) -> None:

@@ -170,6 +170,11 @@ class SignIn:
     idp_initiated: bool
     #: What was checked and decided, one sentence each.
     trail: tuple[str, ...]
+    #: The AuthnRequest this answers (``None`` when the IdP started it). A
+    #: host app that starts sign-ins itself (:meth:`SamlService.begin_sign_in`)
+    #: can keep :attr:`AuthnRedirect.request_id` in the browser's session and
+    #: compare, which ties the response to the browser that asked (no login CSRF).
+    request_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -185,6 +190,8 @@ class Authorized:
     #: The member the admin's identity matched, if any.
     member: Member | None
     relay_state: str | None
+    #: The test sign-in's AuthnRequest (see :attr:`SignIn.request_id`).
+    request_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -883,6 +890,7 @@ class SamlService:
             relay_state=relay,
             idp_initiated=idp_initiated,
             trail=tuple(trail),
+            request_id=assertion.in_response_to,
         )
 
     def _create_member(self, tenant: Tenant, email: str, profile: Any) -> Member:
@@ -1000,6 +1008,7 @@ class SamlService:
             name_id=assertion.name_id,
             member=member,
             relay_state=relay,
+            request_id=assertion.in_response_to,
         )
 
     def _record_attempt(self, tenant: Tenant, report: Report) -> None:
