@@ -14,9 +14,14 @@ and each is timed on its own to report the median and the 99th percentile:
   each on ``--samples`` random members;
 * a page of 100 members at the start, in the middle and at the end of the
   tenant, by index (``startIndex``) and by cursor (RFC 9865), each
-  ``--page-samples`` times;
-* a group member add (PATCH ``add members``) on random groups.
+  ``--page-samples`` times, and by index at ``--page-samples`` random
+  positions (a jump that no earlier request prepared); every page is checked
+  to start at the member its position names;
+* a group member add (PATCH ``add members``) on random groups;
+* a user create (POST) and the delete of that user, ``--samples`` of each.
 
+After each load the planner's statistics are refreshed (``ANALYZE``, as
+autovacuum soon would; ``--no-analyze`` measures the freshly loaded tables).
 The same measurements run first when a tenth of the members are loaded, then
 at full size, so the figures show how each cost grows with the table. The
 anonymous memory of the process (``RssAnon``: heap, not the SQLite file pages
@@ -57,6 +62,7 @@ from pbidentity.storage import open_storage
 
 BASE_URL = "https://app.example.com/scim/v2"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 TARGETS_MS = {"read": 2.0, "page": 20.0, "write": 5.0}
 
 
@@ -197,10 +203,12 @@ def measure(client: Client, members: int, groups: int, samples: int, pages: int)
     def patch(i: int) -> float:
         return client("PATCH", f"/Users/{_member_id(i)}", body=deactivate)[0]
 
-    def page(query: tuple[tuple[str, str], ...]) -> float:
+    def page(request: tuple[tuple[tuple[str, str], ...], int]) -> float:
+        query, position = request
         elapsed, body, _ = client("GET", "/Users", query)
-        if not body or len(body["Resources"]) != 100:
-            raise SystemExit(f"a page of {body and len(body['Resources'])} users for {query}")
+        found = [resource["id"] for resource in body["Resources"]] if body else []
+        if found != [_member_id(i) for i in range(position, position + 100)]:
+            raise SystemExit(f"the page for {query} is not the 100 members from {position}")
         return elapsed
 
     def add(pair: tuple[str, str]) -> float:
@@ -209,20 +217,38 @@ def measure(client: Client, members: int, groups: int, samples: int, pages: int)
         body = {"schemas": [PATCH], "Operations": [operation]}
         return client("PATCH", f"/Groups/{group}", body=body)[0]
 
+    created: list[str] = []
+
+    def create(i: int) -> float:
+        body = {"schemas": [USER], "userName": f"new{i:07d}@example.com", "active": True}
+        elapsed, user, _ = client("POST", "/Users", body=body)
+        assert user is not None
+        created.append(user["id"])
+        return elapsed
+
+    def remove(member_id: str) -> float:
+        return client("DELETE", f"/Users/{member_id}")[0]
+
     timed("userName eq lookup", "read", lookup, picks)
     timed("GET by id", "read", get, picks)
     timed("PATCH deactivate", "write", patch, picks)
     for where, position in (("start", 0), ("middle", members // 2), ("end", members - 100)):
         index = (("startIndex", str(position + 1)), ("count", "100"))
-        timed(f"page of 100 at the {where}, index", "page", page, [index] * pages)
+        timed(f"page of 100 at the {where}, index", "page", page, [(index, position)] * pages)
         cursor = "" if position == 0 else _cursor_at(client, position, members)
         by_cursor = (("cursor", cursor), ("count", "100"))
-        timed(f"page of 100 at the {where}, cursor", "page", page, [by_cursor] * pages)
+        timed(f"page of 100 at the {where}, cursor", "page", page, [(by_cursor, position)] * pages)
+    spots = [rng.randrange(members - 99) for _ in range(pages)]
+    jumps = [((("startIndex", str(spot + 1)), ("count", "100")), spot) for spot in spots]
+    timed("page of 100 at random, index", "page", page, jumps)
     pairs = [
         (f"g{rng.randrange(groups):05d}", _member_id(rng.randrange(members)))
         for _ in range(samples)
     ]
     timed("group member add", "write", add, pairs)
+    timed("POST user", "write", create, list(range(samples)))
+    # The same users again, so that the next round finds the members as loaded.
+    timed("DELETE user", "write", remove, list(created))
     return results
 
 
@@ -271,7 +297,16 @@ def _postgres(url: str | None) -> Iterator[str]:
         yield started
 
 
-def run(url: str, backend: str, members: int, groups: int, samples: int, pages: int) -> None:
+def run(
+    url: str,
+    backend: str,
+    members: int,
+    groups: int,
+    samples: int,
+    pages: int,
+    *,
+    analyzed: bool = True,
+) -> None:
     """Load, measure at a tenth, load the rest, measure again."""
     storage = open_storage(url)
     admin = Admin(storage)
@@ -283,6 +318,8 @@ def run(url: str, backend: str, members: int, groups: int, samples: int, pages: 
     seconds = load(storage, tenant.id, 0, tenth)
     group_count = max(1, groups // 10)
     group_seconds, memberships = load_groups(storage, tenant.id, group_count, tenth)
+    if analyzed:
+        analyze(storage)
     print(
         f"{backend}: loaded {tenth:,} members in {seconds:.1f} s ({tenth / seconds:,.0f}/s), "
         f"{group_count:,} groups with {memberships:,} memberships in {group_seconds:.1f} s"
@@ -295,6 +332,8 @@ def run(url: str, backend: str, members: int, groups: int, samples: int, pages: 
         for g in range(group_count):
             tx.delete_group(tenant.id, f"g{g:05d}")
     group_seconds, memberships = load_groups(storage, tenant.id, groups, members)
+    if analyzed:
+        analyze(storage)
     total = seconds + more
     print(
         f"\n{backend}: loaded {members:,} members in {total:.1f} s "
@@ -316,14 +355,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-samples", type=int, default=30)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres-url", help="an empty database (default: a throwaway cluster)")
+    parser.add_argument(
+        "--no-analyze",
+        dest="analyzed",
+        action="store_false",
+        help="measure right after each load, before the planner has statistics",
+    )
     args = parser.parse_args(argv)
+    sizes = (args.members, args.groups, args.samples, args.page_samples)
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'scale.db'}"
-            run(url, "SQLite", args.members, args.groups, args.samples, args.page_samples)
+            run(url, "SQLite", *sizes, analyzed=args.analyzed)
     if args.backend in ("postgresql", "both"):
         with _postgres(args.postgres_url) as url:
-            run(url, "PostgreSQL", args.members, args.groups, args.samples, args.page_samples)
+            run(url, "PostgreSQL", *sizes, analyzed=args.analyzed)
     return 0
 
 
