@@ -74,8 +74,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Serve the SCIM service on an embedded SQLite file, with a demo tenant and token."""
-    session.install("-e", ".")
+    """Run the FastAPI reference app (SCIM, SAML, the admin pages) on an embedded SQLite file."""
+    session.install("-e", ".[saml,fastapi]")
     session.run(
         "pbidentity",
         "--database",
