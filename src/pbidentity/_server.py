@@ -121,7 +121,9 @@ def reference_app() -> tuple[Callable[..., Any] | None, str]:
     """The FastAPI reference app's ``create_app``, or ``None`` and why it cannot run.
 
     The app lives in the source tree (``examples/``), not in the package: it
-    is looked for in the current directory, then next to this source tree.
+    is looked for next to this source tree only (a checkout with an editable
+    install, as the README's quickstart makes), never in the current
+    directory, whose code an operator did not choose to run.
     """
     try:
         import fastapi  # noqa: F401
@@ -130,17 +132,14 @@ def reference_app() -> tuple[Callable[..., Any] | None, str]:
         return None, f"{error.name} is not installed (pip install 'pbidentity[fastapi]')"
     import pbidentity
 
-    roots = (Path.cwd(), Path(pbidentity.__file__).resolve().parents[2])
-    found = [
-        root for root in roots if (root / "examples" / "fastapi_app" / "__init__.py").is_file()
-    ]
-    if not found:
+    root = Path(pbidentity.__file__).resolve().parents[2]
+    if not (root / "examples" / "fastapi_app" / "__init__.py").is_file():
         return None, (
-            "the reference app (examples/fastapi_app) is not in the current directory or next "
-            "to pbidentity's source: run from a source checkout"
+            "the reference app (examples/fastapi_app) is not next to pbidentity's source: "
+            "run from a source checkout"
         )
-    if str(found[0]) not in sys.path:
-        sys.path.insert(0, str(found[0]))
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     try:
         module = importlib.import_module("examples.fastapi_app")
     except ImportError as error:
