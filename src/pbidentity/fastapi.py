@@ -20,6 +20,7 @@ never by FastAPI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from concurrent.futures import Executor
 
@@ -29,14 +30,19 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route
 
 from pbidentity.asgi import AsgiApp
+from pbidentity.domain import Member
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import NotFoundError
 from pbidentity.http import Handler
 from pbidentity.http import Router
 from pbidentity.saml import SamlService
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 
-__all__ = ["PbIdentity", "pbidentity_saml", "pbidentity_scim"]
+__all__ = ["PbIdentity", "SessionMember", "pbidentity_member", "pbidentity_saml", "pbidentity_scim"]
+
+#: Reads the host app's session: the signed-in member's (workspace slug, member id), or ``None``.
+SessionMember = Callable[[Request], "tuple[str, str] | None"]
 
 
 class PbIdentity:
@@ -44,7 +50,11 @@ class PbIdentity:
 
     The SCIM service is ``scim`` if given, else one built on ``database_url``
     (with ``scim_config``); ``saml`` is a SAML handler to serve too, and
-    ``mounts`` more handlers by prefix.
+    ``mounts`` more handlers by prefix. ``session_member`` reads the host
+    app's session: it returns the signed-in member's workspace slug and id
+    (what the app stored when ``on_result`` gave it a
+    :class:`~pbidentity.saml.SignIn`), or ``None``; :func:`pbidentity_member`
+    uses it.
     :meth:`init_app` adds the routes to an app; :attr:`asgi` is the same
     endpoints as an ASGI app, to mount or to run on its own.
     """
@@ -60,7 +70,11 @@ class PbIdentity:
         scim_prefix: str = "/scim/v2",
         saml_prefix: str = "/saml",
         executor: Executor | None = None,
+        session_member: SessionMember | None = None,
     ) -> None:
+        #: How the host app's session names the signed-in member, for
+        #: :func:`pbidentity_member`.
+        self.session_member = session_member
         if scim is None and database_url:
             from pbidentity.storage import open_storage
 
@@ -134,3 +148,35 @@ def pbidentity_scim(request: Request) -> ScimService:
 def pbidentity_saml(request: Request) -> SamlService:
     """FastAPI dependency: the app's SAML service (``Depends(pbidentity_saml)``)."""
     return _extension(request).saml
+
+
+def pbidentity_member(request: Request) -> Member:
+    """FastAPI dependency: the signed-in member (``Depends(pbidentity_member)``).
+
+    Read again from storage on each request, so that a member the IdP has
+    deactivated since signing in is refused at once: 401 when nobody is
+    signed in (or the member is gone), 403 when the member is deactivated.
+    Declare it in a plain ``def`` endpoint or dependency chain: it reads the
+    database, and FastAPI runs sync dependencies in a worker thread.
+    """
+    from fastapi import HTTPException
+
+    from pbidentity.members import Members
+
+    extension = _extension(request)
+    if extension.session_member is None:
+        raise ConfigurationError(
+            "pbidentity_member needs to know the app's session: PbIdentity(session_member=...)"
+        )
+    signed_in = extension.session_member(request)
+    if signed_in is None:
+        raise HTTPException(status_code=401, detail="Sign in first.")
+    slug, member_id = signed_in
+    storage = extension.scim.storage if extension._scim is not None else extension.saml.storage
+    try:
+        member = Members(storage).get(slug, member_id)
+    except NotFoundError:
+        raise HTTPException(status_code=401, detail="Sign in again.") from None
+    if not member.active:
+        raise HTTPException(status_code=403, detail="This membership is deactivated.")
+    return member

@@ -15,10 +15,13 @@ import httpx
 import pytest
 
 from pbidentity.admin import Admin
+from pbidentity.domain import Member
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.fastapi import PbIdentity
+from pbidentity.fastapi import pbidentity_member
 from pbidentity.fastapi import pbidentity_saml
 from pbidentity.fastapi import pbidentity_scim
+from pbidentity.members import Members
 from pbidentity.scim import ScimService
 from tests.adapters.request_table import Recorder
 from tests.adapters.request_table import uvicorn_server
@@ -199,3 +202,47 @@ def test_the_event_loop_keeps_running_during_a_core_call(
     ticks, elapsed = asyncio.run(run())
     assert ticks >= 20  # a blocked loop would tick once or twice
     assert elapsed < 0.9  # the two calls ran side by side
+
+
+def test_the_signed_in_member_dependency(tmp_path: Path) -> None:
+    """pbidentity_member reads the session through session_member, and the member from storage."""
+
+    def from_headers(request: fastapi.Request) -> tuple[str, str] | None:
+        # A stand-in for the host app's session: the workspace and member id it stored.
+        member_id = request.headers.get("x-member")
+        return None if member_id is None else ("acme", member_id)
+
+    extension = PbIdentity(
+        database_url=f"sqlite:///{tmp_path / 'identity.db'}", session_member=from_headers
+    )
+    app = fastapi.FastAPI()
+    extension.init_app(app)
+
+    @app.get("/me")
+    def me(member: Annotated[Member, fastapi.Depends(pbidentity_member)]) -> dict[str, Any]:
+        return {"userName": member.user_name, "role": member.role}
+
+    storage = extension.scim.storage
+    Admin(storage).create_tenant("acme")
+    members = Members(storage)
+    jane = members.add("acme", "jane@acme.test", role="maker")
+    client = Client(app)
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers={"x-member": "nobody"}).status_code == 401
+    answer = client.get("/me", headers={"x-member": jane.id})
+    assert answer.json() == {"userName": "jane@acme.test", "role": "maker"}
+    members.edit("acme", jane.id, active=False)
+    assert client.get("/me", headers={"x-member": jane.id}).status_code == 403
+    storage.close()
+
+
+def test_the_member_dependency_needs_the_session_reader(identity: PbIdentity) -> None:
+    app = fastapi.FastAPI()
+    identity.init_app(app)
+
+    @app.get("/me")
+    def me(member: Annotated[Member, fastapi.Depends(pbidentity_member)]) -> str:
+        return member.id
+
+    with pytest.raises(ConfigurationError, match="session_member"):
+        Client(app).get("/me")
