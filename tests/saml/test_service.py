@@ -592,3 +592,15 @@ def test_members_created_just_in_time_get_the_apps_least_privileged_role(
     outcome = sign_in(service, idp, "new@acme.test")
     assert isinstance(outcome, SignIn)
     assert outcome.member.role == "guest"
+
+
+def test_each_sign_in_is_recorded_once_and_refusals_not_at_all(
+    service: SamlService, storage: Storage, idp: TestIdp
+) -> None:
+    activate(service, idp)
+    assert isinstance(sign_in(service, idp, "jane@acme.test"), SignIn)
+    assert isinstance(sign_in(service, idp, "gone@acme.test"), SignInFailure)
+    recorded = [e for e in Members(storage).audit_trail("acme") if e.type == "member.signed_in"]
+    assert len(recorded) == 1
+    assert recorded[0].data == {"idp_initiated": False, "created": False}
+    assert recorded[0].actor == "saml"

@@ -71,6 +71,7 @@ from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
 
 if TYPE_CHECKING:
+    from pbidentity.saml._attributes import Profile
     from pbidentity.saml._response import Assertion
 
 __all__ = [
@@ -783,11 +784,21 @@ class SamlService:
                 )
             )
 
-    def _profile_findings(
-        self, connection: SamlConnection, assertion: Assertion
-    ) -> tuple[Any, list[Finding]]:
-        from pbidentity.saml._attributes import check_attributes
+    @staticmethod
+    def _profile(connection: SamlConnection, assertion: Assertion) -> Profile:
+        """The person the assertion describes, through the connection's attribute mapping."""
         from pbidentity.saml._attributes import map_profile
+
+        return map_profile(
+            assertion.attributes,
+            mapping=connection.attribute_mapping or None,
+            name_id=assertion.name_id,
+        )
+
+    @staticmethod
+    def _attribute_findings(connection: SamlConnection, assertion: Assertion) -> list[Finding]:
+        """What the test sign-in tells the admin about the attributes the IdP sends."""
+        from pbidentity.saml._attributes import check_attributes
 
         _, findings = check_attributes(
             list(assertion.attributes),
@@ -795,12 +806,7 @@ class SamlService:
             name_id=assertion.name_id,
             name_id_format=assertion.name_id_format,
         )
-        profile = map_profile(
-            assertion.attributes,
-            mapping=connection.attribute_mapping or None,
-            name_id=assertion.name_id,
-        )
-        return profile, findings
+        return findings
 
     def _find_member(self, tx: Transaction, tenant: Tenant, email: str) -> Member | None:
         candidates = tx.members_matching(tenant.id, user_name=email, email=email, limit=3)
@@ -826,8 +832,7 @@ class SamlService:
         relay: str | None,
         idp_initiated: bool,
     ) -> SignIn:
-        profile, _ = self._profile_findings(connection, assertion)
-        email = profile.email
+        email = self._profile(connection, assertion).email
         trail = [
             f"response signed by IdP certificate #{assertion.signed_by + 1}",
             "started at the identity provider" if idp_initiated else "answers our sign-in request",
@@ -842,12 +847,16 @@ class SamlService:
                     "'email' attribute statement.",
                 )
             )
-        created = False
+        signed_in = {"idp_initiated": idp_initiated, "created": False}
+        # The usual case (a known, active member) is one write transaction:
+        # the assertion id consumed, the member found, the sign-in recorded.
         with self.storage.transaction() as tx:
             self._remember(tx, tenant, assertion)
             member = self._find_member(tx, tenant, email)
             if member is not None:
                 trail.append(f"matched member {member.id} by email {email}")
+                if member.active:
+                    self._signed_in_event(tx, tenant, member, signed_in)
         if member is None:
             if connection.unknown_members != "create":
                 raise _Refused(
@@ -858,9 +867,12 @@ class SamlService:
                         "(with provisioning on, that creates your membership).",
                     )
                 )
-            member = self._create_member(tenant, email, profile)
-            created = True
+            member = self._create_member(tenant, email, self._profile(connection, assertion))
+            signed_in["created"] = True
             trail.append(f"created member {member.id} just in time for {email}")
+            if member.active:
+                with self.storage.transaction() as tx:
+                    self._signed_in_event(tx, tenant, member, signed_in)
         if not member.active:
             raise _Refused(
                 _error(
@@ -870,20 +882,10 @@ class SamlService:
                     "provisioning manages it).",
                 )
             )
-        with self.storage.transaction() as tx:
-            self._event(
-                tx,
-                tenant,
-                "member.signed_in",
-                None,
-                "saml",
-                {"idp_initiated": idp_initiated, "created": created},
-                subject_id=member.id,
-            )
         return SignIn(
             tenant=tenant,
             member=member,
-            created=created,
+            created=signed_in["created"],
             name_id=assertion.name_id,
             session_index=assertion.session_index,
             attributes=assertion.attributes,
@@ -893,7 +895,12 @@ class SamlService:
             request_id=assertion.in_response_to,
         )
 
-    def _create_member(self, tenant: Tenant, email: str, profile: Any) -> Member:
+    def _signed_in_event(
+        self, tx: Transaction, tenant: Tenant, member: Member, data: Mapping[str, Any]
+    ) -> None:
+        self._event(tx, tenant, "member.signed_in", None, "saml", data, subject_id=member.id)
+
+    def _create_member(self, tenant: Tenant, email: str, profile: Profile) -> Member:
         from pbidentity.exceptions import ConflictError
         from pbidentity.members import Members
 
@@ -951,8 +958,8 @@ class SamlService:
                     suggestion="Check the server's time synchronisation (NTP).",
                 )
             )
-        profile, attribute_findings = self._profile_findings(connection, assertion)
-        report = Report((*findings, *attribute_findings))
+        profile = self._profile(connection, assertion)
+        report = Report((*findings, *self._attribute_findings(connection, assertion)))
         if not report.ok:
             raise _Refused(report.errors[0])
         now = self.clock()
