@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from collections.abc import Sequence
 
 from examples.common.context import DEMO_WORKSPACE
 from examples.common.context import AppContext
 
-__all__ = ["local_dev_hosts", "options", "startup_lines"]
+__all__ = ["options", "startup_lines"]
 
 
 def options(prog: str, description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -29,19 +28,6 @@ def options(prog: str, description: str, argv: Sequence[str] | None = None) -> a
         help=f"create the {DEMO_WORKSPACE!r} workspace with SCIM on, if it is missing",
     )
     return parser.parse_args(argv)
-
-
-def local_dev_hosts(host: str) -> frozenset[str]:
-    """The hosts SAML may reach over plain http: the machine itself, when serving on loopback.
-
-    On any other address the app is reachable by others, so plain http is
-    refused and the public URL must be https.
-    """
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
 
 
 def startup_lines(ctx: AppContext) -> list[str]:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from examples.common.run import local_dev_hosts
 from examples.common.run import options
 from examples.common.run import startup_lines
 from examples.fastapi_app import create_app
+from pbidentity.saml import local_dev_hosts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

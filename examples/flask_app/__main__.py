@@ -6,11 +6,11 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from examples.common.run import local_dev_hosts
 from examples.common.run import options
 from examples.common.run import startup_lines
 from examples.flask_app import EXTENSION
 from examples.flask_app import create_app
+from pbidentity.saml import local_dev_hosts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

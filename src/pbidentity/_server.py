@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import ipaddress
 import logging
 import secrets
 import socket
@@ -32,6 +31,7 @@ from pbidentity.http import Handler
 from pbidentity.http import Router
 from pbidentity.saml import SamlConfig
 from pbidentity.saml import SamlService
+from pbidentity.saml import local_dev_hosts
 from pbidentity.scim import ScimService
 from pbidentity.storage import Storage
 from pbidentity.wsgi import DEFAULT_PREFIX
@@ -91,19 +91,6 @@ def _print_demo_token(admin: Admin, scim_base_url: str) -> None:
     secret = _demo_token(admin)
     print(f"Demo workspace token (shown once): {secret}")
     print(f"Try: curl -H 'Authorization: Bearer {secret}' {scim_base_url}/Users", flush=True)
-
-
-def local_dev_hosts(host: str) -> frozenset[str]:
-    """The hosts SAML may reach over plain http: the machine itself, when serving on loopback.
-
-    Served on any other address the app is reachable by others, so plain
-    http is refused there and the public URL must be https.
-    """
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
 
 
 def _url_host(host: str) -> str:

@@ -26,6 +26,7 @@ from pbidentity.saml._service import SignIn
 from pbidentity.saml._service import SignInFailure
 from pbidentity.saml._service import SignInOutcome
 from pbidentity.saml._service import default_result_page
+from pbidentity.saml._service import local_dev_hosts
 from pbidentity.saml._types import EMAIL_NAMEID
 from pbidentity.saml._types import Finding
 from pbidentity.saml._types import Report
@@ -50,4 +51,5 @@ __all__ = [
     "SignInFailure",
     "SignInOutcome",
     "default_result_page",
+    "local_dev_hosts",
 ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
@@ -130,6 +131,19 @@ class SamlConfig:
                 f"SamlConfig.public_url must be the app's absolute origin, such as "
                 f"https://app.example, not {self.public_url!r}"
             )
+
+
+def local_dev_hosts(host: str) -> frozenset[str]:
+    """The ``dev_hosts`` of an app served on ``host``: the machine itself, when that is loopback.
+
+    Served on any other address the app is reachable by others, so plain
+    http is refused there and the public URL must be https.
+    """
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
 
 
 @attrs.frozen(kw_only=True)
