@@ -478,6 +478,29 @@ def test_cache_duration_is_noted() -> None:
     assert "PT8H" in report.findings[0].message
 
 
+@pytest.mark.parametrize("value", ["true", "1", " true "])
+def test_idp_asking_for_signed_requests_is_a_warning_that_blocks_nothing(value: str) -> None:
+    """Unsigned requests may be refused: the admin learns what that means and what to do."""
+    idp, report = read_metadata(
+        idp_metadata(certs=[cert()], role_attrs=f' WantAuthnRequestsSigned="{value}"'), now=NOW
+    )
+    assert idp is not None
+    assert report.ok
+    assert report.codes() == {"sso.wants_signed_requests"}
+    found = report.warnings[0]
+    assert "does not sign them yet" in found.message
+    assert "refuses every sign-in" in found.message
+    assert "switch off the requirement" in found.suggestion
+    assert "test sign-in" in found.suggestion
+
+
+@pytest.mark.parametrize("attribute", ["", ' WantAuthnRequestsSigned="false"'])
+def test_idp_not_asking_for_signed_requests_says_nothing(attribute: str) -> None:
+    """Absent or false (Okta and Google publish false): no finding."""
+    _, report = read_metadata(idp_metadata(certs=[cert()], role_attrs=attribute), now=NOW)
+    assert report.codes() == set()
+
+
 def test_schema_invalid_metadata_is_a_warning() -> None:
     """An element the schema does not allow: read anyway, with a warning naming the line."""
     xml = idp_metadata(

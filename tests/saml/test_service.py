@@ -24,6 +24,7 @@ from pbidentity.saml._service import SignInFailure
 from pbidentity.saml._service import SignInOutcome
 from pbidentity.storage import Storage
 from pbidentity.storage import open_storage
+from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
 
 PUBLIC_URL = "https://app.example"
@@ -218,6 +219,52 @@ def test_the_test_sign_in_must_be_signed_by_the_pending_certificate(
     )
     assert isinstance(outcome, SignInFailure)
     assert outcome.finding.code == "response.signature"
+
+
+def test_a_rollover_with_an_expired_certificate_saves_and_signs_in_with_the_valid_one(
+    service: SamlService,
+) -> None:
+    """The expired certificate only warns; it stays in the stored connection but verifies nothing.
+
+    Kept as the IdP published it, so that a response signed with it is refused
+    as "signed with the expired certificate #1" rather than as unknown.
+    """
+    now = datetime.now(UTC)
+    old = CertificateSpec(
+        cn="old", not_before=now - timedelta(days=400), not_after=now - timedelta(days=1)
+    )
+    rolled = TestIdp(
+        entity_id="http://www.okta.com/exk3",
+        sso_url="https://acme.okta.test/sso/three",
+        certificates=[old, CertificateSpec(cn="new")],
+        signing=1,
+    )
+    saved = service.save_metadata_xml("acme", rolled.metadata_xml())
+    assert saved.saved, saved.report.render()
+    assert "cert.expired_ignored" in {f.code for f in saved.report.warnings}
+    assert saved.connection is not None
+    assert saved.connection.idp.certificates == rolled.certificates
+    redirect = service.begin_authorize("acme")
+    authorized = service.consume(
+        "acme",
+        rolled.response(
+            sp=sp(service), name_id="jane@acme.test", in_response_to=request_id(redirect.url)
+        ),
+    )
+    assert isinstance(authorized, Authorized), authorized
+    assert isinstance(sign_in(service, rolled, "jane@acme.test"), SignIn)
+    redirect = service.begin_sign_in("acme")
+    by_the_expired_one = service.consume(
+        "acme",
+        rolled.response(
+            sp=sp(service),
+            name_id="jane@acme.test",
+            in_response_to=request_id(redirect.url),
+            signing=0,
+        ),
+    )
+    assert isinstance(by_the_expired_one, SignInFailure)
+    assert by_the_expired_one.finding.code == "response.certificate_expired"
 
 
 def test_the_test_sign_in_needs_its_own_request(service: SamlService, idp: TestIdp) -> None:

@@ -211,6 +211,56 @@ def test_expired_certificate_is_an_error() -> None:
     assert "Sign On tab" in text
 
 
+def test_expired_certificate_beside_a_valid_one_is_a_warning_it_will_be_ignored() -> None:
+    """A rollover the IdP has not cleaned up: saving is not blocked; the valid one is named."""
+    expired = expired_certificate(cn="old")[1]
+    provider = idp(certificates=(expired, GOOD))
+    report = check_connection(provider, sp=SP, now=NOW)
+    assert report.ok, report.render()
+    assert codes(provider) == {"cert.expired_ignored", "cert.rollover"}
+    text = finding(provider, "cert.expired_ignored")
+    assert text.startswith(
+        "warning: The signing certificate 'CN=old' expired on 2026-05-31 and will be ignored; "
+        "the IdP signs with 'CN=idp.test' (valid until 2027-06-01)."
+    )
+    assert "has not expired is accepted" in finding(provider, "cert.rollover")
+    # The order in the metadata does not matter.
+    assert codes(idp(certificates=(GOOD, expired))) == {"cert.expired_ignored", "cert.rollover"}
+
+
+def test_every_certificate_expired_is_still_an_error() -> None:
+    """Nothing left to verify a response with: each expired certificate blocks."""
+    old = expired_certificate(cn="old")[1]
+    older = make_certificate(
+        cn="older", not_before=NOW - timedelta(days=900), not_after=NOW - timedelta(days=400)
+    )[1]
+    report = check_connection(idp(certificates=(older, old)), sp=SP, now=NOW)
+    assert [f.code for f in report.errors] == ["cert.expired", "cert.expired"]
+    assert "cert.expired_ignored" not in report.codes()
+
+
+@pytest.mark.parametrize(
+    "unusable",
+    [
+        pytest.param(make_certificate(cn="weak", key_size=1024)[1], id="weak-key"),
+        pytest.param(
+            make_certificate(cn="future", not_before=NOW + timedelta(days=2))[1], id="not-yet-valid"
+        ),
+        pytest.param(
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+            id="unreadable",
+        ),
+    ],
+)
+def test_an_expired_certificate_is_not_excused_by_one_that_cannot_sign(unusable: str) -> None:
+    """Only a certificate the IdP can sign with today turns the expired one into a warning."""
+    report = check_connection(
+        idp(certificates=(expired_certificate(cn="old")[1], unusable)), sp=SP, now=NOW
+    )
+    assert "cert.expired" in {f.code for f in report.errors}
+    assert "cert.expired_ignored" not in report.codes()
+
+
 def test_certificate_expiring_within_30_days_is_a_warning_with_days_left() -> None:
     """Ten days left are shown as ten days."""
     soon = expiring_certificate(cn="okta", days=10)[1]

@@ -217,6 +217,7 @@ def read_metadata(xml: bytes, *, now: datetime) -> tuple[IdentityProvider | None
         return None, Report(findings)
     entity, role = entity_and_role
     findings.extend(_validity(root, entity, role, now))
+    findings.extend(_signed_requests(role))
     findings.extend(_schema_findings(root))
     sso = _sso_service(role, findings)
     if sso is None:
@@ -392,6 +393,32 @@ def _validity(root: Any, entity: Any, role: Any, now: datetime) -> list[Finding]
             )
         )
     return findings
+
+
+def _signed_requests(role: Any) -> list[Finding]:
+    """A warning when the IdP asks for signed AuthnRequests, which pbidentity does not send.
+
+    A warning, not an error: IdPs such as Keycloak publish one
+    ``WantAuthnRequestsSigned`` for the whole IdP while each app's own setting
+    decides whether an unsigned request is refused, so only the test sign-in
+    can tell.
+    """
+    # xs:boolean: "true" or "1" (surrounding whitespace is collapsed).
+    if (role.get("WantAuthnRequestsSigned") or "").strip().lower() not in ("true", "1"):
+        return []
+    return [
+        _finding(
+            "sso.wants_signed_requests",
+            "warning",
+            'The IdP asks for signed sign-in requests (WantAuthnRequestsSigned="true" in its '
+            "metadata), and pbidentity does not sign them yet: if the IdP app enforces this, it "
+            "refuses every sign-in from this app before anyone can log in.",
+            "In the IdP, switch off the requirement for signed requests for this app (Keycloak: "
+            "the client's Client signature required; AD FS: Set-AdfsRelyingPartyTrust "
+            "-SignedSamlRequestsRequired $false), then run the test sign-in. Some IdPs keep "
+            "saying this in their metadata with the requirement off; the test sign-in tells.",
+        )
+    ]
 
 
 def _days(left: timedelta) -> str:

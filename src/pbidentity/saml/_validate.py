@@ -419,16 +419,29 @@ def _certificates(
         )
         for position in unreadable
     ]
-    for cert in loaded:
-        findings.extend(_one_certificate(cert, loaded, now))
+    checked = [(cert, _one_certificate(cert, loaded, now)) for cert in loaded]
+    serving = [cert for cert, found in checked if _serves(cert, found, now)]
+    for cert, found in checked:
+        # A rollover the IdP has not cleaned up: the expired certificate can
+        # sign nothing that is accepted (sign-in refuses a signature by an
+        # expired certificate) and a valid one carries on, so it is no reason
+        # to refuse the configuration.
+        findings.extend(
+            _ignored(cert, serving) if serving and f.code == "cert.expired" else f for f in found
+        )
     if len(loaded) > 1:
         listed = "; ".join(f"{c.name} valid until {_day(c.not_after)}" for c in loaded)
+        accepted = (
+            "A response signed with any of them is accepted."
+            if all(c.not_after > now for c in loaded)
+            else "A response signed with any of them that has not expired is accepted."
+        )
         findings.append(
             Finding(
                 code="cert.rollover",
                 severity="info",
                 message=f"The IdP lists {len(loaded)} signing certificates (a rollover): "
-                f"{listed}. A response signed with any of them is accepted.",
+                f"{listed}. {accepted}",
                 where=where,
             )
         )
@@ -462,6 +475,27 @@ def _certificates(
             )
         )
     return findings
+
+
+def _serves(cert: _Certificate, found: Sequence[Finding], now: datetime) -> bool:
+    """Whether the IdP can sign with ``cert`` today: in its validity window, no error on it."""
+    in_window = cert.certificate.not_valid_before_utc <= now < cert.not_after
+    return in_window and not any(f.severity == "error" for f in found)
+
+
+def _ignored(expired: _Certificate, serving: Sequence[_Certificate]) -> Finding:
+    """The warning that replaces ``cert.expired`` when another certificate still serves."""
+    valid = " or ".join(f"{c.name} (valid until {_day(c.not_after)})" for c in serving)
+    return Finding(
+        code="cert.expired_ignored",
+        severity="warning",
+        message=f"The signing certificate {expired.name} expired on {_day(expired.not_after)} "
+        f"and will be ignored; the IdP signs with {valid}.",
+        where=f"signing certificate {expired.name}",
+        suggestion="Nothing to do for sign-ins to work. Removing the expired certificate from "
+        "the IdP app (then importing its metadata again) makes this warning go away; a "
+        "response signed with the expired one is refused.",
+    )
 
 
 def _one_certificate(
