@@ -128,12 +128,22 @@ def test_entity_id_too_long_is_a_warning() -> None:
         "https://idp.example.org/metadata",
         "https://{{tenant}}.idp.test/",
         "https://idp.test/your-org/saml",
+        "https://sts.windows.net/{tenantid}/",
     ],
 )
 def test_placeholder_entity_id_is_a_warning(entity_id: str) -> None:
     """Template markers and documentation hosts."""
     assert codes(idp(entity_id=entity_id)) == {"entity.placeholder"}
     assert finding(idp(entity_id=entity_id), "entity.placeholder").startswith("warning:")
+
+
+def test_entra_common_metadata_is_told_apart() -> None:
+    """Entra's multi-tenant metadata has a template issuer: the admin is sent to the app's own."""
+    text = finding(idp(entity_id="https://sts.windows.net/{tenantid}/"), "entity.placeholder")
+    assert "multi-tenant (common) metadata" in text
+    assert "App Federation Metadata Url" in text
+    other = finding(idp(entity_id="https://{tenant}.idp.test/"), "entity.placeholder")
+    assert "multi-tenant" not in other
 
 
 def test_changed_entity_id_is_a_warning() -> None:

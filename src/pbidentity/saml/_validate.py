@@ -62,10 +62,13 @@ _CERT_HELP = (
 # Template markers and documentation hosts that show a value was copied from
 # an example or an unexpanded template rather than from the admin's own IdP.
 _PLACEHOLDER = re.compile(
-    r"\$\{|\{\{|\}\}|%7b|<|>|changeme|change-me|placeholder|your[-_]?(org|company|domain"
+    r"\$\{|\{\{|\}\}|\{[a-z_]+\}|%7b|<|>|changeme|change-me|placeholder|your[-_]?(org|company|domain"
     r"|tenant|idp|app)|//(?:[^/]*\.)?example\.(?:com|org|net)(?:[:/]|$)|xxxx",
     re.IGNORECASE,
 )
+# Microsoft Entra's multi-tenant ("common") federation metadata names no
+# tenant: its issuer is a template that no response ever carries.
+_ENTRA_COMMON = re.compile(r"//sts\.windows\.net/\{tenantid\}", re.IGNORECASE)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # Looser than RFC 8141 on purpose: Auth0's issuers ("urn:dev-123.us.auth0.com")
 # have dots in the namespace and no second colon, yet are what the IdP sends.
@@ -256,7 +259,11 @@ def _identity(idp: IdentityProvider, active: IdentityProvider | None) -> list[Fi
                 message=f"The IdP entity ID '{entity_id}' looks like a placeholder or an "
                 "example, not your IdP's issuer.",
                 where=where,
-                suggestion="Copy the issuer from your IdP app, or use its Metadata URL.",
+                suggestion="This is Microsoft Entra's multi-tenant (common) metadata, which names "
+                "no tenant: use the App Federation Metadata Url of your enterprise application "
+                "in Entra instead."
+                if _ENTRA_COMMON.search(entity_id)
+                else "Copy the issuer from your IdP app, or use its Metadata URL.",
             )
         )
     if active is not None and active.entity_id != entity_id:
