@@ -112,6 +112,14 @@ READINGS: dict[str, Reading] = {
         signing=("*.msidlab13.com",),
         nameid_formats=("urn:mace:shibboleth:1.0:nameIdentifier", TRANSIENT),
     ),
+    "shibboleth-testshib-providers.xml": Reading(
+        entity_id="https://idp.testshib.org/idp/shibboleth",
+        sso_url="https://idp.testshib.org/idp/profile/SAML2/Redirect/SSO",
+        sso_binding="redirect",
+        # One: the attribute authority's certificate (same CN, long expired) is not a signing one.
+        signing=("idp.testshib.org",),
+        nameid_formats=("urn:mace:shibboleth:1.0:nameIdentifier", TRANSIENT),
+    ),
     "okta-app-metadata.xml": Reading(
         entity_id="http://www.okta.com/exk9x2ab7cDEF3gh4i5j",
         sso_url="https://acme.okta.com/app/acme_pbidentity_1/exk9x2ab7cDEF3gh4i5j/sso/saml",
@@ -221,6 +229,13 @@ FINDINGS = [
         at(2017, 6, 1),
         [*BASELINE, ("nameid.not_listed", "warning")],
         id="shibboleth",
+    ),
+    pytest.param(
+        "shibboleth-testshib-providers.xml",
+        NOW,
+        # The SP's and the attribute authority's expired certificates play no part.
+        [*BASELINE, ("nameid.not_listed", "warning")],
+        id="shibboleth-testshib",
     ),
     pytest.param("okta-app-metadata.xml", NOW, [*BASELINE], id="okta"),
     pytest.param("google-workspace-metadata.xml", NOW, [*BASELINE], id="google"),
