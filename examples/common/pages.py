@@ -133,20 +133,25 @@ class ConnectionView:
     source: str
 
 
-def _connection(connection: SamlConnection | None) -> ConnectionView | None:
+def _connection(connection: SamlConnection | None, now: datetime) -> ConnectionView | None:
     if connection is None:
         return None
     return ConnectionView(
         idp_entity_id=connection.idp.entity_id,
         sso_url=connection.idp.sso_url,
         since=_when(connection.activated or connection.created),
-        certificate_expiry=_first_expiry(connection.idp.certificates),
+        certificate_expiry=_first_expiry(connection.idp.certificates, now),
         source=connection.source,
     )
 
 
-def _first_expiry(certificates: Iterable[str]) -> str | None:
-    """When the first of the IdP's signing certificates expires: sign-ins stop that day."""
+def _first_expiry(certificates: Iterable[str], now: datetime) -> str | None:
+    """When the first of the IdP's signing certificates expires: sign-ins stop that day.
+
+    An expired certificate still listed beside a valid one (a rollover the IdP
+    has not cleaned up) verifies nothing, so it does not count; when every one
+    has expired, the last day any was valid is shown.
+    """
     from cryptography import x509
 
     ends = []
@@ -155,7 +160,10 @@ def _first_expiry(certificates: Iterable[str]) -> str | None:
             ends.append(x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc)
         except ValueError:
             continue  # the validator reported it when the configuration was saved
-    return _when(min(ends)) if ends else None
+    ahead = [end for end in ends if end > now]
+    if ahead:
+        return _when(min(ahead))
+    return _when(max(ends)) if ends else None
 
 
 @dataclass(frozen=True)
@@ -231,8 +239,8 @@ def sso_page(
             metadata_url=sp.metadata_url,
         ),
         state=state,
-        active=_connection(active),
-        pending=_connection(pending),
+        active=_connection(active, ctx.saml.clock()),
+        pending=_connection(pending, ctx.saml.clock()),
         can_roll_back=connections.previous is not None,
         last_attempt=last_attempt,
         report=None if report is None else findings(report),

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +26,7 @@ from tests.examples.harness import Running
 from tests.examples.harness import page
 from tests.examples.harness import read_redirect
 from tests.examples.harness import serve
+from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
 from tests.scim.helpers import ROLE
 from tests.scim.helpers import USER
@@ -30,6 +34,7 @@ from tests.scim.helpers import patch
 from tests.scim.helpers import user
 
 SSO = "/w/demo/settings/sso"
+DAY = timedelta(days=1)
 
 
 @pytest.fixture(params=["fastapi", "flask"])
@@ -343,6 +348,30 @@ def test_rollback_goes_back_to_the_previous_configuration(app: Running, idp: Tes
     back = page(owner, SSO)
     assert f"Active: {idp.entity_id}" in back.text("sso-status")
     assert back.find("rollback") is not None  # and forth again, if need be
+
+
+def test_an_expired_certificate_beside_a_valid_one_saves_and_is_not_shown_as_the_end(
+    app: Running,
+) -> None:
+    """An uncleaned rollover saves with a warning; the status shows the valid certificate's end."""
+    now = datetime.now(UTC)
+    rolled = TestIdp(
+        entity_id="https://idp.example/app/exk2",
+        sso_url="https://idp.example/sso",
+        certificates=[
+            CertificateSpec(cn="old", not_before=now - timedelta(days=400), not_after=now - DAY),
+            CertificateSpec(cn="new"),
+        ],
+        signing=1,
+    )
+    owner = app.owner()
+    checked = Page(submit_metadata(owner, rolled.metadata_xml(), "check"))
+    assert not checked.all("severity-error")
+    assert "will be ignored" in checked.text("findings")
+    activate(owner, app, rolled)
+    status = page(owner, SSO).text("sso-status")
+    assert f"Active: {rolled.entity_id}, since" in status
+    assert "expires 2099-12-31" in status
 
 
 def test_options_let_the_idp_start_sign_ins_and_create_members(app: Running, idp: TestIdp) -> None:
