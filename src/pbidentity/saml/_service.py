@@ -358,12 +358,11 @@ class SamlService:
         with self.storage.transaction(write=False) as tx:
             tenant = self._tenant(tx, slug)
             active = self._connections(tx, tenant).active
-            elsewhere = [
-                c.tenant_id
+            # Whether, never where: one workspace's admin learns nothing of the others.
+            shared = any(
+                c.tenant_id != tenant.id and set(c.idp.certificates) & set(idp.certificates)
                 for c in tx.active_saml_connections(idp.entity_id)
-                if c.tenant_id != tenant.id and set(c.idp.certificates) & set(idp.certificates)
-            ]
-            others = [t.slug for t in (tx.get_tenant(tid) for tid in elsewhere) if t is not None]
+            )
         sp = self.service_provider(slug)
         report = check_connection(
             idp,
@@ -371,7 +370,7 @@ class SamlService:
             now=self.clock(),
             attribute_mapping=mapping or None,
             active=None if active is None else active.idp,
-            same_idp_tenants=others,
+            shared_elsewhere=shared,
             dev_hosts=self.config.dev_hosts,
         )
         # The app's own side too: an http public URL in production would make
