@@ -24,6 +24,7 @@ from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.members import Members
 from pbidentity.saml import default_result_page
+from pbidentity.saml import local_dev_hosts
 from pbidentity.saml._service import BINDING_COOKIE
 from pbidentity.saml._service import SamlConfig
 from pbidentity.saml._service import SamlService
@@ -450,3 +451,30 @@ def test_a_malformed_acs_form_is_a_400_page(
     failure = outcomes[-1]
     assert isinstance(failure, SignInFailure)
     assert failure.finding.code == code
+
+
+# Development hosts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "public_url", "trusted"),
+    [
+        ("127.0.0.1", None, True),
+        ("127.0.0.1", "http://127.0.0.1:8000", True),
+        ("localhost", "http://localhost:8000/", True),
+        ("::1", "http://[::1]:8000", True),
+        ("127.0.0.1", "https://tunnel.example", False),
+        ("127.0.0.1", "http://192.168.1.5:8000", False),
+        ("0.0.0.0", "http://127.0.0.1:8000", False),  # noqa: S104 - a bind address under test
+        ("192.168.1.5", None, False),
+        ("app.example", "https://app.example", False),
+    ],
+)
+def test_development_hosts_only_when_both_bind_and_public_url_are_loopback(
+    host: str, public_url: str | None, trusted: bool
+) -> None:
+    """Published through a tunnel or bound to a network, the app trusts no loopback URL."""
+    hosts = local_dev_hosts(host, public_url)
+    assert bool(hosts) is trusted
+    if trusted:
+        assert {"localhost", "127.0.0.1", host} == hosts

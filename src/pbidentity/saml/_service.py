@@ -53,6 +53,7 @@ from typing import Literal
 from urllib.parse import parse_qsl
 from urllib.parse import quote
 from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -176,17 +177,28 @@ class SamlConfig:
             )
 
 
-def local_dev_hosts(host: str) -> frozenset[str]:
-    """The ``dev_hosts`` of an app served on ``host``: the machine itself, when that is loopback.
-
-    Served on any other address the app is reachable by others, so plain
-    http is refused there and the public URL must be https.
-    """
+def _is_loopback(host: str) -> bool:
     try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        loopback = False
-    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
+        return False
+
+
+def local_dev_hosts(host: str, public_url: str | None) -> frozenset[str]:
+    """The ``dev_hosts`` of an app served on ``host`` and reached at ``public_url``.
+
+    The machine itself (loopback metadata and SSO URLs, such as a test IdP's)
+    only when both are loopback: the app is then reachable from this machine
+    alone. Served on another address, or published at another URL (a proxy,
+    a tunnel), others reach it, so plain http and private addresses are
+    refused and the public URL must be https. ``public_url`` ``None`` means
+    ``http://{host}:{port}``.
+    """
+    if not _is_loopback(host):
+        return frozenset()
+    if public_url is not None and not _is_loopback(urlsplit(public_url).hostname or ""):
+        return frozenset()
+    return frozenset({host, "localhost", "127.0.0.1"})
 
 
 @attrs.frozen(kw_only=True)
