@@ -4,7 +4,7 @@ pbidentity serves ``/scim/v2`` and ``/saml`` (the IdP's side); the routes
 below are the product's own pages (the admin's side). Plain ``def`` routes:
 pbidentity's calls block on the database, and FastAPI runs them in its
 thread pool. The session is a signed cookie (:class:`SignedCookie`), so the
-ACS outcome, answered outside any route, can start one too.
+sign-in outcome, answered outside any route, can start one too.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def create_app(
 
 
 def _on_result(site: Site, cookie: SignedCookie) -> ResultHandler:
-    """The ACS outcome handler: pbidentity calls it with a verified outcome, outside any route."""
+    """The sign-in outcome handler: pbidentity calls it at its finish step, outside any route."""
 
     def on_result(_request: http.Request, outcome: SignInOutcome) -> http.Response:
         instruction = decide(outcome)

@@ -2,9 +2,10 @@
 
 pbidentity serves ``/scim/v2`` and ``/saml`` (the IdP's side); the views of
 the ``pages`` blueprint are the product's own pages (the admin's side). The
-session is Flask's signed cookie: the ACS outcome is handled inside
-pbidentity's view, in the same request context, so it starts the session
-with ``flask.session`` like any view.
+session is Flask's signed cookie: a sign-in's outcome is handled inside
+pbidentity's view of the finish step, in the same request context (the
+browser's own cookies included), so it starts the session with
+``flask.session`` like any view.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def create_app(
 
 
 def on_result(_request: http.Request, outcome: SignInOutcome) -> http.Response:
-    """The ACS outcome handler: pbidentity calls it inside its own Flask view."""
+    """The sign-in outcome handler: pbidentity calls it inside its own Flask view (finish)."""
     instruction = decide(outcome)
     if isinstance(instruction, ShowSignInError):
         page = render_template("login.html", site=_ctx().site, viewer=None, page=instruction.page)
