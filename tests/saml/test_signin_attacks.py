@@ -176,6 +176,7 @@ def test_the_browser_that_started_it_finishes_once_and_its_cookie_is_spent(
     assert outcomes == []  # nothing reaches the host app at the ACS
     done = browser.follow(answer)
     assert done.status == 200
+    assert done.header("referrer-policy") == "no-referrer"  # its URL holds the code
     signed_in = outcomes[-1]
     assert isinstance(signed_in, SignIn)
     assert signed_in.member.user_name == "jane@acme.test"

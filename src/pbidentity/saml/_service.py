@@ -1431,7 +1431,9 @@ class SamlService:
         now = self.clock()
         outcome: SignInOutcome | None = None
         used: str | None = None
-        with self.storage.transaction() as tx:
+        tenant: Tenant | None = None
+        # Without a code there is nothing to take: no write transaction.
+        with self.storage.transaction(write=bool(code)) as tx:
             tenant = tx.find_tenant(slug)
             document = (
                 tx.take_saml_outcome(tenant.id, _code_hash(code), now)
@@ -1476,11 +1478,14 @@ class SamlService:
                 "SAML sign-in not finished for workspace %s: %s", slug, outcome.finding.code
             )
         response = self._result(request, outcome)
-        if used is None:
-            return response
-        rest = [n for n in nonces if n != used]
-        cookie = ("Set-Cookie", self._binding_cookie(slug, rest))
-        return attrs.evolve(response, headers=(*response.headers, cookie))
+        extra: list[tuple[str, str]] = []
+        if response.header("referrer-policy") is None:
+            # The page's URL holds the (now spent) code: no need to send it on.
+            extra.append(("Referrer-Policy", "no-referrer"))
+        if used is not None:
+            rest = [n for n in nonces if n != used]
+            extra.append(("Set-Cookie", self._binding_cookie(slug, rest)))
+        return attrs.evolve(response, headers=(*response.headers, *extra))
 
     def _outcome_from(
         self, tx: Transaction, tenant: Tenant, data: Mapping[str, Any]
