@@ -33,7 +33,6 @@ __all__ = [
     "current_viewer",
     "member_session",
     "owner_session",
-    "owner_token_ok",
     "require_admin",
 ]
 
@@ -76,13 +75,6 @@ def owner_session(workspace: str) -> dict[str, str]:
 def member_session(member: Member, workspace: str) -> dict[str, str]:
     """A fresh session for a member who just signed in with SSO."""
     return {"member_id": member.id, "workspace": workspace, "csrf": _new_csrf()}
-
-
-def owner_token_ok(expected: str | None, given: str | None) -> bool:
-    """Whether ``given`` is the owner token; constant time, and never true without a token."""
-    if not expected or not given:
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def current_viewer(ctx: AppContext, session: Mapping[str, Any]) -> Viewer | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from examples.common.owner import OwnerLinks
 from pbidentity.admin import Admin
 from pbidentity.exceptions import ConflictError
 from pbidentity.members import Members
@@ -45,8 +46,11 @@ class AppContext:
     scim: ScimService
     saml: SamlService
     site: Site
-    #: The secret of ``/bootstrap``; ``None`` turns the owner sign-in off.
+    #: The owner sign-in links (``/bootstrap``) this process issued.
+    owner_links: OwnerLinks
+    #: The token of the link issued at start, and its workspace (``None``: no link).
     owner_token: str | None
+    owner_workspace: str | None
 
     def close(self) -> None:
         """Release the database connections."""
@@ -62,7 +66,11 @@ def open_context(
     demo: bool,
     on_result: ResultHandler,
 ) -> AppContext:
-    """Open the storage and build every service on it (``create_app``'s shared half)."""
+    """Open the storage and build every service on it (``create_app``'s shared half).
+
+    ``owner_token`` is the token of an owner sign-in link issued at start,
+    for the ``demo`` workspace if there is one, else the first workspace.
+    """
     # An embedded SQLite file follows the library's schema by itself; a shared
     # server database is migrated on purpose, with `pbidentity db upgrade`.
     storage = open_storage(database_url, upgrade=database_url.startswith("sqlite"))
@@ -76,6 +84,13 @@ def open_context(
         SamlConfig(public_url=site.public_url, dev_hosts=dev_hosts),
         on_result=on_result,
     )
+    owner_links = OwnerLinks()
+    slugs = [tenant.slug for tenant in admin.list_tenants()]
+    workspace = DEMO_WORKSPACE if DEMO_WORKSPACE in slugs else (slugs[0] if slugs else None)
+    if owner_token and workspace:
+        owner_links.issue(workspace, owner_token)
+    else:
+        owner_token = None
     return AppContext(
         storage=storage,
         admin=admin,
@@ -83,7 +98,9 @@ def open_context(
         scim=ScimService(storage),
         saml=saml,
         site=site,
+        owner_links=owner_links,
         owner_token=owner_token,
+        owner_workspace=workspace,
     )
 
 

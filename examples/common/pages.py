@@ -33,6 +33,7 @@ __all__ = [
     "LoginPage",
     "MemberPage",
     "MembersPage",
+    "OwnerSignInPage",
     "ScimPage",
     "SsoPage",
     "api_page",
@@ -60,6 +61,16 @@ class LoginPage:
     error: str | None = None
     suggestion: str | None = None
     workspace: str = ""
+
+
+@dataclass(frozen=True)
+class OwnerSignInPage:
+    """The owner link's page: a button that POSTs the token (opening the link spends nothing)."""
+
+    token: str
+    workspace: str
+    minutes: int
+    nav: str = "login"
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 from examples.common.context import DEMO_WORKSPACE
 from examples.common.context import AppContext
+from examples.common.owner import LINK_LIFETIME
 
 __all__ = ["options", "startup_lines"]
 
@@ -34,16 +36,18 @@ def startup_lines(ctx: AppContext) -> list[str]:
     """What to print at start: SCIM's base URL, the app, the owner's sign-in link, the SSO page."""
     url = ctx.site.public_url
     lines = [f"SCIM base URL: {ctx.site.scim_base_url}", f"App: {url}/"]
-    slugs = [tenant.slug for tenant in ctx.admin.list_tenants()]
-    if not slugs:
+    workspace = ctx.owner_workspace
+    if workspace is None:
         lines.append("No workspace yet: create one with `pbidentity tenants create SLUG`.")
         return lines
-    workspace = DEMO_WORKSPACE if DEMO_WORKSPACE in slugs else slugs[0]
     if ctx.owner_token:
-        query = f"token={ctx.owner_token}"
-        if workspace != DEMO_WORKSPACE:
-            query += f"&workspace={workspace}"
-        # The token changes at every start: the link is printed once, here.
+        query = urlencode({"token": ctx.owner_token, "workspace": workspace})
+        # A new link at every start, printed once, here.
         lines.append(f"Owner sign-in: {url}/bootstrap?{query}")
+        minutes = int(LINK_LIFETIME.total_seconds() // 60)
+        lines.append(
+            f"Owner sign-in link: works once, for {workspace}, within {minutes} minutes; "
+            "restart the app for a new one."
+        )
     lines.append(f"SSO settings: {url}/w/{workspace}/settings/sso")
     return lines

@@ -1,4 +1,4 @@
-"""What the product does with an ACS outcome: the decision, apart from how each framework answers.
+"""What the product does with a sign-in's outcome: the decision, apart from each framework's answer.
 
 pbidentity verifies the IdP's response and hands the app a typed outcome;
 the app decides. :func:`decide` returns one of three instructions, and each
@@ -61,10 +61,9 @@ Instruction = Redirect | StartSession | ShowSignInError
 
 
 def decide(outcome: SignInOutcome) -> Instruction:
-    """The instruction for one ACS outcome."""
+    """The instruction for one sign-in outcome (handed over at pbidentity's finish step)."""
     if isinstance(outcome, Authorized):
-        # The admin's test sign-in: the admin's own session stays as it was
-        # (the browser does not even send it on the IdP's cross-site POST).
+        # The admin's test sign-in: the admin's own session stays as it was.
         return Redirect(f"/w/{outcome.tenant.slug}/settings/sso?authorized=1")
     if isinstance(outcome, SignIn):
         slug = outcome.tenant.slug

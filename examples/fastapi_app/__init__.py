@@ -4,7 +4,7 @@ pbidentity serves ``/scim/v2`` and ``/saml`` (the IdP's side); the routes
 below are the product's own pages (the admin's side). Plain ``def`` routes:
 pbidentity's calls block on the database, and FastAPI runs them in its
 thread pool. The session is a signed cookie (:class:`SignedCookie`), so the
-ACS outcome, answered outside any route, can start one too.
+sign-in outcome, answered outside any route, can start one too.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from examples.common.access import Viewer
 from examples.common.access import check_csrf
 from examples.common.access import current_viewer
 from examples.common.access import owner_session
-from examples.common.access import owner_token_ok
 from examples.common.access import require_admin
-from examples.common.context import DEMO_WORKSPACE
 from examples.common.context import AppContext
 from examples.common.context import Site
 from examples.common.context import open_context
 from examples.common.forms import MAX_METADATA_BYTES
 from examples.common.forms import edit_member
 from examples.common.forms import submit_metadata
+from examples.common.owner import INVALID_LINK
+from examples.common.owner import LINK_LIFETIME
 from examples.common.signin import ShowSignInError
 from examples.common.signin import StartSession
 from examples.common.signin import decide
@@ -78,8 +78,10 @@ def create_app(
 ) -> FastAPI:
     """The app on the database at ``database_url``, as browsers and IdPs reach it at ``public_url``.
 
-    ``owner_token`` lets ``/bootstrap?token=...`` sign the workspace owner in
-    (``demo`` makes one up if missing, and creates the ``demo`` workspace);
+    ``owner_token`` is the token of a one-time link, ``/bootstrap?token=...``,
+    that signs the owner of the ``demo`` (else the first) workspace in once,
+    within 15 minutes (``demo`` makes one up if missing, and creates the
+    ``demo`` workspace);
     without ``secret_key`` sessions end when the process does.
     """
     site = Site(framework="FastAPI", public_url=public_url.rstrip("/"))
@@ -119,7 +121,7 @@ def create_app(
 
 
 def _on_result(site: Site, cookie: SignedCookie) -> ResultHandler:
-    """The ACS outcome handler: pbidentity calls it with a verified outcome, outside any route."""
+    """The sign-in outcome handler: pbidentity calls it at its finish step, outside any route."""
 
     def on_result(_request: http.Request, outcome: SignInOutcome) -> http.Response:
         instruction = decide(outcome)
@@ -223,13 +225,28 @@ def home(ctx: Context, session: Session) -> RedirectResponse:
 
 
 @router.get("/bootstrap")
-def bootstrap(
-    request: Request, ctx: Context, token: str = "", workspace: str = DEMO_WORKSPACE
+def bootstrap(request: Request, ctx: Context, token: str = "", workspace: str = "") -> HTMLResponse:
+    """The owner link printed at start: a page whose button spends it (a GET spends nothing)."""
+    if not ctx.owner_links.valid(token, workspace):
+        raise Forbidden(INVALID_LINK)
+    minutes = int(LINK_LIFETIME.total_seconds() // 60)
+    page = pages.OwnerSignInPage(token=token, workspace=workspace, minutes=minutes)
+    response = render(request, "bootstrap.html", page, None)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.post("/bootstrap")
+def bootstrap_redeem(
+    request: Request,
+    ctx: Context,
+    token: Annotated[str, Form()] = "",
+    workspace: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    """The owner's way in before SSO exists: the link printed at start."""
-    if not owner_token_ok(ctx.owner_token, token):
-        raise Forbidden("This sign-in link is not valid; the app prints a new one at each start.")
-    ctx.admin.get_tenant(workspace)  # 404 for a workspace that does not exist
+    """Spend the owner link: the owner's session for its one workspace."""
+    if not ctx.owner_links.redeem(token, workspace):
+        raise Forbidden(INVALID_LINK)
+    ctx.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
     response = redirect(f"/w/{workspace}/settings/sso")
     response.headers.append("set-cookie", request.app.state.cookie.header(owner_session(workspace)))
     return response

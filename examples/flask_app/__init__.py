@@ -2,9 +2,10 @@
 
 pbidentity serves ``/scim/v2`` and ``/saml`` (the IdP's side); the views of
 the ``pages`` blueprint are the product's own pages (the admin's side). The
-session is Flask's signed cookie: the ACS outcome is handled inside
-pbidentity's view, in the same request context, so it starts the session
-with ``flask.session`` like any view.
+session is Flask's signed cookie: a sign-in's outcome is handled inside
+pbidentity's view of the finish step, in the same request context (the
+browser's own cookies included), so it starts the session with
+``flask.session`` like any view.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ from examples.common.access import SignInRequired
 from examples.common.access import check_csrf
 from examples.common.access import current_viewer
 from examples.common.access import owner_session
-from examples.common.access import owner_token_ok
 from examples.common.access import require_admin
-from examples.common.context import DEMO_WORKSPACE
 from examples.common.context import AppContext
 from examples.common.context import Site
 from examples.common.context import open_context
 from examples.common.forms import MAX_METADATA_BYTES
 from examples.common.forms import edit_member
 from examples.common.forms import submit_metadata
+from examples.common.owner import INVALID_LINK
+from examples.common.owner import LINK_LIFETIME
 from examples.common.signin import ShowSignInError
 from examples.common.signin import StartSession
 from examples.common.signin import decide
@@ -79,8 +80,10 @@ def create_app(
 ) -> Flask:
     """The app on the database at ``database_url``, as browsers and IdPs reach it at ``public_url``.
 
-    ``owner_token`` lets ``/bootstrap?token=...`` sign the workspace owner in
-    (``demo`` makes one up if missing, and creates the ``demo`` workspace);
+    ``owner_token`` is the token of a one-time link, ``/bootstrap?token=...``,
+    that signs the owner of the ``demo`` (else the first) workspace in once,
+    within 15 minutes (``demo`` makes one up if missing, and creates the
+    ``demo`` workspace);
     without ``secret_key`` sessions end when the process does.
     """
     app = Flask(__name__, template_folder=TEMPLATES, static_folder=STATIC)
@@ -109,7 +112,7 @@ def create_app(
 
 
 def on_result(_request: http.Request, outcome: SignInOutcome) -> http.Response:
-    """The ACS outcome handler: pbidentity calls it inside its own Flask view."""
+    """The sign-in outcome handler: pbidentity calls it inside its own Flask view (finish)."""
     instruction = decide(outcome)
     if isinstance(instruction, ShowSignInError):
         page = render_template("login.html", site=_ctx().site, viewer=None, page=instruction.page)
@@ -183,12 +186,25 @@ def home() -> ResponseReturnValue:
 
 @bp.get("/bootstrap")
 def bootstrap() -> ResponseReturnValue:
-    """The owner's way in before SSO exists: the link printed at start."""
+    """The owner link printed at start: a page whose button spends it (a GET spends nothing)."""
+    token, workspace = request.args.get("token", ""), request.args.get("workspace", "")
+    if not _ctx().owner_links.valid(token, workspace):
+        raise Forbidden(INVALID_LINK)
+    minutes = int(LINK_LIFETIME.total_seconds() // 60)
+    page = pages.OwnerSignInPage(token=token, workspace=workspace, minutes=minutes)
+    response = render("bootstrap.html", page)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.post("/bootstrap")
+def bootstrap_redeem() -> ResponseReturnValue:
+    """Spend the owner link: the owner's session for its one workspace."""
     ctx = _ctx()
-    if not owner_token_ok(ctx.owner_token, request.args.get("token")):
-        raise Forbidden("This sign-in link is not valid; the app prints a new one at each start.")
-    workspace = request.args.get("workspace", DEMO_WORKSPACE)
-    ctx.admin.get_tenant(workspace)  # 404 for a workspace that does not exist
+    workspace = request.form.get("workspace", "")
+    if not ctx.owner_links.redeem(request.form.get("token"), workspace):
+        raise Forbidden(INVALID_LINK)
+    ctx.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
     session.clear()
     session.update(owner_session(workspace))
     return see_other(f"/w/{workspace}/settings/sso")

@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(
         args.database,
         public_url=public_url,
-        dev_hosts=local_dev_hosts(args.host),
+        dev_hosts=local_dev_hosts(args.host, public_url),
         owner_token=secrets.token_urlsafe(24),
         demo=args.demo,
     )

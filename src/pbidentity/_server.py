@@ -149,12 +149,13 @@ def serve(
 
     ``public_url`` is the origin browsers and IdPs use (``http://HOST:PORT``
     by default, with the port actually bound); ``dev_hosts`` the hosts SAML
-    may reach over plain http (for a loopback ``host``: it, ``localhost`` and
-    ``127.0.0.1``). The reference app opens its own storage on
-    ``database_url``; without one, or without the app, ``storage`` is served.
+    may reach over plain http (when both ``host`` and the public URL are
+    loopback: ``host``, ``localhost`` and ``127.0.0.1``; else none). The
+    reference app opens its own storage on ``database_url``; without one, or
+    without the app, ``storage`` is served.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    hosts = local_dev_hosts(host) if dev_hosts is None else dev_hosts
+    hosts = local_dev_hosts(host, public_url) if dev_hosts is None else dev_hosts
     create_app, missing = reference_app() if database_url else (None, "no database URL")
     if create_app is not None and database_url is not None:
         return _serve_app(create_app, database_url, host, port, public_url, hosts, demo)

@@ -10,7 +10,12 @@ answers of two fresh databases are byte-identical.
 
 The SAML rows go to a SAML service under ``/saml`` whose workspace trusts
 one test IdP (made once, so every target gets the same signed response):
-``{{saml_form}}`` is a signed, IdP-initiated sign-in form for a member.
+``{{saml_form}}`` is a signed, IdP-initiated sign-in form for a member,
+``{{saml_euro_form}}`` another whose RelayState is ``/€``, and
+``{{saml_sp_form}}``/``{{saml_sp_form_2}}`` answer sign-ins started before the
+rows, in the browser whose cookie is ``{{saml_cookie_2}}`` for the second.
+The service's ``on_result`` answers as a host app does: a sign-in is a 303
+to its RelayState, so that the RelayState reaches a ``Location`` header.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 from urllib.parse import quote
 from urllib.parse import urlencode
+from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import make_server
 
@@ -44,6 +51,9 @@ from pbidentity.http import Router
 from pbidentity.members import Members
 from pbidentity.saml import SamlConfig
 from pbidentity.saml import SamlService
+from pbidentity.saml import SignInFailure
+from pbidentity.saml import SignInOutcome
+from pbidentity.saml import default_result_page
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 from pbidentity.storage import open_storage
@@ -71,6 +81,7 @@ COMPARED_HEADERS = (
     "etag",
     "location",
     "retry-after",
+    "set-cookie",
     "www-authenticate",
 )
 
@@ -360,12 +371,20 @@ ROWS: tuple[Row, ...] = (
         body=b"SAMLResponse=%25%25%25",
     ),
     Row(
-        "saml: a signed sign-in",
+        "saml: start a sign-in with a RelayState of any bytes",
+        "GET",
+        "/saml/acme/login",
+        302,
+        query=(("RelayState", '/€ "<x>\u2028'),),
+    ),
+    Row(
+        "saml: a signed sign-in, on to finish",
         "POST",
         "/saml/acme/acs",
-        200,
+        303,
         headers=(("Content-Type", "application/x-www-form-urlencoded"),),
         body=b"{{saml_form}}",
+        capture="code_idp",
     ),
     Row(
         "saml: the same response again (a replay)",
@@ -374,6 +393,99 @@ ROWS: tuple[Row, ...] = (
         403,
         headers=(("Content-Type", "application/x-www-form-urlencoded"),),
         body=b"{{saml_form}}",
+    ),
+    Row(
+        "saml: finish an IdP-initiated sign-in, to its RelayState",
+        "GET",
+        "/saml/acme/finish",
+        303,
+        query=(("code", "{{code_idp}}"),),
+        headers=(),
+    ),
+    Row(
+        "saml: finish with a used code",
+        "GET",
+        "/saml/acme/finish",
+        400,
+        query=(("code", "{{code_idp}}"),),
+        headers=(),
+    ),
+    Row("saml: finish without a code", "GET", "/saml/acme/finish", 400, headers=()),
+    Row("saml: finish takes only GET", "POST", "/saml/acme/finish", 405, headers=()),
+    Row(
+        "saml: a RelayState of /€, on to finish",
+        "POST",
+        "/saml/acme/acs",
+        303,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"{{saml_euro_form}}",
+        capture="code_euro",
+    ),
+    Row(
+        "saml: finish to a percent-encoded RelayState",
+        "GET",
+        "/saml/acme/finish",
+        303,
+        query=(("code", "{{code_euro}}"),),
+        headers=(),
+    ),
+    Row(
+        "saml: an SP-initiated sign-in, on to finish",
+        "POST",
+        "/saml/acme/acs",
+        303,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"{{saml_sp_form}}",
+        capture="code_sp",
+    ),
+    Row(
+        "saml: finish in a browser that did not start it (login CSRF)",
+        "GET",
+        "/saml/acme/finish",
+        403,
+        query=(("code", "{{code_sp}}"),),
+        headers=(),
+    ),
+    Row(
+        "saml: another SP-initiated sign-in, on to finish",
+        "POST",
+        "/saml/acme/acs",
+        303,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"{{saml_sp_form_2}}",
+        capture="code_sp_2",
+    ),
+    Row(
+        "saml: finish in the browser that started it",
+        "GET",
+        "/saml/acme/finish",
+        303,
+        query=(("code", "{{code_sp_2}}"),),
+        headers=(("Cookie", "{{saml_cookie_2}}"),),
+    ),
+    Row(
+        "saml: ACS with more than 10 form fields",
+        "POST",
+        "/saml/acme/acs",
+        400,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"&".join(b"f%d=x" % i for i in range(11)) + b"&{{saml_form}}",
+    ),
+    Row(
+        "saml: ACS with two SAMLResponse fields",
+        "POST",
+        "/saml/acme/acs",
+        400,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"SAMLResponse=PHg%2B&SAMLResponse=PHk%2B",
+    ),
+    Row(
+        "saml: ACS with a form that is not UTF-8",
+        "POST",
+        "/saml/acme/acs",
+        400,
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=b"SAMLResponse=PHg%2B&RelayState=%2F%FF",
     ),
     Row(
         "saml: ACS over its cap",
@@ -403,26 +515,33 @@ def fresh_handlers(directory: Path) -> Iterator[tuple[dict[str, Handler], dict[s
     """Services by prefix on a new database in ``directory``, and the table's first values."""
     directory.mkdir(parents=True, exist_ok=True)
     storage = open_storage(f"sqlite:///{directory / 'pbidentity.db'}")
-    admin = Admin(storage)
-    admin.create_tenant("acme", "Acme")
-    admin.set_scim_enabled("acme", True)
-    token = admin.create_token("acme", "okta").secret
-    admin.create_tenant("globex", "Globex")
     counter = itertools.count(1)
 
     def new_id() -> str:
         return f"00000000-0000-4000-8000-{next(counter):012d}"
 
+    # Fixed ids: the signed sign-in request ids cover the tenant's.
+    admin = Admin(storage, clock=lambda: CLOCK, new_id=new_id)
+    admin.create_tenant("acme", "Acme")
+    admin.set_scim_enabled("acme", True)
+    token = admin.create_token("acme", "okta").secret
+    admin.create_tenant("globex", "Globex")
+
     scim = ScimService(
         storage, ScimConfig(max_body_bytes=MAX_BODY), clock=lambda: CLOCK, new_id=new_id
     )
-    requests = itertools.count(1)
+    secrets = itertools.count(1)
     saml = SamlService(
         storage,
-        SamlConfig(public_url=f"https://{HOST}", max_body_bytes=SAML_MAX_BODY),
+        SamlConfig(
+            public_url=f"https://{HOST}",
+            max_body_bytes=SAML_MAX_BODY,
+            secret_key="the request table's secret",
+        ),
+        on_result=_host_app_result,
         clock=lambda: CLOCK,
         new_id=new_id,
-        request_id=lambda: f"id{next(requests):040d}",
+        new_secret=lambda: f"secret{next(secrets):040d}",
     )
     Members(storage, clock=lambda: CLOCK, new_id=new_id).add("acme", "jane@acme.test")
     acme = admin.get_tenant("acme")
@@ -445,11 +564,39 @@ def fresh_handlers(directory: Path) -> Iterator[tuple[dict[str, Handler], dict[s
         assertion_id="assertion-1",
         response_id="response-1",
     )
-    saml_form = urlencode({"SAMLResponse": response, "RelayState": "/projects/7"})
+    values = {
+        "token": token,
+        "saml_form": urlencode({"SAMLResponse": response, "RelayState": "/projects/7"}),
+        "saml_euro_form": _idp_form(saml, "/€", "euro", None),
+    }
+    started = [saml.begin_sign_in("acme") for _ in range(2)]
+    for suffix, redirect in zip(("", "_2"), started, strict=True):
+        values[f"saml_sp_form{suffix}"] = _idp_form(saml, "/", f"sp{suffix}", redirect.request_id)
+        values[f"saml_cookie{suffix}"] = (redirect.cookie or "").split(";")[0]
     try:
-        yield {SCIM: scim, SAML: saml, ECHO: Echo()}, {"token": token, "saml_form": saml_form}
+        yield {SCIM: scim, SAML: saml, ECHO: Echo()}, values
     finally:
         storage.close()
+
+
+def _idp_form(saml: SamlService, relay_state: str, name: str, answering: str | None) -> str:
+    """A signed sign-in form of jane's (ids named after ``name``), answering a request or none."""
+    response = TABLE_IDP.response(
+        sp=saml.service_provider("acme"),
+        name_id="jane@acme.test",
+        now=CLOCK,
+        in_response_to=answering,
+        assertion_id=f"assertion-{name}",
+        response_id=f"response-{name}",
+    )
+    return urlencode({"SAMLResponse": response, "RelayState": relay_state})
+
+
+def _host_app_result(_request: Request, outcome: SignInOutcome) -> Response:
+    """What a host app does: a session (left out here) and a 303 to the RelayState."""
+    if isinstance(outcome, SignInFailure):
+        return default_result_page(outcome)
+    return Response(status=303, headers=(("Location", outcome.relay_state or "/"),))
 
 
 class Echo:
@@ -528,10 +675,14 @@ class Sent:
 
 
 def capture(row: Row, answer: Answer, values: dict[str, str]) -> None:
-    """Remember the id and ETag of a created resource for the later rows."""
+    """Remember the id and ETag of a created resource (or the code of a 303) for the later rows."""
     if row.capture is None:
         return
     assert answer.status == row.status, (row.name, answer.status, answer.body)
+    if answer.status == 303:
+        query = urlsplit(answer.header("location") or "").query
+        values[row.capture] = dict(parse_qsl(query))["code"]
+        return
     values[row.capture] = orjson.loads(answer.body)["id"]
     values[f"{row.capture}_etag"] = answer.header("etag") or ""
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import NoReturn
+from urllib.parse import parse_qsl
 
 import attrs
 import httpx
@@ -360,8 +361,10 @@ def test_okta_article_end_to_end(kind: str, browser: Browser, tmp_path: Path) ->
         sp = service_provider_for(f"{app}/saml/demo/acs")
         try:
             # -- 1. The admin opens the app and Settings -> SSO: the values for Okta.
-            page.goto(f"{app}/bootstrap?token={OWNER_TOKEN}")
-            assert _path(page) == "/w/demo/settings/sso"
+            page.goto(f"{app}/bootstrap?token={OWNER_TOKEN}&workspace=demo")
+            expect(page.locator("#owner-sign-in")).to_contain_text("works once")
+            page.click("#owner-continue")
+            page.wait_for_url(f"{app}/w/demo/settings/sso")
             expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
             assert _text_of(page, "#acs-url") == sp.acs_url
             assert _text_of(page, "#audience-uri") == sp.entity_id
@@ -531,6 +534,36 @@ def test_okta_article_end_to_end(kind: str, browser: Browser, tmp_path: Path) ->
             expect(error).to_be_visible()
             expect(error).to_contain_text("deactivated")
             shot(page, "signin-refused")
+            page.goto(f"{app}/w/demo/members")
+            assert _path(page) == "/login"
+
+            # -- 12b. Login CSRF: the attacker starts a sign-in, signs in at the IdP as
+            # themself, and has the victim's browser post that response to the ACS.
+            attacker = browser.new_context(viewport={"width": 1280, "height": 900})
+            attacker.set_default_timeout(10_000)
+            mallory = attacker.new_page()
+            mallory.route(sp.acs_url, lambda route: route.abort())
+            _start_sso(mallory, app, "demo")
+            expect(mallory.locator("#idp-email")).to_be_visible()
+            mallory.fill("#idp-email", ALAN.email)
+            with mallory.expect_request(lambda r: r.url == sp.acs_url) as stolen:
+                mallory.click("#idp-sign-in")
+            fields = parse_qsl(stolen.value.post_data or "")
+            assert {name for name, _ in fields} == {"SAMLResponse", "RelayState"}
+            inputs = "".join(
+                f'<input type="hidden" name="{html.escape(n)}" value="{html.escape(v)}">'
+                for n, v in fields
+            )
+            victim = browser.new_context(viewport={"width": 1280, "height": 900})
+            victim.set_default_timeout(10_000)
+            page = victim.new_page()
+            with page.expect_response(lambda r: "/saml/demo/finish" in r.url) as finished:
+                # The attacker's page, on no site of the app's: a cross-site POST.
+                page.set_content(f'<form method="post" action="{sp.acs_url}">{inputs}</form>')
+                page.locator("form").evaluate("form => form.submit()")
+            assert finished.value.status == 403
+            expect(page.locator("#signin-error")).to_contain_text("not started in this browser")
+            shot(page, "login-csrf-refused")
             page.goto(f"{app}/w/demo/members")
             assert _path(page) == "/login"
 

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -173,6 +174,10 @@ def test_serve_prints_the_urls_to_open_and_serves_the_reference_app(tmp_path: Pa
         assert run["SSO settings"] == f"{base}/w/demo/settings/sso"
         owner = run["Owner sign-in"]
         assert owner.startswith(f"{base}/bootstrap?token=")
+        assert owner.endswith("&workspace=demo")
+        assert run["Owner sign-in link"] == (
+            "works once, for demo, within 15 minutes; restart the app for a new one."
+        )
         with httpx.Client(timeout=10) as browser:
             login = browser.get(f"{base}/login")
             assert login.status_code == 200
@@ -180,9 +185,11 @@ def test_serve_prints_the_urls_to_open_and_serves_the_reference_app(tmp_path: Pa
             metadata = browser.get(f"{base}/saml/demo/metadata")
             assert metadata.status_code == 200
             assert f'entityID="{base}/saml/demo/metadata"' in metadata.text
-            signed_in = browser.get(owner)
+            signed_in = _owner_sign_in(browser, owner)
             assert signed_in.status_code == 303
             assert signed_in.headers["location"] == "/w/demo/settings/sso"
+            # Once: the same link in another browser is refused.
+            assert httpx.get(owner, timeout=10).status_code == 403
             sso = browser.get(run["SSO settings"])
             assert sso.status_code == 200
             assert f"{base}/saml/demo/acs" in sso.text
@@ -212,36 +219,74 @@ def test_public_url_names_the_app_everywhere(tmp_path: Path) -> None:
         assert 'entityID="https://app.example/saml/demo/metadata"' in metadata.text
 
 
-def _checked_codes(run: dict[str, str], sso_url: str) -> set[str]:
-    """Sign in as the owner and Check IdP metadata whose SSO URL is ``sso_url``: the codes found."""
-    metadata = TestIdp(sso_url=sso_url).metadata_xml()
+def _owner_sign_in(browser: httpx.Client, link: str) -> httpx.Response:
+    """Open the owner link and press its button: the answer to the button's POST."""
+    shown = browser.get(link)
+    assert shown.status_code == 200, shown.text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text))
+    return browser.post(link.partition("?")[0], data=fields)
+
+
+@contextmanager
+def _owner(run: dict[str, str]) -> Iterator[Callable[[str], set[str]]]:
+    """Sign in as the owner (over the local address: the public URL may be a tunnel's).
+
+    Yields a function that checks IdP metadata whose SSO URL it is given on the
+    SSO page and returns the codes found.
+    """
+    public = run["App"].removesuffix("/")
+    local = run.get("Listening on", public)
+    sso = run["SSO settings"].replace(public, local)
     with httpx.Client(timeout=10) as browser:
-        assert browser.get(run["Owner sign-in"]).status_code == 303
-        page = browser.get(run["SSO settings"])
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        checked = browser.post(
-            f"{run['SSO settings']}/metadata",
-            data={"csrf": csrf.group(1), "action": "check"},
-            files={"metadata_file": ("idp.xml", metadata, "application/xml")},
-        )
-        assert checked.status_code == 200
-        return set(re.findall(r'data-code="([^"]+)"', checked.text))
+        owner_link = run["Owner sign-in"].replace(public, local)
+        assert _owner_sign_in(browser, owner_link).status_code == 303
+
+        def checked_codes(sso_url: str) -> set[str]:
+            metadata = TestIdp(sso_url=sso_url).metadata_xml()
+            page = browser.get(sso)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf is not None
+            checked = browser.post(
+                f"{sso}/metadata",
+                data={"csrf": csrf.group(1), "action": "check"},
+                files={"metadata_file": ("idp.xml", metadata, "application/xml")},
+            )
+            assert checked.status_code == 200
+            return set(re.findall(r'data-code="([^"]+)"', checked.text))
+
+        yield checked_codes
 
 
 def test_dev_hosts_are_the_loopback_names_unless_given(tmp_path: Path) -> None:
     """Plain http is a warning for the dev hosts (by default the loopback names), else an error."""
     database = f"sqlite:///{tmp_path / 'dev.db'}"
-    with started(database, "--port", "0", "--demo") as run:
-        codes = _checked_codes(run, "http://localhost/sso")
+    with started(database, "--port", "0", "--demo") as run, _owner(run) as checked_codes:
+        codes = checked_codes("http://localhost/sso")
         assert {"sso.dev_http", "sp.dev_http"} <= codes
         assert not {"sso.not_https", "sp.not_https"} & codes
-    with started(database, "--port", "0", "--dev-host", "idp.test") as run:
-        assert "sso.not_https" in _checked_codes(run, "http://localhost/sso")
-        codes = _checked_codes(run, "http://idp.test/sso")
+    with (
+        started(database, "--port", "0", "--dev-host", "idp.test") as run,
+        _owner(run) as checked_codes,
+    ):
+        assert "sso.not_https" in checked_codes("http://localhost/sso")
+        codes = checked_codes("http://idp.test/sso")
         assert "sso.dev_http" in codes
         # The app's own address (127.0.0.1) is no development host any more.
         assert "sp.not_https" in codes
+
+
+def test_a_public_url_elsewhere_makes_a_loopback_bind_no_development_host(tmp_path: Path) -> None:
+    """Published through a tunnel, the app no longer trusts loopback metadata and SSO URLs."""
+    database = f"sqlite:///{tmp_path / 'tunnel.db'}"
+    # Plain http, so that the session cookie comes back over the local address.
+    tunnel = "http://tunnel.example"
+    with (
+        started(database, "--port", "0", "--demo", "--public-url", tunnel) as run,
+        _owner(run) as checked_codes,
+    ):
+        codes = checked_codes("http://localhost/sso")
+        assert {"sso.not_https", "sp.not_https"} <= codes
+        assert not {"sso.dev_http", "sp.dev_http"} & codes
 
 
 def test_serve_without_the_reference_app_still_serves_scim_and_saml(server: Server) -> None:

@@ -47,11 +47,21 @@ class Running:
         return browser
 
     def owner(self, workspace: str = "demo") -> httpx.Client:
-        """A browser signed in as the owner of ``workspace`` through ``/bootstrap``."""
+        """A browser signed in as the owner of ``workspace`` through a new ``/bootstrap`` link."""
         client = self.client()
-        answer = client.get("/bootstrap", params={"token": OWNER_TOKEN, "workspace": workspace})
+        token = self.ctx.owner_links.issue(workspace)
+        answer = redeem_owner_link(client, {"token": token, "workspace": workspace})
         assert answer.status_code == 303, answer.text
         return client
+
+
+def redeem_owner_link(client: httpx.Client, params: dict[str, str]) -> httpx.Response:
+    """Open an owner link (its page) and press its button: the answer to the button's POST."""
+    shown = client.get("/bootstrap", params=params)
+    assert shown.status_code == 200, shown.text
+    form = Page(shown).find("owner-sign-in")
+    fields = {i.get("name"): i.get("value") for i in form.xpath(".//input[@type='hidden']")}
+    return client.post(form.get("action"), data=fields)
 
 
 @contextmanager

@@ -20,11 +20,13 @@ import httpx
 import pytest
 
 from pbidentity.scim import DEFAULT_ROLE_URN
+from tests.examples.harness import OWNER_TOKEN
 from tests.examples.harness import AppKind
 from tests.examples.harness import Page
 from tests.examples.harness import Running
 from tests.examples.harness import page
 from tests.examples.harness import read_redirect
+from tests.examples.harness import redeem_owner_link
 from tests.examples.harness import serve
 from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
@@ -79,7 +81,11 @@ def post_response(
     relay_state: str | None = None,
     **options: Any,
 ) -> httpx.Response:
-    """What the IdP's page posts to the ACS: its signed response, as form data."""
+    """What the IdP's page posts to the ACS, then the app's finish step: the app's answer.
+
+    A verified response goes on to ``/saml/demo/finish``, which the browser
+    follows with its cookies; a refusal is answered at the ACS.
+    """
     sp = app.ctx.saml.service_provider("demo")
     form = idp.sign_in_form(
         sp=sp,
@@ -88,7 +94,11 @@ def post_response(
         in_response_to=in_response_to,
         **options,
     )
-    return client.post("/saml/demo/acs", data=form)
+    posted = client.post("/saml/demo/acs", data=form)
+    finish = f"{app.base_url}/saml/demo/finish?code="
+    if posted.status_code != 303 or not posted.headers["location"].startswith(finish):
+        return posted
+    return client.get(posted.headers["location"])
 
 
 def activate(client: httpx.Client, app: Running, idp: TestIdp) -> None:
@@ -157,14 +167,22 @@ def cell(found: Page, within: Any, css_class: str) -> str:
 # -- sessions and access -------------------------------------------------------------
 
 
-def test_bootstrap_link_starts_an_owner_session(app: Running) -> None:
+def test_the_owner_link_is_a_page_whose_button_starts_an_owner_session(app: Running) -> None:
+    """Opening the link spends nothing; its button POSTs the token and starts the session."""
     browser = app.client()
-    for params in ({"token": "wrong"}, {}):
+    for params in ({"token": "wrong", "workspace": "demo"}, {"token": OWNER_TOKEN}, {}):
         refused = browser.get("/bootstrap", params=params)
         assert refused.status_code == 403
         assert Page(refused).find("error") is not None
         assert "set-cookie" not in refused.headers
-    answer = browser.get("/bootstrap", params={"token": "owner-token-for-tests"})
+    link = {"token": OWNER_TOKEN, "workspace": "demo"}
+    for _ in range(2):  # a link preview or a scanner opening it first changes nothing
+        shown = browser.get("/bootstrap", params=link)
+        assert shown.status_code == 200
+        assert "set-cookie" not in shown.headers
+        assert shown.headers["referrer-policy"] == "no-referrer"
+        assert Page(shown).find("owner-sign-in").get("method") == "post"
+    answer = redeem_owner_link(browser, link)
     assert answer.status_code == 303
     assert answer.headers["location"] == SSO
     cookie = answer.headers["set-cookie"].lower()
@@ -174,10 +192,26 @@ def test_bootstrap_link_starts_an_owner_session(app: Running) -> None:
     assert home.status_code == 303
     assert home.headers["location"] == "/w/demo/members"
     assert "Owner" in page(browser, SSO).text("signed-in-as")
-    missing = app.client().get(
-        "/bootstrap", params={"token": "owner-token-for-tests", "workspace": "nope"}
-    )
-    assert missing.status_code == 404
+
+
+def test_the_owner_link_works_once_and_for_its_own_workspace_only(app: Running) -> None:
+    """Spent links, another workspace's name and a token sent by GET are all refused."""
+    app.ctx.admin.create_tenant("other")
+    first = app.client()
+    assert redeem_owner_link(first, {"token": OWNER_TOKEN, "workspace": "demo"}).status_code == 303
+    again = app.client()
+    spent = again.get("/bootstrap", params={"token": OWNER_TOKEN, "workspace": "demo"})
+    assert spent.status_code == 403
+    assert "works once" in Page(spent).text("error")
+    posted = again.post("/bootstrap", data={"token": OWNER_TOKEN, "workspace": "demo"})
+    assert posted.status_code == 403
+    assert "set-cookie" not in posted.headers
+    token = app.ctx.owner_links.issue("demo")
+    for workspace in ("other", "nope"):
+        elsewhere = again.post("/bootstrap", data={"token": token, "workspace": workspace})
+        assert elsewhere.status_code == 403, workspace
+    # Refused tries did not spend the demo link: it still works, once.
+    assert redeem_owner_link(again, {"token": token, "workspace": "demo"}).status_code == 303
 
 
 def test_pages_send_strangers_to_login_and_other_workspaces_get_403(app: Running) -> None:
@@ -552,6 +586,22 @@ def test_sso_sign_in_starts_a_new_member_session(app: Running, idp: TestIdp) -> 
     assert sent_back.status_code == 303
     assert sent_back.headers["location"] == "/login"
     assert "viewer" in page(viewer, "/login").text("not-admin")
+
+
+def test_a_sign_in_started_in_another_browser_is_refused(app: Running, idp: TestIdp) -> None:
+    """Login CSRF: the attacker's response, posted from the victim's browser, signs nobody in."""
+    owner = app.owner()
+    activate(owner, app, idp)
+    with scim_client(app) as scim:
+        provision(scim, "mallory@example.com", "admin")
+    attacker, victim = app.client(), app.client()
+    start = attacker.get("/saml/demo/login", params={"RelayState": "/w/demo/members"})
+    redirect = read_redirect(start, idp)
+    answer = post_response(victim, app, idp, "mallory@example.com", redirect.request_id)
+    assert answer.status_code == 403
+    assert "not started in this browser" in Page(answer).text("signin-error")
+    assert "session" not in victim.cookies
+    assert victim.get("/w/demo/members").headers["location"] == "/login"
 
 
 def test_deactivated_member_is_refused_with_the_reason(app: Running, idp: TestIdp) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
@@ -83,13 +84,14 @@ def activate(service: SamlService, idp: TestIdp, slug: str = "acme") -> Authoriz
 def sign_in(
     service: SamlService, idp: TestIdp, name_id: str, *, slug: str = "acme"
 ) -> SignInOutcome:
-    """An SP-initiated sign-in of ``name_id``."""
+    """An SP-initiated sign-in of ``name_id`` (the IdP sends the RelayState back, as it must)."""
     redirect = service.begin_sign_in(slug, relay_state="/projects/7")
     return service.consume(
         slug,
         idp.response(
             sp=sp(service, slug), name_id=name_id, in_response_to=request_id(redirect.url)
         ),
+        "/projects/7",
     )
 
 
@@ -488,6 +490,28 @@ def post_form(service: SamlService, path: str, form: dict[str, str]) -> Response
     )
 
 
+def cookie_pair(set_cookie: str | None) -> tuple[str, str]:
+    """The ``Cookie`` request header a browser sends back for a ``Set-Cookie`` value."""
+    assert set_cookie is not None
+    return ("Cookie", set_cookie.split(";")[0])
+
+
+def finish(service: SamlService, acs_answer: Response, set_cookie: str | None) -> Response:
+    """Follow the ACS's redirect to the finish URL, with the binding cookie when given."""
+    location = acs_answer.header("location") or ""
+    assert location.startswith(f"{PUBLIC_URL}/saml/acme/finish?code=")
+    parts = urlsplit(location)
+    return service.handle(
+        Request(
+            method="GET",
+            path=parts.path.removeprefix("/saml"),
+            base_url=f"{PUBLIC_URL}/saml",
+            query=tuple(parse_qsl(parts.query)),
+            headers=(cookie_pair(set_cookie),) if set_cookie else (),
+        )
+    )
+
+
 def test_login_redirects_to_the_idp(service: SamlService, idp: TestIdp) -> None:
     activate(service, idp)
     service.update_options("acme")
@@ -529,10 +553,18 @@ def test_acs_over_http_hands_the_outcome_to_the_host_app(storage: Storage, idp: 
     activate(service, idp)
     redirect = service.begin_sign_in("acme", relay_state="/projects/7")
     form = idp.sign_in_form(
-        sp=sp(service), name_id="jane@acme.test", in_response_to=request_id(redirect.url)
+        sp=sp(service),
+        name_id="jane@acme.test",
+        in_response_to=request_id(redirect.url),
+        relay_state="/projects/7",
     )
-    response = post_form(service, "/acme/acs", form)
+    answer = post_form(service, "/acme/acs", form)
+    # The ACS keeps the outcome and sends the browser on to finish.
+    assert answer.status == 303
+    assert seen == []
+    response = finish(service, answer, redirect.cookie)
     assert response.status == 303
+    assert response.header("location") == "/home"
     assert isinstance(seen[-1], SignIn)
     assert seen[-1].relay_state == "/projects/7"
 
@@ -594,13 +626,18 @@ def test_expired_requests_and_assertion_ids_are_swept(storage: Storage, idp: Tes
     now = [datetime.now(UTC)]
     service = SamlService(storage, SamlConfig(public_url=PUBLIC_URL), clock=lambda: now[0])
     activate(service, idp)
-    stale = service.begin_sign_in("acme")
-    now[0] += timedelta(hours=1)
-    service.begin_sign_in("acme")  # the sweep runs here
+    service.save_metadata_xml("acme", idp.metadata_xml())
+    stale = service.begin_authorize("acme")
     with storage.transaction() as tx:
         tenant = tx.find_tenant("acme")
         assert tenant is not None
+        tx.remember_assertion(tenant.id, "old-assertion", now[0] + timedelta(minutes=5))
+    now[0] += timedelta(hours=1)
+    service.begin_authorize("acme")  # the sweep runs here
+    with storage.transaction() as tx:
         assert tx.take_saml_request(tenant.id, stale.request_id) is None
+        # Forgotten, so recording it again succeeds.
+        assert tx.remember_assertion(tenant.id, "old-assertion", now[0] + timedelta(minutes=5))
 
 
 def test_a_sign_in_that_took_too_long_is_refused(storage: Storage, idp: TestIdp) -> None:

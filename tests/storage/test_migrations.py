@@ -36,7 +36,14 @@ def _config(connection: sqlalchemy.Connection) -> Config:
 def _drop_everything(url: str) -> None:
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as connection:
-        for table in ("saml_assertions", "saml_requests", "saml_connections"):
+        saml = (
+            "saml_outcomes",
+            "saml_keys",
+            "saml_assertions",
+            "saml_requests",
+            "saml_connections",
+        )
+        for table in saml:
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         for table in ("events", "tenant_counts", "memberships", "member_values", "members"):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))

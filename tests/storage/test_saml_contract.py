@@ -205,3 +205,88 @@ def test_a_request_is_taken_once_under_concurrency(store: Storage) -> None:
     for thread in threads:
         thread.join()
     assert sorted(winners) == [False] * 5 + [True]
+
+
+def test_a_tenant_keeps_its_first_signing_key(store: Storage) -> None:
+    """The first key stored is the tenant's for good; a later one is ignored, tenants apart."""
+    with store.transaction(write=False) as tx:
+        assert tx.saml_signing_key("t1") is None
+    with store.transaction() as tx:
+        assert tx.add_saml_signing_key("t1", "k1") == "k1"
+        assert tx.add_saml_signing_key("t1", "k2") == "k1"
+    with store.transaction() as tx:
+        assert tx.add_saml_signing_key("t1", "k3") == "k1"
+        assert tx.saml_signing_key("t1") == "k1"
+        assert tx.saml_signing_key("t2") is None
+        with pytest.raises(NotFoundError):
+            tx.add_saml_signing_key("nobody", "k4")
+
+
+def test_instances_creating_a_signing_key_at_once_agree(store: Storage) -> None:
+    """Six racing first keys: every caller gets the one that was stored."""
+    got: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def create(index: int) -> None:
+        barrier.wait()
+        with store.transaction() as tx:
+            got.append(tx.add_saml_signing_key("t1", f"k{index}"))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.transaction(write=False) as tx:
+        assert got == [tx.saml_signing_key("t1")] * 6
+
+
+def test_an_outcome_is_taken_once_and_never_after_it_expired(store: Storage) -> None:
+    """A code's outcome comes out once, for its own tenant, and not at all once expired."""
+    with store.transaction() as tx:
+        tx.add_saml_outcome("t1", "h1", '{"kind": "sign_in"}', NOW + timedelta(minutes=2))
+        tx.add_saml_outcome("t1", "h2", "{}", NOW + timedelta(minutes=2))
+        with pytest.raises(ConflictError):
+            tx.add_saml_outcome("t1", "h1", "{}", NOW + timedelta(minutes=2))
+        with pytest.raises(NotFoundError):
+            tx.add_saml_outcome("nobody", "h3", "{}", NOW + timedelta(minutes=2))
+    with store.transaction() as tx:
+        assert tx.take_saml_outcome("t2", "h1", NOW) is None
+        assert tx.take_saml_outcome("t1", "h1", NOW) == '{"kind": "sign_in"}'
+        assert tx.take_saml_outcome("t1", "h1", NOW) is None
+        assert tx.take_saml_outcome("t1", "h2", NOW + timedelta(minutes=3)) is None
+    with store.transaction() as tx:
+        # An expired one is gone even though it was never handed out.
+        assert tx.take_saml_outcome("t1", "h2", NOW) is None
+
+
+def test_purge_forgets_expired_outcomes(store: Storage) -> None:
+    """Outcomes nobody came back for are swept with the rest of the SAML state."""
+    with store.transaction() as tx:
+        tx.add_saml_outcome("t1", "old", "{}", NOW + timedelta(minutes=1))
+        tx.add_saml_outcome("t1", "new", "{}", NOW + timedelta(minutes=20))
+    with store.transaction() as tx:
+        assert tx.purge_saml_state(NOW + timedelta(minutes=5)) == 1
+    with store.transaction() as tx:
+        assert tx.take_saml_outcome("t1", "old", NOW) is None
+        assert tx.take_saml_outcome("t1", "new", NOW) == "{}"
+
+
+def test_an_outcome_is_taken_once_under_concurrency(store: Storage) -> None:
+    """Six instances following the same finish link: one gets the outcome."""
+    with store.transaction() as tx:
+        tx.add_saml_outcome("t1", "h1", "{}", NOW + timedelta(minutes=2))
+    winners: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def take() -> None:
+        barrier.wait()
+        with store.transaction() as tx:
+            winners.append(tx.take_saml_outcome("t1", "h1", NOW) is not None)
+
+    threads = [threading.Thread(target=take) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(winners) == [False] * 5 + [True]

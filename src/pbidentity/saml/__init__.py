@@ -8,8 +8,9 @@ does not import python3-saml, lxml or xmlsec; they load when first needed.
 
 The host app builds one :class:`SamlService` on its storage, serves its
 :meth:`~SamlService.handle` under ``/saml`` (any adapter), calls its typed
-methods from its settings pages, and starts a session when the ACS hands it
-a :class:`SignIn`.
+methods from its settings pages, and starts a session when it hands it a
+:class:`SignIn`: at the sign-in's finish step, in the browser that started
+it (login CSRF is closed here, not left to each app).
 """
 
 from __future__ import annotations

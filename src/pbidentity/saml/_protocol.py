@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import secrets
 import zlib
 from datetime import datetime
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from pbidentity.domain import IdentityProvider
 from pbidentity.http import Response
 from pbidentity.saml._types import ServiceProvider
 
-__all__ = ["AuthnRedirect", "authn_request", "new_request_id", "sp_metadata"]
+__all__ = ["AuthnRedirect", "authn_request", "sp_metadata"]
 
 POST_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 REDIRECT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
@@ -34,11 +33,6 @@ _SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
 )
-
-
-def new_request_id() -> str:
-    """An unguessable AuthnRequest id (an XML NCName: it must not start with a digit)."""
-    return "id" + secrets.token_hex(20)
 
 
 def _instant(when: datetime) -> str:
@@ -75,12 +69,19 @@ class AuthnRedirect:
     binding: str
     url: str
     form: tuple[tuple[str, str], ...] = ()
+    #: The ``Set-Cookie`` value that binds the sign-in to this browser: the
+    #: response must carry it (:meth:`to_response` does), or the finish step
+    #: refuses the sign-in as started in another browser.
+    cookie: str | None = None
 
     def to_response(self) -> Response:
-        """The HTTP answer that sends the browser on its way."""
+        """The HTTP answer that sends the browser on its way (with the binding cookie)."""
+        cookie = (("Set-Cookie", self.cookie),) if self.cookie else ()
         if self.binding == "redirect":
             return Response(
-                status=302, headers=(("Location", self.url), *_SECURITY_HEADERS), body=b""
+                status=302,
+                headers=(("Location", self.url), *cookie, *_SECURITY_HEADERS),
+                body=b"",
             )
         fields = "".join(
             f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
@@ -95,7 +96,7 @@ class AuthnRedirect:
         )
         return Response(
             status=200,
-            headers=(("Content-Type", "text/html; charset=utf-8"), *_SECURITY_HEADERS),
+            headers=(("Content-Type", "text/html; charset=utf-8"), *cookie, *_SECURITY_HEADERS),
             body=page.encode(),
         )
 
@@ -107,6 +108,7 @@ def redirect_for(
     idp: IdentityProvider,
     now: datetime,
     relay_state: str | None,
+    cookie: str | None = None,
 ) -> AuthnRedirect:
     """The redirect (or auto-posting form) that carries a new AuthnRequest to the IdP."""
     xml = authn_request(request_id=request_id, sp=sp, idp=idp, now=now).encode()
@@ -118,6 +120,7 @@ def redirect_for(
             binding="post",
             url=idp.sso_url,
             form=(("SAMLRequest", encoded), *params),
+            cookie=cookie,
         )
     # The Redirect binding carries the request DEFLATE-compressed (raw, no
     # zlib header) and base64-encoded (SAML bindings, 3.4.4.1).
@@ -127,7 +130,7 @@ def redirect_for(
     parts = urlsplit(idp.sso_url)
     joined = f"{parts.query}&{query}" if parts.query else query
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
-    return AuthnRedirect(request_id=request_id, binding="redirect", url=url)
+    return AuthnRedirect(request_id=request_id, binding="redirect", url=url, cookie=cookie)
 
 
 def sp_metadata(sp: ServiceProvider) -> bytes:

@@ -9,11 +9,19 @@ reach, under the service's prefix::
 
     GET  /{tenant}/metadata   the SP metadata document
     GET  /{tenant}/login      start an SP-initiated sign-in (302 or auto-post to the IdP)
-    POST /{tenant}/acs        the Assertion Consumer Service
+    POST /{tenant}/acs        the Assertion Consumer Service: verify, then 303 to finish
+    GET  /{tenant}/finish     check the browser, hand the outcome to the host app
 
-The outcome of a POST to the ACS is a typed value (:data:`SignInOutcome`)
-handed to the host app's ``on_result`` callback, which starts the session
-and answers the browser: pbidentity never sets cookies.
+A sign-in is bound to the browser that started it (no login CSRF): the
+login sets a short-lived cookie holding a random nonce, and the AuthnRequest
+id carries the nonce's hash, signed with the tenant's key, so that starting
+a sign-in writes nothing. The ACS, a cross-site POST that carries no
+``SameSite=Lax`` cookie, verifies the response and keeps the outcome under
+a one-time code; it redirects to the finish URL, a top-level GET on which
+the browser does send the cookie, and only if the cookie's nonce matches is
+the outcome (:data:`SignInOutcome`) handed to the host app's ``on_result``,
+which starts its session and answers the browser. Refusals go to
+``on_result`` at once: they grant nothing.
 
 Staged activation: saving a configuration creates a *pending* connection;
 the active one keeps serving sign-ins until the admin's test sign-in with the
@@ -25,13 +33,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import html
 import ipaddress
+import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -39,6 +52,8 @@ from typing import Any
 from typing import Literal
 from urllib.parse import parse_qsl
 from urllib.parse import quote
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -62,7 +77,6 @@ from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.roles import RoleSet
 from pbidentity.saml._protocol import AuthnRedirect
-from pbidentity.saml._protocol import new_request_id
 from pbidentity.saml._protocol import redirect_for
 from pbidentity.saml._protocol import sp_metadata
 from pbidentity.saml._types import Finding
@@ -76,6 +90,7 @@ if TYPE_CHECKING:
     from pbidentity.saml._response import Assertion
 
 __all__ = [
+    "BINDING_COOKIE",
     "Authorized",
     "SamlConfig",
     "SamlConnections",
@@ -98,6 +113,29 @@ _CLOCK_ERROR = timedelta(seconds=300)
 _HTML = (("Content-Type", "text/html; charset=utf-8"),)
 _NO_STORE = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
 _SAML_EXTRA = "SAML sign-in needs the saml extra: pip install 'pbidentity[saml]'"
+
+#: The cookie that binds a sign-in to the browser that started it (scoped
+#: to the tenant's SAML path, so each workspace has its own).
+BINDING_COOKIE = "pbidentity_saml"
+#: Sign-ins one browser may have under way at once (tabs), newest kept.
+_BINDINGS_KEPT = 4
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+#: How long a verified outcome waits for its browser at the finish step; the
+#: browser follows the redirect at once, so this only covers a slow network.
+_OUTCOME_LIFETIME = timedelta(minutes=2)
+#: A request id: ``id``, the purpose (s: sign-in, a: the admin's test
+#: sign-in), the issue time in hex seconds, the binding (hash of the
+#: browser's nonce) and the MAC of all that with the tenant's key.
+_REQUEST_ID = re.compile(r"id([sa])([0-9a-f]{10})([0-9a-f]{32})([0-9a-f]{32})")
+_PURPOSES: dict[str, Literal["sign_in", "authorize"]] = {"s": "sign_in", "a": "authorize"}
+#: The RelayState characters kept as they are; every other one is
+#: percent-encoded, so that a RelayState is always ASCII and header-safe.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@%?#"
+
+
+def new_secret() -> str:
+    """An unguessable value: a browser's binding nonce, a one-time code."""
+    return secrets.token_urlsafe(32)
 
 
 @attrs.frozen(kw_only=True)
@@ -124,6 +162,12 @@ class SamlConfig:
     dev_hosts: frozenset[str] = frozenset()
     #: Seconds to wait for a metadata URL.
     fetch_timeout: float = 10.0
+    #: The secret that signs sign-in request ids (each tenant gets a key
+    #: derived from it). ``None``, the default: each tenant's key is made at
+    #: random once and kept in storage, so every app instance on the
+    #: database shares it with nothing to configure. Set it to keep the
+    #: secret in the app's own configuration (every instance the same).
+    secret_key: str | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if "://" not in self.public_url:
@@ -133,17 +177,28 @@ class SamlConfig:
             )
 
 
-def local_dev_hosts(host: str) -> frozenset[str]:
-    """The ``dev_hosts`` of an app served on ``host``: the machine itself, when that is loopback.
-
-    Served on any other address the app is reachable by others, so plain
-    http is refused there and the public URL must be https.
-    """
+def _is_loopback(host: str) -> bool:
     try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        loopback = False
-    return frozenset({host, "localhost", "127.0.0.1"}) if loopback else frozenset()
+        return False
+
+
+def local_dev_hosts(host: str, public_url: str | None) -> frozenset[str]:
+    """The ``dev_hosts`` of an app served on ``host`` and reached at ``public_url``.
+
+    The machine itself (loopback metadata and SSO URLs, such as a test IdP's)
+    only when both are loopback: the app is then reachable from this machine
+    alone. Served on another address, or published at another URL (a proxy,
+    a tunnel), others reach it, so plain http and private addresses are
+    refused and the public URL must be https. ``public_url`` ``None`` means
+    ``http://{host}:{port}``.
+    """
+    if not _is_loopback(host):
+        return frozenset()
+    if public_url is not None and not _is_loopback(urlsplit(public_url).hostname or ""):
+        return frozenset()
+    return frozenset({host, "localhost", "127.0.0.1"})
 
 
 @attrs.frozen(kw_only=True)
@@ -185,10 +240,9 @@ class SignIn:
     idp_initiated: bool
     #: What was checked and decided, one sentence each.
     trail: tuple[str, ...]
-    #: The AuthnRequest this answers (``None`` when the IdP started it). A
-    #: host app that starts sign-ins itself (:meth:`SamlService.begin_sign_in`)
-    #: can keep :attr:`AuthnRedirect.request_id` in the browser's session and
-    #: compare, which ties the response to the browser that asked (no login CSRF).
+    #: The AuthnRequest this answers (``None`` when the IdP started it).
+    #: Through :meth:`SamlService.handle` a sign-in that answers a request
+    #: reaches ``on_result`` only in the browser that started it.
     request_id: str | None = None
 
 
@@ -258,22 +312,61 @@ def _error(code: str, message: str, *, where: str = "", suggestion: str = "") ->
 
 
 def _local_path(value: str | None) -> str | None:
-    """A RelayState kept only if it is a path of this app (never an open redirect)."""
+    """A RelayState kept only if it is a path of this app (never an open redirect).
+
+    Whatever bytes it held, what is kept is ASCII, with no control
+    character, so a host app can put it in a ``Location`` header as it is.
+    """
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return None
-    if any(ord(ch) < 32 for ch in value) or len(value) > 2000:
+    # Browsers drop tabs and newlines inside URLs ("/\t/evil" is "//evil"),
+    # so control characters refuse the whole value rather than being encoded.
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value) or len(value) > 2000:
         return None
-    return value
+    try:
+        return quote(value, safe=_PATH_SAFE)
+    except UnicodeEncodeError:  # a lone surrogate: no text at all
+        return None
+
+
+def _binding(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()[:32]
+
+
+def _request_mac(key: bytes, tenant_id: str, connection_id: str, body: str) -> str:
+    message = "\x1f".join(("pbidentity-saml-request", tenant_id, connection_id, body))
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _browser_nonces(request: Request | None) -> list[str]:
+    """The nonces of the sign-ins under way in the browser (from its binding cookie)."""
+    if request is None:
+        return []
+    found: list[str] = []
+    for name, value in request.headers:
+        if name != "cookie":
+            continue
+        for pair in value.split(";"):
+            key, _, held = pair.strip().partition("=")
+            if key == BINDING_COOKIE:
+                found.extend(n for n in held.split(".") if _NONCE.fullmatch(n))
+    return found[:_BINDINGS_KEPT]
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 class SamlService:
     """SAML sign-in for every tenant of the app, on one storage.
 
-    ``on_result`` is the host app's handler of ACS outcomes; without one, a
+    ``on_result`` is the host app's handler of sign-in outcomes, called at
+    the finish step in the browser that started the sign-in; without one, a
     plain page says what happened (useful for trying things out, not for
     production, where the host app must start a session). ``clock``,
-    ``new_id`` and ``request_id`` (AuthnRequest ids: unguessable by default)
-    are injectable for tests; ``fetch`` replaces the safe metadata fetcher.
+    ``new_id`` and ``new_secret`` (binding nonces and one-time codes:
+    unguessable by default) are injectable for tests; ``fetch`` replaces the
+    safe metadata fetcher.
     """
 
     def __init__(
@@ -285,7 +378,7 @@ class SamlService:
         clock: Clock = utc_now,
         new_id: IdFactory = new_id,
         fetch: Callable[..., Any] | None = None,
-        request_id: IdFactory = new_request_id,
+        new_secret: IdFactory = new_secret,
         roles: RoleSet | None = None,
     ) -> None:
         self.storage = storage
@@ -294,7 +387,9 @@ class SamlService:
         self.clock = clock
         self.new_id = new_id
         self._fetch = fetch
-        self._request_id = request_id
+        self._new_secret = new_secret
+        #: Tenant id to its request signing key (a key never changes).
+        self._keys: dict[str, bytes] = {}
         #: The app's roles (as in its ScimConfig): members created just in
         #: time get the least privileged one.
         self.roles = roles or RoleSet()
@@ -358,12 +453,11 @@ class SamlService:
         with self.storage.transaction(write=False) as tx:
             tenant = self._tenant(tx, slug)
             active = self._connections(tx, tenant).active
-            elsewhere = [
-                c.tenant_id
+            # Whether, never where: one workspace's admin learns nothing of the others.
+            shared = any(
+                c.tenant_id != tenant.id and set(c.idp.certificates) & set(idp.certificates)
                 for c in tx.active_saml_connections(idp.entity_id)
-                if c.tenant_id != tenant.id and set(c.idp.certificates) & set(idp.certificates)
-            ]
-            others = [t.slug for t in (tx.get_tenant(tid) for tid in elsewhere) if t is not None]
+            )
         sp = self.service_provider(slug)
         report = check_connection(
             idp,
@@ -371,7 +465,7 @@ class SamlService:
             now=self.clock(),
             attribute_mapping=mapping or None,
             active=None if active is None else active.idp,
-            same_idp_tenants=others,
+            shared_elsewhere=shared,
             dev_hosts=self.config.dev_hosts,
         )
         # The app's own side too: an http public URL in production would make
@@ -590,54 +684,127 @@ class SamlService:
 
     # -- Starting a sign-in ----------------------------------------------------
 
-    def begin_authorize(self, tenant_slug: str, *, relay_state: str | None = None) -> AuthnRedirect:
-        """Start the admin's test sign-in with the pending configuration (Save & authorize)."""
-        return self._begin(tenant_slug, "authorize", relay_state)
+    def begin_authorize(
+        self, tenant_slug: str, *, relay_state: str | None = None, request: Request | None = None
+    ) -> AuthnRedirect:
+        """Start the admin's test sign-in with the pending configuration (Save & authorize).
 
-    def begin_sign_in(self, tenant_slug: str, *, relay_state: str | None = None) -> AuthnRedirect:
-        """Start a member's SP-initiated sign-in with the active configuration."""
-        return self._begin(tenant_slug, "sign_in", relay_state)
+        As :meth:`begin_sign_in`; the request is also kept in storage (an
+        authenticated admin's action), bound to the pending configuration.
+        """
+        return self._begin(tenant_slug, "authorize", relay_state, request)
+
+    def begin_sign_in(
+        self, tenant_slug: str, *, relay_state: str | None = None, request: Request | None = None
+    ) -> AuthnRedirect:
+        """Start a member's SP-initiated sign-in with the active configuration.
+
+        The answer must go to the browser with its binding cookie
+        (:meth:`AuthnRedirect.to_response`): the sign-in finishes only in
+        that browser. ``request`` is the browser's request, if at hand: the
+        sign-ins it has under way in other tabs then stay valid. Nothing is
+        written: the request id is signed, not stored.
+        """
+        return self._begin(tenant_slug, "sign_in", relay_state, request)
 
     def _begin(
-        self, slug: str, purpose: Literal["sign_in", "authorize"], relay_state: str | None
+        self,
+        slug: str,
+        purpose: Literal["sign_in", "authorize"],
+        relay_state: str | None,
+        browser: Request | None,
     ) -> AuthnRedirect:
         now = self.clock()
         relay = _local_path(relay_state)
-        with self.storage.transaction() as tx:
+        with self.storage.transaction(write=False) as tx:
             tenant = self._tenant(tx, slug)
             current = self._connections(tx, tenant)
-            connection = current.pending if purpose == "authorize" else current.active
-            if connection is None:
-                raise NotFoundError(
-                    "there is no pending SAML configuration to authorize: save one first"
-                    if purpose == "authorize"
-                    else f"workspace {slug!r} has no active SAML configuration: SSO is not set up"
-                )
-            if self._purged is None or now - self._purged > _PURGE_EVERY:
-                # Expired requests and assertion ids are dead weight; each
-                # instance sweeps them now and then, in a transaction it opens
-                # anyway.
-                self._purged = now
-                tx.purge_saml_state(now)
-            request_id = self._request_id()
-            tx.add_saml_request(
-                SamlRequest(
-                    id=request_id,
-                    tenant_id=tenant.id,
-                    connection_id=connection.id,
-                    purpose=purpose,
-                    relay_state=relay,
-                    created=now,
-                    expires=now + self.config.request_lifetime,
-                )
+            key = self._stored_key(tx, tenant)
+        connection = current.pending if purpose == "authorize" else current.active
+        if connection is None:
+            raise NotFoundError(
+                "there is no pending SAML configuration to authorize: save one first"
+                if purpose == "authorize"
+                else f"workspace {slug!r} has no active SAML configuration: SSO is not set up"
             )
+        if key is None:
+            key = self._create_key(tenant)
+        nonce = self._new_secret()
+        body = (
+            f"{'a' if purpose == 'authorize' else 's'}{int(now.timestamp()):010x}{_binding(nonce)}"
+        )
+        request_id = f"id{body}{_request_mac(key, tenant.id, connection.id, body)}"
+        if purpose == "authorize":
+            # The test sign-in keeps its row: it is an admin's action, and the
+            # row ties it to the pending configuration and its RelayState.
+            with self.storage.transaction() as tx:
+                self._purge(tx, now)
+                tx.add_saml_request(
+                    SamlRequest(
+                        id=request_id,
+                        tenant_id=tenant.id,
+                        connection_id=connection.id,
+                        purpose=purpose,
+                        relay_state=relay,
+                        created=now,
+                        expires=now + self.config.request_lifetime,
+                    )
+                )
+        nonces = [nonce, *(n for n in _browser_nonces(browser) if n != nonce)]
         return redirect_for(
             request_id=request_id,
             sp=self.service_provider(slug),
             idp=connection.idp,
             now=now,
             relay_state=relay,
+            cookie=self._binding_cookie(slug, nonces[:_BINDINGS_KEPT]),
         )
+
+    def _binding_cookie(self, slug: str, nonces: Sequence[str]) -> str:
+        """The ``Set-Cookie`` value holding ``nonces`` (none: the cookie is deleted)."""
+        path = f"{self.config.prefix.rstrip('/')}/{quote(slug, safe='')}/"
+        # Lax: sent on the top-level GET to the finish URL, never on another
+        # site's POST or fetch. Secure whenever the app is served over https.
+        attributes = f"; Path={path}; HttpOnly; SameSite=Lax"
+        if self.config.public_url.lower().startswith("https://"):
+            attributes += "; Secure"
+        if not nonces:
+            return f"{BINDING_COOKIE}=; Max-Age=0{attributes}"
+        seconds = int(self.config.request_lifetime.total_seconds())
+        return f"{BINDING_COOKIE}={'.'.join(nonces)}; Max-Age={seconds}{attributes}"
+
+    def _stored_key(self, tx: Transaction, tenant: Tenant) -> bytes | None:
+        """The tenant's request signing key; ``None`` if it has none yet."""
+        key = self._keys.get(tenant.id)
+        if key is not None:
+            return key
+        if self.config.secret_key is not None:
+            secret = self.config.secret_key.encode()
+            key = hmac.new(
+                secret, b"pbidentity-saml-key\x1f" + tenant.id.encode(), "sha256"
+            ).digest()
+        else:
+            stored = tx.saml_signing_key(tenant.id)
+            if stored is None:
+                return None
+            key = stored.encode()
+        self._keys[tenant.id] = key
+        return key
+
+    def _create_key(self, tenant: Tenant) -> bytes:
+        """Make the tenant's key: once per tenant ever, the first instance's wins."""
+        with self.storage.transaction() as tx:
+            key = tx.add_saml_signing_key(tenant.id, secrets.token_hex(32)).encode()
+        self._keys[tenant.id] = key
+        return key
+
+    def _purge(self, tx: Transaction, now: datetime) -> None:
+        if self._purged is None or now - self._purged > _PURGE_EVERY:
+            # Expired requests, assertion ids and outcomes are dead weight;
+            # each instance sweeps them now and then, in a write transaction
+            # it opens anyway.
+            self._purged = now
+            tx.purge_saml_state(now)
 
     # -- The ACS -----------------------------------------------------------------
 
@@ -648,6 +815,9 @@ class SamlService:
 
         Never raises for anything the browser or the IdP sent; a storage
         outage raises :class:`~pbidentity.exceptions.StorageUnavailableError`.
+        This is the ACS's verification alone: :meth:`handle` adds the check
+        that the browser posting it is the one that started the sign-in, so
+        a host app serving the ACS itself must bind it in its own way.
         """
         relay = _local_path(relay_state)
         purpose: Literal["sign_in", "authorize"] = "sign_in"
@@ -660,14 +830,13 @@ class SamlService:
                         _error("tenant.unknown", f"There is no workspace {tenant_slug!r}."),
                         status=404,
                     )
+                self._purge(tx, self.clock())
                 answered = _in_response_to(saml_response, self.config.max_body_bytes)
                 request: SamlRequest | None = None
                 if answered is not None:
-                    # Taken (deleted) here, before verification: a request id
-                    # is good for one response, even one that fails.
-                    request = tx.take_saml_request(tenant.id, answered)
-                    if request is not None and request.expires <= self.clock():
-                        request = None  # expired: as unknown as one never sent
+                    # Used up here, before verification: a request id is
+                    # good for one response, even one that fails.
+                    request = self._answered(tx, tenant, answered)
                 if request is not None:
                     purpose = request.purpose
                 routed: _Refused | tuple[SamlConnection, Literal["sign_in", "authorize"]]
@@ -703,6 +872,52 @@ class SamlService:
             )
             return failure
 
+    def _answered(self, tx: Transaction, tenant: Tenant, answered: str) -> SamlRequest | None:
+        """The request a response answers, used up; ``None`` if unknown, forged, used or expired.
+
+        A member's sign-in request was never stored: its id is checked
+        against the tenant's key and consumed in the replay cache. The
+        admin's test sign-in request is taken from storage.
+        """
+        parsed = _REQUEST_ID.fullmatch(answered)
+        if parsed is None:
+            return None
+        mark, issued_hex, _, mac = parsed.groups()
+        purpose = _PURPOSES[mark]
+        now = self.clock()
+        issued = datetime.fromtimestamp(int(issued_hex, 16), UTC)
+        expires = issued + self.config.request_lifetime
+        key = self._stored_key(tx, tenant)
+        if key is None or expires <= now or issued > now + self.config.clock_skew:
+            return None
+        if purpose == "authorize":
+            request = tx.take_saml_request(tenant.id, answered)
+            if request is None or request.expires <= now:
+                return None
+        else:
+            active = self._connections(tx, tenant).active
+            if active is None:
+                return None
+            request = SamlRequest(
+                id=answered,
+                tenant_id=tenant.id,
+                connection_id=active.id,
+                purpose="sign_in",
+                created=issued,
+                expires=expires,
+            )
+        # The MAC covers the connection, so a request made for a configuration
+        # replaced since then is as unknown as one never sent.
+        body = answered[2:-32]
+        if not hmac.compare_digest(mac, _request_mac(key, tenant.id, request.connection_id, body)):
+            return None
+        # ":" cannot occur in an XML ID, so no assertion id can take this slot.
+        if purpose == "sign_in" and not tx.remember_assertion(
+            tenant.id, f"request:{answered}", expires
+        ):
+            return None
+        return request
+
     def _connection_for(
         self,
         tx: Transaction,
@@ -716,8 +931,9 @@ class SamlService:
                 _error(
                     "response.in_response_to",
                     f"The response answers sign-in request {answered!r}, which this app did not "
-                    "send, already used, or which expired "
-                    f"({int(self.config.request_lifetime.total_seconds() // 60)} minutes).",
+                    "send, already used, which expired "
+                    f"({int(self.config.request_lifetime.total_seconds() // 60)} minutes), or "
+                    "whose SSO configuration was replaced meanwhile.",
                     where="Response/@InResponseTo",
                     suggestion="Start the sign-in again from the app.",
                 )
@@ -1116,62 +1332,280 @@ class SamlService:
         if endpoint == "login" and method == "GET":
             relay = request.query_value("RelayState") or request.query_value("next")
             try:
-                return self.begin_sign_in(slug, relay_state=relay).to_response()
+                return self.begin_sign_in(slug, relay_state=relay, request=request).to_response()
             except NotFoundError as error:
                 return _page(404, "Single sign-on is not available", str(error))
         if endpoint == "acs" and method == "POST":
             return self._acs(request, slug)
-        if endpoint in ("metadata", "login", "acs"):
-            allowed = {"metadata": "GET, HEAD", "login": "GET", "acs": "POST"}[endpoint]
+        if endpoint == "finish" and method == "GET":
+            return self._finish(request, slug)
+        if endpoint in _ALLOWED:
+            allowed = _ALLOWED[endpoint]
             return _page(
                 405, "Method not allowed", f"Use {allowed} here.", extra=(("Allow", allowed),)
             )
         return _page(404, "Not found", "There is no SAML endpoint here.")
 
-    def _acs(self, request: Request, slug: str) -> Response:
-        if request.body_truncated or len(request.body) > self.config.max_body_bytes:
-            outcome: SignInOutcome = SignInFailure(
-                tenant=None,
-                purpose="sign_in",
-                report=Report(
-                    (
-                        _error(
-                            "response.too_large",
-                            f"The sign-in response is larger than "
-                            f"{self.config.max_body_bytes} bytes.",
-                        ),
-                    )
-                ),
-                status=413,
-            )
-        else:
-            content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-            form = (
-                dict(parse_qsl(request.body.decode("latin-1"), max_num_fields=10))
-                if content_type == "application/x-www-form-urlencoded"
-                else {}
-            )
-            saml_response = form.get("SAMLResponse")
-            if not saml_response:
-                outcome = SignInFailure(
-                    tenant=None,
-                    purpose="sign_in",
-                    report=Report(
-                        (
-                            _error(
-                                "response.missing",
-                                "The request carries no SAMLResponse form field; the identity "
-                                "provider must POST the response here.",
-                            ),
-                        )
-                    ),
-                    status=400,
-                )
-            else:
-                outcome = self.consume(slug, saml_response, form.get("RelayState"))
+    def _result(self, request: Request, outcome: SignInOutcome) -> Response:
         if self.on_result is not None:
             return self.on_result(request, outcome)
         return default_result_page(outcome)
+
+    def _acs(self, request: Request, slug: str) -> Response:
+        form = self._acs_form(request)
+        if isinstance(form, SignInFailure):
+            return self._result(request, form)
+        outcome = self.consume(slug, form["SAMLResponse"], form.get("RelayState"))
+        if isinstance(outcome, SignInFailure):
+            # A refusal grants nothing, so it needs no binding to the browser.
+            return self._result(request, outcome)
+        code = self._new_secret()
+        document = _outcome_document(outcome)
+        with self.storage.transaction() as tx:
+            tx.add_saml_outcome(
+                outcome.tenant.id, _code_hash(code), document, self.clock() + _OUTCOME_LIFETIME
+            )
+        base = self.config.public_url.rstrip("/") + self.config.prefix.rstrip("/")
+        finish = f"{base}/{quote(slug, safe='')}/finish?{urlencode({'code': code})}"
+        # 303: the browser follows with a top-level GET, which carries its
+        # SameSite=Lax cookies even after the IdP's cross-site POST.
+        return Response(
+            status=303,
+            headers=(("Location", finish), *_NO_STORE, ("Referrer-Policy", "no-referrer")),
+        )
+
+    def _acs_form(self, request: Request) -> dict[str, str] | SignInFailure:
+        """The ACS form fields, or the refusal of a body that is none (413 or 400)."""
+        if request.body_truncated or len(request.body) > self.config.max_body_bytes:
+            return _form_refused(
+                _error(
+                    "response.too_large",
+                    f"The sign-in response is larger than {self.config.max_body_bytes} bytes.",
+                ),
+                413,
+            )
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        fields: list[tuple[str, str]] = []
+        if content_type == "application/x-www-form-urlencoded":
+            try:
+                # A form body is ASCII (everything else is percent-encoded),
+                # and what the escapes stand for is UTF-8.
+                fields = parse_qsl(
+                    request.body.decode("ascii"),
+                    max_num_fields=10,
+                    encoding="utf-8",
+                    errors="strict",
+                )
+            except ValueError:  # more fields than any IdP sends, or not text
+                return _form_refused(
+                    _error(
+                        "request.malformed",
+                        "The sign-in form is malformed: it is not URL-encoded UTF-8 text, or "
+                        "it has more than 10 fields.",
+                    ),
+                    400,
+                )
+        names = [name for name, _ in fields]
+        for name in ("SAMLResponse", "RelayState"):
+            if names.count(name) > 1:
+                return _form_refused(
+                    _error("request.malformed", f"The sign-in form has the field {name} twice."),
+                    400,
+                )
+        form = dict(fields)
+        if not form.get("SAMLResponse"):
+            return _form_refused(
+                _error(
+                    "response.missing",
+                    "The request carries no SAMLResponse form field; the identity provider "
+                    "must POST the response here.",
+                ),
+                400,
+            )
+        return form
+
+    def _finish(self, request: Request, slug: str) -> Response:
+        """Hand a verified outcome to the host app, in the browser that started the sign-in."""
+        code = request.query_value("code") or ""
+        nonces = _browser_nonces(request)
+        now = self.clock()
+        outcome: SignInOutcome | None = None
+        used: str | None = None
+        tenant: Tenant | None = None
+        # Without a code there is nothing to take: no write transaction.
+        with self.storage.transaction(write=bool(code)) as tx:
+            tenant = tx.find_tenant(slug)
+            document = (
+                tx.take_saml_outcome(tenant.id, _code_hash(code), now)
+                if tenant is not None and code
+                else None
+            )
+            if tenant is not None and document is not None:
+                data = json.loads(document)
+                binding = data.get("binding")
+                # The whole point: an outcome that answers a request finishes
+                # only where the request's nonce is, in the browser that
+                # started it. An IdP-initiated one has no binding by nature.
+                matches = [n for n in nonces if hmac.compare_digest(_binding(n), binding or "")]
+                if binding is not None and not matches:
+                    outcome = _finish_refused(
+                        tenant,
+                        _error(
+                            "signin.other_browser",
+                            "This sign-in was not started in this browser, so it cannot "
+                            "finish here.",
+                            suggestion="Start the sign-in again from this browser; if this "
+                            "keeps happening, allow cookies for this site.",
+                        ),
+                        data.get("purpose", "sign_in"),
+                    )
+                else:
+                    used = matches[0] if matches else None
+                    outcome = self._outcome_from(tx, tenant, data)
+        if outcome is None:
+            outcome = _finish_refused(
+                tenant,
+                _error(
+                    "signin.finish",
+                    "This sign-in link was already used or has expired.",
+                    suggestion="Sign in again.",
+                ),
+                "sign_in",
+                status=400,
+            )
+        if isinstance(outcome, SignInFailure):
+            log.warning(
+                "SAML sign-in not finished for workspace %s: %s", slug, outcome.finding.code
+            )
+        response = self._result(request, outcome)
+        extra: list[tuple[str, str]] = []
+        if response.header("referrer-policy") is None:
+            # The page's URL holds the (now spent) code: no need to send it on.
+            extra.append(("Referrer-Policy", "no-referrer"))
+        if used is not None:
+            rest = [n for n in nonces if n != used]
+            extra.append(("Set-Cookie", self._binding_cookie(slug, rest)))
+        return attrs.evolve(response, headers=(*response.headers, *extra))
+
+    def _outcome_from(
+        self, tx: Transaction, tenant: Tenant, data: Mapping[str, Any]
+    ) -> SignInOutcome:
+        """The outcome kept at the ACS, with its tenant, member and connections read again."""
+        member_id = data.get("member_id")
+        member = tx.get_member(tenant.id, member_id) if member_id else None
+        if data["kind"] == "authorize":
+            found = {c.id: c for c in tx.saml_connections(tenant.id)}
+            connection = found.get(data["connection_id"])
+            if connection is None:
+                return _finish_refused(
+                    tenant,
+                    _error(
+                        "connection.changed",
+                        "The SAML configuration changed while this sign-in was under way.",
+                        suggestion="Click Save & authorize again.",
+                    ),
+                    "authorize",
+                )
+            return Authorized(
+                tenant=tenant,
+                connection=connection,
+                previous=found.get(data.get("previous_id") or ""),
+                report=_report_from(data["report"]),
+                name_id=data["name_id"],
+                member=member,
+                relay_state=data["relay_state"],
+                request_id=data["request_id"],
+            )
+        if member is None:
+            return _finish_refused(
+                tenant,
+                _error(
+                    "member.unknown",
+                    "The membership was removed while signing in.",
+                    suggestion="Ask an admin of the workspace.",
+                ),
+                "sign_in",
+            )
+        return SignIn(
+            tenant=tenant,
+            member=member,
+            created=data["created"],
+            name_id=data["name_id"],
+            session_index=data["session_index"],
+            attributes={name: tuple(values) for name, values in data["attributes"].items()},
+            relay_state=data["relay_state"],
+            idp_initiated=data["idp_initiated"],
+            trail=tuple(data["trail"]),
+            request_id=data["request_id"],
+        )
+
+
+_ALLOWED = {"metadata": "GET, HEAD", "login": "GET", "acs": "POST", "finish": "GET"}
+
+
+def _form_refused(finding: Finding, status: int) -> SignInFailure:
+    return SignInFailure(tenant=None, purpose="sign_in", report=Report((finding,)), status=status)
+
+
+def _finish_refused(
+    tenant: Tenant | None,
+    finding: Finding,
+    purpose: Literal["sign_in", "authorize"],
+    *,
+    status: int = 403,
+) -> SignInFailure:
+    return SignInFailure(tenant=tenant, purpose=purpose, report=Report((finding,)), status=status)
+
+
+def _outcome_document(outcome: SignIn | Authorized) -> str:
+    """A verified outcome as JSON, for the finish step (ids, not copies, of stored things)."""
+    parsed = _REQUEST_ID.fullmatch(outcome.request_id or "")
+    common = {
+        "binding": parsed.group(3) if parsed else None,
+        "name_id": outcome.name_id,
+        "relay_state": outcome.relay_state,
+        "request_id": outcome.request_id,
+    }
+    if isinstance(outcome, Authorized):
+        return json.dumps(
+            {
+                **common,
+                "kind": "authorize",
+                "purpose": "authorize",
+                "connection_id": outcome.connection.id,
+                "previous_id": outcome.previous.id if outcome.previous else None,
+                "report": outcome.report.to_dict(),
+                "member_id": outcome.member.id if outcome.member else None,
+            }
+        )
+    return json.dumps(
+        {
+            **common,
+            "kind": "sign_in",
+            "purpose": "sign_in",
+            "member_id": outcome.member.id,
+            "created": outcome.created,
+            "session_index": outcome.session_index,
+            "attributes": {name: list(values) for name, values in outcome.attributes.items()},
+            "idp_initiated": outcome.idp_initiated,
+            "trail": list(outcome.trail),
+        }
+    )
+
+
+def _report_from(data: Mapping[str, Any]) -> Report:
+    return Report(
+        tuple(
+            Finding(
+                code=f["code"],
+                severity=f["severity"],
+                message=f["message"],
+                where=f["where"],
+                suggestion=f["suggestion"],
+            )
+            for f in data["findings"]
+        )
+    )
 
 
 def _in_response_to(saml_response: str, max_bytes: int) -> str | None:
@@ -1214,6 +1648,22 @@ def _in_response_to(saml_response: str, max_bytes: int) -> str | None:
             status=400,
         )
     value = root.get("InResponseTo")
+    if value is None:
+        claimed = root.xpath(".//*[@InResponseTo]")
+        if claimed:
+            # No InResponseTo on the Response, yet something in it answers a
+            # request: a response to someone's SP-initiated sign-in, stripped
+            # to pass as one the IdP started. Refused wherever the claim is.
+            name = etree.QName(claimed[0]).localname
+            raise _Refused(
+                _error(
+                    "response.in_response_to",
+                    f"The response passes for one the identity provider started, yet its {name} "
+                    "answers a sign-in request.",
+                    where=f"{name}/@InResponseTo",
+                    suggestion="Start the sign-in again from the app.",
+                )
+            )
     return None if value is None else str(value)
 
 

@@ -82,14 +82,15 @@ def check_connection(
     now: datetime,
     attribute_mapping: Mapping[str, str] | None = None,
     active: IdentityProvider | None = None,
-    same_idp_tenants: Sequence[str] = (),
+    shared_elsewhere: bool = False,
     dev_hosts: frozenset[str] = frozenset(),
 ) -> Report:
     """Check an IdP configuration for a tenant: what would block or endanger its sign-ins.
 
     ``active`` is the tenant's active IdP, if any, to point out what changes;
-    ``same_idp_tenants`` the other tenants whose active connection has the
-    same entity ID and a same signing certificate; ``dev_hosts`` the hosts
+    ``shared_elsewhere`` whether another tenant's active connection has the
+    same entity ID and a same signing certificate (which one is never said:
+    the admin of one workspace learns nothing about the others); ``dev_hosts`` the hosts
     allowed over plain http (development only). ``now`` is timezone-aware.
     """
     now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
@@ -98,7 +99,7 @@ def check_connection(
     findings.extend(_identity(idp, active))
     findings.extend(_sso_endpoint(idp.sso_url, hosts))
     findings.extend(_ours(idp, sp))
-    findings.extend(_certificates(idp, now, active, same_idp_tenants))
+    findings.extend(_certificates(idp, now, active, shared_elsewhere))
     findings.append(_ALGORITHMS)
     findings.extend(_nameid(idp, sp))
     listed = not idp.nameid_formats or sp.nameid_format in idp.nameid_formats
@@ -399,7 +400,7 @@ def _certificates(
     idp: IdentityProvider,
     now: datetime,
     active: IdentityProvider | None,
-    same_idp_tenants: Sequence[str],
+    shared_elsewhere: bool,
 ) -> list[Finding]:
     where = "signing certificate"
     if not idp.certificates:
@@ -468,14 +469,13 @@ def _certificates(
                     "the test sign-in with the new one succeeds.",
                 )
             )
-    if same_idp_tenants:
-        tenants = ", ".join(f"'{slug}'" for slug in same_idp_tenants)
+    if shared_elsewhere:
         findings.append(
             Finding(
                 code="cert.shared",
                 severity="warning",
                 message=f"The IdP '{idp.entity_id}' with the same signing certificate is "
-                f"already active for other tenants ({tenants}).",
+                "already active for another workspace.",
                 where=where,
                 suggestion="Make sure this metadata is from your organisation's own IdP app, "
                 "not copied from another workspace; each workspace needs its own app in the IdP.",

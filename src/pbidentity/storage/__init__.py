@@ -273,8 +273,34 @@ class Transaction(Protocol):
         clock skew), shared by every app instance on the database.
         """
 
+    def saml_signing_key(self, tenant_id: str) -> str | None:
+        """The tenant's key for signing its sign-in request ids; ``None`` before the first."""
+
+    def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
+        """Keep ``key`` as the tenant's signing key unless it has one; return the key it has.
+
+        Instances that create one at the same moment agree: the first one
+        stored wins and every caller gets it. The key never leaves storage
+        except to sign and check request ids.
+        """
+
+    def add_saml_outcome(
+        self, tenant_id: str, code_hash: str, document: str, expires: datetime
+    ) -> None:
+        """Keep a verified sign-in's outcome under the hash of a one-time code until ``expires``.
+
+        ``ConflictError`` if that hash is taken (a code must be new).
+        """
+
+    def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
+        """Remove and return the outcome kept under ``code_hash``: each is handed out once.
+
+        ``None`` when there is none, it was taken, or it expired by ``now``.
+        Concurrent calls with the same hash: exactly one gets it.
+        """
+
     def purge_saml_state(self, now: datetime) -> int:
-        """Forget expired AuthnRequests and assertion ids; return how many rows went."""
+        """Forget expired AuthnRequests, assertion ids and outcomes; return how many rows went."""
 
 
 class Storage(Protocol):

@@ -94,6 +94,8 @@ class _State:
     saml_connections: dict[str, SamlConnection] = attrs.Factory(dict)  # id -> connection
     saml_requests: dict[tuple[str, str], SamlRequest] = attrs.Factory(dict)
     saml_assertions: dict[tuple[str, str], datetime] = attrs.Factory(dict)
+    saml_keys: dict[str, str] = attrs.Factory(dict)  # tenant id -> key
+    saml_outcomes: dict[tuple[str, str], tuple[str, datetime]] = attrs.Factory(dict)
 
 
 class MemoryStorage:
@@ -721,10 +723,47 @@ class _MemoryTransaction:
         self._put(self._state.saml_assertions, key, utc(expires))
         return True
 
+    def saml_signing_key(self, tenant_id: str) -> str | None:
+        """The tenant's request signing key, if it has one."""
+        self._check_open()
+        return self._state.saml_keys.get(tenant_id)
+
+    def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
+        """Keep the key unless the tenant has one; the key it has."""
+        self._data(tenant_id)
+        if tenant_id not in self._state.saml_keys:
+            self._put(self._state.saml_keys, tenant_id, key)
+        return self._state.saml_keys[tenant_id]
+
+    def add_saml_outcome(
+        self, tenant_id: str, code_hash: str, document: str, expires: datetime
+    ) -> None:
+        """Keep an outcome under a code's hash."""
+        self._data(tenant_id)
+        key = (tenant_id, code_hash)
+        if key in self._state.saml_outcomes:
+            raise ConflictError("that one-time code is taken", attribute="id")
+        self._put(self._state.saml_outcomes, key, (document, utc(expires)))
+
+    def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
+        """Remove and return an outcome, once."""
+        self._check_open()
+        key = (tenant_id, code_hash)
+        found = self._state.saml_outcomes.get(key)
+        if found is None:
+            return None
+        self._pop(self._state.saml_outcomes, key)
+        document, expires = found
+        return document if expires > now else None
+
     def purge_saml_state(self, now: datetime) -> int:
-        """Forget expired requests and assertion ids."""
+        """Forget expired requests, assertion ids and outcomes."""
         self._check_writable()
         gone = 0
+        for key, (_, expires) in list(self._state.saml_outcomes.items()):
+            if expires <= now:
+                self._pop(self._state.saml_outcomes, key)
+                gone += 1
         for key, request in list(self._state.saml_requests.items()):
             if request.expires <= now:
                 self._pop(self._state.saml_requests, key)

@@ -160,11 +160,11 @@ from pbidentity.storage._evaluate import utc
 __all__ = ["SCHEMA_REVISION", "SqlStorage", "metadata", "schema_revision", "upgrade_schema"]
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003")
+_REVISIONS = ("0001", "0002", "0003", "0004")
 
 #: How long a SQLite connection waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -521,6 +521,31 @@ saml_assertions = Table(
     PrimaryKeyConstraint("tenant_id", "id", name="pk_saml_assertions"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_assertions_tenant"),
     Index("ix_saml_assertions_expires", "expires"),
+)
+
+# Each tenant's key for signing its sign-in request ids (which are then
+# stateless: starting a sign-in writes nothing).
+saml_keys = Table(
+    "saml_keys",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("secret", _TEXT, nullable=False),
+    PrimaryKeyConstraint("tenant_id", name="pk_saml_keys"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_keys_tenant"),
+)
+
+# Verified sign-ins waiting for their browser at the finish step, under the
+# hash of a one-time code: deleted when taken or purged when expired.
+saml_outcomes = Table(
+    "saml_outcomes",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("expires", _UtcText, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_saml_outcomes"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_outcomes_tenant"),
+    Index("ix_saml_outcomes_expires", "expires"),
 )
 
 
@@ -2625,13 +2650,68 @@ class _SqlTransaction:
         return True
 
     @_guarded
+    def saml_signing_key(self, tenant_id: str) -> str | None:
+        """The tenant's request signing key, if it has one."""
+        found: str | None = self._conn.execute(
+            select(saml_keys.c.secret).where(saml_keys.c.tenant_id == tenant_id)
+        ).scalar()
+        return found
+
+    @_guarded
+    def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
+        """Keep the key unless the tenant has one; the key it has."""
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(saml_keys), [{"tenant_id": tenant_id, "secret": key}])
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+            # Another instance stored its key first: that one is the key.
+        stored = self.saml_signing_key(tenant_id)
+        if stored is None:  # pragma: no cover - the insert or the other writer put it there
+            raise StorageError(f"no SAML signing key for tenant {tenant_id!r}")
+        return stored
+
+    @_guarded
+    def add_saml_outcome(
+        self, tenant_id: str, code_hash: str, document: str, expires: datetime
+    ) -> None:
+        """Keep an outcome under a code's hash."""
+        row = {"tenant_id": tenant_id, "id": code_hash, "document": document, "expires": expires}
+        try:
+            with self._savepoint():
+                self._conn.execute(insert(saml_outcomes), [row])
+        except IntegrityError as error:
+            if _is_foreign_key(error):
+                raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+            raise ConflictError("that one-time code is taken", attribute="id") from error
+
+    @_guarded
+    def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
+        """Remove and return an outcome (once, also across instances)."""
+        where = (saml_outcomes.c.tenant_id == tenant_id, saml_outcomes.c.id == code_hash)
+        row = self._conn.execute(select(saml_outcomes).where(*where)).first()
+        if row is None:
+            return None
+        # As for requests, the DELETE decides which of two readers gets it.
+        if not self._conn.execute(delete(saml_outcomes).where(*where)).rowcount:
+            return None
+        if row.expires <= now:
+            return None
+        document: str = row.document
+        return document
+
+    @_guarded
     def purge_saml_state(self, now: datetime) -> int:
-        """Forget expired requests and assertion ids."""
+        """Forget expired requests, assertion ids and outcomes."""
         gone = self._conn.execute(
             delete(saml_requests).where(saml_requests.c.expires <= now)
         ).rowcount
         gone += self._conn.execute(
             delete(saml_assertions).where(saml_assertions.c.expires <= now)
+        ).rowcount
+        gone += self._conn.execute(
+            delete(saml_outcomes).where(saml_outcomes.c.expires <= now)
         ).rowcount
         return int(gone)
 
