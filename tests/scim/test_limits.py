@@ -628,7 +628,7 @@ def test_defaults_are_documented_values() -> None:
     assert defaults == {
         "patch_operations": 100,
         "multi_valued_elements": 100,
-        "group_members": 100,
+        "group_members": 50,
         "filter_terms": 50,
         "filter_scan_terms": 4,
         "filter_nesting": 8,

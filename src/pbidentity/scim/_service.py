@@ -1546,7 +1546,7 @@ def _named_member_changes(
             changes.update((i, False) for i in _ids_of_member_filter(path, limits))
         else:
             raise InvalidFilterException(
-                detail=f"{op} {path}: a filter on members can only name members by id, to "
+                detail=f"{op} {_shown(path)}: a filter on members can only name members by id, to "
                 'remove them (members[value eq "<id>" or value eq "<id>"]); add or replace '
                 "members with a value listing their ids."
             )
@@ -1565,7 +1565,7 @@ def _ids_of_member_filter(path: str, limits: ScimLimits) -> list[str]:
     try:
         parsed = _filter.parse_path(path, limits)
     except _filter.PathError as error:
-        raise InvalidPathException(detail=f"remove {path}: {error.detail}") from None
+        raise InvalidPathException(detail=f"remove {_shown(path)}: {error.detail}") from None
     ids: list[str] = []
     stack: list[_filter.RawFilter] = [parsed.value_filter] if parsed.value_filter else []
     while stack:
@@ -1585,7 +1585,7 @@ def _ids_of_member_filter(path: str, limits: ScimLimits) -> list[str]:
             break
     if not ids or parsed.sub_attribute is not None or parsed.urn is not None:
         raise InvalidFilterException(
-            detail=f"remove {path}: a filter on members can only name members by id "
+            detail=f"remove {_shown(path)}: a filter on members can only name members by id "
             '(members[value eq "<id>" or value eq "<id>"]).'
         )
     return ids
