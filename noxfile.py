@@ -50,14 +50,16 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run a benchmark: okta (the default), link, scale, saml or all; arguments after it go to it.
+    """Run a benchmark: okta (the default), link, scale, saml, abuse or all; arguments go to it.
 
     ``nox -s bench`` replays an Okta workload against pbidentity and scim2-server;
     ``nox -s bench -- link`` links 100,000 existing members from an export;
     ``nox -s bench -- scale --members 1000000`` loads a million members on SQLite
     and PostgreSQL and times lookups, pages and writes;
     ``nox -s bench -- saml`` times validating one signed SAML response with
-    python3-saml's own path and with ``verify_response``.
+    python3-saml's own path and with ``verify_response``;
+    ``nox -s bench -- abuse`` times the costliest request the default
+    ``ScimLimits`` allow on every SCIM endpoint, on SQLite and PostgreSQL.
     """
     session.install("-e", ".[postgres,saml]", *_group("bench"))
     scripts = {
@@ -65,6 +67,7 @@ def bench(session: nox.Session) -> None:
         "link": "link_members.py",
         "scale": "scale.py",
         "saml": "saml_validate.py",
+        "abuse": "abuse.py",
     }
     args = list(session.posargs)
     chosen = args.pop(0) if args and args[0] in (*scripts, "all") else "okta"

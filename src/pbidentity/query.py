@@ -41,6 +41,7 @@ __all__ = [
     "Query",
     "Sort",
     "ValueFilter",
+    "gather_element_tests",
 ]
 
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -253,3 +254,74 @@ GROUP_FIELDS: Mapping[str, Field] = _fields(
 #: The multi-valued attributes whose elements the stores index, per resource.
 USER_MULTI_VALUED = frozenset(f.multi for f in USER_FIELDS.values() if f.multi)
 GROUP_MULTI_VALUED = frozenset(f.multi for f in GROUP_FIELDS.values() if f.multi)
+
+
+#: Comparisons that mean "some element satisfies this" at the top level as
+#: inside ``attr[...]`` (``ne`` and ``null`` tests are about all elements),
+#: and that no index answers: ``eq`` tests stay apart, each an index lookup,
+#: rather than joining a pass over every element.
+_GATHERED_OPS = frozenset(("co", "sw", "ew", "gt", "ge", "lt", "le"))
+
+
+def gather_element_tests(node: Filter) -> Filter:
+    """The same filter, with or-ed tests of a multi-valued attribute gathered in one ``attr[...]``.
+
+    ``emails.value co "a" or emails.value co "b"`` holds exactly when
+    ``emails[value co "a" or value co "b"]`` does (some element satisfies one
+    or the other), and a backend answers the second with one pass over the
+    elements instead of one pass per term: a filter of many substring tests
+    costs one scan, not one each. Tests joined by ``and`` stay apart (two
+    elements may satisfy them), and so do ``ne``, ``null`` and ``eq`` tests.
+    """
+    if isinstance(node, And):
+        return And(gather_element_tests(node.left), gather_element_tests(node.right))
+    if isinstance(node, Not):
+        return Not(gather_element_tests(node.operand))
+    if not isinstance(node, Or):
+        return node
+    disjuncts: list[Filter] = []
+    pending: list[Filter] = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, Or):
+            pending.extend((current.right, current.left))
+        else:
+            disjuncts.append(current)
+    gathered: dict[str, list[Filter]] = {}
+    kept: list[Filter | str] = []
+    for disjunct in disjuncts:
+        attribute = _element_attribute(disjunct)
+        if attribute is None:
+            kept.append(gather_element_tests(disjunct))
+            continue
+        inner = disjunct.filter if isinstance(disjunct, ValueFilter) else disjunct
+        if attribute not in gathered:
+            gathered[attribute] = []
+            kept.append(attribute)
+        gathered[attribute].append(inner)
+    parts = [
+        ValueFilter(part, _any_of(gathered[part])) if isinstance(part, str) else part
+        for part in kept
+    ]
+    return _any_of(parts)
+
+
+def _element_attribute(node: Filter) -> str | None:
+    """The multi-valued attribute ``node`` asks "some element satisfies" about, if it does."""
+    if isinstance(node, ValueFilter):
+        return node.attribute
+    if (
+        isinstance(node, Comparison)
+        and node.field.multi is not None
+        and node.op in _GATHERED_OPS
+        and node.value is not None
+    ):
+        return node.field.multi
+    return None
+
+
+def _any_of(nodes: Sequence[Filter]) -> Filter:
+    result = nodes[0]
+    for node in nodes[1:]:
+        result = Or(result, node)
+    return result

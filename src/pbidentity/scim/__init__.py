@@ -8,9 +8,17 @@ Adapters (:mod:`pbidentity.wsgi`, ...) connect it to a server.
 from __future__ import annotations
 
 from pbidentity.scim._limits import RateLimit
+from pbidentity.scim._limits import ScimLimits
 from pbidentity.scim._service import DEFAULT_ROLE_URN
 from pbidentity.scim._service import DEFAULT_ROLES
 from pbidentity.scim._service import ScimConfig
 from pbidentity.scim._service import ScimService
 
-__all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "RateLimit", "ScimConfig", "ScimService"]
+__all__ = [
+    "DEFAULT_ROLES",
+    "DEFAULT_ROLE_URN",
+    "RateLimit",
+    "ScimConfig",
+    "ScimLimits",
+    "ScimService",
+]

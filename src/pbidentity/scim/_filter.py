@@ -47,6 +47,9 @@ from pbidentity.query import Not
 from pbidentity.query import Or
 from pbidentity.query import Present
 from pbidentity.query import ValueFilter
+from pbidentity.scim._limits import ScimLimits
+from pbidentity.scim._limits import too_large
+from pbidentity.scim._limits import too_many
 
 __all__ = [
     "MAX_DEPTH",
@@ -70,9 +73,10 @@ __all__ = [
     "resolve_sort",
 ]
 
-#: Longest filter, sortBy or path accepted, in characters. IdPs send a few dozen.
+#: Longest filter, sortBy or path accepted without :class:`ScimLimits`, in characters.
 MAX_LENGTH: Final = 8192
-#: Deepest nesting of parentheses, ``not`` and brackets: bounds the parser's recursion.
+#: Deepest nesting of parentheses, ``not`` and brackets without :class:`ScimLimits`:
+#: bounds the parser's recursion.
 MAX_NESTING: Final = 50
 #: Deepest resulting tree (a chain of 100 ``or`` is 100 deep): bounds the recursion of
 #: whatever walks the tree later (SQL compilation, equality, repr).
@@ -93,6 +97,38 @@ class PathError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+@attrs.frozen
+class _Bounds:
+    """What one parse may take: from the host app's :class:`ScimLimits`, or the fixed maxima.
+
+    With ``limits`` set, going over a bound raises
+    :class:`~pbidentity.scim._limits.LimitExceeded` (a 400 that names the
+    limit); without, the fixed maxima raise ``FilterError`` and terms are
+    not counted. ``terms_before`` are the terms already spent by earlier
+    filters of the same request (the path filters of one PATCH share one
+    budget), and ``subject`` is how the error names what holds the terms.
+    """
+
+    limits: ScimLimits | None = None
+    terms_before: int = 0
+    subject: str = "The filter"
+    #: Whether terms no index answers are counted against ``filter_scan_terms``
+    #: (a query filter runs in the database; a PATCH path filter is tested
+    #: against the elements of one resource).
+    scans: bool = False
+
+    @property
+    def length(self) -> int:
+        return MAX_LENGTH if self.limits is None else self.limits.filter_length
+
+    @property
+    def nesting(self) -> int:
+        return MAX_NESTING if self.limits is None else self.limits.filter_nesting
+
+
+_UNBOUNDED = _Bounds()
 
 
 # -- the unresolved tree of PATCH value filters -------------------------------
@@ -167,6 +203,8 @@ class AttributePath:
     attribute: str
     sub_attribute: str | None = None
     value_filter: RawFilter | None = None
+    #: Comparisons in ``value_filter`` (what the path spends of ``ScimLimits.filter_terms``).
+    terms: int = attrs.field(default=0, eq=False)
 
 
 # -- tokens -------------------------------------------------------------------
@@ -214,8 +252,12 @@ def _quote(text: str) -> str:
     return json.dumps(shown, ensure_ascii=False)
 
 
-def _tokenize(text: str, noun: str) -> list[Token]:
-    if len(text) > MAX_LENGTH:
+def _tokenize(text: str, noun: str, bounds: _Bounds = _UNBOUNDED) -> list[Token]:
+    if len(text) > bounds.length:
+        if bounds.limits is not None:
+            raise too_large(
+                f"The {noun}", len(text), "characters long", "filter_length", bounds.length
+            )
         raise FilterError(
             f"the {noun} is {len(text)} characters long; the limit is {MAX_LENGTH}: "
             "split it into several requests"
@@ -285,13 +327,17 @@ class _Parser(Generic[N]):
     (``None`` at the top), so that names inside resolve as its sub-attributes.
     """
 
-    __slots__ = ("i", "nesting", "noun", "tokens")
+    __slots__ = ("bounds", "i", "negations", "nesting", "noun", "scans", "terms", "tokens")
 
-    def __init__(self, tokens: list[Token], noun: str) -> None:
+    def __init__(self, tokens: list[Token], noun: str, bounds: _Bounds = _UNBOUNDED) -> None:
         self.tokens = tokens
         self.noun = noun
+        self.bounds = bounds
         self.i = 0
         self.nesting = 0
+        self.terms = 0
+        self.scans = 0
+        self.negations = 0
 
     # The node builders each subclass provides.
     def _and(self, left: N, right: N) -> N:
@@ -343,11 +389,47 @@ class _Parser(Generic[N]):
 
     def _nest(self, offset: int) -> None:
         self.nesting += 1
-        if self.nesting > MAX_NESTING:
+        bounds = self.bounds
+        if self.nesting > bounds.nesting:
+            if bounds.limits is not None:
+                raise too_many(
+                    f"The {self.noun} (at offset {offset})",
+                    self.nesting,
+                    "levels of parentheses, brackets and 'not'",
+                    "filter_nesting",
+                    bounds.nesting,
+                )
             raise FilterError(
                 f"the {self.noun} nests parentheses, brackets and 'not' more than {MAX_NESTING} "
                 f"levels deep (at offset {offset}): simplify it"
             )
+
+    def _term(self, *, indexed: bool) -> None:
+        # Counted as each comparison is read, so a filter of a million terms
+        # fails at the first one over the bound, not after being parsed whole.
+        self.terms += 1
+        limits = self.bounds.limits
+        if limits is None:
+            return
+        if self.bounds.terms_before + self.terms > limits.filter_terms:
+            raise too_many(
+                self.bounds.subject,
+                self.bounds.terms_before + self.terms,
+                "terms (comparisons)",
+                "filter_terms",
+                limits.filter_terms,
+            )
+        if self.bounds.scans and (not indexed or self.negations):
+            self.scans += 1
+            if self.scans > limits.filter_scan_terms:
+                raise too_many(
+                    self.bounds.subject,
+                    self.scans,
+                    "terms that no index answers (co, sw, ew, ne, gt, ge, lt, le, pr, "
+                    "null, or under 'not')",
+                    "filter_scan_terms",
+                    limits.filter_scan_terms,
+                )
 
     def _depth(self, depth: int, offset: int) -> int:
         if depth > MAX_DEPTH:
@@ -393,7 +475,9 @@ class _Parser(Generic[N]):
                 # the precedence not > and > or makes unambiguous, so it is accepted too.
                 self.i += 1
                 self._nest(offset)
+                self.negations += 1
                 operand, depth = self.parse_unary(inner)
+                self.negations -= 1
                 self.nesting -= 1
                 return self._not(operand), self._depth(depth + 1, offset)
             if low not in _LOGICAL:
@@ -442,6 +526,7 @@ class _Parser(Generic[N]):
         if op is None:
             if kind == _WORD and text.lower() == "pr":
                 self.i += 1
+                self._term(indexed=False)
                 return self._present(path, offset, inner), 1
             raise self._unexpected(tokens[self.i], f"an operator ({_OP_LIST}) after {_quote(path)}")
         self.i += 1
@@ -470,6 +555,7 @@ class _Parser(Generic[N]):
         else:
             raise self._unexpected(token, f"a value after {_quote(path + ' ' + op)}")
         self.i += 1
+        self._term(indexed=op == "eq" and value is not None)
         return self._compare(
             path,
             offset,
@@ -731,8 +817,8 @@ def _convert(
 class _FilterParser(_Parser[Filter]):
     __slots__ = ("resolver",)
 
-    def __init__(self, tokens: list[Token], resolver: _Resolver) -> None:
-        super().__init__(tokens, "filter")
+    def __init__(self, tokens: list[Token], resolver: _Resolver, bounds: _Bounds) -> None:
+        super().__init__(tokens, "filter", bounds)
         self.resolver = resolver
 
     def _and(self, left: Filter, right: Filter) -> Filter:
@@ -849,16 +935,26 @@ class _RawParser(_Parser[RawFilter]):
 
 
 def parse_filter(
-    text: str, fields: Mapping[str, Field], *, role_urn: str, resource_urn: str
+    text: str,
+    fields: Mapping[str, Field],
+    *,
+    role_urn: str,
+    resource_urn: str,
+    limits: ScimLimits | None = None,
 ) -> Filter:
     """Parse a SCIM ``filter`` and resolve it against ``fields``.
 
     ``resource_urn`` is the core schema URN of the resource searched (a prefix
     naming its core attributes); ``role_urn`` is the app's role extension, whose
-    ``role`` attribute is the registry's ``role`` field. Raises ``FilterError``.
+    ``role`` attribute is the registry's ``role`` field. Raises ``FilterError``;
+    with ``limits``, a filter over its length, nesting or terms raises
+    :class:`~pbidentity.scim._limits.LimitExceeded` as soon as it is seen.
     """
+    bounds = _Bounds(limits, scans=True)
     parser = _FilterParser(
-        _tokenize(text, "filter"), _Resolver(fields, role_urn, resource_urn, "filter on")
+        _tokenize(text, "filter", bounds),
+        _Resolver(fields, role_urn, resource_urn, "filter on"),
+        bounds,
     )
     node, _ = parser.parse_or(None)
     parser.expect_end()
@@ -866,10 +962,15 @@ def parse_filter(
 
 
 def resolve_sort(
-    text: str, fields: Mapping[str, Field], *, role_urn: str, resource_urn: str
+    text: str,
+    fields: Mapping[str, Field],
+    *,
+    role_urn: str,
+    resource_urn: str,
+    limits: ScimLimits | None = None,
 ) -> Field:
     """Resolve a ``sortBy`` attribute to a single-valued field; raises ``FilterError``."""
-    tokens = _tokenize(text, "sortBy")
+    tokens = _tokenize(text, "sortBy", _Bounds(limits))
     if tokens[0][0] == _END:
         raise FilterError("sortBy is empty: name an attribute such as userName")
     kind, path, offset = tokens[0]
@@ -896,19 +997,26 @@ def parse_raw_filter(text: str) -> RawFilter:
     return node
 
 
-def parse_path(text: str) -> AttributePath:
+def parse_path(
+    text: str, limits: ScimLimits | None = None, *, terms_before: int = 0
+) -> AttributePath:
     """Parse a PATCH ``path`` (RFC 7644 §3.5.2 ``attrPath / valuePath [subAttr]``).
 
-    Raises ``PathError``.
+    Raises ``PathError``. With ``limits``, a path over its length or nesting,
+    or a filter that brings the PATCH's terms (``terms_before`` already
+    spent by its earlier paths) over ``filter_terms``, raises
+    :class:`~pbidentity.scim._limits.LimitExceeded`.
     """
     try:
-        return _parse_path(text)
+        return _parse_path(
+            text, _Bounds(limits, terms_before, subject="The PATCH (its path filters together)")
+        )
     except FilterError as error:
         raise PathError(error.detail) from None
 
 
-def _parse_path(text: str) -> AttributePath:
-    tokens = _tokenize(text, "path")
+def _parse_path(text: str, bounds: _Bounds) -> AttributePath:
+    tokens = _tokenize(text, "path", bounds)
     kind, word, offset = tokens[0]
     if kind == _END:
         raise FilterError("the path is empty")
@@ -918,7 +1026,7 @@ def _parse_path(text: str) -> AttributePath:
         )
     urn, attribute, sub = _split_path(word, offset, "path")
     value_filter: RawFilter | None = None
-    parser = _RawParser(tokens, "path")
+    parser = _RawParser(tokens, "path", bounds)
     parser.i = 1
     if tokens[1][0] == _PUNCT and tokens[1][1] == "[":
         parser.i = 0
@@ -940,7 +1048,7 @@ def _parse_path(text: str) -> AttributePath:
     if urn is not None:
         low = urn.lower()
         urn = None if low in _CORE_URNS else ENTERPRISE_URN if low == _ENTERPRISE_URN_L else urn
-    return AttributePath(urn, attribute, sub, value_filter)
+    return AttributePath(urn, attribute, sub, value_filter, terms=parser.terms)
 
 
 # -- evaluating a raw filter against a document --------------------------------------

@@ -12,6 +12,14 @@ match nothing (created, as Entra expects), repeated adds and removes
 (idempotent, JumpCloud and Okta), string booleans, empty strings, and roles as
 JSON inside a string (Entra).
 
+The bounds of the resource's :class:`~pbidentity.scim._limits.ScimLimits`
+that only the PATCH engine can see are checked here, before the work they
+bound: the elements of a value, the terms of all path filters together (one
+budget per request), and the elements each multi-valued attribute holds after
+each operation, so that many small PATCHes cannot grow a profile that every
+later request pays for. (The service counts the operations before any of
+this.)
+
 This module must not validate value types (scim2-models does, in the service,
 on the result), know about Group ``members`` (the service splits those
 operations off and turns them into memberships), nor do any I/O.
@@ -37,6 +45,8 @@ from pbidentity.scim._filter import RawOr
 from pbidentity.scim._filter import RawValuePath
 from pbidentity.scim._filter import parse_path
 from pbidentity.scim._filter import raw_matches
+from pbidentity.scim._limits import LimitExceeded
+from pbidentity.scim._limits import too_many
 from pbidentity.scim._schema import UNSET
 from pbidentity.scim._schema import AttributeSpec
 from pbidentity.scim._schema import PayloadError
@@ -105,9 +115,18 @@ def apply_patch(
         input is untouched and no partial result exists.
     """
     result: dict[str, Any] = _copy(document)
+    budget = _Budget()
     for index, operation in enumerate(operations):
-        _Operation.read(index, operation).apply(result, resource)
+        _Operation.read(index, operation).apply(result, resource, budget)
     return result
+
+
+@attrs.define
+class _Budget:
+    """What the operations of one request have spent so far of the shared limits."""
+
+    #: Comparisons in the path filters read so far (``ScimLimits.filter_terms``).
+    terms: int = 0
 
 
 @attrs.frozen
@@ -163,20 +182,28 @@ class _Operation:
     def fail(self, scim_type: str, detail: str) -> PatchError:
         return PatchError(scim_type, f"{self.where()}: {detail}", index=self.index, path=self.path)
 
-    def apply(self, document: dict[str, Any], resource: ResourceSpec) -> None:
+    def apply(self, document: dict[str, Any], resource: ResourceSpec, budget: _Budget) -> None:
         if self.op != "remove" and not self.has_value:
             raise self.fail("invalidValue", f"{self.op} needs a value.")
         try:
             if self.path is None:
-                self._apply_pathless(document, resource)
+                self._apply_pathless(document, resource, budget)
             else:
-                _Apply(document, resource, self.op).run(self.path, self.value, self.has_value)
+                _Apply(document, resource, self.op, budget).run(
+                    self.path, self.value, self.has_value
+                )
         except _Failure as failure:
             raise self.fail(failure.scim_type, failure.detail) from None
+        except LimitExceeded as error:
+            # Still a limit's error (its scimType and the limit's name), told
+            # with the operation that went over it.
+            raise LimitExceeded(error.scim_type, f"{self.where()}: {error.detail}") from None
         except PayloadError as error:
             raise self.fail(error.scim_type, error.detail) from None
 
-    def _apply_pathless(self, document: dict[str, Any], resource: ResourceSpec) -> None:
+    def _apply_pathless(
+        self, document: dict[str, Any], resource: ResourceSpec, budget: _Budget
+    ) -> None:
         # RFC 7644 §3.5.2.2: remove without a path has nothing to target.
         if self.op == "remove":
             raise _Failure("noTarget", "remove needs a path naming what to remove.")
@@ -185,7 +212,7 @@ class _Operation:
                 "invalidValue",
                 'without a path, value must be an object of attributes (e.g. {"active": false}).',
             )
-        applier = _Apply(document, resource, self.op)
+        applier = _Apply(document, resource, self.op, budget)
         # RFC 7644 §3.5.2.1/§3.5.2.3: each attribute of the value is added or
         # replaced as if it had been the path; keys may be dotted or
         # URN-qualified paths (Entra), or an extension URN holding an object.
@@ -203,6 +230,7 @@ class _Apply:
     document: dict[str, Any]
     resource: ResourceSpec
     op: str
+    budget: _Budget = attrs.Factory(_Budget)
 
     # -- resolving -------------------------------------------------------------
 
@@ -214,9 +242,10 @@ class _Apply:
                 raise _Failure("invalidPath", f"{path} names the whole resource, not an attribute.")
             return _Target(schema, None)
         try:
-            parsed = parse_path(path)
+            parsed = parse_path(path, resource.limits, terms_before=self.budget.terms)
         except (PathError, FilterError) as error:
             raise _Failure("invalidPath", f"the path is not valid: {error.detail}") from None
+        self.budget.terms += parsed.terms
         if parsed.urn is None:
             schema = resource.core
         else:
@@ -274,11 +303,41 @@ class _Apply:
         container = self._container(target.schema, create=self.op != "remove")
         if container is None:
             return  # removing from an extension block that does not exist
+        before = _count(container.get(attribute.name))
         if self.op == "remove":
             self._remove(container, target, value if has_value else None)
         else:
             self._write(container, target, value)
         self._tidy(target.schema, container, attribute)
+        self._check_elements(container, attribute, before)
+
+    def _canonical(self, spec: AttributeSpec, value: Any, where: str, **options: bool) -> Any:
+        """``value`` in canonical shape, within the resource's limits (see ``canonical_value``)."""
+        return canonical_value(spec, value, where, _unknown, limits=self.resource.limits, **options)
+
+    def _check_elements(
+        self, container: dict[str, Any], attribute: AttributeSpec, before: int
+    ) -> None:
+        """Refuse an operation that leaves a multi-valued attribute with too many elements.
+
+        An operation that does not add to an attribute already over the
+        limit (stored before the limit was lowered) is let through: removing
+        from it must stay possible. A Group's members are memberships, not
+        part of its profile: only how many one request names is bounded.
+        """
+        limits = self.resource.limits
+        if limits is None or not attribute.multi_valued or attribute.name == "members":
+            return
+        after = _count(container.get(attribute.name))
+        allowed = limits.multi_valued_elements
+        if after > allowed and after > before:
+            raise too_many(
+                f"The attribute {attribute.name} after this operation",
+                after,
+                "elements",
+                "multi_valued_elements",
+                allowed,
+            )
 
     def _extension_block(self, schema: SchemaSpec, value: Any, has_value: bool) -> None:
         if self.op == "remove":
@@ -333,7 +392,7 @@ class _Apply:
             self._write_filtered(container, target, value)
         elif sub is not None:
             where = f"{attribute.name}.{sub.name}"
-            canonical = canonical_value(sub, value, where, _unknown)
+            canonical = self._canonical(sub, value, where)
             if attribute.multi_valued:
                 elements = _elements(container, attribute)
                 if not elements:
@@ -353,7 +412,7 @@ class _Apply:
         elif attribute.multi_valued:
             self._write_multi(container, attribute, value)
         elif attribute.is_complex:
-            canonical = canonical_value(attribute, value, attribute.name, _unknown, keep_unset=True)
+            canonical = self._canonical(attribute, value, attribute.name, keep_unset=True)
             if canonical is UNSET:
                 _assign(container, attribute, UNSET, attribute.name)
                 return
@@ -370,12 +429,12 @@ class _Apply:
             _assign(
                 container,
                 attribute,
-                canonical_value(attribute, value, attribute.name, _unknown),
+                self._canonical(attribute, value, attribute.name),
                 attribute.name,
             )
 
     def _write_multi(self, container: dict[str, Any], attribute: AttributeSpec, value: Any) -> None:
-        canonical = canonical_value(attribute, value, attribute.name, _unknown)
+        canonical = self._canonical(attribute, value, attribute.name)
         values: list[Any] = [] if canonical is UNSET else canonical
         if self.op == "replace":
             # RFC 7644 §3.5.2.3: no filter, so the whole list is replaced.
@@ -405,11 +464,11 @@ class _Apply:
         matched = [e for e in elements if _matches(value_filter, e, attribute)]
         if sub is not None:
             where = f"{attribute.name}[...].{sub.name}"
-            canonical = canonical_value(sub, value, where, _unknown)
+            canonical = self._canonical(sub, value, where)
             replacement: dict[str, Any] | None = None
         else:
             where = f"{attribute.name}[...]"
-            canonical = canonical_value(attribute, value, where, _unknown, element=True)
+            canonical = self._canonical(attribute, value, where, element=True)
             replacement = {} if canonical is UNSET else canonical
         if not matched:
             # Entra sends emails[type eq "work"].value for a user with no work
@@ -504,7 +563,7 @@ class _Apply:
         elif attribute.multi_valued and value is not None:
             # Entra removes members with {"path": "members", "value": [{...}]}:
             # only the elements described are removed, not the whole list.
-            described = canonical_value(attribute, value, attribute.name, _unknown)
+            described = self._canonical(attribute, value, attribute.name)
             if described is UNSET:
                 return
             kept = [
@@ -518,6 +577,10 @@ class _Apply:
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _count(elements: Any) -> int:
+    return len(elements) if isinstance(elements, list) else 0
 
 
 def _unknown(where: str) -> None:

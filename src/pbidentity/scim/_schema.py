@@ -44,8 +44,12 @@ from scim2_models import SCIMException
 from scim2_models import ServiceProviderConfig
 from scim2_models import User
 
+from pbidentity.domain import fold
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.query import ENTERPRISE_URN
+from pbidentity.scim._limits import ScimLimits
+from pbidentity.scim._limits import too_large
+from pbidentity.scim._limits import too_many
 
 __all__ = [
     "CORE_GROUP_URN",
@@ -64,6 +68,8 @@ __all__ = [
     "UniquenessKind",
     "Unset",
     "canonical_value",
+    "check_string",
+    "element_limit",
     "group_resource",
     "lookup",
     "make_role_extension",
@@ -194,6 +200,8 @@ class ResourceSpec:
     ``externalId``, ``meta``); they belong to no schema, so the discovery
     documents leave them out, but PATCH and normalisation must know them.
     ``model`` is the scim2-models class the service validates documents with.
+    ``limits`` bound what normalisation and PATCH accept (element counts,
+    string lengths, PATCH path filters); ``None`` checks none of them.
     """
 
     name: str
@@ -205,6 +213,7 @@ class ResourceSpec:
     common: Mapping[str, AttributeSpec] = attrs.field(
         factory=lambda: _COMMON, converter=_frozen_attributes
     )
+    limits: ScimLimits | None = None
 
     def schema(self, urn: str) -> SchemaSpec | None:
         """The core or extension schema whose URN is ``urn``, whatever its case."""
@@ -406,7 +415,12 @@ class _User(User[Any]):
     emails: list[_LenientEmail] | None = None  # type: ignore[assignment]
 
 
-def user_resource(role_urn: str = DEFAULT_ROLE_URN, roles: Sequence[str] = ()) -> ResourceSpec:
+def user_resource(
+    role_urn: str = DEFAULT_ROLE_URN,
+    roles: Sequence[str] = (),
+    *,
+    limits: ScimLimits | None = None,
+) -> ResourceSpec:
     """Describe the User resource: core schema, enterprise extension and the role extension.
 
     ``roles`` become the ``canonicalValues`` of the role attribute, which is
@@ -431,10 +445,11 @@ def user_resource(role_urn: str = DEFAULT_ROLE_URN, roles: Sequence[str] = ()) -
         core=_user_core(),
         extensions={enterprise.urn.lower(): enterprise, role_schema.urn.lower(): role_schema},
         model=model,
+        limits=limits,
     )
 
 
-def group_resource() -> ResourceSpec:
+def group_resource(*, limits: ScimLimits | None = None) -> ResourceSpec:
     """Describe the Group resource (no extensions)."""
     return ResourceSpec(
         name="Group",
@@ -443,6 +458,7 @@ def group_resource() -> ResourceSpec:
         core=_group_core(),
         extensions={},
         model=Group,
+        limits=limits,
     )
 
 
@@ -655,7 +671,9 @@ def _json_container(value: str) -> Any:
         return value
     try:
         parsed = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Too deep to be a role document: left as the string it is, which
+        # validation then refuses as a value of the wrong type.
         return value
     return parsed if isinstance(parsed, dict | list) else value
 
@@ -668,6 +686,7 @@ def canonical_value(
     *,
     element: bool = False,
     keep_unset: bool = False,
+    limits: ScimLimits | None = None,
 ) -> Any:
     """Bring a value for ``spec`` into canonical shape, or answer :data:`UNSET`.
 
@@ -686,19 +705,31 @@ def canonical_value(
 
     With ``keep_unset`` the sub-attributes of a single-valued complex value
     keep their :data:`UNSET` markers, so that a PATCH merge can remove them.
-    Only shapes are checked; types are left to scim2-models.
+    Only shapes are checked; types are left to scim2-models. With ``limits``,
+    strings and the number of elements of a multi-valued value are bounded.
 
     :raises PayloadError: ``invalidValue`` when the shape is wrong.
+    :raises LimitExceeded: over one of ``limits``, before any element is read.
     """
     if value is None:
         return UNSET
-    if isinstance(value, str) and spec.is_complex:
-        value = _json_container(value)
+    if isinstance(value, str):
+        if limits is not None:
+            check_string(value, where, limits)
+        if spec.is_complex:
+            value = _json_container(value)
     if spec.multi_valued and not element:
         items = value if isinstance(value, list) else [value]
+        if limits is not None:
+            limit, noun = element_limit(spec)
+            allowed = getattr(limits, limit)
+            if len(items) > allowed:
+                raise too_many(where, len(items), noun, limit, allowed)
         result = []
         for index, item in enumerate(items):
-            canonical = canonical_value(spec, item, f"{where}[{index}]", on_unknown, element=True)
+            canonical = canonical_value(
+                spec, item, f"{where}[{index}]", on_unknown, element=True, limits=limits
+            )
             if canonical is not UNSET:
                 result.append(canonical)
         return result or UNSET
@@ -720,7 +751,7 @@ def canonical_value(
                 continue
             if sub.mutability == "readOnly":
                 continue
-            canonical = canonical_value(sub, item, f"{where}.{sub.name}", on_unknown)
+            canonical = canonical_value(sub, item, f"{where}.{sub.name}", on_unknown, limits=limits)
             if canonical is not UNSET or (keep_unset and not element):
                 complex_value[sub.name] = canonical
         if not keep_unset or element:
@@ -735,6 +766,43 @@ def canonical_value(
     if value == "" and spec.type in ("string", "reference", "binary", "dateTime"):
         return UNSET
     return value
+
+
+#: More UTF-8 bytes than one character can become once folded (NFKC's
+#: longest expansion, U+FDFA, is 18 characters of at most 3 bytes): a string
+#: shorter than the limit divided by this cannot exceed it, folded or not.
+_MOST_FOLDED_BYTES = 54
+
+
+def check_string(value: str, where: str, limits: ScimLimits) -> None:
+    """Refuse a string over ``string_length`` bytes of UTF-8, as sent or folded.
+
+    Bytes, not characters, and the folded form too, because that is what the
+    databases index (userName, externalId, every searchable value):
+    PostgreSQL refuses an index entry over 2,704 bytes, and 1,000 CJK
+    characters are 3,000.
+    """
+    allowed = limits.string_length
+    if len(value) * _MOST_FOLDED_BYTES <= allowed:
+        return
+    size = max(
+        len(value.encode("utf-8", "surrogatepass")),
+        len(fold(value).encode("utf-8", "surrogatepass")),
+    )
+    if size > allowed:
+        raise too_large(where, size, "bytes long in UTF-8", "string_length", allowed)
+
+
+def element_limit(spec: AttributeSpec) -> tuple[str, str]:
+    """The name of the limit on ``spec``'s elements in one request, and what they are called.
+
+    A Group's ``members`` are counted against ``group_members`` (groups are
+    large and built in chunks); every other multi-valued attribute against
+    ``multi_valued_elements``.
+    """
+    if spec.name == "members":
+        return "group_members", "values"
+    return "multi_valued_elements", "elements"
 
 
 def _shown(value: Any) -> str:
@@ -836,14 +904,18 @@ class _Normaliser:
         container = document if schema is resource.core else document.setdefault(schema.urn, {})
         if sub is not None:
             where = f"{attribute.name}.{sub.name}"
-            canonical = canonical_value(sub, value, where, self.ignored.append)
+            canonical = canonical_value(
+                sub, value, where, self.ignored.append, limits=resource.limits
+            )
             existing = container.get(attribute.name)
             if canonical is not UNSET:
                 target = existing if isinstance(existing, dict) else {}
                 target[sub.name] = canonical
                 container[attribute.name] = target
         else:
-            canonical = canonical_value(attribute, value, attribute.name, self.ignored.append)
+            canonical = canonical_value(
+                attribute, value, attribute.name, self.ignored.append, limits=resource.limits
+            )
             existing = container.get(attribute.name)
             if canonical is UNSET:
                 container.pop(attribute.name, None)

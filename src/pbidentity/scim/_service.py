@@ -28,6 +28,7 @@ from scim2_models import ConflictException
 from scim2_models import Context
 from scim2_models import ForbiddenException
 from scim2_models import InvalidFilterException
+from scim2_models import InvalidPathException
 from scim2_models import InvalidSyntaxException
 from scim2_models import InvalidValueException
 from scim2_models import NotFoundException
@@ -64,6 +65,7 @@ from pbidentity.query import Field
 from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.query import Sort
+from pbidentity.query import gather_element_tests
 from pbidentity.roles import DEFAULT_ROLES
 from pbidentity.roles import RoleSet
 from pbidentity.scim import _cursor
@@ -81,6 +83,9 @@ from pbidentity.scim._errors import error_body
 from pbidentity.scim._errors import error_response
 from pbidentity.scim._limits import RateLimit
 from pbidentity.scim._limits import RateLimiter
+from pbidentity.scim._limits import ScimLimits
+from pbidentity.scim._limits import too_large
+from pbidentity.scim._limits import too_many
 from pbidentity.scim._render import GROUP_URN
 from pbidentity.scim._render import LIST_RESPONSE_URN
 from pbidentity.scim._render import PATCH_OP_URN
@@ -137,6 +142,9 @@ class ScimConfig:
     #: burst may go higher); over it, 429 with an integer Retry-After. Off
     #: (``None``) by default.
     rate_limit: RateLimit | None = None
+    #: What one request may ask for (operations, elements, members, filter
+    #: terms, sizes); over a limit, 400 with a detail naming it.
+    limits: ScimLimits = attrs.Factory(ScimLimits)
 
 
 @attrs.frozen
@@ -174,8 +182,11 @@ class ScimService:
         self.config = config or ScimConfig()
         self.clock = clock
         self.new_id = new_id
-        self.users = _schema.user_resource(self.config.role_urn, self.config.roles)
-        self.groups = _schema.group_resource()
+        self.limits = self.config.limits
+        self.users = _schema.user_resource(
+            self.config.role_urn, self.config.roles, limits=self.limits
+        )
+        self.groups = _schema.group_resource(limits=self.limits)
         self._roles = {role.casefold(): role for role in self.config.roles}
         self.role_set = RoleSet(self.config.roles)
         #: Called after each committed write that recorded events (e.g. an
@@ -562,7 +573,26 @@ class ScimService:
                 detail="userName is required: it is the unique identifier of the user "
                 "(usually the email address)."
             )
+        if changed - {"active"}:
+            # (De)activation alone is never refused, whatever the size.
+            self._check_profile_size(attributes, current)
         return attributes, role
+
+    def _check_profile_size(self, attributes: Mapping[str, Any], current: Member | None) -> None:
+        """Refuse a profile that grows past ``profile_bytes`` as stored JSON.
+
+        Every read, listing page and later write of the member costs its
+        size. A change that does not grow a profile already over the limit
+        (stored before it was lowered) is let through, so that an IdP can
+        always trim such a member.
+        """
+        allowed = self.limits.profile_bytes
+        size = len(orjson.dumps(attributes))
+        if size <= allowed:
+            return
+        if current is not None and size <= len(orjson.dumps(current.attributes)):
+            return
+        raise too_large("The user's profile", size, "bytes as JSON", "profile_bytes", allowed)
 
     def _delete_user(self, call: _Call) -> Response:
         current = self._current_member(call)
@@ -830,6 +860,17 @@ class ScimService:
             refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
         current = {ref.id for ref in refs}
         to_remove, to_add = current - wanted, wanted - current
+        changes = len(to_remove) + len(to_add)
+        if changes > self.limits.group_members:
+            # Each change costs a role decision and an event: a request that
+            # empties a large group must do it in chunks, as it fills one.
+            raise too_many(
+                "The request",
+                changes,
+                f"membership changes ({len(to_add)} to add, {len(to_remove)} to remove)",
+                "group_members",
+                self.limits.group_members,
+            )
         # Only the members being added must exist: one already in the group
         # and deleted meanwhile left it with its row (the cascade).
         self._check_members_exist(call, sorted(to_add))
@@ -844,16 +885,28 @@ class ScimService:
     ) -> tuple[list[str], list[str]]:
         """Apply the operations that target ``members`` as changes to memberships.
 
-        Plain adds (the common case, and JumpCloud's repeated adds) become
-        inserts without reading the group; anything else is applied to the
-        current member list with the generic PATCH engine and the difference
-        is written, so every path form behaves exactly as on any attribute.
+        Adds and removes by id (the common case, and JumpCloud's repeated
+        adds) become inserts and deletes of those ids without reading the
+        group; a ``replace`` of the members, or a remove of them all, is
+        applied to the current member list with the generic PATCH engine and
+        the difference is written (at most ``group_members`` changes).
         """
         assert call.target is not None  # noqa: S101 - item routes always carry an id
-        if all(_is_plain_member_add(op) for op in operations):
-            ids = sorted({i for op in operations for i in _member_ids(_as_list(op.get("value")))})
-            self._check_members_exist(call, ids)
-            return call.tx.add_memberships(call.tenant.id, call.target, ids), []
+        named = _named_member_changes(operations, self.limits)
+        if named is not None:
+            # Adds and removes by id (what IdPs send): the cost is that of the
+            # ids named, whatever the size of the group.
+            to_add = sorted(i for i, stays in named.items() if stays)
+            to_remove = sorted(i for i, stays in named.items() if not stays)
+            self._check_members_exist(call, to_add)
+            added = call.tx.add_memberships(call.tenant.id, call.target, to_add)
+            removed: list[str] = []
+            if to_remove:
+                groups = call.tx.member_groups(call.tenant.id, to_remove)
+                removed = [i for i in to_remove if any(ref.id == call.target for ref in groups[i])]
+                if removed:
+                    call.tx.remove_memberships(call.tenant.id, call.target, removed)
+            return added, removed
         refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
         document = {"displayName": "-", "members": [{"value": ref.id} for ref in refs]}
         patched = _patch.apply_patch(document, operations, self.groups)
@@ -879,12 +932,23 @@ class ScimService:
         if not request.body.strip():
             raise InvalidSyntaxException(detail="The request needs a JSON body.")
         try:
-            return orjson.loads(request.body)
+            document = orjson.loads(request.body)
         except orjson.JSONDecodeError as error:
+            if "depth limit" in error.msg.lower() or "recursion" in error.msg.lower():
+                # orjson stops at 1024 levels, before the service's own bound can.
+                raise too_large(
+                    "The JSON body",
+                    _ORJSON_MAX_DEPTH,
+                    "levels deep or more",
+                    "json_depth",
+                    self.limits.json_depth,
+                ) from None
             raise InvalidSyntaxException(
                 detail=f"The request body is not valid JSON: {error.msg} at line {error.lineno} "
                 f"column {error.colno}."
             ) from None
+        _check_json_depth(document, self.limits)
+        return document
 
     def _validated(
         self,
@@ -925,23 +989,64 @@ class ScimService:
             raise InvalidSyntaxException(
                 detail="A PATCH body needs an 'Operations' list with at least one operation."
             )
+        limits = self.limits
         for index, operation in enumerate(operations):
             if not isinstance(operation, dict):
                 raise InvalidSyntaxException(detail=f"Operations[{index}] must be a JSON object.")
+        weight = sum(_operation_weight(operation) for operation in operations)
+        if weight > limits.patch_operations:
+            counted = (
+                " (each attribute of an object value counts as one)"
+                if weight != len(operations)
+                else ""
+            )
+            raise too_many(
+                "The PATCH",
+                weight,
+                f"operations{counted}",
+                "patch_operations",
+                limits.patch_operations,
+            )
+        if _is_group_path(request.path):
+            member_ops, _ = _split_member_operations(operations)
+            named = sum(len(_as_list(op.get("value"))) for op in member_ops)
+            if named > limits.group_members:
+                raise too_many(
+                    "The PATCH", named, "member values", "group_members", limits.group_members
+                )
         return operations
 
     def _projection(self, request: Request) -> tuple[list[KeyPath], list[KeyPath]]:
+        attributes = request.query_value("attributes")
+        excluded = request.query_value("excludedAttributes")
+        _check_attribute_names("attributes", attributes, self.limits)
+        _check_attribute_names("excludedAttributes", excluded, self.limits)
         return (
-            parse_attribute_list(request.query_value("attributes"), self._extension_urns),
-            parse_attribute_list(request.query_value("excludedAttributes"), self._extension_urns),
+            parse_attribute_list(attributes, self._extension_urns),
+            parse_attribute_list(excluded, self._extension_urns),
         )
 
     def _query(self, params: _ListParams, fields: Mapping[str, Field], resource_urn: str) -> Query:
         role_urn = self.config.role_urn
+        limits = self.limits
+        _check_attribute_names("attributes", params.attributes, limits)
+        _check_attribute_names("excludedAttributes", params.excluded, limits)
+        if params.cursor is not None and len(params.cursor) > limits.cursor_length:
+            raise too_large(
+                "The cursor",
+                len(params.cursor),
+                "characters long",
+                "cursor_length",
+                limits.cursor_length,
+            )
         try:
             filter_ = (
                 _filter.parse_filter(
-                    params.filter, fields, role_urn=role_urn, resource_urn=resource_urn
+                    params.filter,
+                    fields,
+                    role_urn=role_urn,
+                    resource_urn=resource_urn,
+                    limits=limits,
                 )
                 if params.filter is not None and params.filter.strip()
                 else None
@@ -949,7 +1054,11 @@ class ScimService:
             sort = (
                 Sort(
                     _filter.resolve_sort(
-                        params.sort_by, fields, role_urn=role_urn, resource_urn=resource_urn
+                        params.sort_by,
+                        fields,
+                        role_urn=role_urn,
+                        resource_urn=resource_urn,
+                        limits=limits,
                     ),
                     descending=params.descending,
                 )
@@ -958,12 +1067,20 @@ class ScimService:
             )
         except _filter.FilterError as error:
             raise InvalidFilterException(detail=error.detail) from None
+        # RFC 7644 §3.4.2.4: a count below 0 is 0 and a startIndex below 1 is
+        # 1; a count above the maximum page is that page. A startIndex past
+        # max_start_index is lowered to it: no tenant has that many
+        # resources, so the page is empty either way, and no integer too
+        # large for the database (or for the JSON of the response) goes on.
         count = (
             self.config.max_results
             if params.count is None
             else max(0, min(params.count, self.config.max_results))
         )
-        return Query(filter=filter_, sort=sort, start_index=max(1, params.start_index), count=count)
+        start_index = min(max(1, params.start_index), limits.max_start_index)
+        if filter_ is not None:
+            filter_ = gather_element_tests(filter_)
+        return Query(filter=filter_, sort=sort, start_index=start_index, count=count)
 
     def _paged(
         self, call: _Call, params: _ListParams, fields: Mapping[str, Field], resource_urn: str
@@ -1079,14 +1196,24 @@ def _cursor_param(value: Any) -> str | None:
 
 
 def _int_param(name: str, value: Any) -> int | None:
+    """An integer parameter, any size (the caller clamps it); 400 if it is no integer."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise InvalidValueException(detail=f"{name} must be an integer, not {value!r}.")
-    try:
+    if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
-    except (TypeError, ValueError):
-        raise InvalidValueException(detail=f"{name} must be an integer, not {value!r}.") from None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    sign = -1 if text[:1] == "-" else 1
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if digits.isascii() and digits.isdigit():
+        # Any run of digits is an integer, however long: it is clamped, never
+        # refused for its size (int() refuses more than 4300 digits, slowly).
+        digits = digits.lstrip("0") or "0"
+        if len(digits) > _LONGEST_INT:
+            return sign * _HUGE_INT
+        return sign * int(digits)
+    raise InvalidValueException(detail=f"{name} must be an integer, not {_shown(value)}.")
 
 
 def _sort_order(value: Any) -> bool:
@@ -1142,6 +1269,68 @@ def _list_params(request: Request, body: Any) -> _ListParams:
 
 
 # -- helpers -----------------------------------------------------------------
+
+#: orjson refuses to parse a document nested deeper than this.
+_ORJSON_MAX_DEPTH = 1024
+#: Digits kept of an integer parameter: any longer one is far past every
+#: bound it is clamped to (a startIndex of 10**40 and one of 10**4000 page the
+#: same), and int() of a huge text is quadratic.
+_LONGEST_INT = 40
+_HUGE_INT: int = int("1" + "0" * _LONGEST_INT)
+
+
+def _shown(value: Any) -> str:
+    """A client value for an error detail, cut short: the detail must stay small."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_json_depth(document: Any, limits: ScimLimits) -> None:
+    """Refuse a body nested deeper than ``json_depth``; walks it level by level, not recursively."""
+    level = [document] if isinstance(document, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limits.json_depth:
+            raise too_large("The JSON body", depth, "levels deep", "json_depth", limits.json_depth)
+        below: list[Any] = []
+        for container in level:
+            children = container.values() if isinstance(container, dict) else container
+            below.extend(child for child in children if isinstance(child, dict | list))
+        level = below
+
+
+def _check_attribute_names(
+    name: str, value: str | Sequence[str] | None, limits: ScimLimits
+) -> None:
+    """Refuse an ``attributes``/``excludedAttributes`` list longer than ``attribute_names``."""
+    if value is None:
+        return
+    count = value.count(",") + 1 if isinstance(value, str) else len(value)
+    if count > limits.attribute_names:
+        raise too_many(name, count, "names", "attribute_names", limits.attribute_names)
+
+
+def _operation_weight(operation: Mapping[str, Any]) -> int:
+    """How many operations one entry of ``Operations`` amounts to.
+
+    An object value (a path-less one, an extension block, a complex
+    attribute) is applied attribute by attribute, so each key counts, and
+    each key of an extension block inside it too.
+    """
+    value = next((v for k, v in operation.items() if str(k).lower() == "value"), None)
+    if not isinstance(value, dict):
+        return 1
+    weight = 0
+    for key, item in value.items():
+        nested = isinstance(item, dict) and str(key)[:4].lower() == "urn:"
+        weight += len(item) if nested else 1
+    return max(1, weight)
+
+
+def _is_group_path(path: str) -> bool:
+    first = next((part for part in path.split("/") if part), "")
+    return first.lower() == "groups"
 
 
 def _allow(method: str, allowed: tuple[str, ...]) -> None:
@@ -1323,6 +1512,83 @@ def _split_member_operations(
         else:
             other_ops.append(operation)
     return member_ops, other_ops
+
+
+def _named_member_changes(
+    operations: Sequence[Mapping[str, Any]], limits: ScimLimits
+) -> dict[str, bool] | None:
+    """Whether each member an add or remove *by id* names ends in the group, in request order.
+
+    ``None`` when an operation replaces the members or removes them all:
+    those compare the whole member list (their size is bounded by the
+    membership changes they make). Any other operation names members by
+    id: an ``add`` of ``members``, a ``remove`` with a value listing them
+    (Entra; the id decides, as it does for adds: a ``display`` sent along
+    is not compared), or a remove of ``members[value eq "id" or ...]``
+    (Okta). The last operation naming an id decides, as applying them in
+    order would.
+
+    :raises InvalidFilterException: for any other filter on members: it
+        would be tested against every member of a group of any size.
+    """
+    changes: dict[str, bool] = {}
+    generic = False
+    for operation in operations:
+        op = _op_name(operation)
+        path = operation.get("path")
+        if _is_plain_member_add(operation):
+            changes.update((i, True) for i in _member_ids(_as_list(operation.get("value"))))
+        elif op == "remove" and _is_plain_members_path(path) and "value" in operation:
+            changes.update((i, False) for i in _member_ids(_as_list(operation.get("value"))))
+        elif _is_plain_members_path(path) and op in ("replace", "remove"):
+            generic = True
+        elif op == "remove" and isinstance(path, str):
+            changes.update((i, False) for i in _ids_of_member_filter(path, limits))
+        else:
+            raise InvalidFilterException(
+                detail=f"{op} {_shown(path)}: a filter on members can only name members by id, to "
+                'remove them (members[value eq "<id>" or value eq "<id>"]); add or replace '
+                "members with a value listing their ids."
+            )
+    return None if generic else changes
+
+
+def _is_plain_members_path(path: Any) -> bool:
+    return isinstance(path, str) and path.strip().lower() in (
+        "members",
+        f"{GROUP_URN.lower()}:members",
+    )
+
+
+def _ids_of_member_filter(path: str, limits: ScimLimits) -> list[str]:
+    """The ids of ``members[value eq "a" or value eq "b"]``; ``InvalidFilterException`` else."""
+    try:
+        parsed = _filter.parse_path(path, limits)
+    except _filter.PathError as error:
+        raise InvalidPathException(detail=f"remove {_shown(path)}: {error.detail}") from None
+    ids: list[str] = []
+    stack: list[_filter.RawFilter] = [parsed.value_filter] if parsed.value_filter else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _filter.RawOr):
+            stack.extend((node.right, node.left))
+        elif (
+            isinstance(node, _filter.RawComparison)
+            and node.attribute.lower() == "value"
+            and node.op == "eq"
+            and isinstance(node.value, str)
+            and node.value
+        ):
+            ids.append(node.value)
+        else:
+            ids = []
+            break
+    if not ids or parsed.sub_attribute is not None or parsed.urn is not None:
+        raise InvalidFilterException(
+            detail=f"remove {_shown(path)}: a filter on members can only name members by id "
+            '(members[value eq "<id>" or value eq "<id>"]).'
+        )
+    return ids
 
 
 def _is_plain_member_add(operation: Mapping[str, Any]) -> bool:
