@@ -244,13 +244,16 @@ def map_profile(
     *,
     mapping: Mapping[str, str] | None,
     name_id: str,
+    name_id_format: str | None = None,
 ) -> Profile:
     """The member's profile from a sign-in's attributes.
 
-    Each value is read from the mapped attribute, else from the first known
-    alias that is present; the first non-blank value counts. The email must
-    look like an address; without one among the attributes, the NameID is
-    used when it is an address.
+    Each name is read from the mapped attribute, else from the first known
+    alias that is present; the first non-blank value counts. The email is the
+    person the IdP authenticated: the NameID when its format is emailAddress
+    or it looks like an address (an email attribute naming someone else is
+    only profile data and never chooses the member), else the first email
+    attribute value that looks like an address.
     """
     index: dict[str, Sequence[str]] = {}
     for name, values in attributes.items():
@@ -266,9 +269,14 @@ def map_profile(
                     found.append(value.strip())
         return found
 
-    email = next((v for v in values_of("email") if is_email_address(v)), None)
-    if email is None and is_email_address(name_id):
+    email: str | None
+    if is_email_address(name_id) or (name_id_format == EMAIL_NAMEID and name_id.strip()):
+        # The IdP says this NameID is an address: matched as it is, even if
+        # it turns out not to be one (the sign-in then says so), rather than
+        # matched through an attribute the user may be able to edit.
         email = name_id.strip()
+    else:
+        email = next((v for v in values_of("email") if is_email_address(v)), None)
     first = values_of("firstName")
     last = values_of("lastName")
     return Profile(

@@ -52,7 +52,6 @@ from pbidentity.domain import Member
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
-from pbidentity.domain import fold
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
@@ -800,13 +799,18 @@ class SamlService:
 
     @staticmethod
     def _profile(connection: SamlConnection, assertion: Assertion) -> Profile:
-        """The person the assertion describes, through the connection's attribute mapping."""
+        """The person the assertion describes, through the connection's attribute mapping.
+
+        Its ``email`` is the identity the sign-in matches: the NameID when it
+        is an email address, else the mapped email attribute.
+        """
         from pbidentity.saml._attributes import map_profile
 
         return map_profile(
             assertion.attributes,
             mapping=connection.attribute_mapping or None,
             name_id=assertion.name_id,
+            name_id_format=assertion.name_id_format,
         )
 
     @staticmethod
@@ -823,20 +827,14 @@ class SamlService:
         return findings
 
     def _find_member(self, tx: Transaction, tenant: Tenant, email: str) -> Member | None:
-        candidates = tx.members_matching(tenant.id, user_name=email, email=email, limit=3)
-        by_user_name = [m for m in candidates if fold(m.user_name) == fold(email)]
-        if by_user_name:
-            return by_user_name[0]
-        if len(candidates) > 1:
-            raise _Refused(
-                _error(
-                    "member.ambiguous",
-                    f"Several members of this workspace have the email {email!r}; the sign-in "
-                    "cannot tell which one is you.",
-                    suggestion="Ask an admin to give each member their own email address.",
-                )
-            )
-        return candidates[0] if candidates else None
+        # Exact identities, never the lossy fold: see pbidentity.saml._identity.
+        from pbidentity.saml._identity import IdentityRefused
+        from pbidentity.saml._identity import find_member
+
+        try:
+            return find_member(tx, tenant.id, email)
+        except IdentityRefused as refused:
+            raise _Refused(refused.finding) from None
 
     def _sign_in(
         self,
@@ -915,7 +913,13 @@ class SamlService:
         self._event(tx, tenant, "member.signed_in", None, "saml", data, subject_id=member.id)
 
     def _create_member(self, tenant: Tenant, email: str, profile: Profile) -> Member:
-        from pbidentity.exceptions import ConflictError
+        """Create the member ``email`` just in time, named from the profile.
+
+        Its userName and only email are the identity the IdP authenticated
+        (never an email attribute naming someone else: a member's emails are
+        matching keys of later sign-ins and links).
+        """
+        from pbidentity.exceptions import LinkConflictError
         from pbidentity.members import Members
 
         members = Members(self.storage, clock=self.clock, new_id=self.new_id, roles=self.roles)
@@ -928,12 +932,21 @@ class SamlService:
                 email=email,
                 actor="saml",
             )
-        except ConflictError:
-            # Two first sign-ins of one person at once: the other one created it.
+        except (InputError, LinkConflictError):
+            # The folded userName or email was taken since the lookup: by a
+            # first sign-in of the same person at once (then it is that
+            # member), or by someone whose address only looks like this one
+            # (then _find_member refuses it as a look-alike).
             with self.storage.transaction(write=False) as tx:
                 found = self._find_member(tx, tenant, email)
             if found is None:
-                raise
+                raise _Refused(
+                    _error(
+                        "member.unknown",
+                        f"The membership of {email} changed while you were signing in.",
+                        suggestion="Sign in again.",
+                    )
+                ) from None
             return found
 
     def _authorize(
