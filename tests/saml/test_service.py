@@ -711,3 +711,74 @@ def test_the_just_in_time_race_finds_the_member_or_refuses_the_look_alike(
     with pytest.raises(_Refused) as refused:
         service._create_member(acme, "ceo@straße.test", Profile())
     assert refused.value.finding.code == "member.lookalike"
+
+
+def test_the_test_sign_in_warns_when_the_email_attribute_is_not_the_name_id(
+    service: SamlService, idp: TestIdp
+) -> None:
+    """The admin learns that members sign in as the NameID, not as the email attribute."""
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    redirect = service.begin_authorize("acme")
+    outcome = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service),
+            name_id="jane@acme.test",
+            in_response_to=request_id(redirect.url),
+            attributes={"email": ["jane.doe@mail.acme.test"], "firstName": ["Jane"]},
+        ),
+    )
+    assert isinstance(outcome, Authorized), outcome
+    [differs] = [f for f in outcome.report.findings if f.code == "attributes.email_differs"]
+    assert differs.severity == "warning"
+    assert "'jane@acme.test'" in differs.message
+    assert "'jane.doe@mail.acme.test'" in differs.message
+    # The same address spelt otherwise is no difference.
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    redirect = service.begin_authorize("acme")
+    again = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service),
+            name_id="jane@acme.test",
+            in_response_to=request_id(redirect.url),
+            attributes={"email": ["Jane@ACME.test"], "firstName": ["Jane"]},
+        ),
+    )
+    assert isinstance(again, Authorized), again
+    assert "attributes.email_differs" not in again.report.codes()
+
+
+def test_the_trail_says_the_email_attribute_was_not_matched(
+    service: SamlService, idp: TestIdp
+) -> None:
+    """A sign-in's trail records the other address the email attribute named."""
+    activate(service, idp)
+    outcome = sign_in_with(service, idp, "jane@acme.test", attributes={"email": ["gone@acme.test"]})
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.member.user_name == "jane@acme.test"
+    assert (
+        "the email attribute gone@acme.test is not the NameID jane@acme.test; not matched"
+        in outcome.trail
+    )
+
+
+def test_an_admin_whose_identity_only_looks_like_a_member_cannot_activate(
+    service: SamlService, storage: Storage, idp: TestIdp
+) -> None:
+    """The test sign-in resolves the admin as a sign-in would: a look-alike keeps the old setup."""
+    Members(storage).add("acme", "ceo@strasse.test")
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    redirect = service.begin_authorize("acme")
+    outcome = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service), name_id="ceo@straße.test", in_response_to=request_id(redirect.url)
+        ),
+    )
+    assert isinstance(outcome, SignInFailure)
+    assert outcome.purpose == "authorize"
+    assert outcome.finding.code == "member.lookalike"
+    connections = service.connections("acme")
+    assert connections.active is None
+    assert connections.pending is not None

@@ -79,9 +79,14 @@ def is_email_address(value: str | None) -> bool:
 class Profile:
     """What a sign-in tells of the person: the values pbidentity keeps on a member."""
 
+    #: The address the sign-in matches: the NameID when it is an address, else
+    #: the email attribute.
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+    #: The first address the email attributes carry, whether or not it is
+    #: ``email``: shown to the admin when it differs, never matched.
+    email_attribute: str | None = attrs.field(default=None, eq=False)
 
 
 def _index(names: Iterable[str]) -> dict[str, str]:
@@ -269,18 +274,18 @@ def map_profile(
                     found.append(value.strip())
         return found
 
-    email: str | None
+    attribute = next((v for v in values_of("email") if is_email_address(v)), None)
+    email = attribute
     if is_email_address(name_id) or (name_id_format == EMAIL_NAMEID and name_id.strip()):
         # The IdP says this NameID is an address: matched as it is, even if
         # it turns out not to be one (the sign-in then says so), rather than
         # matched through an attribute the user may be able to edit.
         email = name_id.strip()
-    else:
-        email = next((v for v in values_of("email") if is_email_address(v)), None)
     first = values_of("firstName")
     last = values_of("lastName")
     return Profile(
         email=email,
         first_name=first[0] if first else None,
         last_name=last[0] if last else None,
+        email_attribute=attribute,
     )

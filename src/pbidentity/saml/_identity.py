@@ -29,10 +29,11 @@ from pbidentity.identity import email_key
 from pbidentity.identity import email_spellings
 from pbidentity.identity import explain_lookalike
 from pbidentity.identity import identity_key
+from pbidentity.saml._attributes import Profile
 from pbidentity.saml._types import Finding
 from pbidentity.storage import Transaction
 
-__all__ = ["IdentityRefused", "find_member"]
+__all__ = ["IdentityRefused", "find_member", "identity_findings", "other_email"]
 
 # Candidates read per spelling. Only a single candidate is ever signed in, so
 # a truncated list can only lead to a refusal (two exact matches are
@@ -121,3 +122,35 @@ def _lookalike(address: str, member: Member, spellings: Sequence[str]) -> Findin
         suggestion="If it is the same person, an admin spells the address the same in the "
         "identity provider and the app; if not, one of them gets another address.",
     )
+
+
+def other_email(profile: Profile) -> str | None:
+    """The email attribute's address when it is not the identity's (exactly); else ``None``."""
+    attribute, identity = profile.email_attribute, profile.email
+    if attribute is None or identity is None or attribute == identity:
+        return None
+    try:
+        same = email_key(attribute) == email_key(identity)
+    except InputError:
+        same = False
+    return None if same else attribute
+
+
+def identity_findings(profile: Profile) -> list[Finding]:
+    """What the test sign-in tells the admin about the identity members will sign in with."""
+    attribute = other_email(profile)
+    if attribute is None:
+        return []
+    return [
+        Finding(
+            code="attributes.email_differs",
+            severity="warning",
+            message=f"Members sign in as their NameID ({profile.email!r} here); the email "
+            f"attribute names another address ({attribute!r}), which is kept as profile data "
+            "and never chooses the member.",
+            where="attribute email",
+            suggestion="If members are known in the app by the email attribute's address, have "
+            "the IdP send that address as the NameID (Okta: Application username Email; Entra: "
+            "Name ID from user.mail).",
+        )
+    ]

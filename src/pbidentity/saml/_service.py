@@ -817,6 +817,7 @@ class SamlService:
     def _attribute_findings(connection: SamlConnection, assertion: Assertion) -> list[Finding]:
         """What the test sign-in tells the admin about the attributes the IdP sends."""
         from pbidentity.saml._attributes import check_attributes
+        from pbidentity.saml._identity import identity_findings
 
         _, findings = check_attributes(
             list(assertion.attributes),
@@ -824,7 +825,7 @@ class SamlService:
             name_id=assertion.name_id,
             name_id_format=assertion.name_id_format,
         )
-        return findings
+        return [*findings, *identity_findings(SamlService._profile(connection, assertion))]
 
     def _find_member(self, tx: Transaction, tenant: Tenant, email: str) -> Member | None:
         # Exact identities, never the lossy fold: see pbidentity.saml._identity.
@@ -844,11 +845,17 @@ class SamlService:
         relay: str | None,
         idp_initiated: bool,
     ) -> SignIn:
-        email = self._profile(connection, assertion).email
+        from pbidentity.saml._identity import other_email
+
+        profile = self._profile(connection, assertion)
+        email = profile.email
         trail = [
             f"response signed by IdP certificate #{assertion.signed_by + 1}",
             "started at the identity provider" if idp_initiated else "answers our sign-in request",
         ]
+        ignored = other_email(profile)
+        if ignored is not None:
+            trail.append(f"the email attribute {ignored} is not the NameID {email}; not matched")
         if not email:
             raise _Refused(
                 _error(
@@ -879,7 +886,7 @@ class SamlService:
                         "(with provisioning on, that creates your membership).",
                     )
                 )
-            member = self._create_member(tenant, email, self._profile(connection, assertion))
+            member = self._create_member(tenant, email, profile)
             signed_in["created"] = True
             trail.append(f"created member {member.id} just in time for {email}")
             if member.active:
