@@ -109,9 +109,8 @@ def identity_key(value: str) -> str:
     try:
         return email_key(value)
     except InputError:
-        # lower() may leave a sequence NFC composes (it never does for
-        # addresses IDNA2008 accepts, which is why email_key needs no second pass
-        # on the domain), so normalise after it too.
+        # lower() can leave a letter and a combining mark that NFC composes
+        # (a capital with no precomposed lower-case form), so NFC comes last too.
         return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value.strip()).lower())
 
 
