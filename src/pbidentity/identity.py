@@ -25,6 +25,7 @@ This module must not depend on storage or protocols: it only compares strings.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import idna
@@ -77,25 +78,32 @@ def email_key(address: str) -> str:
         raise InputError(
             f"{_quoted(address)} is not an email address: it contains {_describe(odd[0])}"
         )
+    try:
+        a_label = _a_label(domain)
+    except ValueError as error:
+        raise InputError(f"the domain of {_quoted(address)} {error}") from None
+    return f"{unicodedata.normalize('NFC', local.lower())}@{a_label}"
+
+
+# A workspace's addresses share a handful of domains, and IDNA2008's checks
+# are pure Python: each domain is checked once per process.
+@functools.lru_cache(maxsize=4096)
+def _a_label(domain: str) -> str:
+    """The IDNA2008 A-label form of an NFC domain; ``ValueError`` completing "the domain of X"."""
     dots = [ch for ch in domain if ch in _OTHER_DOTS]
     if dots:
-        raise InputError(
-            f"the domain of {_quoted(address)} separates its labels with {_describe(dots[0])}, "
-            "not '.'"
-        )
+        raise ValueError(f"separates its labels with {_describe(dots[0])}, not '.'")
     # Lower-cased here because IDNA2008 (without the UTS46 mapping, which would
     # also apply compatibility mappings) accepts only lower-case labels.
     domain = unicodedata.normalize("NFC", domain.lower())
     if domain.endswith("."):
-        raise InputError(f"the domain of {_quoted(address)} ends with a dot")
+        raise ValueError("ends with a dot")
     try:
-        a_label = idna.encode(domain, uts46=False).decode("ascii")
+        return idna.encode(domain, uts46=False).decode("ascii")
     except idna.IDNAError as error:
-        raise InputError(
-            f"the domain of {_quoted(address)} is not a valid internationalised domain name "
-            f"(IDNA2008): {error}"
+        raise ValueError(
+            f"is not a valid internationalised domain name (IDNA2008): {error}"
         ) from None
-    return f"{unicodedata.normalize('NFC', local.lower())}@{a_label}"
 
 
 def identity_key(value: str) -> str:

@@ -125,6 +125,11 @@ class LinkPolicy:
         Two values equal under :meth:`normalise` but not here only look
         alike, and are never linked.
         """
+        if address.isascii():
+            # Both keys are the address stripped and lower-cased for ASCII
+            # (NFKC and NFC leave it alone, case folding is lower-casing, an
+            # ASCII domain is its own A-label): skip IDNA for the usual case.
+            return self.normalise(address)
         return self._untagged(identity_key(address))
 
     def _untagged(self, value: str) -> str:
@@ -412,7 +417,7 @@ class _Planner:
         if rule != "externalId":
             # The IdP's own id is exact; a userName or an email was found
             # through the lossy fold and must also be the same address exactly.
-            lookalike = self._lookalike(person, member)
+            lookalike = self._lookalike(person, member, key, member_key)
             if lookalike is not None:
                 return self._conflict(
                     person,
@@ -462,21 +467,28 @@ class _Planner:
             action=action, identity=person, member_id=member.id, matched_by=rule, reason=reason
         )
 
-    def _lookalike(self, person: Identity, member: Member) -> str | None:
+    def _lookalike(
+        self, person: Identity, member: Member, key: _Keys, member_key: _Keys
+    ) -> str | None:
         """What of the member only looks like the identity's address, described; or ``None``.
 
-        A userName or primary email equal to the identity's under the fold but
-        with another exact key: the characters that made them fold alike are
-        named, so that the admin sees why.
+        A userName or primary email equal to the identity's under the fold
+        (``key`` and ``member_key`` hold the folded values) but with another
+        exact key: the characters that made them fold alike are named, so
+        that the admin sees why.
         """
-        policy = self.policy
-        pairs = [("userName", person.user_name, member.user_name)]
-        if person.primary_email is not None and member.primary_email is not None:
-            pairs.append(("email", person.primary_email, member.primary_email))
-        for what, ours, theirs in pairs:
-            if policy.normalise(ours) == policy.normalise(theirs) and policy.exact(
-                ours
-            ) != policy.exact(theirs):
+        pairs = (
+            ("userName", person.user_name, member.user_name, 1),
+            ("email", person.primary_email, member.primary_email, 2),
+        )
+        for what, ours, theirs, rule in pairs:
+            if (
+                ours is not None
+                and theirs is not None
+                and key[rule] is not None
+                and key[rule] == member_key[rule]
+                and self.policy.exact(ours) != self.policy.exact(theirs)
+            ):
                 return f"{what} {theirs!r} ({explain_lookalike(ours, theirs)})"
         return None
 

@@ -17,6 +17,7 @@ from pbidentity.identity import email_spellings
 from pbidentity.identity import explain_lookalike
 from pbidentity.identity import identity_key
 from pbidentity.identity import lookalike_characters
+from pbidentity.linking import LinkPolicy
 
 
 def full_width(text: str) -> str:
@@ -255,3 +256,16 @@ def test_a_key_is_lower_case_and_nfc(address: str) -> None:
     local = key.rpartition("@")[0]
     assert local == local.lower()
     assert unicodedata.is_normalized("NFC", key)
+
+
+_ASCII = st.lists(st.sampled_from([*"aAbB@.-_+ \t", "xn--"]), max_size=10).map("".join)
+
+
+@settings(max_examples=300)
+@given(_ASCII, _ASCII)
+def test_for_ascii_the_exact_key_and_the_fold_agree(one: str, other: str) -> None:
+    """LinkPolicy.exact skips IDNA for ASCII: there, equal folds are equal keys and back."""
+    folded_equal = fold(one.strip()) == fold(other.strip())
+    assert folded_equal == (identity_key(one) == identity_key(other))
+    assert LinkPolicy().exact(one) == LinkPolicy().normalise(one)
+    assert LinkPolicy().exact(one) == identity_key(one)
