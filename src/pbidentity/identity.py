@@ -134,7 +134,8 @@ def email_spellings(address: str) -> tuple[str, ...]:
     """
     key = email_key(address)
     local, _, a_label = key.rpartition("@")
-    spellings = [address.strip(), key, f"{local}@{idna.decode(a_label)}"]
+    u_label = idna.decode(a_label) if "xn--" in a_label else a_label
+    spellings = [address.strip(), key, f"{local}@{u_label}"]
     seen: set[str] = set()
     unique: list[str] = []
     for spelling in spellings:
