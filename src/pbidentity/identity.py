@@ -98,6 +98,10 @@ def _a_label(domain: str) -> str:
     domain = unicodedata.normalize("NFC", domain.lower())
     if domain.endswith("."):
         raise ValueError("ends with a dot")
+    # IDNA2008 keeps ß and the final sigma as letters of their own, where
+    # IDNA2003 and transitional UTS46 map them to ss and to sigma: straße.test is
+    # another domain than strasse.test, with perhaps another owner, so its
+    # addresses get a key of their own rather than a refusal.
     try:
         return idna.encode(domain, uts46=False).decode("ascii")
     except idna.IDNAError as error:
