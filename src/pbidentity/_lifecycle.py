@@ -7,7 +7,8 @@ open transaction, so that the same rules hold whatever the door:
 * a SCIM-managed member's role is decided by the tenant's role policy each
   time what it depends on changes (the member's own values, or the
   membership, name or mapping of a group);
-* linking an identity to a member never guesses (:mod:`pbidentity.linking`);
+* linking an identity to a member never guesses (:mod:`pbidentity.linking`),
+  and never links a member whose userName only looks like the identity's;
 * an email or externalId that is another member's is refused;
 * the admin guard refuses a change that leaves the tenant without an active
   admin;
@@ -38,6 +39,7 @@ from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import LastAdminError
 from pbidentity.exceptions import LinkConflictError
 from pbidentity.exceptions import NotFoundError
+from pbidentity.identity import explain_lookalike
 from pbidentity.linking import Identity
 from pbidentity.linking import LinkPolicy
 from pbidentity.linking import LinkStep
@@ -178,6 +180,8 @@ class Changes:
         updated = self.decided(updated, before=current, again=redecide)
         if _same(current, updated):
             return current
+        if updated.scim_managed and not current.scim_managed:
+            self._check_lookalike_link(current, updated)
         updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
         try:
             self.tx.replace_member(updated, expected_version=current.version)
@@ -368,6 +372,26 @@ class Changes:
         return LinkConflictError(
             f"externalId {member.external_id!r} is already linked to {owner}; nothing was changed"
         )
+
+    def _check_lookalike_link(self, current: Member, updated: Member) -> None:
+        """Refuse to link a member to an identity whose userName only looks like the member's.
+
+        An IdP finds the member to link through a ``userName eq`` filter,
+        which compares with the lossy fold, and its first update links what
+        it found: ``ceo@straße.test`` would take over ``ceo@strasse.test``.
+        """
+        policy = self.policy.linking
+        ours, theirs = updated.user_name, current.user_name
+        if policy.normalise(ours) == policy.normalise(theirs) and policy.exact(
+            ours
+        ) != policy.exact(theirs):
+            raise LinkConflictError(
+                f"userName {ours!r} only looks like the userName {theirs!r} of member "
+                f"{current.id} ({explain_lookalike(ours, theirs)}); different addresses may "
+                "belong to different people, so the member is not linked to this identity and "
+                "nothing was changed. If it is the same person, spell the address the same in "
+                "the identity provider and the app"
+            )
 
     def _check_unique_keys(self, member: Member, current: Member | None) -> None:
         """Refuse a primary email that another member of the tenant has.

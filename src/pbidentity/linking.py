@@ -18,11 +18,18 @@ The matching rules, for each identity:
 
 Normalising is :meth:`LinkPolicy.normalise`: NFKC, surrounding whitespace
 removed, case folded, and ``+tags`` of the local part removed only if the
-policy says so. Then:
+policy says so. That lossy fold only finds candidates: a candidate found by
+userName or email is the identity only if the exact keys agree too
+(:meth:`LinkPolicy.exact`, :func:`~pbidentity.identity.email_key`), so that
+``ceo@straße.test`` or ``ﬁnance@acme.test`` (a ligature) never takes over
+the member ``ceo@strasse.test`` or ``finance@acme.test``. Then:
 
 - no candidate at all: ``create`` a member;
 - two or more distinct candidates: ``conflict``, the admin merges or fixes the
   members first;
+- one member M, found by userName or email, whose address only looks like
+  the identity's (equal under the fold, different exact keys): ``conflict``,
+  because different addresses may belong to different people;
 - one member M, already linked to another identity (both have an externalId
   and they differ): ``conflict``;
 - one member M that is deactivated, for an active identity: ``reactivate``,
@@ -65,6 +72,8 @@ import attrs
 from pbidentity.domain import Member
 from pbidentity.domain import fold
 from pbidentity.exceptions import InputError
+from pbidentity.identity import explain_lookalike
+from pbidentity.identity import identity_key
 
 __all__ = [
     "Identity",
@@ -105,7 +114,25 @@ class LinkPolicy:
         ``jane@example.com``; then, with ``plus_tags="strip"``, the ``+tag`` of
         a ``local@domain`` value is dropped.
         """
-        value = fold(address.strip())
+        return self._untagged(fold(address.strip()))
+
+    def exact(self, address: str) -> str:
+        """Return the exact key of a userName or an email address.
+
+        :func:`~pbidentity.identity.identity_key` (NFC, the local part
+        lower-cased without compatibility mappings, the domain in IDNA2008
+        A-label form), then the ``+tag`` dropped as :meth:`normalise` does.
+        Two values equal under :meth:`normalise` but not here only look
+        alike, and are never linked.
+        """
+        if address.isascii():
+            # Both keys are the address stripped and lower-cased for ASCII
+            # (NFKC and NFC leave it alone, case folding is lower-casing, an
+            # ASCII domain is its own A-label): skip IDNA for the usual case.
+            return self.normalise(address)
+        return self._untagged(identity_key(address))
+
+    def _untagged(self, value: str) -> str:
         if self.plus_tags == "strip":
             local, at, domain = value.rpartition("@")
             tagless = local.partition("+")[0]
@@ -258,6 +285,7 @@ def plan_links(
         accounts=accounts,
         account_keys=account_keys,
         account_index=_Index(account_keys),
+        policy=policy,
     )
     steps = [planner.step(position) for position in range(len(people))]
     return LinkPlan(steps=tuple(steps[i] for i in _canonical_order(people, people_keys)))
@@ -333,6 +361,7 @@ class _Planner:
     accounts: list[Member]
     account_keys: list[_Keys]
     account_index: _Index
+    policy: LinkPolicy
     # The labels of each group of identities sharing a value, sorted once.
     sorted_groups: dict[tuple[int, str], list[tuple[str, int]]] = attrs.field(factory=dict)
 
@@ -385,6 +414,20 @@ class _Planner:
                 matched_by=rule,
             )
 
+        if rule != "externalId":
+            # The IdP's own id is exact; a userName or an email was found
+            # through the lossy fold and must also be the same address exactly.
+            lookalike = self._lookalike(person, member, key, member_key)
+            if lookalike is not None:
+                return self._conflict(
+                    person,
+                    f"{self.labels[position]} only looks like member {member.id}'s {lookalike}; "
+                    "different addresses may belong to different people, so it is not linked. "
+                    "If it is the same person, spell the address the same in the IdP and the "
+                    "app; if not, give one of them another address",
+                    member_id=member.id,
+                    matched_by=rule,
+                )
         if key[0] is not None and member_key[0] is not None and key[0] != member_key[0]:
             return self._conflict(
                 person,
@@ -407,6 +450,9 @@ class _Planner:
             # the userName comparison below implies it, this line says why.
             and (key[0] is not None or rule == "userName")
             and member_key[1] == key[1]
+            # Folded alike is not enough to leave the userName as it is: an
+            # IdP that respells it (ss to ß) is heard.
+            and self.policy.exact(member.user_name) == self.policy.exact(person.user_name)
             and member.active == person.active
         ):
             action = "unchanged"
@@ -420,6 +466,31 @@ class _Planner:
         return LinkStep(
             action=action, identity=person, member_id=member.id, matched_by=rule, reason=reason
         )
+
+    def _lookalike(
+        self, person: Identity, member: Member, key: _Keys, member_key: _Keys
+    ) -> str | None:
+        """What of the member only looks like the identity's address, described; or ``None``.
+
+        A userName or primary email equal to the identity's under the fold
+        (``key`` and ``member_key`` hold the folded values) but with another
+        exact key: the characters that made them fold alike are named, so
+        that the admin sees why.
+        """
+        pairs = (
+            ("userName", person.user_name, member.user_name, 1),
+            ("email", person.primary_email, member.primary_email, 2),
+        )
+        for what, ours, theirs, rule in pairs:
+            if (
+                ours is not None
+                and theirs is not None
+                and key[rule] is not None
+                and key[rule] == member_key[rule]
+                and self.policy.exact(ours) != self.policy.exact(theirs)
+            ):
+                return f"{what} {theirs!r} ({explain_lookalike(ours, theirs)})"
+        return None
 
     def _claimed_by_others(self, member_key: _Keys) -> bool:
         """Whether the member is a candidate of more than one identity."""

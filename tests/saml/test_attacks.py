@@ -16,14 +16,26 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
+from typing import Literal
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
 
+from pbidentity.admin import Admin
+from pbidentity.members import Members
 from pbidentity.saml import _response
 from pbidentity.saml._response import SignInError
 from pbidentity.saml._response import verify_response
+from pbidentity.saml._service import Authorized
+from pbidentity.saml._service import SamlConfig
+from pbidentity.saml._service import SamlService
+from pbidentity.saml._service import SignIn
+from pbidentity.saml._service import SignInFailure
+from pbidentity.saml._service import SignInOutcome
 from pbidentity.saml._types import ServiceProvider
+from pbidentity.storage import Storage
 from tests.saml.idp import NS
 from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
@@ -752,3 +764,156 @@ def test_a_long_status_message_is_cut(idp: TestIdp) -> None:
     )
 
     assert len(str(refused(value, idp))) < 500
+
+
+# Sign-ins that would act as another member -------------------------------------------------
+#
+# The signature is genuine: the IdP did authenticate someone. The attack is in
+# who that someone is said to be: an address that only folds to a member's
+# (``ceo@straße.test`` for ``ceo@strasse.test``), or an email attribute naming
+# another member than the NameID. These run the whole SAML service on SQLite
+# and PostgreSQL.
+
+SERVICE_URL = "https://app.example"
+
+
+@pytest.fixture
+def service(storage: Storage) -> SamlService:
+    """Workspace ``acme`` with its CEO, its finance team and an owner, and SSO active."""
+    Admin(storage).create_tenant("acme", "Acme")
+    members = Members(storage)
+    for address in ("ceo@strasse.test", "finance@acme.test", "owner@acme.test", "ceo@acme.test"):
+        members.add("acme", address, email=address, role="admin")
+    return SamlService(storage, SamlConfig(public_url=SERVICE_URL))
+
+
+def active(service: SamlService, idp: TestIdp) -> None:
+    """Save the IdP's metadata and pass the owner's test sign-in."""
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    outcome = service_sign_in(service, idp, "owner@acme.test", purpose="authorize")
+    assert isinstance(outcome, Authorized), outcome
+
+
+def service_sign_in(
+    service: SamlService,
+    idp: TestIdp,
+    name_id: str,
+    *,
+    purpose: str = "sign_in",
+    **options: Any,
+) -> SignInOutcome:
+    """An SP-initiated sign-in (or the test sign-in) of ``name_id``, signed by ``idp``."""
+    begin = service.begin_authorize if purpose == "authorize" else service.begin_sign_in
+    redirect = begin("acme")
+    query = parse_qs(urlsplit(redirect.url).query)
+    answered = TestIdp.read_authn_request(query["SAMLRequest"][0]).id
+    sp = service.service_provider("acme")
+    return service.consume(
+        "acme", idp.response(sp=sp, name_id=name_id, in_response_to=answered, **options)
+    )
+
+
+def full_width(text: str) -> str:
+    """The same ASCII text typed with full-width forms (U+FF01..U+FF5E)."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
+def signed_in_events(storage: Storage) -> list[str]:
+    """The members whose sign-ins were recorded."""
+    trail = Members(storage).audit_trail("acme")
+    return [e.subject_id for e in trail if e.type == "member.signed_in"]
+
+
+LOOKALIKES = [
+    pytest.param("ceo@straße.test", "ceo@strasse.test", "'ß' (U+00DF", id="sharp-s"),
+    pytest.param("\ufb01nance@acme.test", "finance@acme.test", "(U+FB01", id="ligature"),
+    pytest.param(f"{full_width('finance')}@acme.test", "finance@acme.test", "(U+FF46", id="wide"),
+]
+
+
+@pytest.mark.parametrize(("attacker", "victim", "named"), LOOKALIKES)
+@pytest.mark.parametrize("unknown_members", ["refuse", "create"])
+def test_a_look_alike_name_id_never_signs_in_as_the_member(
+    service: SamlService,
+    storage: Storage,
+    idp: TestIdp,
+    attacker: str,
+    victim: str,
+    named: str,
+    unknown_members: Literal["refuse", "create"],
+) -> None:
+    """A signed NameID that only folds to a member's address: refused, naming the characters.
+
+    Nor is a member created just in time for it beside the one it imitates.
+    """
+    active(service, idp)
+    service.update_options("acme", unknown_members=unknown_members)
+    before = {m.id for m in Members(storage).all("acme")}
+    outcome = service_sign_in(service, idp, attacker)
+    assert isinstance(outcome, SignInFailure)
+    assert outcome.finding.code == "member.lookalike"
+    assert f"only looks like {victim!r}" in outcome.message
+    assert named in outcome.message
+    assert outcome.finding.suggestion
+    assert signed_in_events(storage) == []
+    assert {m.id for m in Members(storage).all("acme")} == before
+
+
+@pytest.mark.parametrize(("attacker", "victim", "named"), LOOKALIKES)
+def test_a_look_alike_email_attribute_never_signs_in_as_the_member(
+    service: SamlService, storage: Storage, idp: TestIdp, attacker: str, victim: str, named: str
+) -> None:
+    """With an opaque NameID the email attribute is the identity, and is held to the same rule."""
+    active(service, idp)
+    outcome = service_sign_in(
+        service,
+        idp,
+        "00u1attacker",
+        name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+        attributes={"email": [attacker]},
+    )
+    assert isinstance(outcome, SignInFailure)
+    assert outcome.finding.code == "member.lookalike"
+    assert named in outcome.message
+    assert signed_in_events(storage) == []
+
+
+def test_an_email_attribute_naming_another_member_never_redirects_the_sign_in(
+    service: SamlService, storage: Storage, idp: TestIdp
+) -> None:
+    """A response for the owner whose email attribute says the CEO signs in the owner."""
+    active(service, idp)
+    members = {m.user_name: m for m in Members(storage).all("acme")}
+    outcome = service_sign_in(
+        service, idp, "owner@acme.test", attributes={"email": ["ceo@acme.test"]}
+    )
+    assert isinstance(outcome, SignIn)
+    assert outcome.member.id == members["owner@acme.test"].id
+    assert signed_in_events(storage) == [members["owner@acme.test"].id]
+
+
+@pytest.mark.parametrize("unknown_members", ["refuse", "create"])
+def test_an_unknown_name_id_with_a_members_email_attribute_is_not_that_member(
+    service: SamlService,
+    storage: Storage,
+    idp: TestIdp,
+    unknown_members: Literal["refuse", "create"],
+) -> None:
+    """A stranger's NameID with the CEO's email attribute: refused, or created as the stranger."""
+    active(service, idp)
+    service.update_options("acme", unknown_members=unknown_members)
+    ceo = next(m for m in Members(storage).all("acme") if m.user_name == "ceo@acme.test")
+    outcome = service_sign_in(
+        service, idp, "mallory@acme.test", attributes={"email": ["ceo@acme.test"]}
+    )
+    assert ceo.id not in signed_in_events(storage)
+    if unknown_members == "refuse":
+        assert isinstance(outcome, SignInFailure)
+        assert outcome.finding.code == "member.unknown"
+        assert "mallory@acme.test" in outcome.message
+        return
+    assert isinstance(outcome, SignIn)
+    assert outcome.created
+    assert outcome.member.user_name == "mallory@acme.test"
+    # The attribute is kept off the new member: its emails are matching keys.
+    assert outcome.member.primary_email == "mallory@acme.test"

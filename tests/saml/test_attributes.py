@@ -231,6 +231,20 @@ def test_profile_email_falls_back_to_the_nameid() -> None:
     assert map_profile({}, mapping=None, name_id="00u1abcd") == Profile()
 
 
+def test_profile_email_is_the_name_id_when_that_is_an_address() -> None:
+    """The person the IdP authenticated: an email attribute naming someone else never wins."""
+    attributes = {"email": ["ceo@acme.test"]}
+    assert map_profile(attributes, mapping=None, name_id="owner@acme.test").email == (
+        "owner@acme.test"
+    )
+    # Declared an address by its format, it stays the identity even when it is
+    # none (the sign-in then refuses it) rather than falling back on the attribute.
+    declared = map_profile(attributes, mapping=None, name_id="00u1", name_id_format=EMAIL_NAMEID)
+    assert declared.email == "00u1"
+    # An opaque NameID of another format: the attribute is the identity.
+    assert map_profile(attributes, mapping=None, name_id="00u1").email == "ceo@acme.test"
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

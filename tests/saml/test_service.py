@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import parse_qsl
 from urllib.parse import urlencode
@@ -688,3 +689,180 @@ def test_each_sign_in_is_recorded_once_and_refusals_not_at_all(
     assert len(recorded) == 1
     assert recorded[0].data == {"idp_initiated": False, "created": False}
     assert recorded[0].actor == "saml"
+
+
+# Exact identities ------------------------------------------------------------------
+
+
+def sign_in_with(service: SamlService, idp: TestIdp, name_id: str, **options: Any) -> SignInOutcome:
+    """An SP-initiated sign-in of ``name_id`` with response options (attributes, NameID format)."""
+    redirect = service.begin_sign_in("acme")
+    return service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service), name_id=name_id, in_response_to=request_id(redirect.url), **options
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "signed"),
+    [
+        ("jane@bücher.test", "Jane@BÜCHER.test"),
+        ("jane@bücher.test", "jane@xn--bcher-kva.test"),
+        ("jane@xn--bcher-kva.test", "JANE@Bücher.test"),
+        ("ceo@straße.test", "CEO@STRAẞE.test"),
+        ("rene\u0301@acme.test", "René@acme.test"),
+    ],
+)
+def test_one_address_signs_in_whatever_its_spelling(
+    service: SamlService, storage: Storage, idp: TestIdp, stored: str, signed: str
+) -> None:
+    """Case, NFC and the U-label or A-label spelling of the domain find the member."""
+    member = Members(storage).add("acme", stored, email=stored)
+    activate(service, idp)
+    outcome = sign_in(service, idp, signed)
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.member.id == member.id
+
+
+def test_a_member_is_found_by_an_email_spelt_another_way(
+    service: SamlService, storage: Storage, idp: TestIdp
+) -> None:
+    """No userName match: the one member with that email, spelt with the A-label."""
+    member = Members(storage).add("acme", "jd", email="jane.doe@xn--bcher-kva.test")
+    activate(service, idp)
+    outcome = sign_in(service, idp, "jane.doe@bücher.test")
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.member.id == member.id
+
+
+@pytest.mark.parametrize(
+    ("name_id", "name_id_format", "says"),
+    [
+        ("jane@acme\uff0etest", None, "U+FF0E FULLWIDTH FULL STOP"),
+        ("jane@\uff41cme.test", None, "not a valid internationalised domain name"),
+        ("00u1abcd", "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress", "has no '@'"),
+    ],
+)
+def test_an_identity_that_is_no_exact_address_is_refused_saying_why(
+    service: SamlService, idp: TestIdp, name_id: str, name_id_format: str | None, says: str
+) -> None:
+    """A NameID that looks like, or is declared, an address but has no exact key: refused."""
+    activate(service, idp)
+    options: dict[str, Any] = {"attributes": {"email": ["jane@acme.test"]}}
+    if name_id_format is not None:
+        options["name_id_format"] = name_id_format
+    outcome = sign_in_with(service, idp, name_id, **options)
+    assert isinstance(outcome, SignInFailure)
+    assert outcome.finding.code == "member.invalid_email"
+    assert says in outcome.message
+    assert outcome.finding.suggestion
+
+
+def test_an_opaque_name_id_signs_in_by_the_email_attribute(
+    service: SamlService, idp: TestIdp
+) -> None:
+    """A persistent NameID is no address: the mapped email attribute is the identity."""
+    activate(service, idp)
+    outcome = sign_in_with(
+        service,
+        idp,
+        "00u1abcd",
+        name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+        attributes={"email": ["Jane@ACME.test"]},
+    )
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.member.user_name == "jane@acme.test"
+
+
+def test_the_just_in_time_race_finds_the_member_or_refuses_the_look_alike(
+    service: SamlService, storage: Storage, idp: TestIdp
+) -> None:
+    """A member created meanwhile: the same person is found, a look-alike refused, never a 500."""
+    from pbidentity.saml._attributes import Profile
+    from pbidentity.saml._service import _Refused
+
+    activate(service, idp)
+    with storage.transaction(write=False) as tx:
+        acme = tx.find_tenant("acme")
+    assert acme is not None
+    members = Members(storage)
+    same = members.add("acme", "new@acme.test")
+    # The create collides with the member made since the lookup: it is that member.
+    assert service._create_member(acme, "NEW@acme.test", Profile()).id == same.id
+    members.add("acme", "ceo@strasse.test")
+    with pytest.raises(_Refused) as refused:
+        service._create_member(acme, "ceo@straße.test", Profile())
+    assert refused.value.finding.code == "member.lookalike"
+
+
+def test_the_test_sign_in_warns_when_the_email_attribute_is_not_the_name_id(
+    service: SamlService, idp: TestIdp
+) -> None:
+    """The admin learns that members sign in as the NameID, not as the email attribute."""
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    redirect = service.begin_authorize("acme")
+    outcome = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service),
+            name_id="jane@acme.test",
+            in_response_to=request_id(redirect.url),
+            attributes={"email": ["jane.doe@mail.acme.test"], "firstName": ["Jane"]},
+        ),
+    )
+    assert isinstance(outcome, Authorized), outcome
+    [differs] = [f for f in outcome.report.findings if f.code == "attributes.email_differs"]
+    assert differs.severity == "warning"
+    assert "'jane@acme.test'" in differs.message
+    assert "'jane.doe@mail.acme.test'" in differs.message
+    # The same address spelt otherwise is no difference.
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    redirect = service.begin_authorize("acme")
+    again = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service),
+            name_id="jane@acme.test",
+            in_response_to=request_id(redirect.url),
+            attributes={"email": ["Jane@ACME.test"], "firstName": ["Jane"]},
+        ),
+    )
+    assert isinstance(again, Authorized), again
+    assert "attributes.email_differs" not in again.report.codes()
+
+
+def test_the_trail_says_the_email_attribute_was_not_matched(
+    service: SamlService, idp: TestIdp
+) -> None:
+    """A sign-in's trail records the other address the email attribute named."""
+    activate(service, idp)
+    outcome = sign_in_with(service, idp, "jane@acme.test", attributes={"email": ["gone@acme.test"]})
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.member.user_name == "jane@acme.test"
+    assert (
+        "the email attribute gone@acme.test is not the NameID jane@acme.test; not matched"
+        in outcome.trail
+    )
+
+
+def test_an_admin_whose_identity_only_looks_like_a_member_cannot_activate(
+    service: SamlService, storage: Storage, idp: TestIdp
+) -> None:
+    """The test sign-in resolves the admin as a sign-in would: a look-alike keeps the old setup."""
+    Members(storage).add("acme", "ceo@strasse.test")
+    assert service.save_metadata_xml("acme", idp.metadata_xml()).saved
+    redirect = service.begin_authorize("acme")
+    outcome = service.consume(
+        "acme",
+        idp.response(
+            sp=sp(service), name_id="ceo@straße.test", in_response_to=request_id(redirect.url)
+        ),
+    )
+    assert isinstance(outcome, SignInFailure)
+    assert outcome.purpose == "authorize"
+    assert outcome.finding.code == "member.lookalike"
+    connections = service.connections("acme")
+    assert connections.active is None
+    assert connections.pending is not None

@@ -97,11 +97,56 @@ def test_external_id_is_case_sensitive() -> None:
     assert step.action == "create"
 
 
-def test_link_by_user_name_ignores_case_width_and_whitespace() -> None:
-    """The userName matches after NFKC, trimming and case folding."""
-    jane = Identity(user_name=f"  {full_width('Jane')}@Example.COM ")
+def test_link_by_user_name_ignores_case_and_whitespace() -> None:
+    """The userName matches whatever its case and surrounding whitespace."""
+    jane = Identity(user_name="  Jane@Example.COM ")
     step = only(plan_links([jane], [member("m1", "jane@example.com")]))
     assert (step.action, step.member_id, step.matched_by) == ("link", "m1", "userName")
+
+
+def test_a_unicode_domain_links_the_member_it_spells_the_same() -> None:
+    """Case in an internationalised domain is case: BÜCHER.test is bücher.test."""
+    jane = Identity(user_name="Jane@BÜCHER.test")
+    step = only(plan_links([jane], [member("m1", "jane@bücher.test")]))
+    assert (step.action, step.member_id) == ("link", "m1")
+
+
+@pytest.mark.parametrize(
+    ("arriving", "existing", "named"),
+    [
+        ("ceo@straße.test", "ceo@strasse.test", "'ß' (U+00DF LATIN SMALL LETTER SHARP S)"),
+        ("ceo@strasse.test", "ceo@straße.test", "'ß' (U+00DF LATIN SMALL LETTER SHARP S)"),
+        ("\ufb01nance@acme.test", "finance@acme.test", "(U+FB01 LATIN SMALL LIGATURE FI)"),
+        (f"{full_width('finance')}@acme.test", "finance@acme.test", "FULLWIDTH LATIN SMALL"),
+        (f"  {full_width('Jane')}@Example.COM ", "jane@example.com", "FULLWIDTH LATIN CAPITAL"),
+        ("οδοσ@acme.test", "οδος@acme.test", "GREEK SMALL LETTER FINAL SIGMA"),
+    ],
+)
+def test_a_look_alike_user_name_is_a_conflict_never_a_link(
+    arriving: str, existing: str, named: str
+) -> None:
+    """Equal only under the lossy fold: a conflict naming the characters, the member untouched."""
+    step = only(plan_links([Identity(user_name=arriving)], [member("m1", existing)]))
+    assert (step.action, step.member_id, step.matched_by) == ("conflict", "m1", "userName")
+    assert "only looks like member m1's userName" in step.reason
+    assert named in step.reason
+    assert "different addresses may belong to different people" in step.reason
+
+
+def test_a_look_alike_email_is_a_conflict_never_a_link() -> None:
+    """Found by primary email through the fold: the same refusal."""
+    ceo = Identity(user_name="jdoe", emails=("ceo@straße.test",))
+    step = only(plan_links([ceo], [member("m1", "ceo", email="ceo@strasse.test")]))
+    assert (step.action, step.matched_by) == ("conflict", "email")
+    assert "only looks like member m1's email 'ceo@strasse.test'" in step.reason
+
+
+def test_the_idps_own_id_links_a_respelt_user_name() -> None:
+    """Matched by externalId, a userName the IdP respelt (ss to ß) is an update, no conflict."""
+    ceo = Identity(user_name="ceo@straße.test", external_id="00u1")
+    linked = member("m1", "ceo@strasse.test", external_id="00u1", scim_managed=True)
+    step = only(plan_links([ceo], [linked]))
+    assert (step.action, step.member_id, step.matched_by) == ("link", "m1", "externalId")
 
 
 def test_link_by_email() -> None:

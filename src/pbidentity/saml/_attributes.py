@@ -79,9 +79,14 @@ def is_email_address(value: str | None) -> bool:
 class Profile:
     """What a sign-in tells of the person: the values pbidentity keeps on a member."""
 
+    #: The address the sign-in matches: the NameID when it is an address, else
+    #: the email attribute.
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+    #: The first address the email attributes carry, whether or not it is
+    #: ``email``: shown to the admin when it differs, never matched.
+    email_attribute: str | None = attrs.field(default=None, eq=False)
 
 
 def _index(names: Iterable[str]) -> dict[str, str]:
@@ -244,13 +249,16 @@ def map_profile(
     *,
     mapping: Mapping[str, str] | None,
     name_id: str,
+    name_id_format: str | None = None,
 ) -> Profile:
     """The member's profile from a sign-in's attributes.
 
-    Each value is read from the mapped attribute, else from the first known
-    alias that is present; the first non-blank value counts. The email must
-    look like an address; without one among the attributes, the NameID is
-    used when it is an address.
+    Each name is read from the mapped attribute, else from the first known
+    alias that is present; the first non-blank value counts. The email is the
+    person the IdP authenticated: the NameID when its format is emailAddress
+    or it looks like an address (an email attribute naming someone else is
+    only profile data and never chooses the member), else the first email
+    attribute value that looks like an address.
     """
     index: dict[str, Sequence[str]] = {}
     for name, values in attributes.items():
@@ -266,8 +274,12 @@ def map_profile(
                     found.append(value.strip())
         return found
 
-    email = next((v for v in values_of("email") if is_email_address(v)), None)
-    if email is None and is_email_address(name_id):
+    attribute = next((v for v in values_of("email") if is_email_address(v)), None)
+    email = attribute
+    if is_email_address(name_id) or (name_id_format == EMAIL_NAMEID and name_id.strip()):
+        # The IdP says this NameID is an address: matched as it is, even if
+        # it turns out not to be one (the sign-in then says so), rather than
+        # matched through an attribute the user may be able to edit.
         email = name_id.strip()
     first = values_of("firstName")
     last = values_of("lastName")
@@ -275,4 +287,5 @@ def map_profile(
         email=email,
         first_name=first[0] if first else None,
         last_name=last[0] if last else None,
+        email_attribute=attribute,
     )

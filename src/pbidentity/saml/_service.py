@@ -67,7 +67,6 @@ from pbidentity.domain import Member
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
-from pbidentity.domain import fold
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
@@ -1016,19 +1015,25 @@ class SamlService:
 
     @staticmethod
     def _profile(connection: SamlConnection, assertion: Assertion) -> Profile:
-        """The person the assertion describes, through the connection's attribute mapping."""
+        """The person the assertion describes, through the connection's attribute mapping.
+
+        Its ``email`` is the identity the sign-in matches: the NameID when it
+        is an email address, else the mapped email attribute.
+        """
         from pbidentity.saml._attributes import map_profile
 
         return map_profile(
             assertion.attributes,
             mapping=connection.attribute_mapping or None,
             name_id=assertion.name_id,
+            name_id_format=assertion.name_id_format,
         )
 
     @staticmethod
     def _attribute_findings(connection: SamlConnection, assertion: Assertion) -> list[Finding]:
         """What the test sign-in tells the admin about the attributes the IdP sends."""
         from pbidentity.saml._attributes import check_attributes
+        from pbidentity.saml._identity import identity_findings
 
         _, findings = check_attributes(
             list(assertion.attributes),
@@ -1036,23 +1041,17 @@ class SamlService:
             name_id=assertion.name_id,
             name_id_format=assertion.name_id_format,
         )
-        return findings
+        return [*findings, *identity_findings(SamlService._profile(connection, assertion))]
 
     def _find_member(self, tx: Transaction, tenant: Tenant, email: str) -> Member | None:
-        candidates = tx.members_matching(tenant.id, user_name=email, email=email, limit=3)
-        by_user_name = [m for m in candidates if fold(m.user_name) == fold(email)]
-        if by_user_name:
-            return by_user_name[0]
-        if len(candidates) > 1:
-            raise _Refused(
-                _error(
-                    "member.ambiguous",
-                    f"Several members of this workspace have the email {email!r}; the sign-in "
-                    "cannot tell which one is you.",
-                    suggestion="Ask an admin to give each member their own email address.",
-                )
-            )
-        return candidates[0] if candidates else None
+        # Exact identities, never the lossy fold: see pbidentity.saml._identity.
+        from pbidentity.saml._identity import IdentityRefused
+        from pbidentity.saml._identity import find_member
+
+        try:
+            return find_member(tx, tenant.id, email)
+        except IdentityRefused as refused:
+            raise _Refused(refused.finding) from None
 
     def _sign_in(
         self,
@@ -1062,11 +1061,17 @@ class SamlService:
         relay: str | None,
         idp_initiated: bool,
     ) -> SignIn:
-        email = self._profile(connection, assertion).email
+        from pbidentity.saml._identity import other_email
+
+        profile = self._profile(connection, assertion)
+        email = profile.email
         trail = [
             f"response signed by IdP certificate #{assertion.signed_by + 1}",
             "started at the identity provider" if idp_initiated else "answers our sign-in request",
         ]
+        ignored = other_email(profile)
+        if ignored is not None:
+            trail.append(f"the email attribute {ignored} is not the NameID {email}; not matched")
         if not email:
             raise _Refused(
                 _error(
@@ -1097,7 +1102,7 @@ class SamlService:
                         "(with provisioning on, that creates your membership).",
                     )
                 )
-            member = self._create_member(tenant, email, self._profile(connection, assertion))
+            member = self._create_member(tenant, email, profile)
             signed_in["created"] = True
             trail.append(f"created member {member.id} just in time for {email}")
             if member.active:
@@ -1131,7 +1136,13 @@ class SamlService:
         self._event(tx, tenant, "member.signed_in", None, "saml", data, subject_id=member.id)
 
     def _create_member(self, tenant: Tenant, email: str, profile: Profile) -> Member:
-        from pbidentity.exceptions import ConflictError
+        """Create the member ``email`` just in time, named from the profile.
+
+        Its userName and only email are the identity the IdP authenticated
+        (never an email attribute naming someone else: a member's emails are
+        matching keys of later sign-ins and links).
+        """
+        from pbidentity.exceptions import LinkConflictError
         from pbidentity.members import Members
 
         members = Members(self.storage, clock=self.clock, new_id=self.new_id, roles=self.roles)
@@ -1144,12 +1155,21 @@ class SamlService:
                 email=email,
                 actor="saml",
             )
-        except ConflictError:
-            # Two first sign-ins of one person at once: the other one created it.
+        except (InputError, LinkConflictError):
+            # The folded userName or email was taken since the lookup: by a
+            # first sign-in of the same person at once (then it is that
+            # member), or by someone whose address only looks like this one
+            # (then _find_member refuses it as a look-alike).
             with self.storage.transaction(write=False) as tx:
                 found = self._find_member(tx, tenant, email)
             if found is None:
-                raise
+                raise _Refused(
+                    _error(
+                        "member.unknown",
+                        f"The membership of {email} changed while you were signing in.",
+                        suggestion="Sign in again.",
+                    )
+                ) from None
             return found
 
     def _authorize(
