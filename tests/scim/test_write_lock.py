@@ -33,6 +33,7 @@ from pbidentity.admin import Admin
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 from pbidentity.scim import _patch
+from pbidentity.scim import _service
 from pbidentity.storage.sql import SqlStorage
 from pbidentity.wsgi import ScimWsgiApp
 from tests.conftest import BASE_URL
@@ -57,7 +58,8 @@ class Pause:
     released: threading.Event = attrs.field(factory=threading.Event)
     #: The thread of the request it pauses, joined when the test ends.
     thread: threading.Thread | None = None
-    _used: bool = False
+    #: How many times the function was called (a redone computation calls it again).
+    calls: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,7 +67,8 @@ class Pause:
 
         def paused(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                first, self._used = not self._used, True
+                self.calls += 1
+                first = self.calls == 1
             if first:
                 self.entered.set()
                 assert self.released.wait(PATIENCE), "the test never released the pause"
@@ -276,6 +279,21 @@ def test_group_put_paused_in_its_validation_blocks_no_other_tenant(
     assert [m["value"] for m in response.json()["members"]] == [ids[2]]
 
 
+def test_group_put_paused_while_its_response_renders_blocks_no_other_tenant(
+    deployment: Deployment, pause_in: PauseIn
+) -> None:
+    """Rendering a group and its members happens after the write transaction has ended."""
+    ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
+    group_id = create_group(deployment.acme, "Makers", ids[0])["id"]
+    pause = pause_in(_service, "render_group")
+    body = {"schemas": [GROUP], "displayName": "Builders", "members": [{"value": i} for i in ids]}
+    paused = Paused(partial(deployment.acme.put, f"/Groups/{group_id}", json=body), pause)
+    assert_other_tenant_commits(deployment)
+    response = paused.release()
+    assert response.status_code == 200, response.text
+    assert sorted(m["value"] for m in response.json()["members"]) == sorted(ids)
+
+
 def test_group_post_paused_in_its_validation_blocks_no_other_tenant(
     deployment: Deployment, pause_in: PauseIn
 ) -> None:
@@ -310,6 +328,7 @@ def test_user_changed_during_the_computation_is_patched_again_on_fresh_data(
     response = paused.release()
     assert response.status_code == 200, response.text
     assert (response.json()["title"], response.json()["nickName"]) == ("Patched", "Meanwhile")
+    assert pause.calls == 3  # computed, the other PATCH, computed again on fresh data
     with deployment.storage.transaction(write=False) as tx:
         tenant = tx.find_tenant("acme")
         assert tenant is not None
@@ -369,6 +388,66 @@ def test_group_members_changed_during_the_computation_are_kept(
     assert paused.release().status_code == 204
     members = deployment.acme.get(f"/Groups/{group_id}").json()["members"]
     assert sorted(m["value"] for m in members) == sorted([ids[1], ids[2]])
+
+
+def test_group_members_replaced_on_members_changed_meanwhile_are_exactly_those_asked(
+    deployment: Deployment, pause_in: PauseIn
+) -> None:
+    """A replace of the members computed on the old members is computed again on the new ones.
+
+    A member added while the replace computes is not kept: the group ends with
+    exactly the members the replace names.
+    """
+    ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
+    group_id = create_group(deployment.acme, "Makers", ids[0], ids[1])["id"]
+    pause = pause_in(_patch, "apply_patch")
+    body = patch({"op": "replace", "path": "members", "value": [{"value": ids[1]}]})
+    paused = Paused(partial(deployment.acme.patch, f"/Groups/{group_id}", json=body), pause)
+    add = {"op": "add", "path": "members", "value": [{"value": ids[2]}]}
+    assert deployment.acme.patch(f"/Groups/{group_id}", json=patch(add)).status_code == 204
+    assert paused.release().status_code == 204
+    assert pause.calls == 2  # computed again on the fresh members
+    members = deployment.acme.get(f"/Groups/{group_id}").json()["members"]
+    assert [m["value"] for m in members] == [ids[1]]
+
+
+def test_plain_member_adds_are_written_over_a_group_changed_meanwhile(
+    deployment: Deployment, pause_in: PauseIn
+) -> None:
+    """Adds alone depend on no version of the group: written at once, without computing again."""
+    ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
+    group_id = create_group(deployment.acme, "Makers", ids[0])["id"]
+    pause = pause_in(_service, "_is_plain_member_add")
+    body = patch({"op": "add", "path": "members", "value": [{"value": ids[1]}]})
+    paused = Paused(partial(deployment.acme.patch, f"/Groups/{group_id}", json=body), pause)
+    add = {"op": "add", "path": "members", "value": [{"value": ids[2]}]}
+    assert deployment.acme.patch(f"/Groups/{group_id}", json=patch(add)).status_code == 204
+    assert paused.release().status_code == 204
+    assert pause.calls == 2  # its own computation, and the other PATCH's: none redone
+    members = deployment.acme.get(f"/Groups/{group_id}").json()["members"]
+    assert sorted(m["value"] for m in members) == sorted(ids)
+
+
+def test_plain_member_adds_with_if_match_on_a_group_changed_meanwhile_are_412(
+    deployment: Deployment, pause_in: PauseIn
+) -> None:
+    """With If-Match even plain adds ask for one version of the group: changed meanwhile, 412."""
+    ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
+    group = create_group(deployment.acme, "Makers", ids[0])
+    pause = pause_in(_service, "_is_plain_member_add")
+    body = patch({"op": "add", "path": "members", "value": [{"value": ids[1]}]})
+    send = partial(
+        deployment.acme.patch,
+        f"/Groups/{group['id']}",
+        json=body,
+        headers={"If-Match": group["meta"]["version"]},
+    )
+    paused = Paused(send, pause)
+    add = {"op": "add", "path": "members", "value": [{"value": ids[2]}]}
+    assert deployment.acme.patch(f"/Groups/{group['id']}", json=patch(add)).status_code == 204
+    assert_error(paused.release(), 412)
+    members = deployment.acme.get(f"/Groups/{group['id']}").json()["members"]
+    assert sorted(m["value"] for m in members) == sorted([ids[0], ids[2]])
 
 
 def test_member_deleted_during_a_group_computation_is_not_added(
