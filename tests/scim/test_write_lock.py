@@ -30,6 +30,8 @@ import pytest
 import sqlalchemy
 
 from pbidentity.admin import Admin
+from pbidentity.policy import TenantPolicy
+from pbidentity.roles import RolePolicy
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 from pbidentity.scim import _patch
@@ -480,3 +482,25 @@ def test_token_revoked_during_the_computation_is_401(
         member = tx.get_member(tenant.id, user_id)
     assert member is not None
     assert "title" not in member.attributes
+
+
+def test_role_policy_changed_during_the_computation_decides_the_role(
+    deployment: Deployment, pause_in: PauseIn
+) -> None:
+    """The role is decided when the change is written, by the workspace's policy at that time.
+
+    A policy change re-decides every member in its own transaction; a user
+    computed before it and written after it must not keep a role decided by
+    the old policy.
+    """
+    pause = pause_in(ScimService, "_checked_profile")
+    paused = Paused(partial(deployment.acme.post, "/Users", json=user("new@acme.example")), pause)
+    deployment.admin.set_policy("acme", TenantPolicy(roles=RolePolicy(default_role="maker")))
+    response = paused.release()
+    assert response.status_code == 201, response.text
+    with deployment.storage.transaction(write=False) as tx:
+        tenant = tx.find_tenant("acme")
+        assert tenant is not None
+        member = tx.get_member(tenant.id, response.json()["id"])
+    assert member is not None
+    assert (member.role, member.role_source) == ("maker", "default")

@@ -1379,7 +1379,8 @@ def _check_unchanged(version: int, read: int, kind: str, resource_id: str) -> No
     """Refuse to write a change computed from version ``read`` over another version."""
     if version != read:
         raise VersionMismatchError(
-            f"{kind} {resource_id!r} is at version {version}, not {read} as computed from"
+            f"{kind} {resource_id!r} moved from version {read} to {version} while the change "
+            "was computed"
         )
 
 
