@@ -46,8 +46,9 @@ from tests.scim.helpers import create_user
 from tests.scim.helpers import patch
 from tests.scim.helpers import user
 
-#: How long a write waits for SQLite's write lock before it gives up with 503.
-BUSY_TIMEOUT_MS = 300
+#: How long a write waits for SQLite's write lock before it gives up with 503
+#: (the default is 5 s; a lock held by the paused request would show at once).
+BUSY_TIMEOUT_MS = 1000
 #: How long a test waits for the paused request to reach its pause, or to end.
 PATIENCE = 10.0
 
@@ -197,7 +198,9 @@ def assert_other_tenant_commits(deployment: Deployment) -> None:
     response = deployment.globex.post("/Users", json=user("meanwhile@globex.example"))
     waited = time.monotonic() - started
     assert response.status_code == 201, response.text
-    # Well inside the busy timeout: it did not wait for a lock at all.
+    # Well inside the busy timeout: it did not wait for a lock. (Had the
+    # paused request held one, it would have been 503: the pause never ends
+    # by itself.)
     assert waited < BUSY_TIMEOUT_MS / 1000 * 0.8, waited
     found = deployment.globex.get(
         "/Users", params={"filter": 'userName eq "meanwhile@globex.example"'}
