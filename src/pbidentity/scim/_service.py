@@ -1,11 +1,14 @@
 """The SCIM 2.0 service: one request value in, one response value out.
 
 This is the sans-I/O core: it authenticates the bearer token,
-finds the tenant, parses the request, runs it against the storage inside one
-transaction and renders the response. It never touches a socket or a
-framework object, and it never lets an exception out: a client mistake is an
-RFC 7644 Error response, a database outage a 503, and anything unexpected a
-500 whose body carries only an error id (the traceback goes to the log).
+finds the tenant, parses the request, runs it against the storage and renders
+the response. A read is one read-only transaction. A write is computed in a
+read-only transaction and written in a short write transaction with the
+version it read, so that no tenant's computation ever holds the write lock
+(see ``ScimService._write``). It never touches a socket or a framework
+object, and it never lets an exception out: a client mistake is an RFC 7644
+Error response, a database outage a 503, and anything unexpected a 500 whose
+body carries only an error id (the traceback goes to the log).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+from typing import Generic
 from typing import TypeVar
 
 import attrs
@@ -149,22 +153,87 @@ class ScimConfig:
 
 @attrs.frozen
 class _Call:
-    """One authenticated SCIM call: the request, its tenant, and the open transaction."""
+    """One authenticated SCIM call: the request, its tenant, and the open transaction.
+
+    The transaction is read-only for reads and for a write's computation, and
+    the write transaction for a write's commit step.
+    """
 
     request: Request
     tenant: Tenant
     tx: Transaction
     target: str | None
-    #: The lifecycle of this unit (writes only): role decisions, guard, events.
+    #: The lifecycle of this unit (a write's commit step only): role
+    #: decisions, guard, events.
     changes: Changes | None = None
 
     @property
     def life(self) -> Changes:
-        assert self.changes is not None  # noqa: S101 - write handlers always get one
+        assert self.changes is not None  # noqa: S101 - commit steps always get one
         return self.changes
 
 
 _Handler = Callable[["ScimService", _Call], Response]
+#: A committed write's response, rendered once its transaction has ended.
+_Render = Callable[[], Response]
+_P = TypeVar("_P")
+
+
+@attrs.frozen
+class _WriteHandler(Generic[_P]):
+    """A write in two steps, so that computation never holds the write lock.
+
+    ``prepare`` runs in a read-only unit: it reads the resource (and its
+    version) and computes everything costly (parsing, validation, the PATCH,
+    a membership difference) into a value. ``commit`` runs in the write
+    transaction: it checks that the resource is still at the version read and
+    writes the value, with the member lifecycle (role decisions, the admin
+    guard, events). See ``ScimService._write``.
+    """
+
+    prepare: Callable[[ScimService, _Call], _P]
+    commit: Callable[[ScimService, _Call, _P], _Render]
+
+
+@attrs.frozen
+class _Profile:
+    """A new user's profile, checked."""
+
+    attributes: dict[str, Any]
+    role_attribute: str | None
+
+
+@attrs.frozen
+class _MemberChange:
+    """A user's new profile, computed from the member as read at ``base.version``."""
+
+    base: Member
+    attributes: dict[str, Any]
+    role_attribute: str | None
+
+
+@attrs.frozen
+class _NewGroup:
+    """A new group's attributes and members, checked."""
+
+    attributes: dict[str, Any]
+    member_ids: list[str]
+
+
+@attrs.frozen
+class _GroupChange:
+    """A group's change, computed from the group (and its members) as read at ``base.version``."""
+
+    base: Group
+    #: The new attributes; ``None`` leaves them as they are.
+    attributes: dict[str, Any] | None
+    #: Users to add: exactly those not members at ``base.version``, or, for
+    #: plain adds, any (members already in the group stay as they are).
+    add: list[str] = attrs.field(factory=list)
+    remove: list[str] = attrs.field(factory=list)
+    #: The change does not depend on the version read (plain member adds
+    #: alone): it is written over the group's version at that time.
+    rebase: bool = False
 
 
 class ScimService:
@@ -249,9 +318,9 @@ class ScimService:
             _allow(method, tuple(handlers))
             handler = handlers[method]
             target = tail if kind == "item" else None
-            if method in ("GET",) or kind == "search":
-                return self._read(request, handler, target)
-            return self._write(request, handler, target, "user" if head == "users" else "group")
+            if isinstance(handler, _WriteHandler):
+                return self._write(request, handler, target, "user" if head == "users" else "group")
+            return self._read(request, handler, target)
         if head in ("bulk", "me", ".search") and len(segments) == 1:
             return self._read(request, _not_implemented, None)
         raise NotFoundException(detail=f"No endpoint {request.path}; use /Users or /Groups.")
@@ -275,23 +344,38 @@ class ScimService:
         return response
 
     def _write(
-        self, request: Request, handler: _Handler, target: str | None, kind: str
+        self, request: Request, handler: _WriteHandler[Any], target: str | None, kind: str
     ) -> Response:
-        """Serve a write in one transaction, authentication included.
+        """Serve a write: compute it in a read-only unit, then write it in a short transaction.
+
+        Computation never holds the write lock (on SQLite one lock for the
+        whole database, so for every tenant and every SAML sign-in): the
+        request is authenticated and throttled, and the resource read and the
+        change computed, in a read-only unit, which waits for no writer and
+        makes none wait. The write transaction then authenticates again (a
+        token revoked or SCIM switched off meanwhile stops the write, and the
+        tenant's policy is the current one: one indexed lookup), checks that
+        the resource is still at the version the change was computed from,
+        writes it with the member lifecycle, and commits. The response is
+        rendered after the commit.
 
         A concurrent writer makes the version check fail; without If-Match the
-        request is simply redone on fresh data (the client asked for the
-        change, not for a particular base version); with If-Match it is a 412.
+        request is simply redone, computation included, on fresh data (the
+        client asked for the change, not for a particular base version); with
+        If-Match it is a 412.
         """
         secret = _bearer(request)
         for attempt in range(_VERSION_RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, _RETRY_PAUSE * 2**attempt))  # noqa: S311 - jitter
             try:
-                with self.storage.transaction() as tx:
-                    tenant, token = self._authenticate(tx, secret)
+                with self.storage.transaction(write=False) as tx:
+                    tenant, _ = self._authenticate(tx, secret)
                     if attempt == 0:
                         self._throttle(tenant)
+                    prepared = handler.prepare(self, _Call(request, tenant, tx, target))
+                with self.storage.transaction() as tx:
+                    tenant, token = self._authenticate(tx, secret)
                     if self._stale(token):
                         tx.touch_token(token.id, self.clock())
                     changes = Changes.open(
@@ -302,7 +386,9 @@ class ScimService:
                         clock=self.clock,
                         new_id=self.new_id,
                     )
-                    response = handler(self, _Call(request, tenant, tx, target, changes))
+                    render = handler.commit(
+                        self, _Call(request, tenant, tx, target, changes), prepared
+                    )
                     events = changes.finish()
             except LinkConflictError as error:
                 # Raised inside the unit, so nothing of the request was kept.
@@ -337,7 +423,7 @@ class ScimService:
             else:
                 if events and self.after_commit is not None:
                     self._after_commit()
-                return response
+                return render()
         raise ConflictException(
             detail=f"The {kind} is being changed by other requests at the same time; retry."
         )
@@ -425,12 +511,19 @@ class ScimService:
 
     # -- users ---------------------------------------------------------------
 
-    def _create_user(self, call: _Call) -> Response:
+    def _prepare_create_user(self, call: _Call) -> _Profile:
         document = self._user_document(self._json(call.request), call.request.base_url)
         # A user created without "active" is active; saying so in the document
         # keeps filters (active eq true) and the member's state in agreement.
         document.setdefault("active", True)
         attributes, role_attribute = self._checked_profile(call, document, None)
+        return _Profile(attributes=attributes, role_attribute=role_attribute)
+
+    def _commit_create_user(self, call: _Call, profile: _Profile) -> _Render:
+        attributes, role_attribute = profile.attributes, profile.role_attribute
+        # Matched here, not while computing: whom the identity links to depends
+        # on the other members, as only the write transaction sees them (a few
+        # indexed lookups). The profile itself depends on no stored row.
         step = call.life.link_step(identity_of(attributes))
         if step.action == "conflict":
             raise ConflictException(detail=f"{step.reason}; nothing was changed.")
@@ -471,16 +564,21 @@ class ScimService:
                 existing, attributes=attributes, role_attribute=role_attribute, scim_managed=True
             )
             member = self._save_member(call, existing, updated, matched_by=step.matched_by)
-        doc = render_member(member, call.request.base_url, self.config.role_urn, None)
-        return self._resource_response(call.request, doc, member.version, status=201)
+        request, version = call.request, member.version
+
+        def render() -> Response:
+            doc = render_member(member, request.base_url, self.config.role_urn, None)
+            return self._resource_response(request, doc, version, status=201)
+
+        return render
 
     def _get_user(self, call: _Call) -> Response:
         member = self._current_member(call, check_version=False)
         if _not_modified(call.request, member.version):
             return Response(status=304, headers=(("ETag", etag(member.version)),))
-        return self._member_response(call, member)
+        return self._member_render(call, member)()
 
-    def _replace_user(self, call: _Call) -> Response:
+    def _prepare_replace_user(self, call: _Call) -> _MemberChange:
         payload = self._json(call.request)
         current = self._current_member(call)
         document = self._user_document(payload, call.request.base_url)
@@ -492,16 +590,29 @@ class ScimService:
             # A PUT without the role extension says nothing about the role:
             # keep the value the IdP sent before (the role policy uses it).
             document[self.config.role_urn] = {"role": current.role_attribute}
-        updated = self._updated_member(call, current, document)
-        return self._member_response(call, self._save_member(call, current, updated))
+        return self._member_change(call, current, document)
 
-    def _patch_user(self, call: _Call) -> Response:
+    def _prepare_patch_user(self, call: _Call) -> _MemberChange:
         operations = self._patch_operations(call.request)
         current = self._current_member(call)
         patched = _patch.apply_patch(self._document(current), operations, self.users)
         patched.pop("schemas", None)
-        updated = self._updated_member(call, current, patched)
-        return self._member_response(call, self._save_member(call, current, updated))
+        return self._member_change(call, current, patched)
+
+    def _commit_member_change(self, call: _Call, change: _MemberChange) -> _Render:
+        """Write a user's new profile over the version it was computed from."""
+        # Read again in this transaction (a primary-key lookup): the storage
+        # then updates only the columns that changed, and a member deleted
+        # since the computation is a 404, as it would be a moment later.
+        current = self._current_member(call, check_version=False)
+        _check_unchanged(current.version, change.base.version, "user", current.id)
+        updated = attrs.evolve(
+            current,
+            attributes=change.attributes,
+            role_attribute=change.role_attribute,
+            scim_managed=True,
+        )
+        return self._member_render(call, self._save_member(call, current, updated))
 
     def _document(self, member: Member) -> dict[str, Any]:
         """The member's canonical document with its role extension, as a client sees it."""
@@ -519,15 +630,15 @@ class ScimService:
         _fill_manager_reference(document, base_url)
         return document
 
-    def _updated_member(self, call: _Call, current: Member, document: dict[str, Any]) -> Member:
-        """The member whose profile becomes ``document`` (canonical, role extension included).
+    def _member_change(
+        self, call: _Call, current: Member, document: dict[str, Any]
+    ) -> _MemberChange:
+        """The change that makes ``document`` (canonical, role extension included) the profile.
 
         An unchanged profile gives an equal member, which ``_save_member`` keeps as it is.
         """
         attributes, role_attribute = self._checked_profile(call, document, current)
-        return attrs.evolve(
-            current, attributes=attributes, role_attribute=role_attribute, scim_managed=True
-        )
+        return _MemberChange(base=current, attributes=attributes, role_attribute=role_attribute)
 
     def _checked_profile(
         self, call: _Call, document: dict[str, Any], current: Member | None
@@ -594,13 +705,14 @@ class ScimService:
             return
         raise too_large("The user's profile", size, "bytes as JSON", "profile_bytes", allowed)
 
-    def _delete_user(self, call: _Call) -> Response:
+    def _commit_delete_user(self, call: _Call, _: None) -> _Render:
+        # Nothing to compute: the member is read, and deleted, here.
         current = self._current_member(call)
         # Removed, or only deactivated when the tenant keeps deprovisioned
         # members (their work and memberships stay; a re-assignment brings
         # the same member back).
         call.life.delete(current)
-        return Response(status=204)
+        return _no_content
 
     def _list_users(self, call: _Call) -> Response:
         params = _list_params(call.request, self._search_body(call))
@@ -653,17 +765,27 @@ class ScimService:
         except ConflictError as error:
             raise _uniqueness(error, "user") from None
 
-    def _member_response(self, call: _Call, member: Member) -> Response:
-        attributes, excluded = self._projection(call.request)
+    def _member_render(self, call: _Call, member: Member) -> _Render:
+        """Read what the member's response needs now; render it when called.
+
+        A write calls it after its transaction has ended: rendering is
+        computation, which never holds the write lock.
+        """
+        request = call.request
+        attributes, excluded = self._projection(request)
         groups = (
             call.tx.member_groups(call.tenant.id, [member.id])[member.id]
             if wants("groups", attributes, excluded)
             else None
         )
-        doc = render_member(member, call.request.base_url, self.config.role_urn, groups)
-        return self._resource_response(
-            call.request, project(doc, attributes, excluded), member.version
-        )
+
+        def render() -> Response:
+            doc = render_member(member, request.base_url, self.config.role_urn, groups)
+            return self._resource_response(
+                request, project(doc, attributes, excluded), member.version
+            )
+
+        return render
 
     def _validate_user(
         self, payload: Any, context: Context, base_url: str
@@ -688,55 +810,60 @@ class ScimService:
 
     # -- groups --------------------------------------------------------------
 
-    def _create_group(self, call: _Call) -> Response:
+    def _prepare_create_group(self, call: _Call) -> _NewGroup:
         payload = self._json(call.request)
         attributes, member_ids = self._validate_group(
             payload, Context.RESOURCE_CREATION_REQUEST, call.request.base_url
         )
+        return _NewGroup(attributes=attributes, member_ids=sorted(set(member_ids or ())))
+
+    def _commit_create_group(self, call: _Call, new: _NewGroup) -> _Render:
         now = self.clock()
         group = Group(
             tenant_id=call.tenant.id,
             id=self.new_id(),
-            attributes=attributes,
+            attributes=new.attributes,
             created=now,
             last_modified=now,
         )
-        self._check_members_exist(call, member_ids or [])
+        # Checked here, not while computing: a user deleted since then must
+        # not be added (the foreign key would refuse it too, less clearly).
+        self._check_members_exist(call, new.member_ids)
         try:
             call.tx.add_group(group)
         except ConflictError as error:
             raise _uniqueness(error, "group") from None
-        if member_ids:
-            call.tx.add_memberships(call.tenant.id, group.id, member_ids)
-        call.life.group_created(group, sorted(set(member_ids or ())))
-        return self._group_response(call, group, status=201)
+        if new.member_ids:
+            call.tx.add_memberships(call.tenant.id, group.id, new.member_ids)
+        call.life.group_created(group, new.member_ids)
+        return self._group_render(call, group, status=201)
 
     def _get_group(self, call: _Call) -> Response:
         group = self._current_group(call, check_version=False)
         if _not_modified(call.request, group.version):
             return Response(status=304, headers=(("ETag", etag(group.version)),))
-        return self._group_response(call, group)
+        return self._group_render(call, group)()
 
-    def _replace_group(self, call: _Call) -> Response:
+    def _prepare_replace_group(self, call: _Call) -> _GroupChange:
         payload = self._json(call.request)
         current = self._current_group(call)
         attributes, member_ids = self._validate_group(
             payload, Context.RESOURCE_REPLACEMENT_REQUEST, call.request.base_url
         )
-        # A PUT without "members" leaves them alone: dropping every member
-        # because an IdP only meant to rename is the one mistake a group can
-        # never recover from.
-        added, removed = self._set_members(call, member_ids) if member_ids is not None else ((), ())
-        updated = attrs.evolve(current, attributes=attributes)
-        group = self._save_group(call.tx, current, updated, force=bool(added or removed))
-        call.life.group_changed(current, group, added=added, removed=removed)
-        return self._group_response(call, group)
+        if member_ids is None:
+            # A PUT without "members" leaves them alone: dropping every member
+            # because an IdP only meant to rename is the one mistake a group can
+            # never recover from.
+            return _GroupChange(base=current, attributes=attributes)
+        refs = call.tx.group_members(call.tenant.id, [current.id])[current.id]
+        add, remove = self._bounded_diff(refs, member_ids)
+        return _GroupChange(base=current, attributes=attributes, add=add, remove=remove)
 
-    def _patch_group(self, call: _Call) -> Response:
+    def _prepare_patch_group(self, call: _Call) -> _GroupChange:
         operations = self._patch_operations(call.request)
         member_ops, other_ops = _split_member_operations(operations)
         current = self._current_group(call)
-        updated = current
+        attributes = None
         if other_ops:
             patched = _patch.apply_patch(dict(current.attributes), other_ops, self.groups)
             patched.pop("schemas", None)
@@ -746,22 +873,104 @@ class ScimService:
                 Context.RESOURCE_REPLACEMENT_REQUEST,
                 call.request.base_url,
             )
-            updated = attrs.evolve(current, attributes=attributes)
-        added, removed = self._patch_members(call, member_ops) if member_ops else ((), ())
-        group = self._save_group(call.tx, current, updated, force=bool(added or removed))
-        call.life.group_changed(current, group, added=added, removed=removed)
+        if not member_ops:
+            return _GroupChange(base=current, attributes=attributes)
+        named = _named_member_changes(member_ops, self.limits)
+        if named is not None:
+            # Adds and removes by id (what IdPs send): their cost is that of
+            # the ids named, whatever the size of the group. Alone, they need
+            # no particular version of the group (an add of a member already
+            # in it, or a remove of one not in it, is no change), so
+            # concurrent ones on one group do not redo each other; an
+            # If-Match still asks for one.
+            add = sorted(i for i, stays in named.items() if stays)
+            remove = sorted(i for i, stays in named.items() if not stays)
+            rebase = attributes is None and call.request.header("if-match") is None
+            return _GroupChange(
+                base=current, attributes=attributes, add=add, remove=remove, rebase=rebase
+            )
+        # A replace of the members, or a remove of them all, is applied to the
+        # member list with the generic PATCH engine, so every path form
+        # behaves exactly as on any attribute, and the difference is written.
+        refs = call.tx.group_members(call.tenant.id, [current.id])[current.id]
+        document = {"displayName": "-", "members": [{"value": ref.id} for ref in refs]}
+        patched = _patch.apply_patch(document, member_ops, self.groups)
+        add, remove = self._bounded_diff(refs, _member_ids(patched.get("members") or []))
+        return _GroupChange(base=current, attributes=attributes, add=add, remove=remove)
+
+    def _bounded_diff(
+        self, refs: Sequence[MemberRef], member_ids: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """The membership difference, refused when it changes more than ``group_members``."""
+        add, remove = _membership_diff(refs, member_ids)
+        changes = len(add) + len(remove)
+        if changes > self.limits.group_members:
+            # Each change costs a role decision and an event: a request that
+            # empties a large group must do it in chunks, as it fills one.
+            raise too_many(
+                "The request",
+                changes,
+                f"membership changes ({len(add)} to add, {len(remove)} to remove)",
+                "group_members",
+                self.limits.group_members,
+            )
+        return add, remove
+
+    def _commit_replace_group(self, call: _Call, change: _GroupChange) -> _Render:
+        return self._group_render(call, self._write_group_change(call, change))
+
+    def _commit_patch_group(self, call: _Call, change: _GroupChange) -> _Render:
+        group = self._write_group_change(call, change)
         if self.config.group_patch_returns_resource or _asks_for_attributes(call.request):
-            return self._group_response(call, group)
+            return self._group_render(call, group)
         # RFC 7644 §3.5.2 allows 204; Okta and Entra ID accept it for groups, and
         # rendering every member after each membership change is wasted work.
-        return Response(status=204, headers=(("ETag", etag(group.version)),))
+        version = group.version
+        return lambda: Response(status=204, headers=(("ETag", etag(version)),))
 
-    def _delete_group(self, call: _Call) -> Response:
+    def _write_group_change(self, call: _Call, change: _GroupChange) -> Group:
+        """Write a group's new attributes and membership changes over the version they read.
+
+        The membership difference was computed from the members read with
+        that version, and every membership change moves the group's version
+        (a SCIM change of its members here, a member's deletion in
+        ``Changes.delete``): a group still at that version still has those
+        members. Only the users being added are not covered, so they are
+        checked here (and by the foreign key).
+        """
+        current = self._current_group(call, check_version=False)
+        if not change.rebase:
+            _check_unchanged(current.version, change.base.version, "group", current.id)
+        self._check_members_exist(call, change.add)
+        removed = change.remove
+        if removed:
+            # Removes by id may name users who are not members (or no longer
+            # are, over a rebased version): only members are removed, and
+            # said to be.
+            groups = call.tx.member_groups(call.tenant.id, removed)
+            removed = [i for i in removed if any(ref.id == current.id for ref in groups[i])]
+        if removed:
+            call.tx.remove_memberships(call.tenant.id, current.id, removed)
+        # The ids that were not members yet: a repeated add is no change.
+        added = (
+            call.tx.add_memberships(call.tenant.id, current.id, change.add) if change.add else []
+        )
+        updated = (
+            current
+            if change.attributes is None
+            else attrs.evolve(current, attributes=change.attributes)
+        )
+        group = self._save_group(call.tx, current, updated, force=bool(added or removed))
+        call.life.group_changed(current, group, added=added, removed=removed)
+        return group
+
+    def _commit_delete_group(self, call: _Call, _: None) -> _Render:
+        # Nothing to compute: the group is read, and deleted, here.
         current = self._current_group(call)
         members = call.tx.group_members(call.tenant.id, [current.id])[current.id]
         call.tx.delete_group(call.tenant.id, current.id)
         call.life.group_deleted(current, [ref.id for ref in members])
-        return Response(status=204)
+        return _no_content
 
     def _list_groups(self, call: _Call) -> Response:
         params = _list_params(call.request, self._search_body(call))
@@ -792,17 +1001,23 @@ class ScimService:
             _check_if_match(call.request, group.version, "group")
         return group
 
-    def _group_response(self, call: _Call, group: Group, status: int = 200) -> Response:
-        attributes, excluded = self._projection(call.request)
+    def _group_render(self, call: _Call, group: Group, status: int = 200) -> _Render:
+        """As ``_member_render``, for a group."""
+        request = call.request
+        attributes, excluded = self._projection(request)
         members = (
             call.tx.group_members(call.tenant.id, [group.id])[group.id]
             if wants("members", attributes, excluded)
             else None
         )
-        doc = render_group(group, call.request.base_url, members)
-        return self._resource_response(
-            call.request, project(doc, attributes, excluded), group.version, status=status
-        )
+
+        def render() -> Response:
+            doc = render_group(group, request.base_url, members)
+            return self._resource_response(
+                request, project(doc, attributes, excluded), group.version, status=status
+            )
+
+        return render
 
     def _save_group(self, tx: Transaction, current: Group, updated: Group, *, force: bool) -> Group:
         if not force and updated.attributes == current.attributes:
@@ -840,77 +1055,6 @@ class ScimService:
                 detail=f"members: no user with id {shown}{more} in this workspace; "
                 "nothing was changed. Provision the users before adding them to a group."
             )
-
-    def _set_members(
-        self,
-        call: _Call,
-        member_ids: Sequence[str],
-        refs: Sequence[MemberRef] | None = None,
-    ) -> tuple[list[str], list[str]]:
-        """Make the group's members exactly these; returns (added, removed) ids.
-
-        ``refs`` are the members as the caller already read them: reading
-        them twice could see a concurrent change in between and take a member
-        that left meanwhile for one to add. (A concurrent change moves the
-        group's version, so this unit is redone rather than overwriting it.)
-        """
-        assert call.target is not None  # noqa: S101 - item routes always carry an id
-        wanted = set(member_ids)
-        if refs is None:
-            refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
-        current = {ref.id for ref in refs}
-        to_remove, to_add = current - wanted, wanted - current
-        changes = len(to_remove) + len(to_add)
-        if changes > self.limits.group_members:
-            # Each change costs a role decision and an event: a request that
-            # empties a large group must do it in chunks, as it fills one.
-            raise too_many(
-                "The request",
-                changes,
-                f"membership changes ({len(to_add)} to add, {len(to_remove)} to remove)",
-                "group_members",
-                self.limits.group_members,
-            )
-        # Only the members being added must exist: one already in the group
-        # and deleted meanwhile left it with its row (the cascade).
-        self._check_members_exist(call, sorted(to_add))
-        if to_remove:
-            call.tx.remove_memberships(call.tenant.id, call.target, sorted(to_remove))
-        if to_add:
-            call.tx.add_memberships(call.tenant.id, call.target, sorted(to_add))
-        return sorted(to_add), sorted(to_remove)
-
-    def _patch_members(
-        self, call: _Call, operations: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[str], list[str]]:
-        """Apply the operations that target ``members`` as changes to memberships.
-
-        Adds and removes by id (the common case, and JumpCloud's repeated
-        adds) become inserts and deletes of those ids without reading the
-        group; a ``replace`` of the members, or a remove of them all, is
-        applied to the current member list with the generic PATCH engine and
-        the difference is written (at most ``group_members`` changes).
-        """
-        assert call.target is not None  # noqa: S101 - item routes always carry an id
-        named = _named_member_changes(operations, self.limits)
-        if named is not None:
-            # Adds and removes by id (what IdPs send): the cost is that of the
-            # ids named, whatever the size of the group.
-            to_add = sorted(i for i, stays in named.items() if stays)
-            to_remove = sorted(i for i, stays in named.items() if not stays)
-            self._check_members_exist(call, to_add)
-            added = call.tx.add_memberships(call.tenant.id, call.target, to_add)
-            removed: list[str] = []
-            if to_remove:
-                groups = call.tx.member_groups(call.tenant.id, to_remove)
-                removed = [i for i in to_remove if any(ref.id == call.target for ref in groups[i])]
-                if removed:
-                    call.tx.remove_memberships(call.tenant.id, call.target, removed)
-            return added, removed
-        refs = call.tx.group_members(call.tenant.id, [call.target])[call.target]
-        document = {"displayName": "-", "members": [{"value": ref.id} for ref in refs]}
-        patched = _patch.apply_patch(document, operations, self.groups)
-        return self._set_members(call, _member_ids(patched.get("members") or []), refs)
 
     # -- shared machinery ----------------------------------------------------
 
@@ -1130,26 +1274,48 @@ def _not_implemented(service: ScimService, call: _Call) -> Response:
     )
 
 
+def _nothing_to_prepare(service: ScimService, call: _Call) -> None:
+    """The computation of a DELETE: none (the request is authenticated all the same)."""
+
+
 #: The handler of each route: resource, then collection / item / .search, then method.
-_ROUTES: dict[str, dict[str, dict[str, _Handler]]] = {
+_ROUTES: dict[str, dict[str, dict[str, _Handler | _WriteHandler[Any]]]] = {
     "users": {
-        "collection": {"GET": ScimService._list_users, "POST": ScimService._create_user},
+        "collection": {
+            "GET": ScimService._list_users,
+            "POST": _WriteHandler(
+                ScimService._prepare_create_user, ScimService._commit_create_user
+            ),
+        },
         "search": {"POST": ScimService._list_users},
         "item": {
             "GET": ScimService._get_user,
-            "PUT": ScimService._replace_user,
-            "PATCH": ScimService._patch_user,
-            "DELETE": ScimService._delete_user,
+            "PUT": _WriteHandler(
+                ScimService._prepare_replace_user, ScimService._commit_member_change
+            ),
+            "PATCH": _WriteHandler(
+                ScimService._prepare_patch_user, ScimService._commit_member_change
+            ),
+            "DELETE": _WriteHandler(_nothing_to_prepare, ScimService._commit_delete_user),
         },
     },
     "groups": {
-        "collection": {"GET": ScimService._list_groups, "POST": ScimService._create_group},
+        "collection": {
+            "GET": ScimService._list_groups,
+            "POST": _WriteHandler(
+                ScimService._prepare_create_group, ScimService._commit_create_group
+            ),
+        },
         "search": {"POST": ScimService._list_groups},
         "item": {
             "GET": ScimService._get_group,
-            "PUT": ScimService._replace_group,
-            "PATCH": ScimService._patch_group,
-            "DELETE": ScimService._delete_group,
+            "PUT": _WriteHandler(
+                ScimService._prepare_replace_group, ScimService._commit_replace_group
+            ),
+            "PATCH": _WriteHandler(
+                ScimService._prepare_patch_group, ScimService._commit_patch_group
+            ),
+            "DELETE": _WriteHandler(_nothing_to_prepare, ScimService._commit_delete_group),
         },
     },
 }
@@ -1403,6 +1569,32 @@ def _check_if_match(request: Request, version: int, kind: str) -> None:
         detail=f"The {kind} has changed: its version is {etag(version)}, the request expected "
         f"{header}. Read it again and retry."
     )
+
+
+def _check_unchanged(version: int, read: int, kind: str, resource_id: str) -> None:
+    """Refuse to write a change computed from version ``read`` over another version."""
+    if version != read:
+        raise VersionMismatchError(
+            f"{kind} {resource_id!r} moved from version {read} to {version} while the change "
+            "was computed"
+        )
+
+
+def _membership_diff(
+    refs: Sequence[MemberRef], member_ids: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The (added, removed) ids that make a group's members, read as ``refs``, exactly these.
+
+    The caller passes the members as it read them, with the group's version:
+    reading them twice could see a concurrent change in between and take a
+    member that left meanwhile for one to add.
+    """
+    wanted, current = set(member_ids), {ref.id for ref in refs}
+    return sorted(wanted - current), sorted(current - wanted)
+
+
+def _no_content() -> Response:
+    return Response(status=204)
 
 
 def _not_modified(request: Request, version: int) -> bool:
