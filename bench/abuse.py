@@ -19,9 +19,10 @@ role decision and an event. The costliest requests are:
   operations (path filters spending all ``filter_terms`` on a full emails
   list, path-less values of ``patch_value_attributes`` keys, whole-list
   replaces); a DELETE of a member of ten groups;
-* groups: a POST naming ``group_members`` members of a mapped group; a PUT
-  changing ``group_members`` memberships; PATCHes adding and removing
-  ``group_members`` members by id and by a filter of ``filter_terms`` terms;
+* groups: a POST naming ``membership_changes`` members of a mapped group; a PUT
+  changing ``membership_changes`` memberships; a PUT of the whole big group
+  (Okta's custom apps) with one member swapped; PATCHes adding and removing
+  ``membership_changes`` members by id and by a filter of ``filter_terms`` terms;
   a generic member filter against the big group; a DELETE of a full mapped
   group; a GET of a full group;
 * lists and ``.search``: a filter of ``filter_terms`` substring terms nested
@@ -75,6 +76,8 @@ from pbidentity.wsgi import make_app
 TARGET_MS = 250.0
 LIMITS = ScimLimits()
 CONFIG = ScimConfig()
+#: Memberships the costliest group requests change: as many as one request may.
+CHANGES = min(LIMITS.group_members, LIMITS.membership_changes)
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -285,7 +288,7 @@ class Bench:
         _, created = self.client("POST", "/Groups", body, expect=(201,))
         return str(created["id"])
 
-    def chunk(self, i: int, size: int = LIMITS.group_members) -> list[str]:
+    def chunk(self, i: int, size: int = CHANGES) -> list[str]:
         """The ``i``-th slice of ``size`` ordinary members (wrapping around)."""
         first = (i * size) % max(1, len(self.ids) - size)
         return self.ids[first : first + size]
@@ -295,7 +298,7 @@ class Bench:
     def run(self) -> None:
         """Build the fixtures, then time the costliest request of every endpoint."""
         c = self.client
-        n_members = LIMITS.group_members
+        n_members = CHANGES
         print("  (setup: the big group, the max users)", flush=True)
         self.big_group = self.create_group([], name="Everyone")
         for first in range(0, len(self.ids), n_members):
@@ -489,6 +492,30 @@ class Bench:
             },
         )
         self.time(f"PUT /Groups/{{id}}: {n_members} membership changes", put_group)
+        if len(self.ids) <= LIMITS.group_members:
+            # Okta's custom apps PUT the whole group on every membership
+            # update: the longest list a request may name, one member swapped.
+            whole = list(self.ids)
+
+            def put_whole_group(i: int) -> float:
+                swapped = [*whole[: i % len(whole)], self.max_id, *whole[i % len(whole) + 1 :]]
+                body = {
+                    "schemas": [GROUP_URN],
+                    "displayName": "Everyone",
+                    "members": [{"value": m} for m in swapped],
+                }
+                seconds = c("PUT", f"/Groups/{self.big_group}", body)[0]
+                c(
+                    "PUT",
+                    f"/Groups/{self.big_group}",
+                    {**body, "members": [{"value": m} for m in whole]},
+                )
+                return seconds
+
+            self.time(
+                f"PUT /Groups/{{id}}: the big group's {len(whole)} members, one swapped",
+                put_whole_group,
+            )
         mapped = self.create_group([])
         self.time(
             f"PATCH /Groups/{{id}}: add {n_members} members (mapped)",

@@ -169,15 +169,17 @@ class Changes:
         *,
         matched_by: str | None = None,
         redecide: bool = False,
+        groups: Sequence[MemberRef] | None = None,
     ) -> Member:
         """Write ``updated`` over ``current`` (its role decided) and record what changed.
 
         Returns ``current`` itself when nothing changed, so that its version
         (and ETag) stays. ``matched_by`` says how a link found the member;
         ``redecide`` decides the role even if the member's own values did not
-        change (its groups or the policy did).
+        change (its groups or the policy did); ``groups`` are the member's
+        groups when the caller has read them already.
         """
-        updated = self.decided(updated, before=current, again=redecide)
+        updated = self.decided(updated, before=current, again=redecide, groups=groups)
         if _same(current, updated):
             return current
         if updated.scim_managed and not current.scim_managed:
@@ -265,10 +267,21 @@ class Changes:
         return step
 
     def redecide(self, member_ids: Collection[str]) -> None:
-        """Decide again the role of these members (their groups or the policy changed)."""
-        for member in self.tx.get_members(self.tenant.id, member_ids):
-            if member.scim_managed:
-                self.save(member, member, redecide=True)
+        """Decide again the role of these members (their groups or the policy changed).
+
+        Their groups are read in one statement for all of them, not one per
+        member: a group change re-decides every member it adds or removes.
+        """
+        members = [m for m in self.tx.get_members(self.tenant.id, member_ids) if m.scim_managed]
+        if not members:
+            return
+        groups_of: Mapping[str, Sequence[MemberRef]] = (
+            self.tx.member_groups(self.tenant.id, [m.id for m in members])
+            if self.policy.roles.uses_groups
+            else {}
+        )
+        for member in members:
+            self.save(member, member, redecide=True, groups=groups_of.get(member.id, ()))
 
     # -- groups --------------------------------------------------------------
 

@@ -255,11 +255,12 @@ def test_user_post_paused_in_its_validation_blocks_no_other_tenant(
 def test_group_patch_paused_in_its_computation_blocks_no_other_tenant(
     deployment: Deployment, pause_in: PauseIn
 ) -> None:
-    """A group PATCH removing a member by filter, paused while the PATCH is applied."""
+    """A group PATCH replacing the members, paused while the PATCH is applied."""
     ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
     group_id = create_group(deployment.acme, "Makers", *ids)["id"]
     pause = pause_in(_patch, "apply_patch")
-    body = patch({"op": "remove", "path": f'members[value eq "{ids[1]}"]'})
+    keep = [{"value": ids[0]}, {"value": ids[2]}]
+    body = patch({"op": "replace", "path": "members", "value": keep})
     paused = Paused(partial(deployment.acme.patch, f"/Groups/{group_id}", json=body), pause)
     assert_other_tenant_commits(deployment)
     response = paused.release()
@@ -382,10 +383,10 @@ def test_user_deleted_during_the_computation_is_404(
 def test_group_members_changed_during_the_computation_are_kept(
     deployment: Deployment, pause_in: PauseIn
 ) -> None:
-    """A member added while a removal by filter computes stays: the removal is redone."""
+    """A member added while a removal by id computes stays: the removal names only its id."""
     ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
     group_id = create_group(deployment.acme, "Makers", ids[0], ids[1])["id"]
-    pause = pause_in(_patch, "apply_patch")
+    pause = pause_in(_service, "_named_member_changes")
     body = patch({"op": "remove", "path": f'members[value eq "{ids[0]}"]'})
     paused = Paused(partial(deployment.acme.patch, f"/Groups/{group_id}", json=body), pause)
     add = {"op": "add", "path": "members", "value": [{"value": ids[2]}]}

@@ -57,14 +57,23 @@ class ScimLimits:
     #: would otherwise make every later request on it costlier.
     multi_valued_elements: int = attrs.field(default=100, validator=_positive)
     #: Group members named in one request: a POST or PUT ``members`` list, or
-    #: every member value of a PATCH counted together, and the memberships a
-    #: PUT or a ``replace``/``remove`` of ``members`` changes. In a group the
-    #: role policy maps, each change is a role decision, a write and an event:
-    #: about 1 ms on SQLite and 3.5 ms on PostgreSQL, so 50 keep the costliest
-    #: group write within a quarter of a second. IdPs push large groups in
-    #: chunks (AWS IAM Identity Center itself takes 100 changes a request), so
-    #: a group of any size is built in several requests.
-    group_members: int = attrs.field(default=50, validator=_positive)
+    #: every member value of a PATCH counted together. Okta's custom app
+    #: integrations PUT the whole group with all its members on every
+    #: membership update, and "Push Now" replaces the members with the whole
+    #: list, so this bounds the size of a group such an IdP can manage, not
+    #: the cost of a change: naming members costs parsing and one read of
+    #: the group's members (tens of milliseconds for ten thousand).
+    group_members: int = attrs.field(default=10_000, validator=_positive)
+    #: Memberships one request changes: the members a POST creates the group
+    #: with, or that a PUT, a PATCH ``add``/``remove``/``replace`` of
+    #: ``members`` adds and removes. In a group the role policy maps, each
+    #: change is a role decision, a write and an event (about 0.1 ms on
+    #: SQLite and 1.5 ms on PostgreSQL, where row locks keep other workspaces
+    #: from waiting for it). IdPs push large groups in chunks (AWS IAM
+    #: Identity Center takes 100 changes a request, Okta's PATCH pushes are
+    #: smaller still), and a PUT of a whole group changes only the members
+    #: that differ, so a group of any size is built in several requests.
+    membership_changes: int = attrs.field(default=1_000, validator=_positive)
     #: Comparisons (``attr op value`` or ``attr pr``) in the filters of one
     #: request: the ``filter`` of a list or ``.search``, or every PATCH path
     #: filter of one PATCH together. IdPs send one or two.

@@ -815,7 +815,9 @@ class ScimService:
         attributes, member_ids = self._validate_group(
             payload, Context.RESOURCE_CREATION_REQUEST, call.request.base_url
         )
-        return _NewGroup(attributes=attributes, member_ids=sorted(set(member_ids or ())))
+        member_ids = sorted(set(member_ids or ()))
+        self._check_changes(len(member_ids), 0)
+        return _NewGroup(attributes=attributes, member_ids=member_ids)
 
     def _commit_create_group(self, call: _Call, new: _NewGroup) -> _Render:
         now = self.clock()
@@ -885,6 +887,9 @@ class ScimService:
             # If-Match still asks for one.
             add = sorted(i for i, stays in named.items() if stays)
             remove = sorted(i for i, stays in named.items() if not stays)
+            # Named, not necessarily changed (an add of a member already in
+            # the group is none): bounded by what the request could change.
+            self._check_changes(len(add), len(remove))
             rebase = attributes is None and call.request.header("if-match") is None
             return _GroupChange(
                 base=current, attributes=attributes, add=add, remove=remove, rebase=rebase
@@ -901,20 +906,23 @@ class ScimService:
     def _bounded_diff(
         self, refs: Sequence[MemberRef], member_ids: Sequence[str]
     ) -> tuple[list[str], list[str]]:
-        """The membership difference, refused when it changes more than ``group_members``."""
+        """The membership difference, refused when it changes more than ``membership_changes``."""
         add, remove = _membership_diff(refs, member_ids)
-        changes = len(add) + len(remove)
-        if changes > self.limits.group_members:
+        self._check_changes(len(add), len(remove))
+        return add, remove
+
+    def _check_changes(self, to_add: int, to_remove: int) -> None:
+        """Refuse a request that would change more than ``membership_changes`` memberships."""
+        if to_add + to_remove > self.limits.membership_changes:
             # Each change costs a role decision and an event: a request that
             # empties a large group must do it in chunks, as it fills one.
             raise too_many(
                 "The request",
-                changes,
-                f"membership changes ({len(add)} to add, {len(remove)} to remove)",
-                "group_members",
-                self.limits.group_members,
+                to_add + to_remove,
+                f"membership changes ({to_add} to add, {to_remove} to remove)",
+                "membership_changes",
+                self.limits.membership_changes,
             )
-        return add, remove
 
     def _commit_replace_group(self, call: _Call, change: _GroupChange) -> _Render:
         return self._group_render(call, self._write_group_change(call, change))
