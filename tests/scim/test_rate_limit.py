@@ -77,3 +77,17 @@ def test_a_rate_must_be_positive() -> None:
     """A zero or negative rate is a configuration mistake, said at once."""
     with pytest.raises(ValueError, match="rate"):
         RateLimit(rate=0)
+
+
+def test_retry_after_is_rounded_up_never_down() -> None:
+    """A wait of 2.5 s is announced as 3 s: a client that waits what it is told is then served."""
+    clock = [0.0]
+    limiter = RateLimiter(RateLimit(rate=0.4, burst=1), now=lambda: clock[0])
+    assert limiter.acquire("t1") == 0
+    wait = limiter.acquire("t1")
+    assert wait == 3
+    clock[0] += wait
+    assert limiter.acquire("t1") == 0
+    clock[0] += 2.0
+    # 0.8 of a request has refilled: the remaining 0.5 s still means "retry in 1 s".
+    assert limiter.acquire("t1") == 1
