@@ -619,6 +619,10 @@ def _member_row(member: Member, values: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: The members columns a unique constraint covers.
+_UNIQUE_MEMBER_COLUMNS = frozenset({"tenant_id", "id", "user_name_folded", "external_id"})
+
+
 def _changed_columns(
     previous: Member, member: Member
 ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
@@ -1754,7 +1758,7 @@ class _SqlTransaction:
         is its first needs none (and saves two round trips of SQLAlchemy
         overhead per write); several statements that may each fail do.
         """
-        if self._dialect == "sqlite" and fallible_statements == 1:
+        if fallible_statements == 0 or (self._dialect == "sqlite" and fallible_statements == 1):
             yield
             return
         with self._conn.begin_nested():
@@ -2006,8 +2010,13 @@ class _SqlTransaction:
         # The version check needs a SET clause even when nothing else moved.
         row.setdefault("version", member.version)
         changed = sorted(row)
+        # A change of neither unique column nor values rows (a role decided
+        # again, a deactivation) cannot break a constraint: no savepoint, which
+        # is two round trips on PostgreSQL for every member a group change
+        # re-decides.
+        fallible = int(values is not None or not _UNIQUE_MEMBER_COLUMNS.isdisjoint(row))
         try:
-            with self._savepoint():
+            with self._savepoint(fallible_statements=fallible):
                 if self._run(_UPDATE_MEMBER, {**row, **where}, changed) == 0:
                     current = self._conn.execute(_MEMBER_VERSION, where).scalar()
                     _raise_missing_or_moved("member", member.id, current, where["b_expected"])
