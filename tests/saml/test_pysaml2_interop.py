@@ -31,7 +31,12 @@ from tests.saml.idp import TestIdp
 XMLSEC1 = shutil.which("xmlsec1")
 
 pytestmark = [
-    pytest.mark.skipif(XMLSEC1 is None, reason="pysaml2 signs with the xmlsec1 program"),
+    pytest.mark.skipif(
+        XMLSEC1 is None,
+        reason="pysaml2 signs with the xmlsec1 program, which is not on PATH: install it "
+        "(Debian, Ubuntu: apt-get install xmlsec1; Fedora: dnf install xmlsec1; "
+        "macOS: brew install libxmlsec1)",
+    ),
     # pysaml2 7.5 still imports the CFB cipher mode from its old place.
     pytest.mark.filterwarnings(
         "ignore:CFB has been moved:cryptography.utils.CryptographyDeprecationWarning"
