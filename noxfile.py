@@ -10,12 +10,15 @@ run the fast tests with warnings as errors.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import nox
 from packaging.requirements import Requirement
 
+# nox.project.dependency_groups, which reads the test tools from pyproject.toml.
+nox.needs_version = ">=2025.2.9"
 nox.options.sessions = ["tests", "lint", "typing"]
 nox.options.reuse_existing_virtualenvs = True
 # A missing interpreter is an error, never a session quietly skipped.
@@ -50,9 +53,21 @@ def _python(preference: tuple[str, ...] = SUPPORTED, *, own: bool = True) -> str
     if own and running in preference:
         return None
     for version in preference:
-        if running == version or shutil.which(f"python{version}"):
+        if running == version or _runs(f"python{version}"):
             return version
     return preference[0]
+
+
+def _runs(program: str) -> bool:
+    """Whether ``program`` is on PATH and starts (a pyenv shim may be there for nothing)."""
+    found = shutil.which(program)
+    if found is None:
+        return False
+    try:
+        started = subprocess.run([found, "-c", ""], capture_output=True, check=False)  # noqa: S603
+        return started.returncode == 0
+    except OSError:
+        return False
 
 
 PYTHON = _python()
