@@ -55,6 +55,11 @@ def _python(preference: tuple[str, ...] = SUPPORTED, *, own: bool = True) -> str
     for version in preference:
         if running == version or _runs(f"python{version}"):
             return version
+    _NOT_FOUND.add(
+        f"pbidentity's sessions need CPython {', '.join(sorted(SUPPORTED)[:-1])} or "
+        f"{sorted(SUPPORTED)[-1]}: nox runs on {running} and none of them is on PATH "
+        "(as python3.X); install one, then run nox with it"
+    )
     return preference[0]
 
 
@@ -70,11 +75,15 @@ def _runs(program: str) -> bool:
         return False
 
 
+_NOT_FOUND: set[str] = set()
 PYTHON = _python()
 # The lowest bounds are tested on the oldest Python found (older releases have no
 # wheels for newer ones), the newest versions on the newest Python found.
 LOWEST_PYTHON = _python(tuple(reversed(SUPPORTED)), own=False)
 NEWEST_PYTHON = _python(own=False)
+for _line in _NOT_FOUND:
+    # nox itself then fails each session with "Python interpreter 3.x not found".
+    nox.logger.logger.error(_line)
 
 
 def _group(name: str) -> list[str]:
