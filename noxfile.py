@@ -42,6 +42,11 @@ FAST = (
     "--ignore=tests/saml/test_pysaml2_interop.py",
 )
 
+# Test tools that need a newer version of one of the package's own dependencies
+# than its lower bound, left out where those bounds are tested: scim2-server needs
+# scim2-models 0.12.2 (only the simulator's end-to-end test, not a fast one, uses it).
+NEEDS_NEWER = frozenset({"scim2-server"})
+
 
 def _python(preference: tuple[str, ...] = SUPPORTED, *, own: bool = True) -> str | None:
     """The Python for a session: nox's own when supported and ``own`` (None), else the first found.
@@ -121,7 +126,8 @@ def tests_lowest(session: nox.Session) -> None:
     """The fast tests on the lowest versions pyproject.toml allows, warnings as errors."""
     constraints = Path(session.create_tmp()) / "lowest.txt"
     constraints.write_text("\n".join(lowest_constraints()) + "\n", encoding="utf-8")
-    session.install("-c", str(constraints), "-e", f".[{EXTRAS_SPEC}]", *_group("test"))
+    tools = [tool for tool in _group("test") if Requirement(tool).name not in NEEDS_NEWER]
+    session.install("-c", str(constraints), "-e", f".[{EXTRAS_SPEC}]", *tools)
     # What the resolver chose is part of the result.
     session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=False)
     session.run("pytest", *(session.posargs or FAST))
