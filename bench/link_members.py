@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import conditions
+
 from pbidentity.admin import Admin
 from pbidentity.domain import Member
 from pbidentity.linking import read_identities
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'link.db'}"
         storage = open_storage(url)
+        print(conditions.machine())
+        print(conditions.backend(storage))
         admin = Admin(storage)
         tenant = admin.create_tenant("acme")
         started = time.perf_counter()

@@ -66,6 +66,7 @@ from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlencode
 
+import conditions
 from scim2_models import ScimProvider
 from scim2_server.applications.base import VERSION_PREFIX
 from scim2_server.applications.wsgi import WSGIApplication
@@ -76,6 +77,7 @@ from scim2_server.utils import load_default_schemas
 from scim2_server.utils import load_default_service_provider_config
 
 from pbidentity.admin import Admin
+from pbidentity.storage import open_storage
 from pbidentity.wsgi import make_app
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -533,8 +535,15 @@ def versions(n: int, with_password: bool) -> Json:
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    with tempfile.TemporaryDirectory() as tmp:
+        # The settings pbidentity gives its own SQLite files.
+        probe = open_storage(f"sqlite:///{Path(tmp) / 'probe.db'}")
+        durability = conditions.backend(probe)
+        probe.close()
     return {
         "users": n,
+        "machine": conditions.machine(),
+        "durability": durability,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "sqlite": sqlite3.sqlite_version,
@@ -581,6 +590,8 @@ def report(runs: Mapping[str, ServerRun], info: Json) -> Json:
         f"SQLite {info['sqlite']}  pbidentity {info['pbidentity']}  "
         f"scim2-server {info['scim2-server']}  password sent: {info['password_sent']}"
     )
+    print(info["machine"])
+    print(f"pbidentity on {info['durability']}")
     print(line.format(*header))
     print("-+-".join("-" * w for w in widths))
     for row in rows:

@@ -41,6 +41,7 @@ from pathlib import Path
 # The test IdP lives with the tests; the benchmark signs its response with it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import conditions
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from tests.saml.idp import TestIdp
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: the response was refused during the run")
                 return 1
 
+    print(conditions.machine())
     print(f"one signed response, {len(value) * 3 // 4} bytes of XML, {args.iterations} calls each")
     print(f"{'':34} {'median ms':>10} {'p99 ms':>8} {'mean ms':>8}")
     medians = {}

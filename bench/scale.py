@@ -51,6 +51,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import conditions
+
 from pbidentity.admin import Admin
 from pbidentity.domain import Group
 from pbidentity.domain import Member
@@ -284,7 +286,7 @@ def report(backend: str, size: int, results: list[Any], memory_kib: int) -> None
 
 
 @contextmanager
-def _postgres(url: str | None) -> Iterator[str]:
+def _postgres(url: str | None, *, durable: bool) -> Iterator[str]:
     if url:
         yield url
         return
@@ -293,7 +295,7 @@ def _postgres(url: str | None) -> Iterator[str]:
 
     if not postgres.available():
         raise SystemExit(postgres.HOW_TO_GET_IT)
-    with postgres.throwaway_cluster() as started:
+    with postgres.throwaway_cluster(durable=durable) as started:
         yield started
 
 
@@ -309,6 +311,7 @@ def run(
 ) -> None:
     """Load, measure at a tenth, load the rest, measure again."""
     storage = open_storage(url)
+    print(f"\n{conditions.backend(storage)}")
     admin = Admin(storage)
     tenant = admin.create_tenant("acme")
     admin.set_scim_enabled("acme", True)
@@ -356,6 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres-url", help="an empty database (default: a throwaway cluster)")
     parser.add_argument(
+        "--postgres-fsync",
+        choices=("on", "off"),
+        default="on",
+        help="the throwaway cluster's durability: on, the server's defaults (fsync and "
+        "synchronous_commit on); off, fsync=off as the test suite runs it",
+    )
+    parser.add_argument(
         "--no-analyze",
         dest="analyzed",
         action="store_false",
@@ -363,12 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = (args.members, args.groups, args.samples, args.page_samples)
+    print(conditions.machine())
+    print(f"N={args.members:,} members, {args.groups:,} groups, {args.samples} samples a line")
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'scale.db'}"
             run(url, "SQLite", *sizes, analyzed=args.analyzed)
     if args.backend in ("postgresql", "both"):
-        with _postgres(args.postgres_url) as url:
+        with _postgres(args.postgres_url, durable=args.postgres_fsync == "on") as url:
             run(url, "PostgreSQL", *sizes, analyzed=args.analyzed)
     return 0
 

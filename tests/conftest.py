@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,8 +122,36 @@ def postgres_url() -> Iterator[str]:
         yield configured
         return
     if not postgres.available():
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(postgres.HOW_TO_GET_IT)
         pytest.skip(postgres.HOW_TO_GET_IT)
     with postgres.throwaway_cluster() as url:
         yield url
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI`` set, as CI services and ``.ci/run`` do): all must run."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pytest_report_header() -> str:
+    """Which PostgreSQL the run uses, on the first lines of the report."""
+    return f"postgresql: {postgres.describe()}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """In CI, a skipped test is a failed one: what CI cannot run, it has not proved.
+
+    Locally a skip stays a skip, with its reason (what to install, and how) in
+    the short summary.
+    """
+    report: pytest.TestReport = yield
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run: {reason}"
+    return report

@@ -11,6 +11,7 @@ app's own server instead (:mod:`pbidentity.wsgi`, :mod:`pbidentity.fastapi`...).
 from __future__ import annotations
 
 import copy
+import errno
 import importlib
 import logging
 import secrets
@@ -27,6 +28,7 @@ from wsgiref.simple_server import WSGIServer
 from wsgiref.simple_server import make_server
 
 from pbidentity.admin import Admin
+from pbidentity.exceptions import ConfigurationError
 from pbidentity.http import Handler
 from pbidentity.http import Router
 from pbidentity.saml import SamlConfig
@@ -162,6 +164,26 @@ def serve(
     return _serve_wsgi(storage, host, port, public_url, hosts, demo, missing)
 
 
+def _cannot_listen(error: OSError, host: str, port: int) -> ConfigurationError:
+    """What to do when the server cannot listen on ``host:port``, as one line."""
+    where = f"{_url_host(host)}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        return ConfigurationError(
+            f"cannot listen on {where}: the port is in use; stop what listens there or "
+            f"choose another with --port (--port 0 picks a free one)"
+        )
+    if error.errno == errno.EACCES:
+        return ConfigurationError(
+            f"cannot listen on {where}: not allowed (ports below 1024 need privileges); "
+            "choose another with --port"
+        )
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return ConfigurationError(
+            f"cannot listen on {where}: {host!r} is not an address of this machine; check --host"
+        )
+    return ConfigurationError(f"cannot listen on {where}: {error.strerror or error}")
+
+
 def _serve_app(
     create_app: Callable[..., Any],
     database_url: str,
@@ -174,8 +196,11 @@ def _serve_app(
     import uvicorn
 
     # Bound first, so that the public URL names the real port (--port 0).
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    listener = socket.create_server((host, port), family=family)
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.create_server((host, port), family=family)
+    except OSError as error:
+        raise _cannot_listen(error, host, port) from error
     with listener:
         bound = listener.getsockname()[1]
         public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
@@ -213,9 +238,13 @@ def _serve_wsgi(
     demo: bool,
     missing: str,
 ) -> int:
-    with make_server(
-        host, port, _index, server_class=_ThreadingServer, handler_class=_QuietHandler
-    ) as server:
+    try:
+        server = make_server(
+            host, port, _index, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+    except OSError as error:
+        raise _cannot_listen(error, host, port) from error
+    with server:
         bound = server.server_address[1]
         public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
         saml = SamlService(storage, SamlConfig(public_url=public, dev_hosts=dev_hosts))

@@ -3,7 +3,8 @@
 Every sub-command is a thin layer over :class:`~pbidentity.admin.Admin` or the
 server. A mistake (an unknown tenant, a taken slug, a bad database URL) prints
 one line ``pbidentity: error: ...`` on stderr and exits with status 1; usage
-mistakes exit with 2, as argparse does. No traceback reaches the operator.
+mistakes (an unknown option, a port out of range) print one line too, and exit
+with 2, as argparse does. No traceback reaches the operator.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import NoReturn
 
 from pbidentity import __version__
 from pbidentity._converter import converter
@@ -31,8 +33,28 @@ DATABASE_ENV = "PBIDENTITY_DATABASE_URL"
 DEFAULT_DATABASE = "sqlite:///pbidentity.db"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage mistakes on one line, pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block first, burying the one line
+        # that says what is wrong.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    """A TCP port number: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pbidentity",
         description="Operate pbidentity: tenants, the SCIM switch, API tokens, and the server.",
     )
@@ -135,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         "link. Without the app, serve SCIM and SAML only.",
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="0 picks a free one")
     serve.add_argument(
         "--public-url",
         metavar="URL",
@@ -498,7 +520,7 @@ def _db(args: argparse.Namespace) -> int:
     from pbidentity.storage.sql import schema_revision
     from pbidentity.storage.sql import upgrade_schema
 
-    if not args.database.startswith(("sqlite", "postgresql")):
+    if not args.database.startswith(("sqlite", "postgres")):
         raise _input_error(f"{args.database!r} is not a SQL database URL; nothing to migrate")
     storage = SqlStorage.from_url(args.database)
     try:

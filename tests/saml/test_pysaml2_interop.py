@@ -2,7 +2,7 @@
 
 Everything is made at test time: the IdP's key and certificate (the test
 IdP's), our SP's metadata (python3-saml's builder, from the same settings
-verify_response uses), the AuthnRequest (python3-saml, HTTP-Redirect), and
+verify_response uses), the AuthnRequest (pbidentity's own, HTTP-Redirect), and
 pysaml2's own configuration. pysaml2 signs with the ``xmlsec1`` program, told
 to use RSA-SHA256 and SHA-256 (its default is still RSA-SHA1, which
 verify_response refuses).
@@ -16,11 +16,14 @@ from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 import pytest
-from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from pbidentity.saml._protocol import new_request_id
+from pbidentity.saml._protocol import redirect_for
 from pbidentity.saml._response import SignInError
 from pbidentity.saml._response import settings_dict
 from pbidentity.saml._response import verify_response
@@ -31,7 +34,12 @@ from tests.saml.idp import TestIdp
 XMLSEC1 = shutil.which("xmlsec1")
 
 pytestmark = [
-    pytest.mark.skipif(XMLSEC1 is None, reason="pysaml2 signs with the xmlsec1 program"),
+    pytest.mark.skipif(
+        XMLSEC1 is None,
+        reason="pysaml2 signs with the xmlsec1 program, which is not on PATH: install it "
+        "(Debian, Ubuntu: apt-get install xmlsec1; Fedora: dnf install xmlsec1; "
+        "macOS: brew install libxmlsec1)",
+    ),
     # pysaml2 7.5 still imports the CFB cipher mode from its old place.
     pytest.mark.filterwarnings(
         "ignore:CFB has been moved:cryptography.utils.CryptographyDeprecationWarning"
@@ -119,10 +127,18 @@ def _sp_metadata(test_idp: TestIdp) -> str:
 
 
 def _authn_request(test_idp: TestIdp) -> tuple[str, str]:
-    """(request ID, deflated base64 SAMLRequest) as our SP would redirect with it."""
-    settings = OneLogin_Saml2_Settings(settings_dict(SP, test_idp.identity_provider()))
-    request = OneLogin_Saml2_Authn_Request(settings)
-    return str(request.get_id()), str(request.get_request())
+    """(request ID, deflated base64 SAMLRequest) of pbidentity's own HTTP-Redirect sign-in."""
+    request_id = new_request_id()
+    redirect = redirect_for(
+        request_id=request_id,
+        sp=SP,
+        idp=test_idp.identity_provider(sso_binding="redirect"),
+        now=datetime.now(UTC),
+        relay_state=None,
+    )
+    assert redirect.binding == "redirect"
+    (saml_request,) = parse_qs(urlsplit(redirect.url).query)["SAMLRequest"]
+    return request_id, saml_request
 
 
 def _respond(server: Any, test_idp: TestIdp, *, sign_response: bool = False) -> tuple[str, str]:

@@ -24,9 +24,11 @@ from pbidentity.exceptions import PbIdentityError
 from pbidentity.saml import _response
 from pbidentity.saml._response import Assertion
 from pbidentity.saml._response import SignInError
+from pbidentity.saml._response import _public_key
 from pbidentity.saml._response import verify_response
 from pbidentity.saml._types import EMAIL_NAMEID
 from pbidentity.saml._types import ServiceProvider
+from tests.saml.certs import DSA_CERTIFICATE
 from tests.saml.idp import NS
 from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
@@ -168,6 +170,7 @@ def test_a_signed_response_is_verified_too(idp: TestIdp) -> None:
     error = refusal(lambda: verify(encode(tampered), idp, request_id=None))
 
     assert error.code == "response.signature"
+    assert _public_key(DSA_CERTIFICATE) is None
     assert error.finding.where == "Response/Signature"
 
 
@@ -674,3 +677,17 @@ def test_the_test_idps_metadata_reads_back_as_its_configuration() -> None:
     assert data["idp"]["singleSignOnService"]["url"] == idp.sso_url
     assert data["idp"]["x509certMulti"]["signing"] == [key.certificate_body for key in idp.keys]
     assert data["sp"]["NameIDFormat"] == EMAIL_NAMEID
+
+
+def test_a_dsa_certificate_verifies_nothing_and_its_key_is_never_loaded(idp: TestIdp) -> None:
+    """DSA is refused like any key type off the allow-list, without cryptography's DSA class."""
+    import attrs
+
+    dsa_only = attrs.evolve(idp.identity_provider(), certificates=(DSA_CERTIFICATE,))
+
+    error = refusal(
+        lambda: verify_response(respond(idp), sp=SP, idp=dsa_only, request_id=REQUEST_ID, now=NOW)
+    )
+
+    assert error.code == "response.signature"
+    assert _public_key(DSA_CERTIFICATE) is None

@@ -12,7 +12,6 @@ multi-statement unit must leave no trace, on both backends.
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import sqlite3
 import subprocess
@@ -203,41 +202,30 @@ def test_connection_killed_mid_request_answers_503_then_recovers(
 # PostgreSQL: the whole server goes down ---------------------------------------------------
 
 
-def _pg_ctl(data_directory: Path, *arguments: str) -> None:
-    """Run ``pg_ctl`` on the cluster as its owner (``postgres`` when the tests run as root)."""
-    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    subprocess.run(
-        ["pg_ctl", "-D", str(data_directory), *arguments],
-        check=True,
-        capture_output=True,
-        timeout=TIMEOUT,
-        user=owner.pw_uid if owner is not None else None,
-        group=owner.pw_gid if owner is not None else None,
-        cwd=data_directory.parent,
-    )
-
-
 @pytest.fixture
-def own_cluster() -> Iterator[str]:
+def own_cluster() -> Iterator[postgres.Cluster]:
     """A PostgreSQL cluster of this test alone, which it may stop."""
     if not postgres.available():
         if os.environ.get("CI"):
             pytest.fail(postgres.HOW_TO_GET_IT)
         pytest.skip(postgres.HOW_TO_GET_IT)
-    with postgres.throwaway_cluster() as url:
-        yield url
+    with postgres.cluster() as running:
+        yield running
 
 
 @pytest.mark.slow
-def test_database_server_down_answers_503_and_recovers(own_cluster: str, tmp_path: Path) -> None:
+def test_database_server_down_answers_503_and_recovers(
+    own_cluster: postgres.Cluster, tmp_path: Path
+) -> None:
     """The PostgreSQL server is stopped under a running pbidentity server, then started again.
 
     While it is down, reads and writes answer 503 with Retry-After and a SCIM
     Error body (never 500); once it is back, the same server process serves
     reads and writes again, without a restart.
     """
-    token = provision(own_cluster)
-    engine = sqlalchemy.create_engine(own_cluster)
+    url = own_cluster.url
+    token = provision(url)
+    engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as connection:
             settings = {
@@ -252,13 +240,13 @@ def test_database_server_down_answers_503_and_recovers(own_cluster: str, tmp_pat
         "-c listen_addresses=127.0.0.1 -c fsync=off"
     )
     with (
-        running_servers([own_cluster], tmp_path) as servers,
+        running_servers([url], tmp_path) as servers,
         clients([servers[0].base_url], token, 1) as (client,),
     ):
         created = client.post("/Users", json=user_body("steady@example.com"))
         assert created.status_code == 201, created.text
         user_id = created.json()["id"]
-        _pg_ctl(data, "-m", "fast", "-w", "stop")
+        own_cluster.run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop", timeout=TIMEOUT)
         try:
             assert_unavailable(client.get(f"/Users/{user_id}"))
             assert_unavailable(client.get("/Users"))
@@ -270,7 +258,9 @@ def test_database_server_down_answers_503_and_recovers(own_cluster: str, tmp_pat
                 )
             )
         finally:
-            _pg_ctl(data, "-l", str(data.parent / "server.log"), "-o", options, "-w", "start")
+            log = str(data.parent / "server.log")
+            start = ("-D", str(data), "-l", log, "-o", options, "-w", "start")
+            own_cluster.run("pg_ctl", *start, timeout=TIMEOUT)
         read = client.get(f"/Users/{user_id}")
         assert read.status_code == 200, read.text
         assert "title" not in read.json()
@@ -279,7 +269,9 @@ def test_database_server_down_answers_503_and_recovers(own_cluster: str, tmp_pat
 
 
 @pytest.mark.slow
-def test_connection_killed_while_commit_waits_answers_503(own_cluster: str, tmp_path: Path) -> None:
+def test_connection_killed_while_commit_waits_answers_503(
+    own_cluster: postgres.Cluster, tmp_path: Path
+) -> None:
     """The backend is terminated while the request's COMMIT waits (the commit path's errors).
 
     The cluster is made to wait at every commit for a synchronous standby that
@@ -289,15 +281,15 @@ def test_connection_killed_while_commit_waits_answers_503(own_cluster: str, tmp_
     connection lost during a commit: the user exists and the IdP's retry of
     the POST is a 409 uniqueness error.
     """
-    token = provision(own_cluster)
-    admin = sqlalchemy.create_engine(own_cluster, isolation_level="AUTOCOMMIT")
+    token = provision(own_cluster.url)
+    admin = sqlalchemy.create_engine(own_cluster.url, isolation_level="AUTOCOMMIT")
 
     def standby(setting: str) -> None:
         with admin.connect() as connection:
             connection.execute(text(f"ALTER SYSTEM {setting}"))
             connection.execute(text("SELECT pg_reload_conf()"))
 
-    served = [with_application_name(own_cluster, SERVED)]
+    served = [with_application_name(own_cluster.url, SERVED)]
     body = user_body("in.doubt@example.com")
     try:
         with (

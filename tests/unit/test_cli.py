@@ -91,6 +91,115 @@ def test_bad_database_url_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
 
 
+def _console(*args: str, blocked: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The command in a fresh interpreter, with one package made impossible to import."""
+    block = f"sys.modules[{blocked!r}] = None; " if blocked else ""
+    code = f"import sys; {block}from pbidentity.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_an_unknown_database_scheme_names_the_ones_that_work() -> None:
+    """mysql:// (no driver here) or a typo is one line listing sqlite, postgresql and memory."""
+    for url in ("nosuchdb://x", "postgresq://u@h/db"):
+        result = _console("--database", url, "tenants", "list")
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "unknown scheme" in result.stderr
+        assert "postgresql://USER@HOST/DATABASE (postgres:// too)" in result.stderr
+
+
+def test_postgresql_without_the_extra_names_the_pip_line() -> None:
+    """No psycopg: one line with the pip install that brings it, and no password shown."""
+    for url in ("postgresql://app:s3cret@127.0.0.1:1/db", "postgres://app:s3cret@127.0.0.1:1/db"):
+        result = _console("--database", url, "tenants", "list", blocked="psycopg")
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "psycopg is not installed: pip install 'pbidentity[postgres]'" in result.stderr
+        assert "s3cret" not in result.stderr
+
+
+def test_postgres_scheme_is_postgresql_with_psycopg(postgres_url: str) -> None:
+    """postgres:// (as hosts hand it out) and a bare postgresql:// both reach the server."""
+    from sqlalchemy.engine import make_url
+
+    from pbidentity.storage.sql import database_url
+
+    server = make_url(postgres_url)
+    assert database_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert database_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert database_url("postgres+psycopg://u@h/db").drivername == "postgresql+psycopg"
+    for scheme in ("postgres", "postgresql"):
+        url = server.set(drivername=scheme).render_as_string(hide_password=False)
+        result = _console("--database", url, "tenants", "list")
+        assert result.returncode == 0, result.stderr
+        assert _console("--database", url, "db", "status").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("port", "words"),
+    [
+        ("80000", "80000 is not a port number (0 to 65535)"),
+        ("-1", "-1 is not a port"),
+        ("http", "'http' is not a port number"),
+    ],
+)
+def test_a_bad_port_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], db: list[str], port: str, words: str
+) -> None:
+    """A port out of range or not a number: argparse's exit 2, one line, no usage block."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*db, "serve", "--port", port])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("pbidentity serve: error: argument --port: ")
+    assert words in err
+    assert err.rstrip().endswith("(see pbidentity serve --help)")
+
+
+def test_usage_mistakes_are_one_line() -> None:
+    """An unknown option or a missing argument: one line naming --help, exit 2, from the script."""
+    for args in (["--nope"], ["tenants", "create"], ["serve", "--port"]):
+        result = _console(*args)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "--help)" in result.stderr
+
+
+@pytest.mark.parametrize("app", ["reference app", "SCIM and SAML only"])
+def test_serve_on_a_busy_port_suggests_another(
+    capsys: pytest.CaptureFixture[str], db: list[str], app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port something else listens on: one line suggesting --port, exit 1, nothing served."""
+    import socket
+
+    from pbidentity import _server
+
+    if app != "reference app":
+        monkeypatch.setattr(_server, "reference_app", lambda: (None, "no app"))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        code, out, err = _run(capsys, *db, "serve", "--port", port)
+    assert code == 1
+    assert out == ""
+    assert err == (
+        f"pbidentity: error: cannot listen on 127.0.0.1:{port}: the port is in use; stop what "
+        "listens there or choose another with --port (--port 0 picks a free one)\n"
+    )
+
+
+def test_serve_on_an_address_not_of_this_machine_says_check_host(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """--host naming no address here: one line pointing at --host."""
+    code, _, err = _run(capsys, *db, "serve", "--host", "no-such-host.invalid", "--port", "0")
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "'no-such-host.invalid' is not an address of this machine; check --host" in err
+
+
 def test_database_defaults_to_env_then_working_directory(tmp_path: Path) -> None:
     """Without --database, PBIDENTITY_DATABASE_URL wins, else ./pbidentity.db is created."""
     subprocess.run(

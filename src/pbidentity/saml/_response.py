@@ -61,6 +61,7 @@ from pbidentity.domain import IdentityProvider
 from pbidentity.exceptions import PbIdentityError
 from pbidentity.saml._types import Finding
 from pbidentity.saml._types import ServiceProvider
+from pbidentity.saml._validate import SIGNING_KEY_ALGORITHMS
 
 __all__ = ["Assertion", "SignInError", "verify_response"]
 
@@ -440,7 +441,9 @@ def _public_key(pem: str) -> Any:
     certificate adds nothing to checking a signature.
     """
     certificate = _certificate(pem)
-    if certificate is None:
+    # A key type the validator refuses verifies nothing (and DSA's key class is
+    # deprecated in cryptography: it is never loaded).
+    if certificate is None or certificate.public_key_algorithm_oid not in SIGNING_KEY_ALGORITHMS:
         return None
     public = certificate.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from pbidentity.domain import IdentityProvider
 from pbidentity.saml._attributes import check_attributes
@@ -38,6 +38,7 @@ from pbidentity.saml._types import ServiceProvider
 __all__ = [
     "CERT_EXPIRY_WARNING",
     "MIN_RSA_BITS",
+    "SIGNING_KEY_ALGORITHMS",
     "check_connection",
     "check_service_provider",
 ]
@@ -48,6 +49,24 @@ CERT_EXPIRY_WARNING = timedelta(days=30)
 
 #: The smallest RSA key accepted for response signatures.
 MIN_RSA_BITS = 2048
+
+#: The public key algorithms a signing certificate may use: RSA (of at least
+#: :data:`MIN_RSA_BITS`), elliptic curves, Ed25519 and Ed448. Anything else, DSA
+#: above all, is refused as a weak key. An allow-list, so that a key type is
+#: never accepted by default and the refused ones need no class of their own.
+SIGNING_KEY_ALGORITHMS = frozenset(
+    {
+        PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5,
+        PublicKeyAlgorithmOID.RSASSA_PSS,
+        PublicKeyAlgorithmOID.EC_PUBLIC_KEY,
+        PublicKeyAlgorithmOID.ED25519,
+        PublicKeyAlgorithmOID.ED448,
+    }
+)
+
+# What an admin knows the refused algorithms as (the OID's own names are
+# "dsaEncryption", "X25519"...).
+_KEY_NAMES = {"1.2.840.10040.4.1": "DSA", "1.3.101.110": "X25519", "1.3.101.111": "X448"}
 
 #: The SAML limit on an entityID's length.
 MAX_ENTITY_ID = 1024
@@ -556,6 +575,24 @@ def _one_certificate(
                 suggestion="Check the IdP's clock and that this is its current certificate.",
             )
         )
+    algorithm = cert.certificate.public_key_algorithm_oid
+    if algorithm not in SIGNING_KEY_ALGORITHMS:
+        # Named from the certificate's algorithm identifier, without loading the
+        # key: cryptography deprecates the DSA key class itself.
+        oid = algorithm.dotted_string
+        kind = f"a {_KEY_NAMES[oid]} key" if oid in _KEY_NAMES else f"a key of algorithm {oid}"
+        findings.append(
+            Finding(
+                code="cert.weak_key",
+                severity="error",
+                message=f"The signing certificate {cert.name} has {kind}, which "
+                "pbidentity does not accept for signatures.",
+                where=where,
+                suggestion="Create a new RSA (2048 bits or more) or EC signing certificate in "
+                "the IdP and use it for this app.",
+            )
+        )
+        return findings
     key = cert.certificate.public_key()
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         findings.append(
@@ -567,18 +604,6 @@ def _one_certificate(
                 where=where,
                 suggestion="Create a new signing certificate with a 2048-bit key or larger "
                 "in the IdP and use it for this app.",
-            )
-        )
-    elif isinstance(key, dsa.DSAPublicKey):
-        findings.append(
-            Finding(
-                code="cert.weak_key",
-                severity="error",
-                message=f"The signing certificate {cert.name} has a DSA key, which is no "
-                "longer considered safe for signatures.",
-                where=where,
-                suggestion="Create a new RSA (2048 bits or more) or EC signing certificate in "
-                "the IdP and use it for this app.",
             )
         )
     return findings

@@ -2928,6 +2928,34 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     return engine
 
 
+_URL_EXAMPLES = "sqlite:///FILE.db, postgresql://USER@HOST/DATABASE (postgres:// too) or memory://"
+
+# The extra that brings a backend's driver.
+_EXTRAS = {"postgresql": "postgres"}
+
+
+def database_url(url: str) -> URL:
+    """Parse a database URL, with the spellings hosts give PostgreSQL mapped to psycopg 3.
+
+    ``postgres://`` is what Heroku, Render, Fly and others put in
+    ``DATABASE_URL``; a bare ``postgresql://`` would pick SQLAlchemy's default
+    driver (psycopg2 before SQLAlchemy 2.1), while the ``postgres`` extra
+    installs psycopg 3. Raises :class:`~pbidentity.exceptions.ConfigurationError`
+    for text that is not a URL at all.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise ConfigurationError(
+            f"{url!r} is not a database URL; expected {_URL_EXAMPLES}"
+        ) from error
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername.startswith("postgres+"):
+        parsed = parsed.set(drivername="postgresql+" + parsed.drivername.split("+", 1)[1])
+    return parsed
+
+
 class SqlStorage:
     """A :class:`~pbidentity.storage.Storage` on a SQLAlchemy :class:`~sqlalchemy.Engine`.
 
@@ -2958,15 +2986,27 @@ class SqlStorage:
         cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, upgrade: bool = False
     ) -> SqlStorage:
         """Open the database a SQLAlchemy URL names (``sqlite:///file.db``, ``postgresql+psycopg://...``)."""
+        parsed = database_url(url)
+        shown = parsed.render_as_string(hide_password=True)
         try:
-            parsed = make_url(url)
             engine = (
                 _sqlite_engine(parsed, busy_timeout_ms)
                 if parsed.get_backend_name() == "sqlite"
                 else create_engine(parsed, pool_pre_ping=True)
             )
-        except (ArgumentError, NoSuchModuleError, ImportError) as error:
-            raise ConfigurationError(f"cannot use database URL {url!r}: {error}") from error
+        except NoSuchModuleError as error:
+            raise ConfigurationError(
+                f"cannot use database URL {shown!r}: unknown scheme {parsed.drivername!r}; "
+                f"expected {_URL_EXAMPLES}"
+            ) from error
+        except ImportError as error:
+            extra = _EXTRAS.get(parsed.get_backend_name())
+            hint = f": pip install 'pbidentity[{extra}]'" if extra else ""
+            raise ConfigurationError(
+                f"cannot use database URL {shown!r}: {error.name or error} is not installed{hint}"
+            ) from error
+        except ArgumentError as error:
+            raise ConfigurationError(f"cannot use database URL {shown!r}: {error}") from error
         storage = cls.__new__(cls)
         storage._engine = engine
         storage._owns_engine = True
