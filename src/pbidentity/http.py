@@ -1,4 +1,4 @@
-"""The plain request and response values the sans-I/O core speaks.
+"""The plain request and response values the framework-agnostic core speaks.
 
 An adapter (WSGI, ASGI, a framework) builds a :class:`Request` from whatever
 its framework hands it, calls the core, and writes the :class:`Response` back.
@@ -77,7 +77,7 @@ class Response:
 
 
 class Handler(Protocol):
-    """A sans-I/O service an adapter can serve, such as :class:`~pbidentity.scim.ScimService`."""
+    """A framework-agnostic service an adapter can serve, such as :class:`~pbidentity.scim.ScimService`."""
 
     @property
     def max_body_bytes(self) -> int:

@@ -1,6 +1,6 @@
 """The SAML service: per-tenant SP values, Save & authorize, and the ACS.
 
-:class:`SamlService` is the sans-I/O core of SAML sign-in, as
+:class:`SamlService` is the framework-agnostic core of SAML sign-in, as
 :class:`~pbidentity.scim.ScimService` is for provisioning. The host app's
 settings pages call its typed methods (:meth:`~SamlService.save_metadata_url`,
 :meth:`~SamlService.begin_authorize`, :meth:`~SamlService.rollback`...); its

@@ -1,6 +1,6 @@
 """The SCIM 2.0 protocol layer (RFC 7643, RFC 7644): the service core and its configuration.
 
-The core is sans-I/O: :meth:`ScimService.handle` takes a
+The core is framework-agnostic: :meth:`ScimService.handle` takes a
 :class:`~pbidentity.http.Request` and returns a :class:`~pbidentity.http.Response`.
 Adapters (:mod:`pbidentity.wsgi`, ...) connect it to a server.
 """

@@ -1,6 +1,6 @@
 """The SCIM 2.0 service: one request value in, one response value out.
 
-This is the sans-I/O core: it authenticates the bearer token,
+This is the framework-agnostic core: it authenticates the bearer token,
 finds the tenant, parses the request, runs it against the storage and renders
 the response. A read is one read-only transaction. A write is computed in a
 read-only transaction and written in a short write transaction with the
