@@ -131,7 +131,7 @@ Rows = dict[str, list[dict[str, Any]]]
 
 
 #: The seeded ids, tokens and signed responses the strategies name.
-ID_NAMES = ("alice", "bob", "carol", "dave", "eng", "sales")
+ID_NAMES = ("alice", "bob", "carol", "dave", "eng", "design", "sales")
 TOKEN_NAMES = ("acme", "globex", "initech", "revoked")
 SAML_RESPONSES = (
     "alice",
@@ -487,8 +487,8 @@ def owned_elsewhere(sent: Sent) -> str | None:
     return None
 
 
-def check(world: World, sent: Sent, answer: Answer) -> None:
-    """The properties every answer has, whatever the request."""
+def check(world: World, sent: Sent, answer: Answer, via: str) -> None:
+    """The properties every answer has, whatever the request (sent ``via`` core or wsgi)."""
     where = f"{sent.method} {sent.path!r} -> {answer.status}: {answer.body[:300]!r}"
     scim_501 = answer.status == 501 and sent.path.startswith(SCIM + "/")
     owner = owned_elsewhere(sent) if answer.status >= 500 else None
@@ -515,7 +515,17 @@ def check(world: World, sent: Sent, answer: Answer) -> None:
         problem = _scim_error(answer)
         assert problem is None, f"{where}: not a SCIM Error ({problem})"
     limit = TIME_BOUND * TIME_FACTOR
-    assert answer.seconds <= limit, f"{where}: took {answer.seconds:.3f} s > {limit:.3f} s"
+    seconds = answer.seconds
+    for _ in range(2):
+        if seconds <= limit:
+            break
+        # A machine that pauses the process makes one answer late, not three:
+        # the same request from the same state is timed again, and the fastest counts.
+        world.dirty = True
+        retry = world.send(sent, via)
+        world.changed()
+        seconds = min(seconds, retry.seconds)
+    assert seconds <= limit, f"{where}: took {seconds:.3f} s > {limit:.3f} s (best of three)"
 
 
 # -- the world ------------------------------------------------------------------------
@@ -604,6 +614,11 @@ def _seed(
         "acme",
         "/Groups",
         {"schemas": [GROUP], "displayName": "Engineering", "members": [{"value": ids["alice"]}]},
+    )
+    ids["design"] = post(
+        "acme",
+        "/Groups",
+        {"schemas": [GROUP], "displayName": "Design", "members": [{"value": ids["carol"]}]},
     )
     ids["sales"] = post(
         "globex",

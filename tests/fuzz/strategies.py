@@ -276,7 +276,7 @@ def groups() -> st.SearchStrategy[dict[str, Any]]:
         {},
         optional={
             "schemas": _maybe(st.lists(st.sampled_from([GROUP, USER]), max_size=2)),
-            "displayName": _maybe(text | st.sampled_from(["Engineering", "engineering", "Sales"])),
+            "displayName": _maybe(text | st.sampled_from(["Engineering", "DESIGN", "Sales"])),
             "externalId": _maybe(text),
             "members": member_lists(),
             "id": text,
