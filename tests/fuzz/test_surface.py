@@ -15,8 +15,11 @@ from hypothesis import example
 from hypothesis import given
 
 from tests.fuzz import strategies as fuzz
+from tests.fuzz.conftest import SAML
 from tests.fuzz.conftest import SCIM
+from tests.fuzz.conftest import Form
 from tests.fuzz.conftest import Sent
+from tests.fuzz.conftest import Signed
 from tests.fuzz.conftest import World
 from tests.fuzz.conftest import check
 from tests.fuzz.conftest import fuzz_settings
@@ -91,6 +94,15 @@ def test_saml_logins_and_metadata(world: World, sent: Sent) -> None:
 
 @fuzz_settings
 @given(sent=fuzz.acs_posts())
+# A well-signed sign-in of a deactivated member: a 403 that records no sign-in.
+@example(
+    sent=Sent(
+        "POST",
+        f"{SAML}/acme/acs",
+        headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+        body=Form((("SAMLResponse", Signed("bob", "as signed", 0, 0)),)),
+    )
+)
 def test_saml_acs_posts(world: World, sent: Sent) -> None:
     """ACS posts: signed responses mutated, random base64 and XML, odd and repeated fields."""
     exchange(world, sent)
