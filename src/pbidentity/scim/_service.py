@@ -223,6 +223,8 @@ class ScimService:
     # -- routing -------------------------------------------------------------
 
     def _dispatch(self, request: Request) -> Response:
+        if "\x00" in request.path or any("\x00" in value for _, value in request.query):
+            raise InvalidValueException(detail=_NUL_DETAIL)
         segments = [part for part in request.path.split("/") if part]
         if not segments:
             raise NotFoundException(detail="This is the SCIM base URL; use /Users or /Groups.")
@@ -879,12 +881,15 @@ class ScimService:
         if not request.body.strip():
             raise InvalidSyntaxException(detail="The request needs a JSON body.")
         try:
-            return orjson.loads(request.body)
+            document = orjson.loads(request.body)
         except orjson.JSONDecodeError as error:
             raise InvalidSyntaxException(
                 detail=f"The request body is not valid JSON: {error.msg} at line {error.lineno} "
                 f"column {error.colno}."
             ) from None
+        if b"\\u0000" in request.body and _has_nul(document):
+            raise InvalidValueException(detail=_NUL_DETAIL)
+        return document
 
     def _validated(
         self,
@@ -1036,6 +1041,21 @@ _ROUTES: dict[str, dict[str, dict[str, _Handler]]] = {
         },
     },
 }
+
+
+#: PostgreSQL cannot store U+0000 in text, so no backend accepts it (the same answer everywhere).
+_NUL_DETAIL = "The request contains a NUL character (U+0000), which no SCIM value may contain."
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a parsed JSON value has U+0000 in any string, key or value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _bearer(request: Request) -> str:
