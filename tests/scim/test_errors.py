@@ -52,6 +52,13 @@ def test_a_nul_character_is_400_invalid_value_on_every_backend(
     assert acme.client.get("/Users").json()["totalResults"] == 0
 
 
+def test_a_blank_external_id_is_400_invalid_value(acme: Workspace) -> None:
+    """Creating a user with an externalId of spaces is a 400 naming it (it was a 500)."""
+    created = acme.client.post("/Users", json=user("a@x.test", externalId=" "))
+    assert "externalId" in assert_error(created, 400, "invalidValue")
+    assert acme.client.get("/Users").json()["totalResults"] == 0
+
+
 def test_non_object_body_is_400(acme: Workspace) -> None:
     """A JSON array where a User is expected is invalidSyntax."""
     assert_error(acme.client.post("/Users", json=[1, 2]), 400, "invalidSyntax")

@@ -50,6 +50,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import InputError
 from pbidentity.exceptions import LastAdminError
 from pbidentity.exceptions import LinkConflictError
 from pbidentity.exceptions import NotFoundError
@@ -199,6 +200,9 @@ class ScimService:
             return self._dispatch(request)
         except SCIMException as error:
             return error_response(error)
+        except InputError as error:
+            # A value the domain refuses (a blank externalId): the client's to fix.
+            return error_response(InvalidValueException(detail=f"{error}."))
         except StorageUnavailableError as error:
             log.warning("storage unavailable: %s", error)
             return error_response(
