@@ -458,8 +458,9 @@ def _saml_bookkeeping(table: str, removed: set[str], added: set[str]) -> bool:
 def _out_of_range(value: object) -> bool:
     """Whether a startIndex overflows a 64-bit integer, alone or plus a page (PostgreSQL)."""
     try:
-        number = int(str(value).strip())
-    except ValueError:
+        # A JSON number past 64 bits arrives as a float.
+        number = int(value) if isinstance(value, float) else int(str(value).strip())
+    except (ValueError, OverflowError):
         return False
     return not -(2**63) <= number < 2**63 - 1001
 
