@@ -146,6 +146,26 @@ def tests_newest(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the HTTP surface for longer: 5,000 random examples per property, SQLite and PostgreSQL.
+
+    ``nox -s tests`` runs the same properties on 200 fixed examples each; here
+    the examples are new on every run, the time bound is the real 250 ms, and
+    failures are kept in ``.hypothesis/`` to be replayed first next time.
+    ``PBIDENTITY_FUZZ_EXAMPLES`` changes the count; arguments go to pytest
+    (``nox -s fuzz -- -k saml -x``).
+    """
+    session.install("-e", f".[{EXTRAS_SPEC}]", *_group("test"))
+    session.run(
+        "pytest",
+        "tests/fuzz",
+        "--hypothesis-show-statistics",
+        *session.posargs,
+        env={"PBIDENTITY_FUZZ": "long"},
+    )
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Ruff: lint rules and formatting."""
     session.install(*_group("lint"))

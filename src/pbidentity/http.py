@@ -77,7 +77,7 @@ class Response:
 
 
 class Handler(Protocol):
-    """A framework-agnostic service an adapter can serve, such as :class:`~pbidentity.scim.ScimService`."""
+    """A service an adapter can serve, such as :class:`~pbidentity.scim.ScimService`."""
 
     @property
     def max_body_bytes(self) -> int:

@@ -117,6 +117,18 @@ def test_sp_metadata_endpoint(service: SamlService) -> None:
     assert unknown.status == 404
 
 
+@pytest.mark.parametrize("endpoint", ["metadata", "login", "acs"])
+def test_a_workspace_named_with_a_nul_character_is_not_found(
+    service: SamlService, endpoint: str
+) -> None:
+    """A NUL in the workspace part of the path is a 404 on every backend, not a database error."""
+    method = "POST" if endpoint == "acs" else "GET"
+    response = service.handle(
+        Request(method=method, path=f"/ac\x00me/{endpoint}", base_url=PUBLIC_URL)
+    )
+    assert response.status == 404
+
+
 def test_config_needs_an_absolute_public_url() -> None:
     from pbidentity.exceptions import ConfigurationError
 

@@ -33,6 +33,32 @@ def test_invalid_json_is_400_invalid_syntax(acme: Workspace) -> None:
     assert "line 1" in detail
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body"),
+    [
+        ("GET", "/Users/%00", None, None),
+        ("GET", "/Users", {"filter": 'userName eq "a\u0000b"'}, None),
+        ("POST", "/Users", None, user("a\u0000b@example.com")),
+        ("POST", "/Groups/.search", None, {"filter": 'displayName eq "\u0000"'}),
+    ],
+    ids=["id", "filter", "body", "search"],
+)
+def test_a_nul_character_is_400_invalid_value_on_every_backend(
+    acme: Workspace, method: str, path: str, params: dict[str, str] | None, body: object
+) -> None:
+    """U+0000 in an id, a filter or a body is a 400 that names it (PostgreSQL cannot store it)."""
+    response = acme.client.request(method, path, params=params, json=body)
+    assert "U+0000" in assert_error(response, 400, "invalidValue")
+    assert acme.client.get("/Users").json()["totalResults"] == 0
+
+
+def test_a_blank_external_id_is_400_invalid_value(acme: Workspace) -> None:
+    """Creating a user with an externalId of spaces is a 400 naming it (it was a 500)."""
+    created = acme.client.post("/Users", json=user("a@x.test", externalId=" "))
+    assert "externalId" in assert_error(created, 400, "invalidValue")
+    assert acme.client.get("/Users").json()["totalResults"] == 0
+
+
 def test_non_object_body_is_400(acme: Workspace) -> None:
     """A JSON array where a User is expected is invalidSyntax."""
     assert_error(acme.client.post("/Users", json=[1, 2]), 400, "invalidSyntax")

@@ -1335,7 +1335,8 @@ class SamlService:
 
     def _dispatch(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
-        if len(parts) != 2:
+        # No workspace slug has a NUL, and PostgreSQL refuses to look one up.
+        if len(parts) != 2 or "\x00" in request.path:
             return _page(404, "Not found", "There is no SAML endpoint here.")
         slug, endpoint = parts
         method = request.method.upper()

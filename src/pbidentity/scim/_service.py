@@ -55,6 +55,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import InputError
 from pbidentity.exceptions import LastAdminError
 from pbidentity.exceptions import LinkConflictError
 from pbidentity.exceptions import NotFoundError
@@ -279,6 +280,9 @@ class ScimService:
             return self._dispatch(request)
         except SCIMException as error:
             return error_response(error)
+        except InputError as error:
+            # A value the domain refuses (a blank externalId): the client's to fix.
+            return error_response(InvalidValueException(detail=f"{error}."))
         except StorageUnavailableError as error:
             log.warning("storage unavailable: %s", error)
             return error_response(
@@ -303,6 +307,8 @@ class ScimService:
     # -- routing -------------------------------------------------------------
 
     def _dispatch(self, request: Request) -> Response:
+        if "\x00" in request.path or any("\x00" in value for _, value in request.query):
+            raise InvalidValueException(detail=_NUL_DETAIL)
         segments = [part for part in request.path.split("/") if part]
         if not segments:
             raise NotFoundException(detail="This is the SCIM base URL; use /Users or /Groups.")
@@ -1114,6 +1120,8 @@ class ScimService:
                 f"column {error.colno}."
             ) from None
         _check_json_depth(document, self.limits)
+        if b"\\u0000" in request.body and _has_nul(document):
+            raise InvalidValueException(detail=_NUL_DETAIL)
         return document
 
     def _validated(
@@ -1341,6 +1349,21 @@ _ROUTES: dict[str, dict[str, dict[str, _Handler | _WriteHandler[Any]]]] = {
         },
     },
 }
+
+
+#: PostgreSQL cannot store U+0000 in text, so no backend accepts it (the same answer everywhere).
+_NUL_DETAIL = "The request contains a NUL character (U+0000), which no SCIM value may contain."
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a parsed JSON value has U+0000 in any string, key or value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _bearer(request: Request) -> str:
