@@ -11,6 +11,7 @@ verify_response refuses).
 from __future__ import annotations
 
 import base64
+import secrets
 import shutil
 from datetime import UTC
 from datetime import datetime
@@ -22,7 +23,6 @@ from urllib.parse import urlsplit
 import pytest
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from pbidentity.saml._protocol import new_request_id
 from pbidentity.saml._protocol import redirect_for
 from pbidentity.saml._response import SignInError
 from pbidentity.saml._response import settings_dict
@@ -128,7 +128,8 @@ def _sp_metadata(test_idp: TestIdp) -> str:
 
 def _authn_request(test_idp: TestIdp) -> tuple[str, str]:
     """(request ID, deflated base64 SAMLRequest) of pbidentity's own HTTP-Redirect sign-in."""
-    request_id = new_request_id()
+    # An XML NCName, as the ids SamlService signs are (it must not start with a digit).
+    request_id = "id" + secrets.token_hex(20)
     redirect = redirect_for(
         request_id=request_id,
         sp=SP,
