@@ -630,7 +630,7 @@ def test_defaults_are_documented_values() -> None:
         "patch_operations": 100,
         "multi_valued_elements": 100,
         "group_members": 10_000,
-        "membership_changes": 200,
+        "membership_changes": 100,
         "filter_terms": 50,
         "filter_scan_terms": 4,
         "filter_nesting": 8,

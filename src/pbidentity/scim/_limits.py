@@ -69,13 +69,13 @@ class ScimLimits:
     #: ``members`` adds and removes. In a group the role policy maps, each
     #: change is a role decision, a write and an event (about 0.3 ms on
     #: SQLite, whose write lock every workspace shares, and up to 1 ms on
-    #: PostgreSQL), so 200 keep such a write within a quarter of a second.
-    #: IdPs push large groups in chunks (AWS IAM Identity Center takes 100
-    #: changes a request), and a PUT of a whole group changes only the
+    #: PostgreSQL), so 100 keep such a write well within a quarter of a
+    #: second. IdPs push large groups in chunks (AWS IAM Identity Center
+    #: takes 100 changes a request), and a PUT of a whole group changes only the
     #: members that differ, so a group of any size is built in several
     #: requests. A first PUT of a whole group of more new members than this
     #: is refused with this limit named: raise it for such groups.
-    membership_changes: int = attrs.field(default=200, validator=_positive)
+    membership_changes: int = attrs.field(default=100, validator=_positive)
     #: Comparisons (``attr op value`` or ``attr pr``) in the filters of one
     #: request: the ``filter`` of a list or ``.search``, or every PATCH path
     #: filter of one PATCH together. IdPs send one or two.
