@@ -37,20 +37,16 @@ import http.client
 import itertools
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
-from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlencode
-from wsgiref.simple_server import WSGIRequestHandler
-from wsgiref.simple_server import make_server
 
 import attrs
 import orjson
@@ -75,6 +71,7 @@ from pbidentity.storage import open_storage
 from pbidentity.storage.sql import SqlStorage
 from pbidentity.storage.sql import metadata
 from pbidentity.wsgi import WsgiApp
+from tests.adapters.request_table import wsgiref_server
 from tests.conftest import wipe_database
 from tests.saml.idp import TestIdp
 from tests.scim.helpers import ENTERPRISE
@@ -629,25 +626,6 @@ def _seed(
     return tokens, ids
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output clean."""
-
-
-@contextmanager
-def wsgi_server(app: WsgiApp) -> Iterator[int]:
-    """Serve the WSGI app with the standard library's server in a thread; yields the port."""
-    server = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture(scope="session", params=BACKENDS.split(","))
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -683,7 +661,7 @@ def world(
     router = Router(handlers)
     responses = _saml_responses(saml, seeded)
     assert tuple(responses) == SAML_RESPONSES
-    with wsgi_server(WsgiApp(router)) as port:
+    with wsgiref_server(WsgiApp(router)) as port:
         found = World(
             storage=storage,
             router=router,
