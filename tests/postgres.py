@@ -28,6 +28,7 @@ import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -192,6 +193,23 @@ def _free_port() -> int:
         return port
 
 
+def _traversable(path: Path) -> bool:
+    """Whether any account can walk down to ``path`` (every folder on the way is o+x)."""
+    return all(
+        folder.is_dir() and folder.stat().st_mode & stat.S_IXOTH for folder in (path, *path.parents)
+    )
+
+
+def _reachable_tmp(owner: pwd.struct_passwd | None) -> str | None:
+    """Where the cluster's folder goes: the usual temporary directory, if ``owner`` reaches it."""
+    if owner is None:
+        return None
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):  # noqa: S108 - shared, sticky
+        if _traversable(Path(candidate).resolve()):
+            return candidate
+    return None
+
+
 @contextlib.contextmanager
 def cluster(*, durable: bool = False) -> Iterator[Cluster]:
     """Start a cluster; yield it; stop and delete it afterwards.
@@ -204,9 +222,10 @@ def cluster(*, durable: bool = False) -> Iterator[Cluster]:
     if found is None:
         raise RuntimeError(HOW_TO_GET_IT)
     owner = _unprivileged_account() if os.geteuid() == 0 else None
-    # Under the system's temporary directory rather than pytest's own (root-only)
-    # ones, so that the owner can reach it.
-    base = Path(tempfile.mkdtemp(prefix="pbidentity-postgres-"))
+    # Under a temporary directory the owner can reach: not pytest's own
+    # (root-only) ones, nor a TMPDIR inside a private checkout (nox points
+    # TMPDIR into the session's folder once a session asks for one).
+    base = Path(tempfile.mkdtemp(prefix="pbidentity-postgres-", dir=_reachable_tmp(owner)))
     try:
         if owner is not None:
             os.chown(base, owner.pw_uid, owner.pw_gid)
