@@ -13,15 +13,21 @@ document and the decisions never disagree.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
 import attrs
 
+if TYPE_CHECKING:
+    from pbidentity.models import MemberProfile
+
 __all__ = [
+    "DEFAULT_ROLE_URN",
     "ApiToken",
     "Event",
     "Group",
@@ -36,6 +42,10 @@ __all__ = [
     "Tenant",
     "fold",
 ]
+
+#: The URN of the app's role extension (the SCIM schema of the ``role``
+#: attribute) unless the host app chooses another (``ScimConfig.role_urn``).
+DEFAULT_ROLE_URN = "urn:ietf:params:scim:schemas:extension:pbidentity:2.0:User"
 
 #: Where a member's role came from: the role extension attribute, core
 #: ``roles``, a mapped group, the tenant's default, a role the member had in
@@ -112,6 +122,10 @@ class Member:
     sent it (rendered back, so the IdP sees no drift); ``role`` is the role
     the app uses, decided by the tenant's role policy, and ``role_source`` and
     ``role_rule`` say how.
+
+    :attr:`profile` is the whole document as a typed scim2-models ``User``
+    (:class:`pbidentity.models.MemberProfile`), validated on first use and
+    kept with the value.
     """
 
     tenant_id: str
@@ -125,6 +139,24 @@ class Member:
     version: int = 1
     created: datetime
     last_modified: datetime
+    #: The URN :attr:`profile` puts the role extension under: the app's own
+    #: on the members :class:`~pbidentity.members.Members` hands out. Not
+    #: stored, and not part of the member's equality.
+    role_urn: str = attrs.field(default=DEFAULT_ROLE_URN, eq=False, repr=False)
+
+    @functools.cached_property
+    def profile(self) -> MemberProfile:
+        """The member's whole SCIM profile, typed: core User, Enterprise User, role extension.
+
+        The same document the SCIM endpoint serves for the member (without
+        its groups and ``meta.location``). Validated the first time it is
+        read, then kept: the member is immutable, so the profile cannot go
+        stale. See :mod:`pbidentity.models`.
+        """
+        # Imported here: `import pbidentity` stays free of pydantic.
+        from pbidentity.models import member_profile
+
+        return member_profile(self)
 
     @property
     def decision(self) -> RoleDecision | None:
