@@ -24,6 +24,7 @@ from typing import Literal
 import attrs
 
 if TYPE_CHECKING:
+    from pbidentity.models import GroupProfile
     from pbidentity.models import MemberProfile
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "SamlRequest",
     "Tenant",
     "fold",
+    "group_snapshot",
+    "member_snapshot",
 ]
 
 #: The URN of the app's role extension (the SCIM schema of the ``role``
@@ -260,6 +263,50 @@ class Event:
     data: Mapping[str, Any] = attrs.field(factory=dict)
     seq: int | None = None
     delivered: datetime | None = None
+    #: The URN :attr:`profile` puts the role extension under (see
+    #: :attr:`Member.role_urn`): the app's own on the events the
+    #: :class:`~pbidentity.events.EventDispatcher` hands out.
+    role_urn: str = attrs.field(default=DEFAULT_ROLE_URN, eq=False, repr=False)
+
+    @functools.cached_property
+    def member(self) -> Member | None:
+        """The member as it was right after the change, on the events that carry it.
+
+        ``member.created``, ``member.linked``, ``member.updated``,
+        ``member.deactivated`` and ``member.reactivated`` carry the member
+        as the change left it; ``member.deleted`` as it was before it went.
+        Other events (and events recorded before members were carried) give
+        ``None``.
+        """
+        snapshot = self.data.get("member")
+        if snapshot is None:
+            return None
+        return _member_from_snapshot(self.tenant_id, snapshot, self.role_urn)
+
+    @property
+    def profile(self) -> MemberProfile | None:
+        """:attr:`member`'s whole profile, typed (see :attr:`Member.profile`), if it carries one."""
+        member = self.member
+        return None if member is None else member.profile
+
+    @functools.cached_property
+    def group(self) -> GroupProfile | None:
+        """The group as the change left it, typed, on the ``group.*`` events.
+
+        Its ``members`` are listed on ``group.created`` and ``group.deleted``
+        (their ids; ``display`` is not recorded) and ``None`` on the others,
+        whose ``added`` and ``removed`` say what changed.
+        """
+        snapshot = self.data.get("group")
+        if snapshot is None:
+            return None
+        # Imported here: `import pbidentity` stays free of pydantic.
+        from pbidentity.models import group_profile
+
+        group = _group_from_snapshot(self.tenant_id, snapshot)
+        ids = self.data.get("members")
+        members = None if ids is None else [MemberRef(id=str(i)) for i in ids]
+        return group_profile(group, members)
 
 
 #: The SAML binding of the IdP's single sign-on endpoint that pbidentity uses.
@@ -346,3 +393,63 @@ class SamlRequest:
     relay_state: str | None = None
     created: datetime
     expires: datetime
+
+
+def member_snapshot(member: Member) -> dict[str, Any]:
+    """A member as JSON data, for the events that carry it (:attr:`Event.member`)."""
+    snapshot: dict[str, Any] = {
+        "id": member.id,
+        "attributes": dict(member.attributes),
+        "version": member.version,
+        "created": member.created.isoformat(),
+        "lastModified": member.last_modified.isoformat(),
+        "scimManaged": member.scim_managed,
+    }
+    for key, value in (
+        ("roleAttribute", member.role_attribute),
+        ("role", member.role),
+        ("roleSource", member.role_source),
+        ("roleRule", member.role_rule),
+    ):
+        if value is not None:
+            snapshot[key] = value
+    return snapshot
+
+
+def group_snapshot(group: Group) -> dict[str, Any]:
+    """A group (without its members) as JSON data, for the events that carry it."""
+    return {
+        "id": group.id,
+        "attributes": dict(group.attributes),
+        "version": group.version,
+        "created": group.created.isoformat(),
+        "lastModified": group.last_modified.isoformat(),
+    }
+
+
+def _member_from_snapshot(tenant_id: str, snapshot: Mapping[str, Any], role_urn: str) -> Member:
+    return Member(
+        tenant_id=tenant_id,
+        id=snapshot["id"],
+        attributes=snapshot["attributes"],
+        role_attribute=snapshot.get("roleAttribute"),
+        role=snapshot.get("role"),
+        role_source=snapshot.get("roleSource"),
+        role_rule=snapshot.get("roleRule"),
+        scim_managed=snapshot["scimManaged"],
+        version=snapshot["version"],
+        created=datetime.fromisoformat(snapshot["created"]),
+        last_modified=datetime.fromisoformat(snapshot["lastModified"]),
+        role_urn=role_urn,
+    )
+
+
+def _group_from_snapshot(tenant_id: str, snapshot: Mapping[str, Any]) -> Group:
+    return Group(
+        tenant_id=tenant_id,
+        id=snapshot["id"],
+        attributes=snapshot["attributes"],
+        version=snapshot["version"],
+        created=datetime.fromisoformat(snapshot["created"]),
+        last_modified=datetime.fromisoformat(snapshot["lastModified"]),
+    )

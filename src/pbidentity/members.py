@@ -151,7 +151,12 @@ class Members:
     def audit_trail(self, slug: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
         """The tenant's events, oldest first: who (which token) changed what, and when."""
         with self.storage.transaction(write=False) as tx:
-            return tx.list_events(tenant_by_slug(tx, slug).id, after=after, limit=limit)
+            events = tx.list_events(tenant_by_slug(tx, slug).id, after=after, limit=limit)
+        # Their profiles put the role under the app's URN, as members read here do.
+        return [
+            e if e.role_urn == self.role_urn else attrs.evolve(e, role_urn=self.role_urn)
+            for e in events
+        ]
 
     # -- the host app's own edits ---------------------------------------------
 

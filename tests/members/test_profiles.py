@@ -18,7 +18,9 @@ from scim2_models import GroupMember
 from scim2_models import Manager
 
 from pbidentity.admin import Admin
+from pbidentity.domain import Event
 from pbidentity.domain import Member
+from pbidentity.events import EventDispatcher
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
@@ -28,6 +30,7 @@ from pbidentity.models import GroupProfile
 from pbidentity.models import MemberProfile
 from pbidentity.models import RoleExtension
 from pbidentity.models import role_extension
+from pbidentity.roles import GroupMapping
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 from pbidentity.storage import Storage
@@ -38,6 +41,7 @@ from tests.scim.helpers import ENTERPRISE
 from tests.scim.helpers import ROLE
 from tests.scim.helpers import create_group
 from tests.scim.helpers import create_user
+from tests.scim.helpers import patch
 
 DATA = Path(__file__).parent.parent / "data"
 CUSTOM_URN = "urn:okta:acme_app:1.0:user:custom"
@@ -267,3 +271,106 @@ def test_a_stored_document_that_is_no_user_says_which_member(storage: Storage) -
     )
     with pytest.raises(InputError, match="member m-1 is not a valid SCIM resource"):
         _ = member.profile
+
+
+def delivered_events(storage: Storage, **options: Any) -> list[Event]:
+    """Every pending event, as a subscribed handler receives it."""
+    received: list[Event] = []
+    dispatcher = EventDispatcher(storage, **options)
+    dispatcher.subscribe(received.append)
+    dispatcher.deliver_pending()
+    return received
+
+
+def test_member_events_carry_the_profile_the_change_left(acme: Workspace, storage: Storage) -> None:
+    """Created, updated, deactivated, reactivated, deleted: each profile is the GET body then."""
+    created = acme.client.post("/Users", json=sample("entra-create-user.json"))
+    assert created.status_code == 201, created.text
+    uid = created.json()["id"]
+    bodies = [served(created.json())]
+    steps = [
+        patch({"op": "replace", "path": "displayName", "value": "Ada"}),
+        sample("okta-oin-deactivate.json"),
+        patch({"op": "replace", "path": "active", "value": True}),
+    ]
+    for step in steps:
+        response = acme.client.patch(f"/Users/{uid}", json=step)
+        assert response.status_code == 200, response.text
+        bodies.append(served(response.json()))
+    assert acme.client.delete(f"/Users/{uid}").status_code == 204
+    events = delivered_events(storage)
+    carried = [(e.type, dumped(e.profile)) for e in events if e.profile is not None]
+    assert carried == [
+        ("member.created", bodies[0]),
+        ("member.updated", bodies[1]),
+        ("member.deactivated", bodies[2]),
+        ("member.reactivated", bodies[3]),
+        ("member.deleted", bodies[3]),
+    ]
+    deleted = events[-1]
+    assert deleted.member is not None
+    assert (deleted.member.id, deleted.member.role, deleted.member.active) == (uid, "maker", True)
+    assert deleted.profile is deleted.profile  # validated once
+
+
+def test_a_role_decided_again_carries_no_profile(acme: Workspace, storage: Storage) -> None:
+    """member.role_changed (a group's members decided in bulk) carries the roles, not the member."""
+    admin = Admin(storage)
+    policy = admin.get_policy("acme")
+    mapping = GroupMapping(role="admin", group_name="Admins", priority=1)
+    admin.set_policy(
+        "acme",
+        attrs.evolve(policy, roles=attrs.evolve(policy.roles, mode="hybrid", mappings=(mapping,))),
+    )
+    jane = create_user(acme.client, "jane@example.com")
+    delivered_events(storage)
+    create_group(acme.client, "Admins", jane["id"])
+    events = delivered_events(storage)
+    changed = [e for e in events if e.type == "member.role_changed"]
+    assert [(e.data["new"], e.member, e.profile) for e in changed] == [("admin", None, None)]
+
+
+def test_group_events_carry_the_group(acme: Workspace, storage: Storage) -> None:
+    """group.created lists its members; a rename and a membership change carry the group as left."""
+    jane = create_user(acme.client, "jane@example.com")
+    bob = create_user(acme.client, "bob@example.com")
+    group = create_group(acme.client, "Team", jane["id"])
+    url = f"/Groups/{group['id']}"
+    rename = {"op": "replace", "path": "displayName", "value": "Squad"}
+    assert acme.client.patch(url, json=patch(rename)).status_code == 204
+    add = {"op": "add", "path": "members", "value": [{"value": bob["id"]}]}
+    assert acme.client.patch(url, json=patch(add)).status_code == 204
+    assert acme.client.delete(url).status_code == 204
+    events = [e for e in delivered_events(storage) if e.type.startswith("group.")]
+    seen = [
+        (
+            e.type,
+            e.group.display_name,
+            e.group.meta.version if e.group.meta else None,
+            None if e.group.members is None else sorted(m.value or "" for m in e.group.members),
+        )
+        for e in events
+        if e.group is not None
+    ]
+    assert seen == [
+        ("group.created", "Team", 'W/"1"', [jane["id"]]),
+        ("group.renamed", "Squad", 'W/"2"', None),
+        ("group.members_changed", "Squad", 'W/"3"', None),
+        ("group.deleted", "Squad", 'W/"3"', sorted([jane["id"], bob["id"]])),
+    ]
+    assert all(e.group is not None and e.group.id == group["id"] for e in events)
+
+
+def test_the_dispatchers_role_urn_is_the_profiles(
+    custom_urn_client: httpx.Client, storage: Storage
+) -> None:
+    """A dispatcher given the app's role URN hands out profiles with the role under it."""
+    body = sample("okta-create-user.json") | {CUSTOM_URN: {"role": "viewer"}}
+    created = custom_urn_client.post("/Users", json=body)
+    assert created.status_code == 201, created.text
+    (event,) = [e for e in delivered_events(storage, role_urn=CUSTOM_URN) if e.profile]
+    assert event.profile is not None
+    assert dumped(event.profile) == served(created.json())
+    trail = Members(storage, role_urn=CUSTOM_URN).audit_trail("acme")
+    assert trail[-1].profile is not None
+    assert dumped(trail[-1].profile) == dumped(event.profile)
