@@ -147,19 +147,30 @@ class Member:
     #: stored, and not part of the member's equality.
     role_urn: str = attrs.field(default=DEFAULT_ROLE_URN, eq=False, repr=False)
 
-    @functools.cached_property
-    def profile(self) -> MemberProfile:
-        """The member's whole SCIM profile, typed: core User, Enterprise User, role extension.
+    if TYPE_CHECKING:
 
-        The same document the SCIM endpoint serves for the member (without
-        its groups and ``meta.location``). Validated the first time it is
-        read, then kept: the member is immutable, so the profile cannot go
-        stale. See :mod:`pbidentity.models`.
-        """
-        # Imported here: `import pbidentity` stays free of pydantic.
-        from pbidentity.models import member_profile
+        @property
+        def profile(self) -> MemberProfile:
+            """The member's whole SCIM profile, typed (see the runtime definition)."""
 
-        return member_profile(self)
+    else:
+        # Not annotated at run time: attrs adds a cached property's return
+        # annotation to the class, and cattrs would then have to resolve a
+        # name this module does not import (it would import pydantic).
+        @functools.cached_property
+        def profile(self):
+            """The member's whole SCIM profile, typed: core User, Enterprise User, role extension.
+
+            The same document the SCIM endpoint serves for the member
+            (without its groups and ``meta.location``): a
+            :class:`pbidentity.models.MemberProfile`. Validated the first time
+            it is read, then kept: the member is immutable, so the profile
+            cannot go stale.
+            """
+            # Imported here: `import pbidentity` stays free of pydantic.
+            from pbidentity.models import member_profile
+
+            return member_profile(self)
 
     @property
     def decision(self) -> RoleDecision | None:
@@ -289,24 +300,33 @@ class Event:
         member = self.member
         return None if member is None else member.profile
 
-    @functools.cached_property
-    def group(self) -> GroupProfile | None:
-        """The group as the change left it, typed, on the ``group.*`` events.
+    if TYPE_CHECKING:
 
-        Its ``members`` are listed on ``group.created`` and ``group.deleted``
-        (their ids; ``display`` is not recorded) and ``None`` on the others,
-        whose ``added`` and ``removed`` say what changed.
-        """
-        snapshot = self.data.get("group")
-        if snapshot is None:
-            return None
-        # Imported here: `import pbidentity` stays free of pydantic.
-        from pbidentity.models import group_profile
+        @property
+        def group(self) -> GroupProfile | None:
+            """The group as the change left it, typed (see the runtime definition)."""
 
-        group = _group_from_snapshot(self.tenant_id, snapshot)
-        ids = self.data.get("members")
-        members = None if ids is None else [MemberRef(id=str(i)) for i in ids]
-        return group_profile(group, members)
+    else:
+        # Not annotated at run time, as Member.profile.
+        @functools.cached_property
+        def group(self):
+            """The group as the change left it, on the ``group.*`` events.
+
+            A :class:`pbidentity.models.GroupProfile`, typed. Its ``members``
+            are listed on ``group.created`` and ``group.deleted`` (their ids;
+            ``display`` is not recorded) and ``None`` on the others, whose
+            ``added`` and ``removed`` say what changed.
+            """
+            snapshot = self.data.get("group")
+            if snapshot is None:
+                return None
+            # Imported here: `import pbidentity` stays free of pydantic.
+            from pbidentity.models import group_profile
+
+            group = _group_from_snapshot(self.tenant_id, snapshot)
+            ids = self.data.get("members")
+            members = None if ids is None else [MemberRef(id=str(i)) for i in ids]
+            return group_profile(group, members)
 
 
 #: The SAML binding of the IdP's single sign-on endpoint that pbidentity uses.

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 from scim2_models import Context
 
+from pbidentity._converter import converter
 from pbidentity.domain import DEFAULT_ROLE_URN
+from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
+from pbidentity.domain import member_snapshot
 from pbidentity.models import ENTERPRISE_URN
 from pbidentity.models import MemberProfile
 from pbidentity.models import RoleExtension
@@ -195,3 +198,27 @@ def test_mypy_sees_the_profile_types(tmp_path: Path) -> None:
         expected.format("str | None") + "  [assignment]",
         expected.format("Manager | None") + "  [assignment]",
     ], result.stdout + result.stderr
+
+
+def test_the_urn_a_value_was_read_with_is_no_part_of_its_json() -> None:
+    """The CLI's JSON (audit trail, members) shows what a member or event is, not its reading."""
+    value = member(role_urn=CUSTOM_URN)
+    assert "role_urn" not in converter.unstructure(value)
+    event = Event(
+        id="e-1",
+        tenant_id="t-1",
+        type="member.created",
+        subject_id="m-1",
+        actor="app",
+        occurred=NOW,
+        data={"userName": "ada@corp.local", "member": member_snapshot(value)},
+        role_urn=CUSTOM_URN,
+    )
+    unstructured = converter.unstructure(event)
+    assert "role_urn" not in unstructured
+    assert unstructured["data"]["member"]["roleAttribute"] == "maker"
+    assert event.member == value
+    assert event.profile is not None
+    assert event.profile.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)[CUSTOM_URN] == {
+        "role": "maker"
+    }
