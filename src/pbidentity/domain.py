@@ -2,13 +2,16 @@
 
 They are frozen attrs classes: the storage layer stores and returns them, the
 policy layer decides on them and the SCIM layer renders them. They never hold a
-pydantic model nor a database row.
+database row, and no pydantic model is part of their state.
 
 A member's SCIM profile (everything the IdP may send for a User, core and
 enterprise extension alike) is kept as one canonical SCIM document in
 ``Member.attributes``; the values pbidentity itself reasons about (userName,
 externalId, active, the role) are read from it or kept beside it, so that the
-document and the decisions never disagree.
+document and the decisions never disagree. For the host app, ``Member.profile``
+is the same document as a typed scim2-models ``User``, built on first use and
+kept with the value (:mod:`pbidentity.models`); events carry the member or
+group a change left (``Event.member``, ``Event.profile``, ``Event.group``).
 """
 
 from __future__ import annotations
