@@ -35,6 +35,8 @@ from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import Tenant
+from pbidentity.domain import group_snapshot
+from pbidentity.domain import member_snapshot
 from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import LastAdminError
 from pbidentity.exceptions import LinkConflictError
@@ -159,6 +161,7 @@ class Changes:
             role=member.role,
             rule=member.role_rule,
             scimManaged=member.scim_managed,
+            member=member_snapshot(member),
         )
         return member
 
@@ -190,6 +193,9 @@ class Changes:
         except ConflictError as error:
             raise self._taken(error, updated) from None
         self._check_unique_keys(updated, current)
+        # The member as this change left it, for the events a host app syncs
+        # from; not for a role re-decided alone (a group's members, in bulk).
+        snapshot = member_snapshot(updated) if not _same_profile(current, updated) else None
         if updated.scim_managed and not current.scim_managed:
             self._record(
                 "member.linked",
@@ -197,6 +203,7 @@ class Changes:
                 userName=updated.user_name,
                 externalId=updated.external_id,
                 matchedBy=matched_by,
+                member=snapshot,
             )
         changed = sorted(
             key
@@ -206,11 +213,15 @@ class Changes:
         if updated.role_attribute != current.role_attribute:
             changed.append("role")
         if changed:
-            self._record("member.updated", updated.id, changed=changed)
+            self._record("member.updated", updated.id, changed=changed, member=snapshot)
         if current.active and not updated.active:
-            self._record("member.deactivated", updated.id, userName=updated.user_name)
+            self._record(
+                "member.deactivated", updated.id, userName=updated.user_name, member=snapshot
+            )
         elif updated.active and not current.active:
-            self._record("member.reactivated", updated.id, userName=updated.user_name)
+            self._record(
+                "member.reactivated", updated.id, userName=updated.user_name, member=snapshot
+            )
         if updated.role != current.role:
             log.info(
                 "role of member %s in %s: %s -> %s (%s; by %s)",
@@ -252,6 +263,7 @@ class Changes:
             userName=member.user_name,
             externalId=member.external_id,
             groups=[g.id for g in groups],
+            member=member_snapshot(member),
         )
         self._note_admin_change(member, None)
         return None
@@ -292,6 +304,7 @@ class Changes:
             group.id,
             displayName=group.display_name,
             members=sorted(member_ids),
+            group=group_snapshot(group),
         )
         if member_ids and self._mapped(group):
             self.redecide(member_ids)
@@ -307,7 +320,13 @@ class Changes:
         """Record a rename and membership changes; re-decide the roles they affect."""
         renamed = before.display_name != after.display_name
         if renamed:
-            self._record("group.renamed", after.id, old=before.display_name, new=after.display_name)
+            self._record(
+                "group.renamed",
+                after.id,
+                old=before.display_name,
+                new=after.display_name,
+                group=group_snapshot(after),
+            )
         if added or removed:
             self._record(
                 "group.members_changed",
@@ -315,6 +334,7 @@ class Changes:
                 displayName=after.display_name,
                 added=sorted(added),
                 removed=sorted(removed),
+                group=group_snapshot(after),
             )
         if renamed and (self._mapped(before) or self._mapped(after)):
             # A rename can move every member in or out of a mapping by name.
@@ -330,6 +350,7 @@ class Changes:
             group.id,
             displayName=group.display_name,
             members=sorted(member_ids),
+            group=group_snapshot(group),
         )
         if member_ids and self._mapped(group):
             self.redecide(member_ids)
@@ -529,6 +550,14 @@ def _any_of(parts: Iterable[Filter]) -> Filter:
         result = part if result is None else Or(result, part)
     assert result is not None  # noqa: S101 - userName is always one part
     return result
+
+
+def _same_profile(a: Member, b: Member) -> bool:
+    return (a.attributes, a.role_attribute, a.scim_managed) == (
+        b.attributes,
+        b.role_attribute,
+        b.scim_managed,
+    )
 
 
 def _same(a: Member, b: Member) -> bool:

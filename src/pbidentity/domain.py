@@ -2,26 +2,36 @@
 
 They are frozen attrs classes: the storage layer stores and returns them, the
 policy layer decides on them and the SCIM layer renders them. They never hold a
-pydantic model nor a database row.
+database row, and no pydantic model is part of their state.
 
 A member's SCIM profile (everything the IdP may send for a User, core and
 enterprise extension alike) is kept as one canonical SCIM document in
 ``Member.attributes``; the values pbidentity itself reasons about (userName,
 externalId, active, the role) are read from it or kept beside it, so that the
-document and the decisions never disagree.
+document and the decisions never disagree. For the host app, ``Member.profile``
+is the same document as a typed scim2-models ``User``, built on first use and
+kept with the value (:mod:`pbidentity.models`); events carry the member or
+group a change left (``Event.member``, ``Event.profile``, ``Event.group``).
 """
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
 import attrs
 
+if TYPE_CHECKING:
+    from pbidentity.models import GroupProfile
+    from pbidentity.models import MemberProfile
+
 __all__ = [
+    "DEFAULT_ROLE_URN",
     "ApiToken",
     "Event",
     "Group",
@@ -35,7 +45,13 @@ __all__ = [
     "SamlRequest",
     "Tenant",
     "fold",
+    "group_snapshot",
+    "member_snapshot",
 ]
+
+#: The URN of the app's role extension (the SCIM schema of the ``role``
+#: attribute) unless the host app chooses another (``ScimConfig.role_urn``).
+DEFAULT_ROLE_URN = "urn:ietf:params:scim:schemas:extension:pbidentity:2.0:User"
 
 #: Where a member's role came from: the role extension attribute, core
 #: ``roles``, a mapped group, the tenant's default, a role the member had in
@@ -112,6 +128,10 @@ class Member:
     sent it (rendered back, so the IdP sees no drift); ``role`` is the role
     the app uses, decided by the tenant's role policy, and ``role_source`` and
     ``role_rule`` say how.
+
+    :attr:`profile` is the whole document as a typed scim2-models ``User``
+    (:class:`pbidentity.models.MemberProfile`), validated on first use and
+    kept with the value.
     """
 
     tenant_id: str
@@ -125,6 +145,35 @@ class Member:
     version: int = 1
     created: datetime
     last_modified: datetime
+    #: The URN :attr:`profile` puts the role extension under: the app's own
+    #: on the members :class:`~pbidentity.members.Members` hands out. Not
+    #: stored, and not part of the member's equality.
+    role_urn: str = attrs.field(default=DEFAULT_ROLE_URN, eq=False, repr=False)
+
+    if TYPE_CHECKING:
+
+        @property
+        def profile(self) -> MemberProfile:
+            """The member's whole SCIM profile, typed (see the runtime definition)."""
+
+    else:
+        # Not annotated at run time: attrs adds a cached property's return
+        # annotation to the class, and cattrs would then have to resolve a
+        # name this module does not import (it would import pydantic).
+        @functools.cached_property
+        def profile(self):
+            """The member's whole SCIM profile, typed: core User, Enterprise User, role extension.
+
+            The same document the SCIM endpoint serves for the member
+            (without its groups and ``meta.location``): a
+            :class:`pbidentity.models.MemberProfile`. Validated the first time
+            it is read, then kept: the member is immutable, so the profile
+            cannot go stale.
+            """
+            # Imported here: `import pbidentity` stays free of pydantic.
+            from pbidentity.models import member_profile
+
+            return member_profile(self)
 
     @property
     def decision(self) -> RoleDecision | None:
@@ -228,6 +277,59 @@ class Event:
     data: Mapping[str, Any] = attrs.field(factory=dict)
     seq: int | None = None
     delivered: datetime | None = None
+    #: The URN :attr:`profile` puts the role extension under (see
+    #: :attr:`Member.role_urn`): the app's own on the events the
+    #: :class:`~pbidentity.events.EventDispatcher` hands out.
+    role_urn: str = attrs.field(default=DEFAULT_ROLE_URN, eq=False, repr=False)
+
+    @functools.cached_property
+    def member(self) -> Member | None:
+        """The member as it was right after the change, on the events that carry it.
+
+        ``member.created``, ``member.linked``, ``member.updated``,
+        ``member.deactivated`` and ``member.reactivated`` carry the member
+        as the change left it; ``member.deleted`` as it was before it went.
+        Other events (and events recorded before members were carried) give
+        ``None``.
+        """
+        snapshot = self.data.get("member")
+        if snapshot is None:
+            return None
+        return _member_from_snapshot(self.tenant_id, snapshot, self.role_urn)
+
+    @property
+    def profile(self) -> MemberProfile | None:
+        """:attr:`member`'s whole profile, typed (see :attr:`Member.profile`), if it carries one."""
+        member = self.member
+        return None if member is None else member.profile
+
+    if TYPE_CHECKING:
+
+        @property
+        def group(self) -> GroupProfile | None:
+            """The group as the change left it, typed (see the runtime definition)."""
+
+    else:
+        # Not annotated at run time, as Member.profile.
+        @functools.cached_property
+        def group(self):
+            """The group as the change left it, on the ``group.*`` events.
+
+            A :class:`pbidentity.models.GroupProfile`, typed. Its ``members``
+            are listed on ``group.created`` and ``group.deleted`` (their ids;
+            ``display`` is not recorded) and ``None`` on the others, whose
+            ``added`` and ``removed`` say what changed.
+            """
+            snapshot = self.data.get("group")
+            if snapshot is None:
+                return None
+            # Imported here: `import pbidentity` stays free of pydantic.
+            from pbidentity.models import group_profile
+
+            group = _group_from_snapshot(self.tenant_id, snapshot)
+            ids = self.data.get("members")
+            members = None if ids is None else [MemberRef(id=str(i)) for i in ids]
+            return group_profile(group, members)
 
 
 #: The SAML binding of the IdP's single sign-on endpoint that pbidentity uses.
@@ -314,3 +416,63 @@ class SamlRequest:
     relay_state: str | None = None
     created: datetime
     expires: datetime
+
+
+def member_snapshot(member: Member) -> dict[str, Any]:
+    """A member as JSON data, for the events that carry it (:attr:`Event.member`)."""
+    snapshot: dict[str, Any] = {
+        "id": member.id,
+        "attributes": dict(member.attributes),
+        "version": member.version,
+        "created": member.created.isoformat(),
+        "lastModified": member.last_modified.isoformat(),
+        "scimManaged": member.scim_managed,
+    }
+    for key, value in (
+        ("roleAttribute", member.role_attribute),
+        ("role", member.role),
+        ("roleSource", member.role_source),
+        ("roleRule", member.role_rule),
+    ):
+        if value is not None:
+            snapshot[key] = value
+    return snapshot
+
+
+def group_snapshot(group: Group) -> dict[str, Any]:
+    """A group (without its members) as JSON data, for the events that carry it."""
+    return {
+        "id": group.id,
+        "attributes": dict(group.attributes),
+        "version": group.version,
+        "created": group.created.isoformat(),
+        "lastModified": group.last_modified.isoformat(),
+    }
+
+
+def _member_from_snapshot(tenant_id: str, snapshot: Mapping[str, Any], role_urn: str) -> Member:
+    return Member(
+        tenant_id=tenant_id,
+        id=snapshot["id"],
+        attributes=snapshot["attributes"],
+        role_attribute=snapshot.get("roleAttribute"),
+        role=snapshot.get("role"),
+        role_source=snapshot.get("roleSource"),
+        role_rule=snapshot.get("roleRule"),
+        scim_managed=snapshot["scimManaged"],
+        version=snapshot["version"],
+        created=datetime.fromisoformat(snapshot["created"]),
+        last_modified=datetime.fromisoformat(snapshot["lastModified"]),
+        role_urn=role_urn,
+    )
+
+
+def _group_from_snapshot(tenant_id: str, snapshot: Mapping[str, Any]) -> Group:
+    return Group(
+        tenant_id=tenant_id,
+        id=snapshot["id"],
+        attributes=snapshot["attributes"],
+        version=snapshot["version"],
+        created=datetime.fromisoformat(snapshot["created"]),
+        last_modified=datetime.fromisoformat(snapshot["lastModified"]),
+    )

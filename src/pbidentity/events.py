@@ -22,6 +22,17 @@ Event types, and what their ``data`` holds:
 * ``group.renamed``: ``old``, ``new``;
 * ``group.members_changed``: ``added``, ``removed``;
 * ``group.deleted``: ``displayName``, ``members``;
+
+The ``member.*`` events above but ``member.role_changed`` also carry the
+member as the change left it (the one deleted, as it was):
+:attr:`Event.member <pbidentity.domain.Event.member>` is that member and
+:attr:`Event.profile <pbidentity.domain.Event.profile>` its whole SCIM profile,
+typed (a scim2-models ``User``, see :mod:`pbidentity.models`). The ``group.*``
+events carry the group: :attr:`Event.group <pbidentity.domain.Event.group>`,
+a typed scim2-models ``Group``, with its ``members`` on ``group.created`` and
+``group.deleted``. The dispatcher's ``role_urn`` (the app's
+``ScimConfig.role_urn``) is the one the profiles put the role under.
+
 * ``member.signed_in``: a SAML sign-in (``idp_initiated``, ``created`` just in time);
 * ``saml.saved``, ``saml.activated``, ``saml.activation_failed``, ``saml.rolled_back``,
   ``saml.discarded``, ``saml.options_changed``: the workspace's SAML configuration moved
@@ -39,6 +50,7 @@ import attrs
 
 from pbidentity._clock import Clock
 from pbidentity._clock import utc_now
+from pbidentity.domain import DEFAULT_ROLE_URN
 from pbidentity.domain import Event
 from pbidentity.storage import Storage
 
@@ -81,10 +93,18 @@ class _Subscription:
 class EventDispatcher:
     """Hands the outbox's events to the host app's handlers, at least once, in order."""
 
-    def __init__(self, storage: Storage, *, clock: Clock = utc_now, batch: int = 100) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        clock: Clock = utc_now,
+        batch: int = 100,
+        role_urn: str = DEFAULT_ROLE_URN,
+    ) -> None:
         self.storage = storage
         self.clock = clock
         self.batch = batch
+        self.role_urn = role_urn
         self._subscriptions: list[_Subscription] = []
         # One delivery at a time per process: two threads delivering the same
         # batch would only duplicate work.
@@ -132,6 +152,8 @@ class EventDispatcher:
                     return delivered
 
     def _deliver(self, event: Event) -> bool:
+        if event.role_urn != self.role_urn:
+            event = attrs.evolve(event, role_urn=self.role_urn)
         for subscription in self._subscriptions:
             if subscription.types is not None and event.type not in subscription.types:
                 continue

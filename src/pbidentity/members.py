@@ -11,6 +11,11 @@ again.
 Every change made here goes through the same lifecycle as a SCIM request
 (role decisions, the admin guard, events in the outbox), with ``actor`` naming
 who made it in the audit trail.
+
+The members read here carry the app's role extension URN, so that
+``member.profile`` (a typed scim2-models ``User``, see :mod:`pbidentity.models`)
+is the document the SCIM endpoint serves; :meth:`Members.group` gives a group
+and its members the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 
 import attrs
@@ -29,6 +35,7 @@ from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
 from pbidentity._lifecycle import Changes
 from pbidentity._lifecycle import tenant_by_slug
+from pbidentity.domain import DEFAULT_ROLE_URN
 from pbidentity.domain import Event
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
@@ -46,6 +53,9 @@ from pbidentity.policy import TenantPolicy
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
+
+if TYPE_CHECKING:
+    from pbidentity.models import GroupProfile
 
 __all__ = ["IDP_OWNED", "LinkResult", "Members"]
 
@@ -86,30 +96,67 @@ class LinkResult:
 
 @attrs.frozen
 class Members:
-    """Read and change a tenant's members from the host app."""
+    """Read and change a tenant's members from the host app.
+
+    ``role_urn`` is the app's role extension URN (``ScimConfig.role_urn``):
+    the profiles of the members read here put the role under it.
+    """
 
     storage: Storage
     roles: RoleSet = attrs.field(factory=RoleSet)
     clock: Clock = utc_now
     new_id: IdFactory = new_id
+    role_urn: str = attrs.field(default=DEFAULT_ROLE_URN, kw_only=True)
+
+    @role_urn.validator
+    def _check_role_urn(self, _: object, urn: str) -> None:
+        if urn == DEFAULT_ROLE_URN:
+            return
+        # pbidentity.models is imported when used: reading members
+        # with the default URN needs no pydantic until a profile is asked for
+        # (edits check theirs).
+        from pbidentity.models import role_extension
+
+        role_extension(urn)  # a ConfigurationError for a URN the SCIM service would refuse
 
     # -- reading ---------------------------------------------------------------
 
     def get(self, slug: str, member_id: str) -> Member:
         """A member of the tenant; :class:`NotFoundError` if there is none."""
         with self.storage.transaction(write=False) as tx:
-            return _member(tx, tenant_by_slug(tx, slug), member_id)
+            return self._ours(_member(tx, tenant_by_slug(tx, slug), member_id))
 
     def all(self, slug: str) -> list[Member]:
         """Every member of the tenant, ordered by id."""
         with self.storage.transaction(write=False) as tx:
             tenant = tenant_by_slug(tx, slug)
-        return list(_walk(self.storage, tenant.id))
+        return [self._ours(member) for member in _walk(self.storage, tenant.id)]
+
+    def group(self, slug: str, group_id: str) -> GroupProfile:
+        """A group of the tenant with its members, as a typed scim2-models ``Group``.
+
+        Each of its ``members`` has the member's id as ``value`` and its
+        display name as ``display``. :class:`NotFoundError` if there is none.
+        """
+        from pbidentity.models import group_profile
+
+        with self.storage.transaction(write=False) as tx:
+            tenant = tenant_by_slug(tx, slug)
+            group = tx.get_group(tenant.id, group_id)
+            if group is None:
+                raise NotFoundError(f"workspace {slug!r} has no group {group_id!r}")
+            members = tx.group_members(tenant.id, [group.id])[group.id]
+        return group_profile(group, members)
 
     def audit_trail(self, slug: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
         """The tenant's events, oldest first: who (which token) changed what, and when."""
         with self.storage.transaction(write=False) as tx:
-            return tx.list_events(tenant_by_slug(tx, slug).id, after=after, limit=limit)
+            events = tx.list_events(tenant_by_slug(tx, slug).id, after=after, limit=limit)
+        # Their profiles put the role under the app's URN, as members read here do.
+        return [
+            e if e.role_urn == self.role_urn else attrs.evolve(e, role_urn=self.role_urn)
+            for e in events
+        ]
 
     # -- the host app's own edits ---------------------------------------------
 
@@ -161,7 +208,9 @@ class Members:
                 role_rule=f"set in the app ({given})",
                 created=now,
                 last_modified=now,
+                role_urn=self.role_urn,
             )
+            _check_profile(member)
             changes = self._changes(tx, tenant, actor)
             try:
                 created = changes.create(member)
@@ -170,7 +219,7 @@ class Members:
                     f"workspace {slug!r} already has a member {user_name!r}"
                 ) from error
             changes.finish()
-        return created
+        return self._ours(created)
 
     def edit(
         self,
@@ -199,7 +248,8 @@ class Members:
                 document["active"] = active
             if not str(document.get("userName") or "").strip():
                 raise InputError("a member needs a userName (usually the email address)")
-            updated = attrs.evolve(current, attributes=document)
+            updated = attrs.evolve(current, attributes=document, role_urn=self.role_urn)
+            _check_profile(updated)
             if role is not None:
                 given = self._role(role)
                 updated = attrs.evolve(
@@ -214,7 +264,7 @@ class Members:
                     f"workspace {slug!r} already has a member {document['userName']!r}"
                 ) from error
             changes.finish()
-        return saved
+        return self._ours(saved)
 
     # -- linking ---------------------------------------------------------------
 
@@ -328,6 +378,12 @@ class Members:
 
     # -- internals -------------------------------------------------------------
 
+    def _ours(self, member: Member) -> Member:
+        """The member with this app's role extension URN, for its profile."""
+        if member.role_urn == self.role_urn:
+            return member
+        return attrs.evolve(member, role_urn=self.role_urn)
+
     def _role(self, role: str) -> str:
         found = self.roles.canonical(role)
         if found is None:
@@ -340,6 +396,24 @@ class Members:
         return Changes.open(
             tx, tenant, roles=self.roles, actor=actor, clock=self.clock, new_id=self.new_id
         )
+
+
+def _check_profile(member: Member) -> None:
+    """Refuse, before it is stored, a member whose attributes are no valid SCIM User.
+
+    What the app writes is read back as a typed profile, and served to the
+    IdP, like what the IdP writes: an unknown attribute or a value of the
+    wrong type is refused here rather than failing every later read.
+    """
+    from pbidentity.models import member_profile
+
+    try:
+        member_profile(member)
+    except InputError as error:
+        raise InputError(
+            f"the attributes of {member.user_name} are not a valid SCIM User: "
+            f"{error.__cause__ or error}"
+        ) from error
 
 
 def _check_edit(tenant: Tenant, member: Member, fields: Iterable[str]) -> None:

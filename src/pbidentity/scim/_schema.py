@@ -21,31 +21,28 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from types import MappingProxyType
-from typing import Annotated
 from typing import Any
 from typing import Literal
 from typing import cast
 
 import attrs
-from pydantic import Field
-from scim2_models import URN
 from scim2_models import Attribute
-from scim2_models import CaseExact
-from scim2_models import Email
 from scim2_models import EnterpriseUser
 from scim2_models import Extension
 from scim2_models import Group
-from scim2_models import Mutability
 from scim2_models import Resource
 from scim2_models import ResourceType
-from scim2_models import Returned
 from scim2_models import Schema
 from scim2_models import SCIMException
 from scim2_models import ServiceProviderConfig
 from scim2_models import User
 
 from pbidentity.domain import fold
-from pbidentity.exceptions import ConfigurationError
+from pbidentity.models import CORE_GROUP_URN
+from pbidentity.models import CORE_USER_URN
+from pbidentity.models import DEFAULT_ROLE_URN
+from pbidentity.models import profile_model
+from pbidentity.models import role_extension
 from pbidentity.query import ENTERPRISE_URN
 from pbidentity.scim._limits import ScimLimits
 from pbidentity.scim._limits import too_large
@@ -82,9 +79,6 @@ __all__ = [
     "user_resource",
 ]
 
-CORE_USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-CORE_GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
-DEFAULT_ROLE_URN = "urn:ietf:params:scim:schemas:extension:pbidentity:2.0:User"
 
 _SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 _RESOURCE_TYPE_URN = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
@@ -97,41 +91,18 @@ MutabilityKind = Literal["readOnly", "readWrite", "immutable", "writeOnly"]
 ReturnedKind = Literal["always", "never", "default", "request"]
 UniquenessKind = Literal["none", "server", "global"]
 
-_ROLE_DESCRIPTION = (
-    "The member's role in the app. Its canonical values are the roles the app defines; "
-    "a missing or empty value leaves the role to the app's own policy."
-)
 
-
-@functools.cache
 def make_role_extension(urn: str = DEFAULT_ROLE_URN) -> type[Extension]:
     """Build the scim2-models extension carrying the app's ``role`` attribute.
 
     The host app chooses the URN (Okta's Profile Editor namespace for the
-    app). The class is built once per URN, so ``User[EnterpriseUser | ext]``
-    stays the same class for the lifetime of the process (scim2-models caches
-    parameterised resources by their arguments).
+    app); see :func:`pbidentity.models.role_extension`, which builds it once
+    per URN.
 
     :raises ConfigurationError: if ``urn`` is not a URN, or is one of the
         standard schema URNs.
     """
-    try:
-        checked = URN(urn)
-    except ValueError as exc:
-        raise ConfigurationError(f"the role extension URN {urn!r} is invalid: {exc}") from exc
-    if urn.lower() in {CORE_USER_URN.lower(), CORE_GROUP_URN.lower(), ENTERPRISE_URN.lower()}:
-        raise ConfigurationError(f"the role extension URN {urn!r} is a standard schema URN")
-    namespace: dict[str, Any] = {
-        "__module__": __name__,
-        "__qualname__": "RoleExtension",
-        "__doc__": "The app's role for a member, set by the identity provider.",
-        "__schema__": checked,
-        "__annotations__": {
-            "role": Annotated[str | None, Mutability.read_write, CaseExact.false, Returned.default]
-        },
-        "role": Field(default=None, description=_ROLE_DESCRIPTION),
-    }
-    return cast("type[Extension]", type("RoleExtension", (Extension,), namespace))
+    return role_extension(urn)
 
 
 # Specs are shared by every request of the process: read-only views make sure
@@ -396,25 +367,6 @@ def _group_core() -> SchemaSpec:
     return attrs.evolve(core, attributes={**core.attributes, "members": members})
 
 
-class _LenientEmail(Email):
-    """An email whose value is any string.
-
-    scim2-models checks ``emails.value`` with email-validator, which refuses
-    special-use domains such as ``corp.local``: the user principal names of
-    many hybrid Active Directory tenants that Entra ID provisions. The IdP is
-    the authority on its users' addresses; refusing them would fail the
-    provisioning run, so they are stored as sent.
-    """
-
-    value: str | None = None
-
-
-class _User(User[Any]):
-    """The core User with lenient emails (see :class:`_LenientEmail`)."""
-
-    emails: list[_LenientEmail] | None = None  # type: ignore[assignment]
-
-
 def user_resource(
     role_urn: str = DEFAULT_ROLE_URN,
     roles: Sequence[str] = (),
@@ -435,9 +387,8 @@ def user_resource(
     role_attribute = attrs.evolve(role_schema.attributes["role"], canonical_values=tuple(roles))
     role_schema = attrs.evolve(role_schema, attributes={"role": role_attribute})
     enterprise = _enterprise()
-    # mypy reads ``User[...]`` as a type expression; scim2-models builds the
-    # parameterised class at runtime from the union of extension classes.
-    model = _User.__class_getitem__(EnterpriseUser | extension)
+    # The host app's typed profiles are validated by the same class.
+    model = profile_model(role_urn)
     return ResourceSpec(
         name="User",
         endpoint="/Users",
