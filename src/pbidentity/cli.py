@@ -277,8 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pbidentity.admin import Admin
-    from pbidentity.storage import open_storage
+    from pbidentity import PbIdentity
 
     if args.command == "simulate":  # talks to a SCIM server over HTTP, not to the database
         return _simulate(args)
@@ -286,24 +285,20 @@ def _run(args: argparse.Namespace) -> int:
         return _db(args)
     if args.command == "saml":  # reads a file or a URL, not the database
         return _saml(args)
-    # serve keeps the embedded SQLite default working across upgrades; a
-    # shared server database is migrated on purpose, with `db upgrade`.
-    upgrade = args.command == "serve" and args.database.startswith("sqlite")
-    storage = open_storage(args.database, upgrade=upgrade)
-    try:
-        admin = Admin(storage)
-        if args.command == "serve":
-            from pbidentity._server import serve
+    if args.command == "serve":  # builds its own PbIdentity once it knows its public URL
+        from pbidentity._server import serve
 
-            return serve(
-                storage,
-                host=args.host,
-                port=args.port,
-                demo=args.demo,
-                database_url=args.database,
-                public_url=args.public_url,
-                dev_hosts=None if args.dev_host is None else frozenset(args.dev_host),
-            )
+        return serve(
+            args.database,
+            host=args.host,
+            port=args.port,
+            demo=args.demo,
+            public_url=args.public_url,
+            dev_hosts=None if args.dev_host is None else frozenset(args.dev_host),
+        )
+    identity = PbIdentity(args.database)
+    try:
+        admin = identity.admin
         if args.command == "tenants":
             if args.action == "create":
                 tenant = admin.create_tenant(args.slug, args.name)
@@ -324,16 +319,16 @@ def _run(args: argparse.Namespace) -> int:
                 + ("" if keep else "; members were unlinked from their IdP identities")
             )
         elif args.command == "link":
-            return _link(storage, args)
+            return _link(identity, args)
         elif args.command == "policy":
             _policy(admin, args)
         elif args.command == "audit":
-            _audit(storage, args)
+            _audit(identity, args)
         elif args.command == "tokens":
             _tokens(admin, args)
         return 0
     finally:
-        storage.close()
+        identity.close()
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -384,13 +379,12 @@ def _tokens(admin: Any, args: argparse.Namespace) -> None:
         print(f"revoked token {token.name!r} of {args.tenant}")
 
 
-def _link(storage: Any, args: argparse.Namespace) -> int:
+def _link(identity: Any, args: argparse.Namespace) -> int:
     import pathlib
 
     from pbidentity.linking import read_identities
-    from pbidentity.members import Members
 
-    members = Members(storage)
+    members = identity.members
     identities = read_identities(pathlib.Path(args.source))
     plan = members.plan_links(args.tenant, identities)
     print(f"{len(identities)} identities from {args.source}: {plan.summary()}")
@@ -499,10 +493,8 @@ def _input_error(message: str) -> PbIdentityError:
     return InputError(message)
 
 
-def _audit(storage: Any, args: argparse.Namespace) -> None:
-    from pbidentity.members import Members
-
-    events = Members(storage).audit_trail(args.tenant, after=args.after, limit=args.limit)
+def _audit(identity: Any, args: argparse.Namespace) -> None:
+    events = identity.members.audit_trail(args.tenant, after=args.after, limit=args.limit)
     if args.json:
         _print_json(converter.unstructure(list(events)))
         return
@@ -554,9 +546,8 @@ _SAML_EXTRA_PACKAGES = frozenset({"lxml", "xmlsec", "onelogin", "cryptography", 
 
 def _saml_service(args: argparse.Namespace) -> Any:
     """The SAML service on the database, for the commands that act on a workspace."""
+    from pbidentity import PbIdentity
     from pbidentity.saml import SamlConfig
-    from pbidentity.saml import SamlService
-    from pbidentity.storage import open_storage
 
     if not args.public_url:
         raise _input_error(
@@ -566,7 +557,7 @@ def _saml_service(args: argparse.Namespace) -> Any:
     config = SamlConfig(
         public_url=args.public_url, dev_hosts=frozenset(getattr(args, "dev_host", ()))
     )
-    return SamlService(open_storage(args.database), config)
+    return PbIdentity(args.database, saml=config).saml
 
 
 def _saml(args: argparse.Namespace) -> int:
