@@ -245,20 +245,17 @@ def _serve_wsgi(
     with server:
         bound = server.server_address[1]
         public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
-        identity = PbIdentity(
-            database_url,
-            saml=SamlConfig(public_url=public, prefix=SAML_PREFIX, dev_hosts=dev_hosts),
-            upgrade=database_url.startswith("sqlite"),
-        )
-        server.set_app(make_app(identity, fallback=_index))
-        print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
-        print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
-        _print_listening(host, bound, public)
-        print(f"Note: no admin pages: {missing}.", flush=True)
-        if demo:
-            _print_demo_token(identity.admin, f"{public}{DEFAULT_PREFIX}")
-        print("Press Ctrl+C to stop.", flush=True)
-        with identity:
+        saml = SamlConfig(public_url=public, prefix=SAML_PREFIX, dev_hosts=dev_hosts)
+        upgrade = database_url.startswith("sqlite")
+        with PbIdentity(database_url, saml=saml, upgrade=upgrade) as identity:
+            server.set_app(make_app(identity, fallback=_index))
+            print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
+            print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
+            _print_listening(host, bound, public)
+            print(f"Note: no admin pages: {missing}.", flush=True)
+            if demo:
+                _print_demo_token(identity.admin, f"{public}{DEFAULT_PREFIX}")
+            print("Press Ctrl+C to stop.", flush=True)
             try:
                 server.serve_forever()
             except KeyboardInterrupt:
