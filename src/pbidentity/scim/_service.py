@@ -71,7 +71,6 @@ from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.query import Sort
 from pbidentity.query import gather_element_tests
-from pbidentity.roles import DEFAULT_ROLES
 from pbidentity.roles import RoleSet
 from pbidentity.scim import _filter
 from pbidentity.scim import _patch
@@ -108,7 +107,7 @@ from pbidentity.storage import Transaction
 from pbidentity.tokens import token_digest
 from pbidentity.tokens import token_matches
 
-__all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
+__all__ = ["DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
 
 log = logging.getLogger("pbidentity.scim")
 
