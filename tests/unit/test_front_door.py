@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,40 @@ def test_the_package_docstring_points_to_entry_points_that_exist() -> None:
     for module, function in named:
         imported = __import__(f"pbidentity.{module}", fromlist=[function])
         assert callable(getattr(imported, function)), (module, function)
+
+
+def test_the_saml_hooks_reach_the_saml_service() -> None:
+    """on_result, fetch_metadata, clock and new_id given to the front door are SAML's own."""
+    fetched: list[str] = []
+
+    class Fetched:
+        body = b"<EntityDescriptor/>"
+
+    def fetch(url: str, **options: object) -> Fetched:
+        # A stand-in for the IdP on the internet: what was asked is recorded.
+        fetched.append(url)
+        return Fetched()
+
+    def on_result(request: Request, outcome: object) -> Response:
+        return Response(status=204)
+
+    def clock() -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC)
+
+    def new_id() -> str:
+        return "fixed-id"
+
+    saml = SamlConfig(public_url="https://app.example")
+    with PbIdentity(
+        "memory://",
+        saml=saml,
+        on_result=on_result,
+        fetch_metadata=fetch,
+        clock=clock,
+        new_id=new_id,
+    ) as identity:
+        assert identity.saml.fetch_metadata("https://idp.test/metadata") == b"<EntityDescriptor/>"
+        assert fetched == ["https://idp.test/metadata"]
+        assert identity.saml.on_result is on_result
+        assert identity.admin.create_tenant("acme").id == "fixed-id"
+        assert identity.saml.clock is identity.scim.clock is identity.admin.clock is clock
