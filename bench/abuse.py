@@ -4,7 +4,7 @@ What is measured
 ----------------
 For every SCIM endpoint the script builds the most expensive request that
 :class:`~pbidentity.scim.ScimLimits` at its defaults lets through, sends it
-``--samples`` times through the WSGI application (``make_app``: token check,
+``--samples`` times through the WSGI application (``ScimWsgiApp``: token check,
 parsing, storage, rendering, each request in its own transaction) and
 reports the median and the slowest time. The target is 250 ms for each, on
 SQLite and on PostgreSQL.
@@ -62,7 +62,7 @@ from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlencode
 
-from pbidentity.admin import Admin
+from pbidentity import PbIdentity
 from pbidentity.domain import Member
 from pbidentity.policy import TenantPolicy
 from pbidentity.roles import GroupMapping
@@ -71,7 +71,6 @@ from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimLimits
 from pbidentity.storage import Storage
 from pbidentity.wsgi import ScimWsgiApp
-from pbidentity.wsgi import make_app
 
 TARGET_MS = 250.0
 LIMITS = ScimLimits()
@@ -253,9 +252,10 @@ class Bench:
     """One backend: its tenant, fixtures, and the timings."""
 
     def __init__(self, url: str, members: int, samples: int) -> None:
-        self.app = make_app(url, config=CONFIG)
-        self.storage = self.app.service.storage
-        admin = Admin(self.storage)
+        identity = PbIdentity(url, scim=CONFIG)
+        self.app = ScimWsgiApp(identity.scim)
+        self.storage = identity.storage
+        admin = identity.admin
         self.tenant = admin.create_tenant("acme")
         admin.set_scim_enabled("acme", True)
         mappings = tuple(GroupMapping(role="admin", group_name=name) for name in MAPPED)

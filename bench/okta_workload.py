@@ -76,8 +76,9 @@ from scim2_server.utils import load_default_resource_types
 from scim2_server.utils import load_default_schemas
 from scim2_server.utils import load_default_service_provider_config
 
-from pbidentity.admin import Admin
+from pbidentity import PbIdentity
 from pbidentity.storage import open_storage
+from pbidentity.wsgi import DEFAULT_PREFIX
 from pbidentity.wsgi import make_app
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -218,12 +219,12 @@ def make_scim2_server() -> Driver:
 
 def make_pbidentity(directory: Path) -> Driver:
     """Serve pbidentity from a fresh SQLite file, with one tenant, SCIM on and an API token."""
-    app = make_app(f"sqlite:///{directory / 'bench.db'}")
-    admin = Admin(app.service.storage)
+    identity = PbIdentity(f"sqlite:///{directory / 'bench.db'}")
+    admin = identity.admin
     admin.create_tenant("bench")
     admin.set_scim_enabled("bench", True)
     secret = admin.create_token("bench", "okta").secret
-    return Driver(app=app, prefix=app.prefix, token=secret)
+    return Driver(app=make_app(identity), prefix=DEFAULT_PREFIX, token=secret)
 
 
 # --------------------------------------------------------------------------- payloads

@@ -87,7 +87,7 @@ def current_viewer(ctx: AppContext, session: Mapping[str, Any]) -> Viewer | None
     if not member_id or not workspace:
         return None
     try:
-        member = ctx.members.get(workspace, member_id)
+        member = ctx.identity.members.get(workspace, member_id)
     except NotFoundError:
         return None
     if not member.active:

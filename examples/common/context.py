@@ -1,4 +1,4 @@
-"""The product's services: one storage behind the admin pages, SCIM and SAML."""
+"""The product's services: one PbIdentity behind the admin pages, SCIM and SAML."""
 
 from __future__ import annotations
 
@@ -6,15 +6,11 @@ import secrets
 from dataclasses import dataclass
 
 from examples.common.owner import OwnerLinks
+from pbidentity import PbIdentity
 from pbidentity.admin import Admin
 from pbidentity.exceptions import ConflictError
-from pbidentity.members import Members
 from pbidentity.saml import ResultHandler
 from pbidentity.saml import SamlConfig
-from pbidentity.saml import SamlService
-from pbidentity.scim import ScimService
-from pbidentity.storage import Storage
-from pbidentity.storage import open_storage
 
 __all__ = ["DEMO_WORKSPACE", "AppContext", "Site", "ensure_demo_workspace", "open_context"]
 
@@ -40,11 +36,8 @@ class Site:
 class AppContext:
     """Everything a request handler needs, built once per app from ``create_app``'s arguments."""
 
-    storage: Storage
-    admin: Admin
-    members: Members
-    scim: ScimService
-    saml: SamlService
+    #: The storage, roles and every pbidentity service, built once.
+    identity: PbIdentity
     site: Site
     #: The owner sign-in links (``/bootstrap``) this process issued.
     owner_links: OwnerLinks
@@ -54,7 +47,7 @@ class AppContext:
 
     def close(self) -> None:
         """Release the database connections."""
-        self.storage.close()
+        self.identity.close()
 
 
 def open_context(
@@ -66,24 +59,24 @@ def open_context(
     demo: bool,
     on_result: ResultHandler,
 ) -> AppContext:
-    """Open the storage and build every service on it (``create_app``'s shared half).
+    """Build the app's :class:`~pbidentity.PbIdentity` (``create_app``'s shared half).
 
     ``owner_token`` is the token of an owner sign-in link issued at start,
     for the ``demo`` workspace if there is one, else the first workspace.
     """
     # An embedded SQLite file follows the library's schema by itself; a shared
     # server database is migrated on purpose, with `pbidentity db upgrade`.
-    storage = open_storage(database_url, upgrade=database_url.startswith("sqlite"))
-    admin = Admin(storage)
+    identity = PbIdentity(
+        database_url,
+        saml=SamlConfig(public_url=site.public_url, dev_hosts=dev_hosts),
+        on_result=on_result,
+        upgrade=database_url.startswith("sqlite"),
+    )
+    admin = identity.admin
     if demo:
         ensure_demo_workspace(admin)
         # Without it nobody could reach the settings pages to set up SSO.
         owner_token = owner_token or secrets.token_urlsafe(24)
-    saml = SamlService(
-        storage,
-        SamlConfig(public_url=site.public_url, dev_hosts=dev_hosts),
-        on_result=on_result,
-    )
     owner_links = OwnerLinks()
     slugs = [tenant.slug for tenant in admin.list_tenants()]
     workspace = DEMO_WORKSPACE if DEMO_WORKSPACE in slugs else (slugs[0] if slugs else None)
@@ -92,11 +85,7 @@ def open_context(
     else:
         owner_token = None
     return AppContext(
-        storage=storage,
-        admin=admin,
-        members=Members(storage),
-        scim=ScimService(storage),
-        saml=saml,
+        identity=identity,
         site=site,
         owner_links=owner_links,
         owner_token=owner_token,

@@ -44,21 +44,23 @@ def submit_metadata(
         )
     if action == "save":
         saved = (
-            ctx.saml.save_metadata_xml(workspace, xml, source="upload")
+            ctx.identity.saml.save_metadata_xml(workspace, xml, source="upload")
             if xml is not None
-            else ctx.saml.save_metadata_url(workspace, url)
+            else ctx.identity.saml.save_metadata_url(workspace, url)
         )
         if not saved.saved:
             return saved.report
-        return ctx.saml.begin_authorize(workspace, relay_state=f"/w/{workspace}/settings/sso")
+        return ctx.identity.saml.begin_authorize(
+            workspace, relay_state=f"/w/{workspace}/settings/sso"
+        )
     if xml is None:
         try:
-            xml = ctx.saml.fetch_metadata(url)
+            xml = ctx.identity.saml.fetch_metadata(url)
         except MetadataFetchError as error:
             # The fetcher's refusal (not https, a private address, a timeout...)
             # carries a finding that tells the admin what to do.
             return Report((error.finding,))
-    _, report = ctx.saml.check_metadata(workspace, xml)
+    _, report = ctx.identity.saml.check_metadata(workspace, xml)
     return report
 
 
@@ -89,14 +91,14 @@ def edit_member(
     form for a member the IdP manages: the admin learns where to make the
     change instead of seeing half of it saved.
     """
-    current = ctx.members.get(workspace, member_id)
+    current = ctx.identity.members.get(workspace, member_id)
     name = {
         key: value.strip()
         for key, value in (("givenName", given_name), ("familyName", family_name))
         if value.strip()
     }
     try:
-        ctx.members.edit(
+        ctx.identity.members.edit(
             workspace,
             member_id,
             attributes={"name": name},

@@ -23,8 +23,6 @@ from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.saml import EMAIL_NAMEID
 from pbidentity.saml import Finding
 from pbidentity.saml import Report
-from pbidentity.scim import DEFAULT_ROLE_URN
-from pbidentity.scim import DEFAULT_ROLES
 
 __all__ = [
     "ApiPage",
@@ -44,9 +42,6 @@ __all__ = [
     "scim_page",
     "sso_page",
 ]
-
-#: The roles the product knows, most privileged first (the member form's choices).
-ROLES = DEFAULT_ROLES
 
 
 def _when(moment: datetime | None) -> str:
@@ -228,8 +223,8 @@ def sso_page(
     metadata_url: str = "",
 ) -> SsoPage:
     """The SSO page's values; ``report`` is the outcome of the metadata form, if submitted."""
-    sp = ctx.saml.service_provider(workspace)
-    connections = ctx.saml.connections(workspace)
+    sp = ctx.identity.saml.service_provider(workspace)
+    connections = ctx.identity.saml.connections(workspace)
     active, pending = connections.active, connections.pending
     last_attempt = findings(pending.last_attempt if pending else None)
     failed = any(f.severity == "error" for f in last_attempt)
@@ -250,8 +245,8 @@ def sso_page(
             metadata_url=sp.metadata_url,
         ),
         state=state,
-        active=_connection(active, ctx.saml.clock()),
-        pending=_connection(pending, ctx.saml.clock()),
+        active=_connection(active, ctx.identity.saml.clock()),
+        pending=_connection(pending, ctx.identity.saml.clock()),
         can_roll_back=connections.previous is not None,
         last_attempt=last_attempt,
         report=None if report is None else findings(report),
@@ -280,13 +275,13 @@ class ScimPage:
 
 def scim_page(ctx: AppContext, workspace: str) -> ScimPage:
     """The SCIM page's values."""
-    tenant = ctx.admin.get_tenant(workspace)
+    tenant = ctx.identity.admin.get_tenant(workspace)
     return ScimPage(
         workspace=workspace,
         enabled=tenant.scim_enabled,
         base_url=ctx.site.scim_base_url,
-        role_urn=DEFAULT_ROLE_URN,
-        roles=ROLES,
+        role_urn=ctx.identity.scim.config.role_urn,
+        roles=ctx.identity.roles.names,
     )
 
 
@@ -332,7 +327,7 @@ def api_page(
     """The API page's values; ``new_secret`` only in the answer to the creation."""
     return ApiPage(
         workspace=workspace,
-        tokens=tuple(_token_row(t) for t in ctx.admin.list_tokens(workspace)),
+        tokens=tuple(_token_row(t) for t in ctx.identity.admin.list_tokens(workspace)),
         new_secret=new_secret,
         new_name=new_name,
         error=error,
@@ -385,7 +380,9 @@ class MembersPage:
 
 def members_page(ctx: AppContext, workspace: str) -> MembersPage:
     """The members page's values, by userName."""
-    rows = sorted((_member_row(m) for m in ctx.members.all(workspace)), key=lambda r: r.user_name)
+    rows = sorted(
+        (_member_row(m) for m in ctx.identity.members.all(workspace)), key=lambda r: r.user_name
+    )
     return MembersPage(workspace=workspace, members=tuple(rows))
 
 
@@ -404,5 +401,10 @@ def member_page(
     ctx: AppContext, workspace: str, member_id: str, *, refused: str | None = None
 ) -> MemberPage:
     """The member page's values."""
-    member = ctx.members.get(workspace, member_id)
-    return MemberPage(workspace=workspace, member=_member_row(member), roles=ROLES, refused=refused)
+    member = ctx.identity.members.get(workspace, member_id)
+    return MemberPage(
+        workspace=workspace,
+        member=_member_row(member),
+        roles=ctx.identity.roles.names,
+        refused=refused,
+    )

@@ -28,6 +28,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+import pbidentity.fastapi
 from examples.common import STATIC
 from examples.common import TEMPLATES
 from examples.common import pages
@@ -53,7 +54,6 @@ from examples.common.signin import decide
 from examples.common.signin import sso_login_path
 from pbidentity import http
 from pbidentity.exceptions import PbIdentityError
-from pbidentity.fastapi import PbIdentity
 from pbidentity.saml import AuthnRedirect
 from pbidentity.saml import ResultHandler
 from pbidentity.saml import SignInOutcome
@@ -111,7 +111,7 @@ def create_app(
     )
     app.state.context = ctx
     app.state.cookie = cookie
-    PbIdentity(scim=ctx.scim, saml=ctx.saml).init_app(app)
+    pbidentity.fastapi.init_app(app, ctx.identity)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.add_exception_handler(SignInRequired, _to_login)
@@ -246,7 +246,7 @@ def bootstrap_redeem(
     """Spend the owner link: the owner's session for its one workspace."""
     if not ctx.owner_links.redeem(token, workspace):
         raise Forbidden(INVALID_LINK)
-    ctx.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
+    ctx.identity.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
     response = redirect(f"/w/{workspace}/settings/sso")
     response.headers.append("set-cookie", request.app.state.cookie.header(owner_session(workspace)))
     return response
@@ -309,20 +309,22 @@ def sso_metadata(
 @router.post("/w/{slug}/settings/sso/authorize")
 def sso_authorize(slug: str, viewer: AdminPost, ctx: Context) -> Response:
     """Start the test sign-in of the pending configuration again."""
-    return send(ctx.saml.begin_authorize(slug, relay_state=f"/w/{slug}/settings/sso").to_response())
+    return send(
+        ctx.identity.saml.begin_authorize(slug, relay_state=f"/w/{slug}/settings/sso").to_response()
+    )
 
 
 @router.post("/w/{slug}/settings/sso/discard")
 def sso_discard(slug: str, viewer: AdminPost, ctx: Context) -> Response:
     """Drop the pending configuration."""
-    ctx.saml.discard_pending(slug)
+    ctx.identity.saml.discard_pending(slug)
     return redirect(f"/w/{slug}/settings/sso")
 
 
 @router.post("/w/{slug}/settings/sso/rollback")
 def sso_rollback(slug: str, viewer: AdminPost, ctx: Context) -> Response:
     """Make the previous configuration active again."""
-    ctx.saml.rollback(slug)
+    ctx.identity.saml.rollback(slug)
     return redirect(f"/w/{slug}/settings/sso")
 
 
@@ -335,7 +337,7 @@ def sso_options(
     unknown_members: Annotated[str, Form()] = "refuse",
 ) -> Response:
     """Change what happens after a verified sign-in."""
-    ctx.saml.update_options(
+    ctx.identity.saml.update_options(
         slug,
         allow_idp_initiated=allow_idp_initiated == "on",
         unknown_members="create" if unknown_members == "create" else "refuse",
@@ -357,7 +359,7 @@ def scim_switch(
     slug: str, viewer: AdminPost, ctx: Context, enabled: Annotated[str, Form()] = ""
 ) -> Response:
     """Turn provisioning on or off."""
-    ctx.admin.set_scim_enabled(slug, enabled == "on")
+    ctx.identity.admin.set_scim_enabled(slug, enabled == "on")
     return redirect(f"/w/{slug}/settings/scim")
 
 
@@ -373,7 +375,7 @@ def api_create(
 ) -> Response:
     """Create a token; the answer is the only page that shows its secret."""
     try:
-        new = ctx.admin.create_token(slug, name)
+        new = ctx.identity.admin.create_token(slug, name)
     except PbIdentityError as error:
         page = pages.api_page(ctx, slug, error=str(error))
         return render(request, "api.html", page, viewer, status=400)
@@ -384,7 +386,7 @@ def api_create(
 @router.post("/w/{slug}/integrations/api/tokens/{name:path}/revoke")
 def api_revoke(slug: str, name: str, viewer: AdminPost, ctx: Context) -> Response:
     """Revoke a token: it stops working at once."""
-    ctx.admin.revoke_token(slug, name)
+    ctx.identity.admin.revoke_token(slug, name)
     return redirect(f"/w/{slug}/integrations/api")
 
 

@@ -28,6 +28,7 @@ from flask import request
 from flask import session
 from flask.typing import ResponseReturnValue
 
+import pbidentity.flask
 from examples.common import STATIC
 from examples.common import TEMPLATES
 from examples.common import pages
@@ -52,7 +53,6 @@ from examples.common.signin import decide
 from examples.common.signin import sso_login_path
 from pbidentity import http
 from pbidentity.exceptions import PbIdentityError
-from pbidentity.flask import PbIdentity
 from pbidentity.saml import AuthnRedirect
 from pbidentity.saml import SignInOutcome
 
@@ -106,7 +106,7 @@ def create_app(
         on_result=on_result,
     )
     app.extensions[EXTENSION] = ctx
-    PbIdentity(app, scim=ctx.scim, saml=ctx.saml)
+    pbidentity.flask.init_app(app, ctx.identity)
     app.register_blueprint(bp)
     return app
 
@@ -204,7 +204,7 @@ def bootstrap_redeem() -> ResponseReturnValue:
     workspace = request.form.get("workspace", "")
     if not ctx.owner_links.redeem(request.form.get("token"), workspace):
         raise Forbidden(INVALID_LINK)
-    ctx.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
+    ctx.identity.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
     session.clear()
     session.update(owner_session(workspace))
     return see_other(f"/w/{workspace}/settings/sso")
@@ -262,14 +262,18 @@ def sso_metadata(slug: str) -> ResponseReturnValue:
 def sso_authorize(slug: str) -> ResponseReturnValue:
     """Start the test sign-in of the pending configuration again."""
     relay_state = f"/w/{slug}/settings/sso"
-    return send(_ctx().saml.begin_authorize(slug, relay_state=relay_state).to_response())
+    return send(
+        pbidentity.flask.get_identity()
+        .saml.begin_authorize(slug, relay_state=relay_state)
+        .to_response()
+    )
 
 
 @bp.post("/w/<slug>/settings/sso/discard")
 @admin_page
 def sso_discard(slug: str) -> ResponseReturnValue:
     """Drop the pending configuration."""
-    _ctx().saml.discard_pending(slug)
+    pbidentity.flask.get_identity().saml.discard_pending(slug)
     return see_other(f"/w/{slug}/settings/sso")
 
 
@@ -277,7 +281,7 @@ def sso_discard(slug: str) -> ResponseReturnValue:
 @admin_page
 def sso_rollback(slug: str) -> ResponseReturnValue:
     """Make the previous configuration active again."""
-    _ctx().saml.rollback(slug)
+    pbidentity.flask.get_identity().saml.rollback(slug)
     return see_other(f"/w/{slug}/settings/sso")
 
 
@@ -285,7 +289,7 @@ def sso_rollback(slug: str) -> ResponseReturnValue:
 @admin_page
 def sso_options(slug: str) -> ResponseReturnValue:
     """Change what happens after a verified sign-in."""
-    _ctx().saml.update_options(
+    pbidentity.flask.get_identity().saml.update_options(
         slug,
         allow_idp_initiated=request.form.get("allow_idp_initiated") == "on",
         unknown_members="create" if request.form.get("unknown_members") == "create" else "refuse",
@@ -307,7 +311,9 @@ def scim(slug: str) -> ResponseReturnValue:
 @admin_page
 def scim_switch(slug: str) -> ResponseReturnValue:
     """Turn provisioning on or off."""
-    _ctx().admin.set_scim_enabled(slug, request.form.get("enabled") == "on")
+    pbidentity.flask.get_identity().admin.set_scim_enabled(
+        slug, request.form.get("enabled") == "on"
+    )
     return see_other(f"/w/{slug}/settings/scim")
 
 
@@ -323,7 +329,7 @@ def api(slug: str) -> ResponseReturnValue:
 def api_create(slug: str) -> ResponseReturnValue:
     """Create a token; the answer is the only page that shows its secret."""
     try:
-        new = _ctx().admin.create_token(slug, request.form.get("name", ""))
+        new = pbidentity.flask.get_identity().admin.create_token(slug, request.form.get("name", ""))
     except PbIdentityError as error:
         return render("api.html", pages.api_page(_ctx(), slug, error=str(error)), 400)
     page = pages.api_page(_ctx(), slug, new_secret=new.secret, new_name=new.token.name)
@@ -334,7 +340,7 @@ def api_create(slug: str) -> ResponseReturnValue:
 @admin_page
 def api_revoke(slug: str, name: str) -> ResponseReturnValue:
     """Revoke a token: it stops working at once."""
-    _ctx().admin.revoke_token(slug, name)
+    pbidentity.flask.get_identity().admin.revoke_token(slug, name)
     return see_other(f"/w/{slug}/integrations/api")
 
 

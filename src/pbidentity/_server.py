@@ -27,17 +27,13 @@ from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import WSGIServer
 from wsgiref.simple_server import make_server
 
+from pbidentity._front import PbIdentity
 from pbidentity.admin import Admin
 from pbidentity.exceptions import ConfigurationError
-from pbidentity.http import Handler
-from pbidentity.http import Router
 from pbidentity.saml import SamlConfig
-from pbidentity.saml import SamlService
 from pbidentity.saml import local_dev_hosts
-from pbidentity.scim import ScimService
-from pbidentity.storage import Storage
 from pbidentity.wsgi import DEFAULT_PREFIX
-from pbidentity.wsgi import WsgiApp
+from pbidentity.wsgi import make_app
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -138,12 +134,11 @@ def reference_app() -> tuple[Callable[..., Any] | None, str]:
 
 
 def serve(
-    storage: Storage,
+    database_url: str,
     *,
     host: str,
     port: int,
     demo: bool = False,
-    database_url: str | None = None,
     public_url: str | None = None,
     dev_hosts: frozenset[str] | None = None,
 ) -> int:
@@ -153,15 +148,18 @@ def serve(
     by default, with the port actually bound); ``dev_hosts`` the hosts SAML
     may reach over plain http (when both ``host`` and the public URL are
     loopback: ``host``, ``localhost`` and ``127.0.0.1``; else none). The
-    reference app opens its own storage on ``database_url``; without one, or
-    without the app, ``storage`` is served.
+    :class:`~pbidentity.PbIdentity` on ``database_url`` is built once the
+    port is bound, since its SAML configuration names the public URL: by
+    the reference app, or here when the app cannot run. An embedded SQLite
+    file is migrated to the library's schema on start; a shared server
+    database is migrated on purpose, with ``pbidentity db upgrade``.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     hosts = local_dev_hosts(host, public_url) if dev_hosts is None else dev_hosts
-    create_app, missing = reference_app() if database_url else (None, "no database URL")
-    if create_app is not None and database_url is not None:
+    create_app, missing = reference_app()
+    if create_app is not None:
         return _serve_app(create_app, database_url, host, port, public_url, hosts, demo)
-    return _serve_wsgi(storage, host, port, public_url, hosts, demo, missing)
+    return _serve_wsgi(database_url, host, port, public_url, hosts, demo, missing)
 
 
 def _cannot_listen(error: OSError, host: str, port: int) -> ConfigurationError:
@@ -218,7 +216,7 @@ def _serve_app(
             print(line, flush=True)
         _print_listening(host, bound, public)
         if demo:
-            _print_demo_token(Admin(context.storage), f"{public}{DEFAULT_PREFIX}")
+            _print_demo_token(context.identity.admin, f"{public}{DEFAULT_PREFIX}")
         print("Press Ctrl+C to stop.", flush=True)
         # stdout carries only the lines above (scripts and tests read them,
         # and may stop reading): uvicorn's access log goes to stderr too.
@@ -230,7 +228,7 @@ def _serve_app(
 
 
 def _serve_wsgi(
-    storage: Storage,
+    database_url: str,
     host: str,
     port: int,
     public_url: str | None,
@@ -247,19 +245,19 @@ def _serve_wsgi(
     with server:
         bound = server.server_address[1]
         public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
-        saml = SamlService(storage, SamlConfig(public_url=public, dev_hosts=dev_hosts))
-        handlers: dict[str, Handler] = {DEFAULT_PREFIX: ScimService(storage), SAML_PREFIX: saml}
-        router = Router(handlers)
-        server.set_app(WsgiApp(router, fallback=_index))
-        print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
-        print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
-        _print_listening(host, bound, public)
-        print(f"Note: no admin pages: {missing}.", flush=True)
-        if demo:
-            _print_demo_token(Admin(storage), f"{public}{DEFAULT_PREFIX}")
-        print("Press Ctrl+C to stop.", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
+        saml = SamlConfig(public_url=public, prefix=SAML_PREFIX, dev_hosts=dev_hosts)
+        upgrade = database_url.startswith("sqlite")
+        with PbIdentity(database_url, saml=saml, upgrade=upgrade) as identity:
+            server.set_app(make_app(identity, fallback=_index))
+            print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
+            print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
+            _print_listening(host, bound, public)
+            print(f"Note: no admin pages: {missing}.", flush=True)
+            if demo:
+                _print_demo_token(identity.admin, f"{public}{DEFAULT_PREFIX}")
+            print("Press Ctrl+C to stop.", flush=True)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                print("stopped", file=sys.stderr)
     return 0

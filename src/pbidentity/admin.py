@@ -50,8 +50,8 @@ class NewToken:
 class Admin:
     """Manage tenants, their SCIM switch, their API tokens and their member policy.
 
-    ``roles`` is the host app's role set, the same as its
-    :class:`~pbidentity.scim.ScimConfig` ``roles``.
+    ``roles`` is the host app's role set: :class:`~pbidentity.PbIdentity`
+    gives its ``admin`` the one its SCIM and SAML services use.
     """
 
     storage: Storage

@@ -6,10 +6,12 @@ become a :class:`~pbidentity.http.Request`, the core answers, and the
 synchronous and does database I/O, so it runs in a worker thread and the
 event loop keeps serving other requests meanwhile. Standard library only::
 
-    from pbidentity.asgi import AsgiApp
-    from pbidentity.http import Router
+    from pbidentity.asgi import make_app
 
-    app = AsgiApp(Router({"/scim/v2": scim, "/saml": saml}), fallback=host_app)
+    app = make_app(identity, fallback=host_app)  # /scim/v2 and /saml
+
+where ``identity`` is the app's :class:`~pbidentity.PbIdentity`;
+``AsgiApp(router)`` serves any :class:`~pbidentity.http.Router`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import asyncio
 import contextvars
 from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import MutableMapping
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,7 +32,10 @@ from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.http import Router
 
-__all__ = ["AsgiApp"]
+if TYPE_CHECKING:
+    from pbidentity import PbIdentity
+
+__all__ = ["AsgiApp", "make_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -100,6 +107,33 @@ class AsgiApp:
             self.executor, context.run, mount.handler.handle, request
         )
         await _send_response(send, response)
+
+
+def make_app(
+    identity: PbIdentity | str,
+    *,
+    scim_prefix: str = "/scim/v2",
+    mounts: Mapping[str, Handler] | None = None,
+    fallback: ASGIApp | None = None,
+    executor: Executor | None = None,
+) -> AsgiApp:
+    """The ASGI application of a :class:`~pbidentity.PbIdentity`: SCIM, and SAML when configured.
+
+    SCIM is served under ``scim_prefix``, SAML under its configuration's
+    prefix (``/saml``) and ``mounts`` (more handlers) under theirs; other
+    paths, lifespan and websocket events go to ``fallback`` (the host app)
+    if given. The core runs on ``executor`` (see :class:`AsgiApp`). A
+    database URL stands for ``PbIdentity(url)``.
+    """
+    if isinstance(identity, str):
+        from pbidentity import PbIdentity
+
+        identity = PbIdentity(identity)
+    return AsgiApp(
+        identity.router(scim_prefix=scim_prefix, mounts=mounts),
+        fallback=fallback,
+        executor=executor,
+    )
 
 
 def _route_path(scope: Scope) -> str:

@@ -10,6 +10,7 @@ with 2, as argparse does. No traceback reaches the operator.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from pbidentity._converter import converter
 from pbidentity.exceptions import PbIdentityError
 
 if TYPE_CHECKING:
+    from pbidentity import PbIdentity
     from pbidentity.domain import IdentityProvider
     from pbidentity.saml import Report
     from pbidentity.saml import ServiceProvider
@@ -31,6 +33,7 @@ __all__ = ["main"]
 
 DATABASE_ENV = "PBIDENTITY_DATABASE_URL"
 DEFAULT_DATABASE = "sqlite:///pbidentity.db"
+IDENTITY_ENV = "PBIDENTITY_IDENTITY"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         default=os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE,
         help=f"database URL (default: ${DATABASE_ENV}, else {DEFAULT_DATABASE})",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="MODULE:NAME",
+        default=os.environ.get(IDENTITY_ENV),
+        help="the app's own PbIdentity (or a function returning it), e.g. myapp.identity:identity: "
+        f"its database, roles and SAML configuration instead of --database (default: "
+        f"${IDENTITY_ENV}; not for serve and db)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -277,33 +288,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pbidentity.admin import Admin
-    from pbidentity.storage import open_storage
-
     if args.command == "simulate":  # talks to a SCIM server over HTTP, not to the database
         return _simulate(args)
+    if args.identity and args.command in ("serve", "db"):
+        raise _input_error(
+            f"{args.command} works on --database, not on the app's identity: leave out "
+            f"--identity (and ${IDENTITY_ENV})"
+        )
     if args.command == "db":
         return _db(args)
     if args.command == "saml":  # reads a file or a URL, not the database
         return _saml(args)
-    # serve keeps the embedded SQLite default working across upgrades; a
-    # shared server database is migrated on purpose, with `db upgrade`.
-    upgrade = args.command == "serve" and args.database.startswith("sqlite")
-    storage = open_storage(args.database, upgrade=upgrade)
-    try:
-        admin = Admin(storage)
-        if args.command == "serve":
-            from pbidentity._server import serve
+    if args.command == "serve":  # builds its own PbIdentity once it knows its public URL
+        from pbidentity._server import serve
 
-            return serve(
-                storage,
-                host=args.host,
-                port=args.port,
-                demo=args.demo,
-                database_url=args.database,
-                public_url=args.public_url,
-                dev_hosts=None if args.dev_host is None else frozenset(args.dev_host),
-            )
+        return serve(
+            args.database,
+            host=args.host,
+            port=args.port,
+            demo=args.demo,
+            public_url=args.public_url,
+            dev_hosts=None if args.dev_host is None else frozenset(args.dev_host),
+        )
+    identity = _identity(args)
+    try:
+        admin = identity.admin
         if args.command == "tenants":
             if args.action == "create":
                 tenant = admin.create_tenant(args.slug, args.name)
@@ -324,16 +333,16 @@ def _run(args: argparse.Namespace) -> int:
                 + ("" if keep else "; members were unlinked from their IdP identities")
             )
         elif args.command == "link":
-            return _link(storage, args)
+            return _link(identity, args)
         elif args.command == "policy":
             _policy(admin, args)
         elif args.command == "audit":
-            _audit(storage, args)
+            _audit(identity, args)
         elif args.command == "tokens":
             _tokens(admin, args)
         return 0
     finally:
-        storage.close()
+        identity.close()
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -384,13 +393,12 @@ def _tokens(admin: Any, args: argparse.Namespace) -> None:
         print(f"revoked token {token.name!r} of {args.tenant}")
 
 
-def _link(storage: Any, args: argparse.Namespace) -> int:
+def _link(identity: Any, args: argparse.Namespace) -> int:
     import pathlib
 
     from pbidentity.linking import read_identities
-    from pbidentity.members import Members
 
-    members = Members(storage)
+    members = identity.members
     identities = read_identities(pathlib.Path(args.source))
     plan = members.plan_links(args.tenant, identities)
     print(f"{len(identities)} identities from {args.source}: {plan.summary()}")
@@ -499,10 +507,8 @@ def _input_error(message: str) -> PbIdentityError:
     return InputError(message)
 
 
-def _audit(storage: Any, args: argparse.Namespace) -> None:
-    from pbidentity.members import Members
-
-    events = Members(storage).audit_trail(args.tenant, after=args.after, limit=args.limit)
+def _audit(identity: Any, args: argparse.Namespace) -> None:
+    events = identity.members.audit_trail(args.tenant, after=args.after, limit=args.limit)
     if args.json:
         _print_json(converter.unstructure(list(events)))
         return
@@ -552,12 +558,47 @@ SAML_EXTRA_MISSING = "SAML support needs the saml extra: pip install 'pbidentity
 _SAML_EXTRA_PACKAGES = frozenset({"lxml", "xmlsec", "onelogin", "cryptography", "isodate"})
 
 
+def _identity(args: argparse.Namespace) -> PbIdentity:
+    """The app's PbIdentity named by ``--identity``, else a default one on ``--database``."""
+    from pbidentity import PbIdentity
+
+    if not args.identity:
+        return PbIdentity(args.database)
+    module_name, colon, name = args.identity.partition(":")
+    if not colon or not module_name or not name:
+        raise _input_error(
+            f"--identity {args.identity!r}: expected MODULE:NAME, e.g. myapp.identity:identity"
+        )
+    # As `flask --app` does: the app's modules are found from where the command runs.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name):
+            raise  # the app's module itself failed to import something: its own bug
+        raise _input_error(f"--identity {args.identity!r}: no module {error.name!r}") from None
+    except AttributeError:
+        raise _input_error(
+            f"--identity {args.identity!r}: module {module_name!r} has no {name!r}"
+        ) from None
+    identity = found() if callable(found) and not isinstance(found, PbIdentity) else found
+    if not isinstance(identity, PbIdentity):
+        raise _input_error(
+            f"--identity {args.identity!r} names a value of type {type(identity).__name__}, "
+            "not a pbidentity.PbIdentity (or a function returning one)"
+        )
+    return identity
+
+
 def _saml_service(args: argparse.Namespace) -> Any:
     """The SAML service on the database, for the commands that act on a workspace."""
+    from pbidentity import PbIdentity
     from pbidentity.saml import SamlConfig
-    from pbidentity.saml import SamlService
-    from pbidentity.storage import open_storage
 
+    if args.identity:
+        # The app's own SAML configuration: its public URL, prefix and roles.
+        return _identity(args).saml
     if not args.public_url:
         raise _input_error(
             f"give the app's public URL with --public-url (or ${PUBLIC_URL_ENV}): the SP "
@@ -566,7 +607,7 @@ def _saml_service(args: argparse.Namespace) -> Any:
     config = SamlConfig(
         public_url=args.public_url, dev_hosts=frozenset(getattr(args, "dev_host", ()))
     )
-    return SamlService(open_storage(args.database), config)
+    return PbIdentity(args.database, saml=config).saml
 
 
 def _saml(args: argparse.Namespace) -> int:

@@ -1,17 +1,20 @@
-"""The FastAPI (Starlette) integration: the endpoints in the app, the services as dependencies.
+"""The FastAPI (Starlette) integration: a PbIdentity's endpoints, its services as dependencies.
 
 ::
 
     from typing import Annotated
     from fastapi import Depends, FastAPI
-    from pbidentity.fastapi import PbIdentity, pbidentity_scim
+    import pbidentity
+    import pbidentity.fastapi
+    from pbidentity.fastapi import get_identity
 
     app = FastAPI()
-    PbIdentity(database_url="postgresql+psycopg://...").init_app(app)
+    identity = pbidentity.PbIdentity("postgresql+psycopg://...")
+    pbidentity.fastapi.init_app(app, identity)    # /scim/v2 (and /saml)
 
     @app.post("/settings/scim/token")
-    def new_token(scim: Annotated[ScimService, Depends(pbidentity_scim)]):
-        ...  # a plain def: the service's calls block, FastAPI runs them in a thread
+    def new_token(identity: Annotated[pbidentity.PbIdentity, Depends(get_identity)]):
+        ...  # a plain def: the services' calls block, FastAPI runs them in a thread
 
 The endpoints are served by :class:`pbidentity.asgi.AsgiApp`, so the core
 runs in a worker thread and the body is read up to each handler's cap,
@@ -24,11 +27,14 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from concurrent.futures import Executor
 
+import attrs
 from fastapi import Request
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.routing import Route
 
+from pbidentity._front import SCIM_PREFIX
+from pbidentity._front import PbIdentity
 from pbidentity.asgi import AsgiApp
 from pbidentity.domain import Member
 from pbidentity.exceptions import ConfigurationError
@@ -36,118 +42,92 @@ from pbidentity.exceptions import NotFoundError
 from pbidentity.http import Handler
 from pbidentity.http import Router
 from pbidentity.saml import SamlService
-from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
 
-__all__ = ["PbIdentity", "SessionMember", "pbidentity_member", "pbidentity_saml", "pbidentity_scim"]
+__all__ = [
+    "SessionMember",
+    "get_identity",
+    "init_app",
+    "pbidentity_member",
+    "pbidentity_saml",
+    "pbidentity_scim",
+]
 
 #: Reads the host app's session: the signed-in member's (workspace slug, member id), or ``None``.
 SessionMember = Callable[[Request], "tuple[str, str] | None"]
 
 
-class PbIdentity:
-    """Serve SCIM (and SAML) under their prefixes in a FastAPI or Starlette app.
+@attrs.frozen
+class _Served:
+    """What :func:`init_app` leaves in ``app.state.pbidentity`` for the dependencies."""
 
-    The SCIM service is ``scim`` if given, else one built on ``database_url``
-    (with ``scim_config``); ``saml`` is a SAML handler to serve too, and
-    ``mounts`` more handlers by prefix. ``session_member`` reads the host
-    app's session: it returns the signed-in member's workspace slug and id
-    (what the app stored when ``on_result`` gave it a
-    :class:`~pbidentity.saml.SignIn`), or ``None``; :func:`pbidentity_member`
-    uses it.
-    :meth:`init_app` adds the routes to an app; :attr:`asgi` is the same
-    endpoints as an ASGI app, to mount or to run on its own.
+    identity: PbIdentity
+    session_member: SessionMember | None
+
+
+def init_app(
+    app: Starlette,
+    identity: PbIdentity,
+    *,
+    scim_prefix: str = SCIM_PREFIX,
+    mounts: Mapping[str, Handler] | None = None,
+    executor: Executor | None = None,
+    session_member: SessionMember | None = None,
+) -> PbIdentity:
+    """Serve ``identity``'s endpoints in ``app`` (FastAPI or Starlette) and its services.
+
+    SCIM is served under ``scim_prefix``, SAML (when configured) under its
+    configuration's prefix, and ``mounts`` are more handlers by prefix; the
+    routes take every method and stay out of the OpenAPI schema. The core
+    runs on ``executor`` (see :class:`~pbidentity.asgi.AsgiApp`).
+    ``session_member`` reads the host app's session: it returns the
+    signed-in member's workspace slug and id (what the app stored when
+    ``on_result`` gave it a :class:`~pbidentity.saml.SignIn`), or ``None``;
+    :func:`pbidentity_member` uses it. Returns ``identity``.
     """
-
-    def __init__(
-        self,
-        *,
-        database_url: str | None = None,
-        scim: ScimService | None = None,
-        scim_config: ScimConfig | None = None,
-        saml: SamlService | None = None,
-        mounts: Mapping[str, Handler] | None = None,
-        scim_prefix: str = "/scim/v2",
-        saml_prefix: str = "/saml",
-        executor: Executor | None = None,
-        session_member: SessionMember | None = None,
-    ) -> None:
-        #: How the host app's session names the signed-in member, for
-        #: :func:`pbidentity_member`.
-        self.session_member = session_member
-        if scim is None and database_url:
-            from pbidentity.storage import open_storage
-
-            scim = ScimService(open_storage(database_url), scim_config)
-        self._scim = scim
-        self._saml = saml
-        served = dict(mounts or {})
-        if scim is not None:
-            served[scim_prefix] = scim
-        if saml is not None:
-            served[saml_prefix] = saml
-        if not served:
-            raise ConfigurationError(
-                "pbidentity has nothing to serve: pass database_url=, scim= or saml= to PbIdentity"
-            )
-        self.router = Router(served)
-        self.asgi = AsgiApp(self.router, executor=executor)
-
-    @property
-    def scim(self) -> ScimService:
-        """The SCIM service, for the host app's own endpoints (settings pages, admin)."""
-        if self._scim is None:
-            raise ConfigurationError("pbidentity was given no SCIM service")
-        return self._scim
-
-    @property
-    def saml(self) -> SamlService:
-        """The SAML service given to the integration."""
-        if self._saml is None:
-            raise ConfigurationError("pbidentity was given no SAML service (saml=...)")
-        return self._saml
-
-    def routes(self) -> list[BaseRoute]:
-        """Starlette routes for every prefix: the prefix itself and every path below it.
-
-        They take every method and stay out of the OpenAPI schema; the core
-        answers 405 itself where it must.
-        """
-        routes: list[BaseRoute] = []
-        for mount in self.router.mounts:
-            name = f"pbidentity{mount.prefix}"
-            if mount.prefix:
-                routes.append(Route(mount.prefix, self.asgi, name=name, include_in_schema=False))
-            routes.append(
-                Route(
-                    f"{mount.prefix}/{{rest:path}}", self.asgi, name=name, include_in_schema=False
-                )
-            )
-        return routes
-
-    def init_app(self, app: Starlette) -> None:
-        """Serve the endpoints in ``app`` (FastAPI or Starlette), the services as dependencies."""
-        # Added to the app's own route list: APIRouter.include_router only
-        # copies routes that have a fixed set of methods.
-        app.router.routes.extend(self.routes())
-        app.state.pbidentity = self
+    router = identity.router(scim_prefix=scim_prefix, mounts=mounts)
+    # Added to the app's own route list: APIRouter.include_router only
+    # copies routes that have a fixed set of methods.
+    app.router.routes.extend(_routes(router, AsgiApp(router, executor=executor)))
+    app.state.pbidentity = _Served(identity, session_member)
+    return identity
 
 
-def _extension(request: Request) -> PbIdentity:
-    extension = getattr(request.app.state, "pbidentity", None)
-    if not isinstance(extension, PbIdentity):
-        raise ConfigurationError("pbidentity is not set up in this app: call PbIdentity.init_app")
-    return extension
+def _routes(router: Router, asgi: AsgiApp) -> list[BaseRoute]:
+    """Starlette routes for every prefix: the prefix itself and every path below it."""
+    routes: list[BaseRoute] = []
+    for mount in router.mounts:
+        name = f"pbidentity{mount.prefix}"
+        if mount.prefix:
+            routes.append(Route(mount.prefix, asgi, name=name, include_in_schema=False))
+        routes.append(
+            Route(f"{mount.prefix}/{{rest:path}}", asgi, name=name, include_in_schema=False)
+        )
+    return routes
+
+
+def _served(request: Request) -> _Served:
+    served = getattr(request.app.state, "pbidentity", None)
+    if not isinstance(served, _Served):
+        raise ConfigurationError(
+            "pbidentity is not set up in this app: call pbidentity.fastapi.init_app(app, identity)"
+        )
+    return served
+
+
+def get_identity(request: Request) -> PbIdentity:
+    """FastAPI dependency: the app's :class:`~pbidentity.PbIdentity` (``Depends(get_identity)``)."""
+    return _served(request).identity
 
 
 def pbidentity_scim(request: Request) -> ScimService:
     """FastAPI dependency: the app's SCIM service (``Depends(pbidentity_scim)``)."""
-    return _extension(request).scim
+    return _served(request).identity.scim
 
 
 def pbidentity_saml(request: Request) -> SamlService:
     """FastAPI dependency: the app's SAML service (``Depends(pbidentity_saml)``)."""
-    return _extension(request).saml
+    return _served(request).identity.saml
 
 
 def pbidentity_member(request: Request) -> Member:
@@ -161,20 +141,18 @@ def pbidentity_member(request: Request) -> Member:
     """
     from fastapi import HTTPException
 
-    from pbidentity.members import Members
-
-    extension = _extension(request)
-    if extension.session_member is None:
+    served = _served(request)
+    if served.session_member is None:
         raise ConfigurationError(
-            "pbidentity_member needs to know the app's session: PbIdentity(session_member=...)"
+            "pbidentity_member needs to know the app's session: "
+            "pbidentity.fastapi.init_app(app, identity, session_member=...)"
         )
-    signed_in = extension.session_member(request)
+    signed_in = served.session_member(request)
     if signed_in is None:
         raise HTTPException(status_code=401, detail="Sign in first.")
     slug, member_id = signed_in
-    storage = extension.scim.storage if extension._scim is not None else extension.saml.storage
     try:
-        member = Members(storage).get(slug, member_id)
+        member = served.identity.members.get(slug, member_id)
     except NotFoundError:
         raise HTTPException(status_code=401, detail="Sign in again.") from None
     if not member.active:

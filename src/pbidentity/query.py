@@ -251,9 +251,8 @@ GROUP_FIELDS: Mapping[str, Field] = _fields(
     *_multi("members", ("value", "string", True), ("display", "string", False)),
 )
 
-#: The multi-valued attributes whose elements the stores index, per resource.
+#: The multi-valued attributes of a user whose elements the stores index.
 USER_MULTI_VALUED = frozenset(f.multi for f in USER_FIELDS.values() if f.multi)
-GROUP_MULTI_VALUED = frozenset(f.multi for f in GROUP_FIELDS.values() if f.multi)
 
 
 #: Comparisons that mean "some element satisfies this" at the top level as

@@ -9,20 +9,20 @@ except 404 for paths outside its prefixes, and never parses the body.
 Embedding in a host app::
 
     from pbidentity.wsgi import make_app
-    scim = make_app("sqlite:///pbidentity.db")          # serves /scim/v2/...
+    application = make_app(identity, fallback=host_app)  # /scim/v2 and /saml
 
-or, with services the host app built itself,
-``WsgiApp(Router({"/scim/v2": scim, "/saml": saml}))`` (``ScimWsgiApp(service)``
-for SCIM alone).
+where ``identity`` is the app's :class:`~pbidentity.PbIdentity` (a database
+URL builds one with the defaults). ``WsgiApp(router)`` serves any
+:class:`~pbidentity.http.Router`, ``ScimWsgiApp(service)`` a SCIM service alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING
-from typing import Any
 from urllib.parse import parse_qsl
 
 from pbidentity.http import Handler
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIEnvironment
 
-    from pbidentity.scim import ScimConfig
+    from pbidentity import PbIdentity
     from pbidentity.scim import ScimService
 
 __all__ = ["ScimWsgiApp", "WsgiApp", "make_app"]
@@ -184,20 +184,22 @@ class ScimWsgiApp(WsgiApp):
 
 
 def make_app(
-    database_url: str = "sqlite:///pbidentity.db",
+    identity: PbIdentity | str = "sqlite:///pbidentity.db",
     *,
-    config: ScimConfig | None = None,
-    prefix: str = DEFAULT_PREFIX,
-    **service_options: Any,
-) -> ScimWsgiApp:
-    """Build the WSGI application of a SCIM service on the database at ``database_url``.
+    scim_prefix: str = DEFAULT_PREFIX,
+    mounts: Mapping[str, Handler] | None = None,
+    fallback: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]] | None = None,
+) -> WsgiApp:
+    """The WSGI application of a :class:`~pbidentity.PbIdentity`: SCIM, and SAML when configured.
 
-    The schema is created on first use. ``config`` is a
-    :class:`~pbidentity.scim.ScimConfig`; ``service_options`` go to
-    :class:`~pbidentity.scim.ScimService` (``clock``, ``new_id``).
+    SCIM is served under ``scim_prefix``, SAML under its configuration's
+    prefix (``/saml``) and ``mounts`` (more handlers) under theirs; other
+    paths go to ``fallback`` (the host app) or get a 404. A database URL
+    stands for ``PbIdentity(url)``: SCIM alone, with the default roles, the
+    schema created on first use.
     """
-    from pbidentity.scim import ScimService
-    from pbidentity.storage import open_storage
+    if isinstance(identity, str):
+        from pbidentity import PbIdentity
 
-    service = ScimService(open_storage(database_url), config, **service_options)
-    return ScimWsgiApp(service, prefix=prefix)
+        identity = PbIdentity(identity)
+    return WsgiApp(identity.router(scim_prefix=scim_prefix, mounts=mounts), fallback=fallback)

@@ -42,21 +42,17 @@ from wsgiref.simple_server import make_server
 import attrs
 import orjson
 
-from pbidentity.admin import Admin
+from pbidentity import PbIdentity
 from pbidentity.domain import SamlConnection
-from pbidentity.http import Handler
 from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.http import Router
-from pbidentity.members import Members
 from pbidentity.saml import SamlConfig
 from pbidentity.saml import SamlService
 from pbidentity.saml import SignInFailure
 from pbidentity.saml import SignInOutcome
 from pbidentity.saml import default_result_page
 from pbidentity.scim import ScimConfig
-from pbidentity.scim import ScimService
-from pbidentity.storage import open_storage
 from tests.saml.idp import TestIdp
 from tests.scim.helpers import GROUP
 from tests.scim.helpers import patch
@@ -511,29 +507,24 @@ TABLE_IDP = TestIdp(entity_id="https://idp.test/metadata", sso_url="https://idp.
 
 
 @contextmanager
-def fresh_handlers(directory: Path) -> Iterator[tuple[dict[str, Handler], dict[str, str]]]:
-    """Services by prefix on a new database in ``directory``, and the table's first values."""
+def fresh_identity(directory: Path) -> Iterator[tuple[PbIdentity, dict[str, str]]]:
+    """The front door on a new database in ``directory``, and the table's first values.
+
+    Everything the adapters serve comes from it: SCIM, SAML and the rows'
+    seed data (tenants, a token, a member) through its admin and members.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(f"sqlite:///{directory / 'pbidentity.db'}")
     counter = itertools.count(1)
 
     def new_id() -> str:
         return f"00000000-0000-4000-8000-{next(counter):012d}"
 
-    # Fixed ids: the signed sign-in request ids cover the tenant's.
-    admin = Admin(storage, clock=lambda: CLOCK, new_id=new_id)
-    admin.create_tenant("acme", "Acme")
-    admin.set_scim_enabled("acme", True)
-    token = admin.create_token("acme", "okta").secret
-    admin.create_tenant("globex", "Globex")
-
-    scim = ScimService(
-        storage, ScimConfig(max_body_bytes=MAX_BODY), clock=lambda: CLOCK, new_id=new_id
-    )
     secrets = itertools.count(1)
-    saml = SamlService(
-        storage,
-        SamlConfig(
+    # Fixed ids and secrets: the signed sign-in request ids cover the tenant's.
+    identity = PbIdentity(
+        f"sqlite:///{directory / 'pbidentity.db'}",
+        scim=ScimConfig(max_body_bytes=MAX_BODY),
+        saml=SamlConfig(
             public_url=f"https://{HOST}",
             max_body_bytes=SAML_MAX_BODY,
             secret_key="the request table's secret",
@@ -543,7 +534,12 @@ def fresh_handlers(directory: Path) -> Iterator[tuple[dict[str, Handler], dict[s
         new_id=new_id,
         new_secret=lambda: f"secret{next(secrets):040d}",
     )
-    Members(storage, clock=lambda: CLOCK, new_id=new_id).add("acme", "jane@acme.test")
+    storage, admin, saml = identity.storage, identity.admin, identity.saml
+    admin.create_tenant("acme", "Acme")
+    admin.set_scim_enabled("acme", True)
+    token = admin.create_token("acme", "okta").secret
+    admin.create_tenant("globex", "Globex")
+    identity.members.add("acme", "jane@acme.test")
     acme = admin.get_tenant("acme")
     with storage.transaction() as tx:
         tx.add_saml_connection(
@@ -573,10 +569,13 @@ def fresh_handlers(directory: Path) -> Iterator[tuple[dict[str, Handler], dict[s
     for suffix, redirect in zip(("", "_2"), started, strict=True):
         values[f"saml_sp_form{suffix}"] = _idp_form(saml, "/", f"sp{suffix}", redirect.request_id)
         values[f"saml_cookie{suffix}"] = (redirect.cookie or "").split(";")[0]
-    try:
-        yield {SCIM: scim, SAML: saml, ECHO: Echo()}, values
-    finally:
-        storage.close()
+    with identity:
+        yield identity, values
+
+
+def table_router(identity: PbIdentity) -> Router:
+    """What every adapter serves: the identity's SCIM and SAML, and the echo handler."""
+    return identity.router(mounts={ECHO: Echo()})
 
 
 def _idp_form(saml: SamlService, relay_state: str, name: str, answering: str | None) -> str:
@@ -687,23 +686,24 @@ def capture(row: Row, answer: Answer, values: dict[str, str]) -> None:
     values[f"{row.capture}_etag"] = answer.header("etag") or ""
 
 
-def core_answer(handlers: Mapping[str, Handler], sent: Sent) -> Answer:
-    """The core's own answer, with no adapter: the prefix is looked up here."""
-    for prefix, handler in handlers.items():
-        if sent.path == prefix or sent.path.startswith(prefix + "/"):
-            headers = sent.headers
-            if sent.body:
-                headers = (*headers, ("Content-Length", str(len(sent.body))))
-            request = Request(
-                method=sent.method,
-                path=sent.path[len(prefix) :] or "/",
-                base_url=f"http://{HOST}{prefix}",
-                query=sent.query,
-                headers=headers,
-                body=sent.body,
-            )
-            return _answer(handler.handle(request))
-    return _answer(Router.not_found)
+def core_answer(router: Router, sent: Sent) -> Answer:
+    """The core's own answer, with no adapter: the router finds the handler."""
+    found = router.route(sent.path)
+    if found is None:
+        return _answer(Router.not_found)
+    mount, path = found
+    headers = sent.headers
+    if sent.body:
+        headers = (*headers, ("Content-Length", str(len(sent.body))))
+    request = Request(
+        method=sent.method,
+        path=path,
+        base_url=f"http://{HOST}{mount.prefix}",
+        query=sent.query,
+        headers=headers,
+        body=sent.body,
+    )
+    return _answer(mount.handler.handle(request))
 
 
 def _answer(response: Response) -> Answer:

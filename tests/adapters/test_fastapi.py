@@ -14,20 +14,22 @@ import fastapi
 import httpx
 import pytest
 
-from pbidentity.admin import Admin
+import pbidentity.fastapi
+from pbidentity import PbIdentity
 from pbidentity.domain import Member
 from pbidentity.exceptions import ConfigurationError
-from pbidentity.fastapi import PbIdentity
+from pbidentity.fastapi import get_identity
 from pbidentity.fastapi import pbidentity_member
 from pbidentity.fastapi import pbidentity_saml
 from pbidentity.fastapi import pbidentity_scim
-from pbidentity.members import Members
+from pbidentity.saml import SamlService
 from pbidentity.scim import ScimService
 from tests.adapters.request_table import Recorder
 from tests.adapters.request_table import uvicorn_server
 from tests.scim.helpers import user
 
 Scim = Annotated[ScimService, fastapi.Depends(pbidentity_scim)]
+Identity = Annotated[PbIdentity, fastapi.Depends(get_identity)]
 
 
 @pytest.fixture
@@ -37,25 +39,22 @@ def slow() -> Recorder:
 
 
 @pytest.fixture
-def identity(tmp_path: Path, slow: Recorder) -> Iterator[PbIdentity]:
-    """SCIM on a fresh database, and the slow handler under /slow."""
-    extension = PbIdentity(
-        database_url=f"sqlite:///{tmp_path / 'identity.db'}", mounts={"/slow": slow}
-    )
-    yield extension
-    extension.scim.storage.close()
+def identity(tmp_path: Path) -> Iterator[PbIdentity]:
+    """The front door on a fresh database (SCIM only)."""
+    with PbIdentity(f"sqlite:///{tmp_path / 'identity.db'}") as identity:
+        yield identity
 
 
 @pytest.fixture
-def host(identity: PbIdentity) -> fastapi.FastAPI:
-    """A host app with its own endpoints, and pbidentity's."""
+def host(identity: PbIdentity, slow: Recorder) -> fastapi.FastAPI:
+    """A host app with its own endpoints, and pbidentity's (and the slow handler under /slow)."""
     app = fastapi.FastAPI()
-    identity.init_app(app)
+    assert pbidentity.fastapi.init_app(app, identity, mounts={"/slow": slow}) is identity
 
     @app.post("/settings/token")
-    def new_token(scim: Scim) -> str:
+    def new_token(identity: Identity) -> str:
         # A plain def: FastAPI runs it in a thread, as the service's calls block.
-        admin = Admin(scim.storage)
+        admin = identity.admin
         admin.create_tenant("acme")
         admin.set_scim_enabled("acme", True)
         return admin.create_token("acme", "okta").secret
@@ -141,20 +140,21 @@ def test_dependencies_need_init_app(identity: PbIdentity) -> None:
 
     with pytest.raises(ConfigurationError, match="init_app"):
         Client(app).get("/uses-scim")
-    identity.init_app(app)
+    pbidentity.fastapi.init_app(app, identity)
     assert Client(app).get("/uses-scim").json() == identity.scim.max_body_bytes
 
 
-def test_configuration_mistakes_are_named() -> None:
-    """Nothing to serve, or a SAML service that was never given, is a ConfigurationError."""
-    with pytest.raises(ConfigurationError, match="nothing to serve"):
-        PbIdentity()
-    extension = PbIdentity(mounts={"/x": Recorder(max_body_bytes=1)})
-    with pytest.raises(ConfigurationError, match="SCIM"):
-        _ = extension.scim
-    with pytest.raises(ConfigurationError, match="SAML"):
-        _ = extension.saml
-    assert pbidentity_saml.__doc__
+def test_the_saml_dependency_names_the_missing_configuration(identity: PbIdentity) -> None:
+    """Asking for SAML from an identity without it is a ConfigurationError naming SamlConfig."""
+    app = fastapi.FastAPI()
+    pbidentity.fastapi.init_app(app, identity)
+
+    @app.get("/uses-saml")
+    def uses_saml(saml: Annotated[SamlService, fastapi.Depends(pbidentity_saml)]) -> int:
+        return saml.max_body_bytes
+
+    with pytest.raises(ConfigurationError, match=r"saml=SamlConfig\(public_url="):
+        Client(app).get("/uses-saml")
 
 
 def test_a_slow_core_call_does_not_hold_up_other_requests(
@@ -212,19 +212,16 @@ def test_the_signed_in_member_dependency(tmp_path: Path) -> None:
         member_id = request.headers.get("x-member")
         return None if member_id is None else ("acme", member_id)
 
-    extension = PbIdentity(
-        database_url=f"sqlite:///{tmp_path / 'identity.db'}", session_member=from_headers
-    )
+    identity = PbIdentity(f"sqlite:///{tmp_path / 'identity.db'}")
     app = fastapi.FastAPI()
-    extension.init_app(app)
+    pbidentity.fastapi.init_app(app, identity, session_member=from_headers)
 
     @app.get("/me")
     def me(member: Annotated[Member, fastapi.Depends(pbidentity_member)]) -> dict[str, Any]:
         return {"userName": member.user_name, "role": member.role}
 
-    storage = extension.scim.storage
-    Admin(storage).create_tenant("acme")
-    members = Members(storage)
+    identity.admin.create_tenant("acme")
+    members = identity.members
     jane = members.add("acme", "jane@acme.test", role="maker")
     client = Client(app)
     assert client.get("/me").status_code == 401
@@ -233,12 +230,13 @@ def test_the_signed_in_member_dependency(tmp_path: Path) -> None:
     assert answer.json() == {"userName": "jane@acme.test", "role": "maker"}
     members.edit("acme", jane.id, active=False)
     assert client.get("/me", headers={"x-member": jane.id}).status_code == 403
-    storage.close()
+    identity.close()
 
 
 def test_the_member_dependency_needs_the_session_reader(identity: PbIdentity) -> None:
+    """Without session_member, pbidentity_member is a ConfigurationError naming it."""
     app = fastapi.FastAPI()
-    identity.init_app(app)
+    pbidentity.fastapi.init_app(app, identity)
 
     @app.get("/me")
     def me(member: Annotated[Member, fastapi.Depends(pbidentity_member)]) -> str:

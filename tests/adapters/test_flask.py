@@ -1,17 +1,18 @@
-"""The Flask extension: configuration, the blueprint's routes, and the services for host views."""
+"""The Flask integration: configuration, the blueprint's routes, and the identity for host views."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import flask
 import pytest
 
-from pbidentity.admin import Admin
+import pbidentity.flask
+from pbidentity import PbIdentity
 from pbidentity.exceptions import ConfigurationError
-from pbidentity.flask import PbIdentity
+from pbidentity.flask import get_identity
+from pbidentity.saml import SamlConfig
 from tests.adapters.request_table import Recorder
 from tests.scim.helpers import user
 
@@ -22,19 +23,18 @@ def host(tmp_path: Path) -> Iterator[flask.Flask]:
     app = flask.Flask("host")
     app.config["PBIDENTITY_DATABASE_URL"] = f"sqlite:///{tmp_path / 'identity.db'}"
     app.config["MAX_CONTENT_LENGTH"] = 10  # the host's own limit; pbidentity reads its own way
-    identity = PbIdentity()
-    identity.init_app(app)
+    identity = pbidentity.flask.init_app(app)
 
     @app.post("/settings/token")
     def new_token() -> str:
-        # A host view uses the same service the endpoints serve.
-        admin = Admin(identity.scim.storage)
+        # A host view uses the identity the endpoints serve.
+        admin = get_identity().admin
         admin.create_tenant("acme")
         admin.set_scim_enabled("acme", True)
         return admin.create_token("acme", "okta").secret
 
     yield app
-    identity.scim.storage.close()
+    identity.close()
 
 
 def _token(app: flask.Flask) -> str:
@@ -42,8 +42,9 @@ def _token(app: flask.Flask) -> str:
 
 
 def test_endpoints_and_host_views_share_the_service(host: flask.Flask) -> None:
-    """The extension is in app.extensions; a token made by a host view works on /scim/v2."""
+    """The identity is in app.extensions; a token made by a host view works on /scim/v2."""
     assert isinstance(host.extensions["pbidentity"], PbIdentity)
+    assert get_identity(host) is host.extensions["pbidentity"]
     client = host.test_client()
     auth = {"Authorization": f"Bearer {_token(host)}"}
     created = client.post("/scim/v2/Users", json=user("flask@example.com"), headers=auth)
@@ -106,53 +107,44 @@ def test_the_body_cap_is_the_services_not_flasks(host: flask.Flask) -> None:
 
 
 def test_prefixes_from_the_config_and_more_handlers(tmp_path: Path) -> None:
-    """PBIDENTITY_SCIM_PREFIX moves SCIM; saml= and mounts= are served and exposed."""
+    """PBIDENTITY_SCIM_PREFIX moves SCIM; SAML is served under its config's prefix; mounts too."""
     app = flask.Flask("host")
     app.config["PBIDENTITY_SCIM_PREFIX"] = "/identity/scim"
-    saml, extra = Recorder(max_body_bytes=100), Recorder(max_body_bytes=100)
+    extra = Recorder(max_body_bytes=100)
     identity = PbIdentity(
-        app,
-        database_url=f"sqlite:///{tmp_path / 'identity.db'}",
-        # A stand-in that records what the SAML service would be handed.
-        saml=saml,  # type: ignore[arg-type]
-        mounts={"/hooks": extra},
+        f"sqlite:///{tmp_path / 'identity.db'}",
+        saml=SamlConfig(public_url="https://app.example", prefix="/sso"),
     )
+    assert pbidentity.flask.init_app(app, identity, mounts={"/hooks": extra}) is identity
     client = app.test_client()
     config = client.get("/identity/scim/ServiceProviderConfig")
     assert b'"http://localhost/identity/scim/ServiceProviderConfig"' in config.get_data()
     assert client.get("/scim/v2/ServiceProviderConfig").status_code == 404
-    assert client.post("/saml/acme/acs", data={"SAMLResponse": "x"}).status_code == 200
+    # The SAML service answers under /sso, where its SP URLs point.
+    identity.admin.create_tenant("acme")
+    metadata = client.get("/sso/acme/metadata")
+    assert metadata.status_code == 200, metadata.get_data()
+    assert b'Location="https://app.example/sso/acme/acs"' in metadata.get_data()
+    assert client.get("/saml/acme/metadata").status_code == 404
     assert client.get("/hooks/a?b=1").status_code == 200
-    assert identity.saml is cast(object, saml)
-    (acs,) = saml.requests
-    assert (acs.path, acs.base_url, acs.body) == (
-        "/acme/acs",
-        "http://localhost/saml",
-        b"SAMLResponse=x",
-    )
     assert extra.requests[0].query == (("b", "1"),)
-    identity.scim.storage.close()
+    identity.close()
 
 
-def test_one_extension_on_two_apps_serves_the_same_services(tmp_path: Path) -> None:
-    """The services are built at the first init_app and served by every app after it."""
-    identity = PbIdentity(database_url=f"sqlite:///{tmp_path / 'identity.db'}")
+def test_one_identity_on_two_apps_serves_the_same_services(tmp_path: Path) -> None:
+    """One identity can be served by several apps: the same services behind each."""
+    identity = PbIdentity(f"sqlite:///{tmp_path / 'identity.db'}")
     first, second = flask.Flask("first"), flask.Flask("second")
-    identity.init_app(first)
-    service = identity.scim
-    identity.init_app(second)
-    assert identity.scim is service
-    assert second.extensions["pbidentity"] is first.extensions["pbidentity"] is identity
+    pbidentity.flask.init_app(first, identity)
+    pbidentity.flask.init_app(second, identity)
+    assert get_identity(second) is get_identity(first) is identity
     assert second.test_client().get("/scim/v2/Users").status_code == 401
-    service.storage.close()
+    identity.close()
 
 
 def test_configuration_mistakes_are_named() -> None:
-    """Nothing to serve, or a service asked for before it exists, is a ConfigurationError."""
-    identity = PbIdentity()
-    with pytest.raises(ConfigurationError, match="init_app"):
-        _ = identity.scim
+    """Nothing to serve, or an app without pbidentity, is a ConfigurationError naming the fix."""
     with pytest.raises(ConfigurationError, match="PBIDENTITY_DATABASE_URL"):
-        identity.init_app(flask.Flask("host"))
-    with pytest.raises(ConfigurationError, match="saml"):
-        _ = identity.saml
+        pbidentity.flask.init_app(flask.Flask("host"))
+    with pytest.raises(ConfigurationError, match="init_app"):
+        get_identity(flask.Flask("bare"))

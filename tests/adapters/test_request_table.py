@@ -9,21 +9,24 @@ from pathlib import Path
 import attrs
 import pytest
 
+from pbidentity import PbIdentity
 from pbidentity.http import Handler
 from pbidentity.http import Mount
 from pbidentity.http import Request
 from pbidentity.http import Router
-from pbidentity.scim import ScimService
+from tests.adapters.request_table import ECHO
 from tests.adapters.request_table import ROWS
 from tests.adapters.request_table import SCIM
 from tests.adapters.request_table import Answer
+from tests.adapters.request_table import Echo
 from tests.adapters.request_table import Recorder
 from tests.adapters.request_table import Sent
 from tests.adapters.request_table import capture
 from tests.adapters.request_table import core_answer
 from tests.adapters.request_table import differences
-from tests.adapters.request_table import fresh_handlers
+from tests.adapters.request_table import fresh_identity
 from tests.adapters.request_table import http_answer
+from tests.adapters.request_table import table_router
 from tests.adapters.request_table import uvicorn_server
 from tests.adapters.request_table import werkzeug_server
 from tests.adapters.request_table import wsgiref_server
@@ -36,9 +39,10 @@ HOSTED = ("flask", "fastapi")
 def core_answers(tmp_path_factory: pytest.TempPathFactory) -> list[Answer]:
     """The core's answers to the table, on a fresh database."""
     answers: list[Answer] = []
-    with fresh_handlers(tmp_path_factory.mktemp("core")) as (handlers, values):
+    with fresh_identity(tmp_path_factory.mktemp("core")) as (identity, values):
+        router = table_router(identity)
         for row in ROWS:
-            answer = core_answer(handlers, Sent.of(row, values))
+            answer = core_answer(router, Sent.of(row, values))
             capture(row, answer, values)
             answers.append(answer)
     return answers
@@ -123,37 +127,35 @@ def test_the_router_the_adapters_share() -> None:
 
 
 @contextmanager
-def _serve(target: str, handlers: dict[str, Handler]) -> Iterator[int]:
-    """Serve ``handlers`` through one adapter on a real server; yields the port."""
-    scim = handlers[SCIM]
-    assert isinstance(scim, ScimService)
-    others = {prefix: handler for prefix, handler in handlers.items() if prefix != SCIM}
+def _serve(target: str, identity: PbIdentity) -> Iterator[int]:
+    """Serve the identity (and the echo handler) through one adapter on a real server."""
+    mounts = {ECHO: Echo()}
     if target == "wsgi":
-        from pbidentity.wsgi import WsgiApp
+        import pbidentity.wsgi
 
-        with wsgiref_server(WsgiApp(Router(handlers))) as port:
+        with wsgiref_server(pbidentity.wsgi.make_app(identity, mounts=mounts)) as port:
             yield port
     elif target == "asgi":
-        from pbidentity.asgi import AsgiApp
+        import pbidentity.asgi
 
-        with uvicorn_server(AsgiApp(Router(handlers))) as port:
+        with uvicorn_server(pbidentity.asgi.make_app(identity, mounts=mounts)) as port:
             yield port
     elif target == "flask":
         import flask
 
-        from pbidentity.flask import PbIdentity as FlaskIdentity
+        import pbidentity.flask
 
         app = flask.Flask("host")
-        FlaskIdentity(app, scim=scim, mounts=others)
+        pbidentity.flask.init_app(app, identity, mounts=mounts)
         with werkzeug_server(app) as port:
             yield port
     else:
         import fastapi
 
-        from pbidentity.fastapi import PbIdentity as FastApiIdentity
+        import pbidentity.fastapi
 
         asgi_app = fastapi.FastAPI()
-        FastApiIdentity(scim=scim, mounts=others).init_app(asgi_app)
+        pbidentity.fastapi.init_app(asgi_app, identity, mounts=mounts)
         with uvicorn_server(asgi_app) as port:
             yield port
 
@@ -164,8 +166,8 @@ def test_every_adapter_answers_as_the_core(
 ) -> None:
     """Status, the headers that matter, Content-Length and body are the core's, row by row."""
     problems: list[str] = []
-    with fresh_handlers(tmp_path) as (handlers, values), _serve(target, handlers) as port:
-        router = Router(handlers)
+    with fresh_identity(tmp_path) as (identity, values), _serve(target, identity) as port:
+        router = table_router(identity)
         for row, expected in zip(ROWS, core_answers, strict=True):
             sent = Sent.of(row, values)
             got = http_answer(port, sent)

@@ -86,7 +86,7 @@ def post_response(
     A verified response goes on to ``/saml/demo/finish``, which the browser
     follows with its cookies; a refusal is answered at the ACS.
     """
-    sp = app.ctx.saml.service_provider("demo")
+    sp = app.ctx.identity.saml.service_provider("demo")
     form = idp.sign_in_form(
         sp=sp,
         name_id=name_id,
@@ -119,7 +119,7 @@ def post_form(client: httpx.Client, form_page: str, action: str, **fields: str) 
 
 def scim_client(app: Running, secret: str | None = None) -> httpx.Client:
     """An IdP's provisioning client, with a new token of the demo workspace unless given one."""
-    secret = secret or app.ctx.admin.create_token("demo", f"idp-{id(app)}").secret
+    secret = secret or app.ctx.identity.admin.create_token("demo", f"idp-{id(app)}").secret
     return httpx.Client(
         base_url=f"{app.base_url}/scim/v2",
         headers={"Authorization": f"Bearer {secret}"},
@@ -196,7 +196,7 @@ def test_the_owner_link_is_a_page_whose_button_starts_an_owner_session(app: Runn
 
 def test_the_owner_link_works_once_and_for_its_own_workspace_only(app: Running) -> None:
     """Spent links, another workspace's name and a token sent by GET are all refused."""
-    app.ctx.admin.create_tenant("other")
+    app.ctx.identity.admin.create_tenant("other")
     first = app.client()
     assert redeem_owner_link(first, {"token": OWNER_TOKEN, "workspace": "demo"}).status_code == 303
     again = app.client()
@@ -229,7 +229,7 @@ def test_pages_send_strangers_to_login_and_other_workspaces_get_403(app: Running
     posted = stranger.post("/w/demo/settings/scim", data={"enabled": "off", "csrf": "x"})
     assert posted.status_code == 303
     assert posted.headers["location"] == "/login"
-    assert app.ctx.admin.get_tenant("demo").scim_enabled
+    assert app.ctx.identity.admin.get_tenant("demo").scim_enabled
     login = page(stranger, "/login")
     form = login.tree.xpath('//form[@action="/login/sso"]')[0]
     assert form.get("method") == "get"
@@ -237,7 +237,7 @@ def test_pages_send_strangers_to_login_and_other_workspaces_get_403(app: Running
     assert "Sign in with SSO" in login.text("sso-sign-in")
     assert login.find("signin-error") is None
 
-    app.ctx.admin.create_tenant("other")
+    app.ctx.identity.admin.create_tenant("other")
     owner = app.owner()
     assert owner.get("/w/other/members").status_code == 403
     signed_out = post_form(owner, SSO, "/logout")
@@ -261,7 +261,7 @@ def test_forms_without_the_sessions_csrf_token_are_refused(app: Running) -> None
         refused = owner.post("/w/demo/settings/scim", data=fields)
         assert refused.status_code == 403, fields
         assert "Reload the page" in Page(refused).text("error")
-    assert app.ctx.admin.get_tenant("demo").scim_enabled
+    assert app.ctx.identity.admin.get_tenant("demo").scim_enabled
     assert owner.post("/logout").status_code == 403
     assert page(owner, "/w/demo/members").find("members") is not None
 
@@ -427,7 +427,9 @@ def test_options_let_the_idp_start_sign_ins_and_create_members(app: Running, idp
     answer = post_response(browser, app, idp, "new.person@example.com", None)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/w/demo/members"
-    created = [m for m in app.ctx.members.all("demo") if m.user_name == "new.person@example.com"]
+    created = [
+        m for m in app.ctx.identity.members.all("demo") if m.user_name == "new.person@example.com"
+    ]
     assert len(created) == 1
 
 
@@ -457,7 +459,7 @@ def test_metadata_url_is_fetched_for_check_and_save(app: Running, idp: TestIdp) 
         assert not checked.all("severity-error")
         assert checked.find("metadata_url").get("value") == url
         read_redirect(submit_metadata(owner, None, "save", url=url), idp)
-        assert app.ctx.saml.connections("demo").pending is not None
+        assert app.ctx.identity.saml.connections("demo").pending is not None
     finally:
         server.shutdown()
         server.server_close()
@@ -484,9 +486,9 @@ def test_scim_page_and_switch(app: Running) -> None:
     after = page(owner, "/w/demo/settings/scim")
     assert after.find("scim-state").get("data-state") == "off"
     assert after.text("scim-toggle") == "Turn provisioning on"
-    assert not app.ctx.admin.get_tenant("demo").scim_enabled
+    assert not app.ctx.identity.admin.get_tenant("demo").scim_enabled
     post_form(owner, "/w/demo/settings/scim", "/w/demo/settings/scim", enabled="on")
-    assert app.ctx.admin.get_tenant("demo").scim_enabled
+    assert app.ctx.identity.admin.get_tenant("demo").scim_enabled
 
 
 def test_api_token_is_shown_once_works_and_can_be_revoked(app: Running) -> None:
@@ -527,7 +529,7 @@ def test_members_page_shows_who_the_idp_manages_and_edits_are_refused(app: Runni
     owner = app.owner()
     with scim_client(app) as scim:
         provisioned = provision(scim, "ada.lovelace@example.com", "maker")
-    own = app.ctx.members.add(
+    own = app.ctx.identity.members.add(
         "demo", "local@example.com", given_name="<script>alert(1)</script>", role="viewer"
     )
     listing = page(owner, "/w/demo/members")
@@ -537,7 +539,7 @@ def test_members_page_shows_who_the_idp_manages_and_edits_are_refused(app: Runni
     assert cell(listing, ada, "role") == "maker"
     assert cell(listing, ada, "status") == "Active"
     assert cell(listing, ada, "scim-managed") == "SCIM-managed"
-    member = app.ctx.members.get("demo", provisioned["id"])
+    member = app.ctx.identity.members.get("demo", provisioned["id"])
     assert member.role_rule
     assert cell(listing, ada, "role-rule") == member.role_rule
     local = row(listing, "member", "data-user-name", "local@example.com")
@@ -552,14 +554,14 @@ def test_members_page_shows_who_the_idp_manages_and_edits_are_refused(app: Runni
     reason = Page(refused).text("edit-refused")
     assert reason
     assert "identity provider" in reason.lower() or "idp" in reason.lower()
-    assert app.ctx.members.get("demo", provisioned["id"]).role == "maker"
+    assert app.ctx.identity.members.get("demo", provisioned["id"]).role == "maker"
 
     own_path = f"/w/demo/members/{own.id}"
     saved = post_form(
         owner, own_path, own_path, given_name="Linus", family_name="Local", role="contributor"
     )
     assert saved.status_code == 303
-    edited = app.ctx.members.get("demo", own.id)
+    edited = app.ctx.identity.members.get("demo", own.id)
     assert edited.display_name == "Linus Local"
     assert edited.role == "contributor"
 

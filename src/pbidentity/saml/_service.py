@@ -389,7 +389,7 @@ class SamlService:
         self._new_secret = new_secret
         #: Tenant id to its request signing key (a key never changes).
         self._keys: dict[str, bytes] = {}
-        #: The app's roles (as in its ScimConfig): members created just in
+        #: The app's roles (one RoleSet with SCIM's): members created just in
         #: time get the least privileged one.
         self.roles = roles or RoleSet()
         self._purged: datetime | None = None

@@ -192,11 +192,6 @@ class ResourceSpec:
             return self.core
         return self.extensions.get(urn.lower())
 
-    @property
-    def schema_urns(self) -> tuple[str, ...]:
-        """The core URN then the extension URNs, in canonical case."""
-        return (self.core.urn, *(ext.urn for ext in self.extensions.values()))
-
     def extensions_urns(self) -> tuple[str, ...]:
         """The extension URNs, in canonical case."""
         return tuple(ext.urn for ext in self.extensions.values())

@@ -71,14 +71,11 @@ from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.query import Sort
 from pbidentity.query import gather_element_tests
-from pbidentity.roles import DEFAULT_ROLES
 from pbidentity.roles import RoleSet
-from pbidentity.scim import _cursor
 from pbidentity.scim import _filter
 from pbidentity.scim import _patch
 from pbidentity.scim import _schema
-from pbidentity.scim._cursor import InvalidCountException
-from pbidentity.scim._cursor import InvalidCursorException
+from pbidentity.scim import cursor as _cursor
 from pbidentity.scim._errors import SCIM_JSON
 from pbidentity.scim._errors import MethodNotAllowedException
 from pbidentity.scim._errors import ServiceUnavailableException
@@ -103,12 +100,14 @@ from pbidentity.scim._render import render_group
 from pbidentity.scim._render import render_member
 from pbidentity.scim._render import wants
 from pbidentity.scim._schema import DEFAULT_ROLE_URN
+from pbidentity.scim.cursor import InvalidCountException
+from pbidentity.scim.cursor import InvalidCursorException
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
 from pbidentity.tokens import token_digest
 from pbidentity.tokens import token_matches
 
-__all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
+__all__ = ["DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
 
 log = logging.getLogger("pbidentity.scim")
 
@@ -124,12 +123,13 @@ _RETRY_PAUSE = 0.002
 class ScimConfig:
     """What the host app decides about its SCIM service.
 
-    ``roles`` lists the app's roles from most to least privileged; the role
-    extension (``role_urn``) accepts exactly these values, case-insensitively.
+    The role extension (``role_urn``) accepts exactly the values of the
+    service's :class:`~pbidentity.roles.RoleSet`, case-insensitively; the
+    role set is given to the service (or to :class:`~pbidentity.PbIdentity`),
+    not here, so that SCIM, the admin and SAML share one.
     """
 
     role_urn: str = DEFAULT_ROLE_URN
-    roles: tuple[str, ...] = DEFAULT_ROLES
     #: Largest request body accepted; larger ones get 413.
     max_body_bytes: int = 1024 * 1024
     #: Most resources in one page, whatever ``count`` asks for.
@@ -238,27 +238,34 @@ class _GroupChange:
 
 
 class ScimService:
-    """Serve SCIM 2.0 for every tenant of a storage; the bearer token picks the tenant."""
+    """Serve SCIM 2.0 for every tenant of a storage; the bearer token picks the tenant.
+
+    ``roles`` is the app's :class:`~pbidentity.roles.RoleSet` (admin, maker,
+    contributor, viewer by default); :class:`~pbidentity.PbIdentity` gives
+    the same one to the SCIM service, the admin, the members and SAML.
+    """
 
     def __init__(
         self,
         storage: Storage,
         config: ScimConfig | None = None,
         *,
+        roles: RoleSet | None = None,
         clock: Clock = utc_now,
         new_id: IdFactory = new_id,
     ) -> None:
         self.storage = storage
         self.config = config or ScimConfig()
+        #: The app's roles, most privileged first: the role extension's values
+        #: and what role decisions choose from.
+        self.roles = roles or RoleSet()
         self.clock = clock
         self.new_id = new_id
         self.limits = self.config.limits
         self.users = _schema.user_resource(
-            self.config.role_urn, self.config.roles, limits=self.limits
+            self.config.role_urn, self.roles.names, limits=self.limits
         )
         self.groups = _schema.group_resource(limits=self.limits)
-        self._roles = {role.casefold(): role for role in self.config.roles}
-        self.role_set = RoleSet(self.config.roles)
         #: Called after each committed write that recorded events (e.g. an
         #: :class:`~pbidentity.events.EventDispatcher`'s ``deliver_pending``).
         self.after_commit: Callable[[], object] | None = None
@@ -387,7 +394,7 @@ class ScimService:
                     changes = Changes.open(
                         tx,
                         tenant,
-                        roles=self.role_set,
+                        roles=self.roles,
                         actor=f"token:{token.name}",
                         clock=self.clock,
                         new_id=self.new_id,
@@ -806,11 +813,11 @@ class ScimService:
     def _role(self, value: Any) -> str | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None  # no role sent: the role policy decides, never "admin" by default
-        role = self._roles.get(str(value).strip().casefold())
+        role = self.roles.canonical(str(value))
         if role is None:
             raise InvalidValueException(
                 detail=f"role {value!r} is not one of this app's roles: "
-                f"{', '.join(self.config.roles)}."
+                f"{', '.join(self.roles.names)}."
             )
         return role
 
