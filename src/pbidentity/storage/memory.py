@@ -39,14 +39,12 @@ from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
-from pbidentity.exceptions import ConflictError
-from pbidentity.exceptions import NotFoundError
-from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import GROUP_FIELDS
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import Keyset
 from pbidentity.query import Page
 from pbidentity.query import Query
+from pbidentity.storage import _conflicts
 from pbidentity.storage._evaluate import GroupView
 from pbidentity.storage._evaluate import MemberView
 from pbidentity.storage._evaluate import document_value
@@ -210,7 +208,7 @@ class _MemoryTransaction:
         self._check_open()
         data = self._state.data.get(tenant_id)
         if data is None:
-            raise NotFoundError(f"tenant {tenant_id!r} does not exist")
+            raise _conflicts.missing("tenant", tenant_id)
         return data
 
     def _read(self, tenant_id: str) -> _TenantData:
@@ -224,9 +222,9 @@ class _MemoryTransaction:
         self._check_open()
         state = self._state
         if tenant.id in state.tenants:
-            raise ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("tenant", tenant.id)
         if tenant.slug in state.slugs:
-            raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+            raise _conflicts.slug_taken(tenant)
         self._put(state.tenants, tenant.id, _tenant_copy(tenant))
         self._put(state.slugs, tenant.slug, tenant.id)
         self._put(state.data, tenant.id, _TenantData())
@@ -253,13 +251,11 @@ class _MemoryTransaction:
         state = self._state
         current = state.tenants.get(tenant.id)
         if current is None:
-            raise NotFoundError(f"tenant {tenant.id!r} does not exist")
+            raise _conflicts.missing("tenant", tenant.id)
         if current.version != expected_version:
-            raise VersionMismatchError(
-                f"tenant {tenant.id!r} is at version {current.version}, not {expected_version}"
-            )
+            raise _conflicts.moved("tenant", tenant.id, current.version, expected_version)
         if state.slugs.get(tenant.slug, tenant.id) != tenant.id:
-            raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+            raise _conflicts.slug_taken(tenant)
         if current.slug != tenant.slug:
             self._pop(state.slugs, current.slug)
             self._put(state.slugs, tenant.slug, tenant.id)
@@ -271,16 +267,14 @@ class _MemoryTransaction:
         self._data(token.tenant_id)
         state = self._state
         if token.id in state.tokens:
-            raise ConflictError(f"token id {token.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("token", token.id)
         if token.digest in state.digests:
-            raise ConflictError("a token with that digest already exists", attribute="digest")
+            raise _conflicts.token_digest_taken()
         if token.revoked is None and any(
             other.tenant_id == token.tenant_id and other.name == token.name and other.is_active
             for other in state.tokens.values()
         ):
-            raise ConflictError(
-                f"the tenant already has an active token named {token.name!r}", attribute="name"
-            )
+            raise _conflicts.token_name_taken(token)
         stored = attrs.evolve(
             token,
             created=utc(token.created),
@@ -315,7 +309,7 @@ class _MemoryTransaction:
         self._check_open()
         token = self._state.tokens.get(token_id)
         if token is None or token.tenant_id != tenant_id:
-            raise NotFoundError(f"tenant {tenant_id!r} has no token {token_id!r}")
+            raise _conflicts.no_such_token(tenant_id, token_id)
         if token.revoked is None:
             self._put(self._state.tokens, token_id, attrs.evolve(token, revoked=utc(when)))
 
@@ -333,13 +327,13 @@ class _MemoryTransaction:
         data = self._data(member.tenant_id)
         stored = _member_copy(member)
         if member.id in data.members:
-            raise ConflictError(f"member id {member.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("member", member.id)
         key = _folded(document_value(_USER_NAME, stored.attributes))
         if key is not None and key in data.user_names:
-            raise _user_name_taken(stored)
+            raise _conflicts.user_name_taken(stored)
         external_id = _external_id(stored)
         if external_id is not None and external_id in data.external_ids:
-            raise _external_id_taken(stored)
+            raise _conflicts.external_id_taken(stored)
         self._put(data.members, member.id, stored)
         if key is not None:
             self._put(data.user_names, key, member.id)
@@ -366,15 +360,15 @@ class _MemoryTransaction:
         data = self._read(member.tenant_id)
         current = data.members.get(member.id)
         if current is None:
-            raise NotFoundError(f"member {member.id!r} does not exist")
+            raise _conflicts.missing("member", member.id)
         _check_version("member", current.id, current.version, expected_version)
         stored = _member_copy(member)
         key = _folded(document_value(_USER_NAME, stored.attributes))
         if key is not None and data.user_names.get(key, member.id) != member.id:
-            raise _user_name_taken(stored)
+            raise _conflicts.user_name_taken(stored)
         external_id = _external_id(stored)
         if external_id is not None and data.external_ids.get(external_id, member.id) != member.id:
-            raise _external_id_taken(stored)
+            raise _conflicts.external_id_taken(stored)
         old_key = _folded(document_value(_USER_NAME, current.attributes))
         if old_key != key:
             if old_key is not None:
@@ -473,10 +467,10 @@ class _MemoryTransaction:
         data = self._data(group.tenant_id)
         stored = _group_copy(group)
         if group.id in data.groups:
-            raise ConflictError(f"group id {group.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("group", group.id)
         key = _folded(document_value(_DISPLAY_NAME, stored.attributes))
         if key is not None and key in data.group_names:
-            raise _display_name_taken(stored)
+            raise _conflicts.display_name_taken(stored)
         self._put(data.groups, group.id, stored)
         if key is not None:
             self._put(data.group_names, key, group.id)
@@ -491,12 +485,12 @@ class _MemoryTransaction:
         data = self._read(group.tenant_id)
         current = data.groups.get(group.id)
         if current is None:
-            raise NotFoundError(f"group {group.id!r} does not exist")
+            raise _conflicts.missing("group", group.id)
         _check_version("group", current.id, current.version, expected_version)
         stored = _group_copy(group)
         key = _folded(document_value(_DISPLAY_NAME, stored.attributes))
         if key is not None and data.group_names.get(key, group.id) != group.id:
-            raise _display_name_taken(stored)
+            raise _conflicts.display_name_taken(stored)
         old_key = _folded(document_value(_DISPLAY_NAME, current.attributes))
         if old_key != key:
             if old_key is not None:
@@ -544,10 +538,10 @@ class _MemoryTransaction:
         if not wanted:
             return []
         if group_id not in data.groups:
-            raise NotFoundError(f"group {group_id!r} does not exist")
+            raise _conflicts.missing("group", group_id)
         unknown = [member_id for member_id in wanted if member_id not in data.members]
         if unknown:
-            raise NotFoundError(f"no such members: {', '.join(map(repr, unknown))}")
+            raise _conflicts.no_such_members(unknown)
         added: list[str] = []
         for member_id in wanted:
             if (group_id, member_id) not in data.memberships:
@@ -647,18 +641,13 @@ class _MemoryTransaction:
                 and other.state == connection.state
                 and other.id != connection.id
             ):
-                raise ConflictError(
-                    f"the tenant already has a {connection.state} SAML connection",
-                    attribute="state",
-                )
+                raise _conflicts.saml_state_taken(connection)
 
     def add_saml_connection(self, connection: SamlConnection) -> None:
         """Insert a connection; ``ConflictError`` if the tenant has one in that state."""
         self._data(connection.tenant_id)
         if connection.id in self._state.saml_connections:
-            raise ConflictError(
-                f"SAML connection id {connection.id!r} already exists", attribute="id"
-            )
+            raise _conflicts.id_taken("SAML connection", connection.id)
         self._check_state_free(connection)
         self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
 
@@ -667,7 +656,7 @@ class _MemoryTransaction:
         self._check_open()
         current = self._state.saml_connections.get(connection.id)
         if current is None or current.tenant_id != connection.tenant_id:
-            raise NotFoundError(f"SAML connection {connection.id!r} does not exist")
+            raise _conflicts.missing("SAML connection", connection.id)
         _check_version("SAML connection", connection.id, current.version, expected_version)
         self._check_state_free(connection)
         self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
@@ -698,10 +687,10 @@ class _MemoryTransaction:
         self._data(request.tenant_id)
         owner = self._state.saml_connections.get(request.connection_id)
         if owner is None or owner.tenant_id != request.tenant_id:
-            raise NotFoundError(f"SAML connection {request.connection_id!r} does not exist")
+            raise _conflicts.missing("SAML connection", request.connection_id)
         key = (request.tenant_id, request.id)
         if key in self._state.saml_requests:
-            raise ConflictError(f"SAML request {request.id!r} already exists", attribute="id")
+            raise _conflicts.saml_request_taken(request)
         stored = attrs.evolve(request, created=utc(request.created), expires=utc(request.expires))
         self._put(self._state.saml_requests, key, stored)
 
@@ -742,7 +731,7 @@ class _MemoryTransaction:
         self._data(tenant_id)
         key = (tenant_id, code_hash)
         if key in self._state.saml_outcomes:
-            raise ConflictError("that one-time code is taken", attribute="id")
+            raise _conflicts.one_time_code_taken()
         self._put(self._state.saml_outcomes, key, (document, utc(expires)))
 
     def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
@@ -794,35 +783,12 @@ def _saml_copy(connection: SamlConnection) -> SamlConnection:
 
 def _check_version(kind: str, resource_id: str, current: int, expected: int) -> None:
     if current != expected:
-        raise VersionMismatchError(
-            f"{kind} {resource_id!r} is at version {current}, not {expected}"
-        )
+        raise _conflicts.moved(kind, resource_id, current, expected)
 
 
 def _external_id(member: Member) -> str | None:
     value = document_value(_EXTERNAL_ID, member.attributes)
     return value if isinstance(value, str) else None
-
-
-def _external_id_taken(member: Member) -> ConflictError:
-    return ConflictError(
-        f"externalId {member.external_id!r} is already linked to another member",
-        attribute="externalId",
-    )
-
-
-def _user_name_taken(member: Member) -> ConflictError:
-    return ConflictError(
-        f"userName {member.attributes.get('userName')!r} is already taken in this tenant",
-        attribute="userName",
-    )
-
-
-def _display_name_taken(group: Group) -> ConflictError:
-    return ConflictError(
-        f"displayName {group.attributes.get('displayName')!r} is already taken in this tenant",
-        attribute="displayName",
-    )
 
 
 _View = TypeVar("_View", MemberView, GroupView)

@@ -6,16 +6,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 
-from pbidentity.domain import Group
-from pbidentity.domain import Member
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConflictError
-from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import StorageError
 from pbidentity.exceptions import StorageUnavailableError
-from pbidentity.exceptions import VersionMismatchError
+from pbidentity.storage import _conflicts
 
 # SQLite reports schema and statement problems as OperationalError too; those
 # are bugs or a damaged database, not an outage worth retrying.
@@ -49,47 +46,24 @@ def _is_foreign_key(error: IntegrityError) -> bool:
 
 def _saml_conflict(error: IntegrityError, connection: SamlConnection) -> PbIdentityError:
     if _is_foreign_key(error):
-        return NotFoundError(f"tenant {connection.tenant_id!r} does not exist")
+        return _conflicts.missing("tenant", connection.tenant_id)
     if "state" in _constraint(error):
-        return ConflictError(
-            f"the tenant already has a {connection.state} SAML connection", attribute="state"
-        )
-    return ConflictError(f"SAML connection id {connection.id!r} already exists", attribute="id")
+        return _conflicts.saml_state_taken(connection)
+    return _conflicts.id_taken("SAML connection", connection.id)
 
 
 def _raise_missing_or_moved(
     kind: str, resource_id: str, current: int | None, expected: int
 ) -> None:
     if current is None:
-        raise NotFoundError(f"{kind} {resource_id!r} does not exist")
-    raise VersionMismatchError(f"{kind} {resource_id!r} is at version {current}, not {expected}")
+        raise _conflicts.missing(kind, resource_id)
+    raise _conflicts.moved(kind, resource_id, current, expected)
 
 
 def _tenant_conflict(error: IntegrityError, tenant: Tenant) -> ConflictError:
     if "slug" in _constraint(error):
-        return ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
-    return ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
-
-
-def _external_id_taken(member: Member) -> ConflictError:
-    return ConflictError(
-        f"externalId {member.external_id!r} is already linked to another member",
-        attribute="externalId",
-    )
-
-
-def _user_name_taken(member: Member) -> ConflictError:
-    return ConflictError(
-        f"userName {member.attributes.get('userName')!r} is already taken in this tenant",
-        attribute="userName",
-    )
-
-
-def _display_name_taken(group: Group) -> ConflictError:
-    return ConflictError(
-        f"displayName {group.attributes.get('displayName')!r} is already taken in this tenant",
-        attribute="displayName",
-    )
+        return _conflicts.slug_taken(tenant)
+    return _conflicts.id_taken("tenant", tenant.id)
 
 
 def _driver_error(statement: str, error: Exception, base: type[Exception]) -> StorageError:

@@ -18,13 +18,12 @@ from sqlalchemy.sql import Select
 
 from pbidentity.domain import Group
 from pbidentity.domain import MemberRef
-from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.query import Page
 from pbidentity.query import Query
+from pbidentity.storage import _conflicts
 from pbidentity.storage.sql._compile import _GROUPS
 from pbidentity.storage.sql._errors import _constraint
-from pbidentity.storage.sql._errors import _display_name_taken
 from pbidentity.storage.sql._errors import _is_foreign_key
 from pbidentity.storage.sql._errors import _raise_missing_or_moved
 from pbidentity.storage.sql._query import _Querying
@@ -65,10 +64,10 @@ class _Groups(_Counting, _Querying):
                 self._count(group.tenant_id, "groups", 1)
         except IntegrityError as error:
             if _is_foreign_key(error):
-                raise NotFoundError(f"tenant {group.tenant_id!r} does not exist") from error
+                raise _conflicts.missing("tenant", group.tenant_id) from error
             if "display_name" in _constraint(error):
-                raise _display_name_taken(group) from error
-            raise ConflictError(f"group id {group.id!r} already exists", attribute="id") from error
+                raise _conflicts.display_name_taken(group) from error
+            raise _conflicts.id_taken("group", group.id) from error
 
     @_guarded
     def get_group(self, tenant_id: str, group_id: str) -> Group | None:
@@ -92,7 +91,7 @@ class _Groups(_Counting, _Querying):
                 changed = self._conn.execute(_UPDATE_GROUP, {**row, **where}).rowcount
         except IntegrityError as error:
             if "display_name" in _constraint(error):
-                raise _display_name_taken(group) from error
+                raise _conflicts.display_name_taken(group) from error
             raise
         if changed == 0:
             current = self._conn.execute(_GROUP_VERSION, where).scalar()
@@ -167,9 +166,9 @@ class _Groups(_Counting, _Querying):
         self, tenant_id: str, group_id: str, member_ids: list[str]
     ) -> NotFoundError:
         if self.get_group(tenant_id, group_id) is None:
-            return NotFoundError(f"group {group_id!r} does not exist")
+            return _conflicts.missing("group", group_id)
         unknown = sorted(set(member_ids) - self.existing_member_ids(tenant_id, member_ids))
-        return NotFoundError(f"no such members: {', '.join(map(repr, unknown))}")
+        return _conflicts.no_such_members(unknown)
 
     @_guarded
     def remove_memberships(

@@ -18,12 +18,11 @@ from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.query import Page
 from pbidentity.query import Query
+from pbidentity.storage import _conflicts
 from pbidentity.storage.sql._compile import _MEMBERS
 from pbidentity.storage.sql._errors import _constraint
-from pbidentity.storage.sql._errors import _external_id_taken
 from pbidentity.storage.sql._errors import _is_foreign_key
 from pbidentity.storage.sql._errors import _raise_missing_or_moved
-from pbidentity.storage.sql._errors import _user_name_taken
 from pbidentity.storage.sql._query import _Querying
 from pbidentity.storage.sql._rows import _UNIQUE_MEMBER_COLUMNS
 from pbidentity.storage.sql._rows import _changed_columns
@@ -66,14 +65,12 @@ class _Members(_Counting, _Querying):
                 self._move_segments(member.tenant_id, [member.id], 1)
         except IntegrityError as error:
             if _is_foreign_key(error):
-                raise NotFoundError(f"tenant {member.tenant_id!r} does not exist") from error
+                raise _conflicts.missing("tenant", member.tenant_id) from error
             if "user_name" in _constraint(error):
-                raise _user_name_taken(member) from error
+                raise _conflicts.user_name_taken(member) from error
             if "external_id" in _constraint(error):
-                raise _external_id_taken(member) from error
-            raise ConflictError(
-                f"member id {member.id!r} already exists", attribute="id"
-            ) from error
+                raise _conflicts.external_id_taken(member) from error
+            raise _conflicts.id_taken("member", member.id) from error
 
     @_guarded
     def add_members(self, members: Sequence[Member]) -> None:
@@ -152,16 +149,12 @@ class _Members(_Counting, _Querying):
                 if self._conn.execute(_UPDATE_MEMBER, {**row, **where}).rowcount == 0:
                     current = self._conn.execute(_MEMBER_VERSION, where).scalar()
                     _raise_missing_or_moved("member", member.id, current, expected_version)
-                self._conn.execute(_DELETE_VALUES, where)
-                if values:
-                    keys = {"tenant_id": member.tenant_id, "member_id": member.id}
-                    self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+                self._replace_values(member, where, values)
         except IntegrityError as error:
-            if "user_name" in _constraint(error):
-                raise _user_name_taken(member) from error
-            if "external_id" in _constraint(error):
-                raise _external_id_taken(member) from error
-            raise
+            conflict = _taken(error, member)
+            if conflict is None:
+                raise
+            raise conflict from error
 
     def _update_changed(self, member: Member, previous: Member, where: dict[str, Any]) -> None:
         row, values = _changed_columns(previous, member)
@@ -179,16 +172,21 @@ class _Members(_Counting, _Querying):
                     current = self._conn.execute(_MEMBER_VERSION, where).scalar()
                     _raise_missing_or_moved("member", member.id, current, where["b_expected"])
                 if values is not None:
-                    self._conn.execute(_DELETE_VALUES, where)
-                    if values:
-                        keys = {"tenant_id": member.tenant_id, "member_id": member.id}
-                        self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+                    self._replace_values(member, where, values)
         except IntegrityError as error:
-            if "user_name" in _constraint(error):
-                raise _user_name_taken(member) from error
-            if "external_id" in _constraint(error):
-                raise _external_id_taken(member) from error
-            raise
+            conflict = _taken(error, member)
+            if conflict is None:
+                raise
+            raise conflict from error
+
+    def _replace_values(
+        self, member: Member, where: dict[str, Any], values: list[dict[str, Any]]
+    ) -> None:
+        """Replace the member's multi-valued attribute rows."""
+        self._conn.execute(_DELETE_VALUES, where)
+        if values:
+            keys = {"tenant_id": member.tenant_id, "member_id": member.id}
+            self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
 
     @_guarded
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
@@ -274,3 +272,12 @@ class _Members(_Counting, _Querying):
                 ).scalars()
             )
         return found
+
+
+def _taken(error: IntegrityError, member: Member) -> ConflictError | None:
+    """The conflict on a unique column that a replaced member met, if that is what failed."""
+    if "user_name" in _constraint(error):
+        return _conflicts.user_name_taken(member)
+    if "external_id" in _constraint(error):
+        return _conflicts.external_id_taken(member)
+    return None

@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
-from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageError
+from pbidentity.storage import _conflicts
 from pbidentity.storage.sql._errors import _is_foreign_key
 from pbidentity.storage.sql._errors import _raise_missing_or_moved
 from pbidentity.storage.sql._errors import _saml_conflict
@@ -122,9 +122,7 @@ class _SamlState(_Unit):
                     f"tenant {request.tenant_id!r} or SAML connection "
                     f"{request.connection_id!r} does not exist"
                 ) from error
-            raise ConflictError(
-                f"SAML request {request.id!r} already exists", attribute="id"
-            ) from error
+            raise _conflicts.saml_request_taken(request) from error
 
     @_guarded
     def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
@@ -150,7 +148,7 @@ class _SamlState(_Unit):
                 )
         except IntegrityError as error:
             if _is_foreign_key(error):
-                raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+                raise _conflicts.missing("tenant", tenant_id) from error
             return False
         return True
 
@@ -170,7 +168,7 @@ class _SamlState(_Unit):
                 self._conn.execute(insert(saml_keys), [{"tenant_id": tenant_id, "secret": key}])
         except IntegrityError as error:
             if _is_foreign_key(error):
-                raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+                raise _conflicts.missing("tenant", tenant_id) from error
             # Another instance stored its key first: that one is the key.
         stored = self.saml_signing_key(tenant_id)
         if stored is None:  # pragma: no cover - the insert or the other writer put it there
@@ -188,8 +186,8 @@ class _SamlState(_Unit):
                 self._conn.execute(insert(saml_outcomes), [row])
         except IntegrityError as error:
             if _is_foreign_key(error):
-                raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
-            raise ConflictError("that one-time code is taken", attribute="id") from error
+                raise _conflicts.missing("tenant", tenant_id) from error
+            raise _conflicts.one_time_code_taken() from error
 
     @_guarded
     def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:

@@ -15,8 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Tenant
-from pbidentity.exceptions import ConflictError
-from pbidentity.exceptions import NotFoundError
+from pbidentity.storage import _conflicts
 from pbidentity.storage._evaluate import load_document
 from pbidentity.storage.sql._errors import _constraint
 from pbidentity.storage.sql._errors import _is_foreign_key
@@ -104,17 +103,12 @@ class _Tenants(_Unit):
         except IntegrityError as error:
             constraint = _constraint(error)
             if _is_foreign_key(error):
-                raise NotFoundError(f"tenant {token.tenant_id!r} does not exist") from error
+                raise _conflicts.missing("tenant", token.tenant_id) from error
             if "digest" in constraint:
-                raise ConflictError(
-                    "a token with that digest already exists", attribute="digest"
-                ) from error
+                raise _conflicts.token_digest_taken() from error
             if "name" in constraint:
-                raise ConflictError(
-                    f"the tenant already has an active token named {token.name!r}",
-                    attribute="name",
-                ) from error
-            raise ConflictError(f"token id {token.id!r} already exists", attribute="id") from error
+                raise _conflicts.token_name_taken(token) from error
+            raise _conflicts.id_taken("token", token.id) from error
 
     @_guarded
     def find_token(self, digest: str) -> ApiToken | None:
@@ -161,7 +155,7 @@ class _Tenants(_Unit):
             )
         )
         if self._conn.execute(statement).rowcount == 0:
-            raise NotFoundError(f"tenant {tenant_id!r} has no token {token_id!r}")
+            raise _conflicts.no_such_token(tenant_id, token_id)
 
     @_guarded
     def touch_token(self, token_id: str, when: datetime) -> None:
