@@ -18,6 +18,7 @@ from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.exceptions import VersionMismatchError
 
 
@@ -102,3 +103,10 @@ def saml_request_taken(request: SamlRequest) -> ConflictError:
 def one_time_code_taken() -> ConflictError:
     """A sign-in outcome already holds that one-time code."""
     return ConflictError("that one-time code is taken", attribute="id")
+
+
+def read_only(method: str) -> ReadOnlyTransactionError:
+    """A write method was called in a unit opened with ``write=False``."""
+    return ReadOnlyTransactionError(
+        f"{method} writes, and this transaction was opened with write=False"
+    )

@@ -15,8 +15,10 @@ the transaction as it was, as the SQL store's savepoints do.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+from collections.abc import Callable
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from typing import Concatenate
+from typing import ParamSpec
 from typing import TypeVar
 
 import attrs
@@ -60,6 +64,8 @@ from pbidentity.storage._evaluate import utc
 __all__ = ["MemoryStorage"]
 
 _K = TypeVar("_K")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _V = TypeVar("_V")
 
 _MISSING: Any = object()
@@ -109,9 +115,8 @@ class MemoryStorage:
         """Open a unit of work: commits on exit, rolls back on an exception.
 
         ``write=False`` units are serialised like the others (the lock is
-        cheap here) but refuse writes with ``RuntimeError``, so that a write
-        slipped into a read-only unit fails in tests rather than taking
-        SQLite's write lock by surprise.
+        cheap here) and refuse writes, as every backend does
+        (:class:`~pbidentity.exceptions.ReadOnlyTransactionError`).
         """
         if self._owner == threading.get_ident():
             # The lock is not re-entrant on purpose: a nested transaction
@@ -163,6 +168,20 @@ def _folded(value: object) -> str | None:
     return fold(value) if isinstance(value, str) else None
 
 
+def _writing(
+    method: Callable[Concatenate[_MemoryTransaction, _P], _R],
+) -> Callable[Concatenate[_MemoryTransaction, _P], _R]:
+    """A protocol method that writes: refused in a ``write=False`` unit before anything else."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def writing(self: _MemoryTransaction, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self._check_writable(name)
+        return method(self, *args, **kwargs)
+
+    return writing
+
+
 class _MemoryTransaction:
     """One unit of work on a :class:`MemoryStorage`.
 
@@ -199,10 +218,10 @@ class _MemoryTransaction:
         if self._closed:
             raise RuntimeError("the transaction is over")
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, method: str = "this call") -> None:
         self._check_open()
         if not self._writable:
-            raise RuntimeError("a write in a transaction opened with write=False")
+            raise _conflicts.read_only(method)
 
     def _data(self, tenant_id: str) -> _TenantData:
         self._check_open()
@@ -217,6 +236,7 @@ class _MemoryTransaction:
         return self._state.data.get(tenant_id) or _TenantData()
 
     # Tenants -----------------------------------------------------------------
+    @_writing
     def add_tenant(self, tenant: Tenant) -> None:
         """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
         self._check_open()
@@ -245,6 +265,7 @@ class _MemoryTransaction:
         self._check_open()
         return sorted(self._state.tenants.values(), key=lambda tenant: tenant.slug)
 
+    @_writing
     def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
         """Overwrite a tenant whose stored version is ``expected_version``."""
         self._check_open()
@@ -262,6 +283,7 @@ class _MemoryTransaction:
         self._put(state.tenants, tenant.id, _tenant_copy(tenant))
 
     # Tokens ------------------------------------------------------------------
+    @_writing
     def add_token(self, token: ApiToken) -> None:
         """Insert a token; ``ConflictError(attribute="name")`` for a duplicate active name."""
         self._data(token.tenant_id)
@@ -304,6 +326,7 @@ class _MemoryTransaction:
         tokens = [token for token in self._state.tokens.values() if token.tenant_id == tenant_id]
         return sorted(tokens, key=lambda token: (token.created, token.id))
 
+    @_writing
     def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
         """Mark a token revoked; an already revoked token keeps its first revocation time."""
         self._check_open()
@@ -313,6 +336,7 @@ class _MemoryTransaction:
         if token.revoked is None:
             self._put(self._state.tokens, token_id, attrs.evolve(token, revoked=utc(when)))
 
+    @_writing
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
         self._check_open()
@@ -322,6 +346,7 @@ class _MemoryTransaction:
             self._put(self._state.tokens, token_id, attrs.evolve(token, last_used=when))
 
     # Members -----------------------------------------------------------------
+    @_writing
     def add_member(self, member: Member) -> None:
         """Insert a member; ``ConflictError(attribute="userName")`` if userName is taken."""
         data = self._data(member.tenant_id)
@@ -340,6 +365,7 @@ class _MemoryTransaction:
         if external_id is not None:
             self._put(data.external_ids, external_id, member.id)
 
+    @_writing
     def add_members(self, members: Sequence[Member]) -> None:
         """Insert many members at once: all of them, or none when one is refused."""
         mark = len(self._undo)
@@ -355,6 +381,7 @@ class _MemoryTransaction:
         member = self._read(tenant_id).members.get(member_id)
         return None if member is None else _member_copy(member)
 
+    @_writing
     def replace_member(self, member: Member, *, expected_version: int) -> None:
         """Overwrite a member whose stored version is ``expected_version``."""
         data = self._read(member.tenant_id)
@@ -383,6 +410,7 @@ class _MemoryTransaction:
                 self._put(data.external_ids, external_id, member.id)
         self._put(data.members, member.id, stored)
 
+    @_writing
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
         data = self._read(tenant_id)
@@ -462,6 +490,7 @@ class _MemoryTransaction:
         return {member_id for member_id in member_ids if member_id in members}
 
     # Groups ------------------------------------------------------------------
+    @_writing
     def add_group(self, group: Group) -> None:
         """Insert a group; ``ConflictError(attribute="displayName")`` if the name is taken."""
         data = self._data(group.tenant_id)
@@ -480,6 +509,7 @@ class _MemoryTransaction:
         group = self._read(tenant_id).groups.get(group_id)
         return None if group is None else _group_copy(group)
 
+    @_writing
     def replace_group(self, group: Group, *, expected_version: int) -> None:
         """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
         data = self._read(group.tenant_id)
@@ -499,6 +529,7 @@ class _MemoryTransaction:
                 self._put(data.group_names, key, group.id)
         self._put(data.groups, group.id, stored)
 
+    @_writing
     def delete_group(self, tenant_id: str, group_id: str) -> bool:
         """Delete a group and its memberships; ``False`` if it did not exist."""
         data = self._read(tenant_id)
@@ -526,6 +557,7 @@ class _MemoryTransaction:
         return Page(items=groups, total=page.total, last=page.last, more=page.more)
 
     # Memberships -------------------------------------------------------------
+    @_writing
     def add_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str]
     ) -> list[str]:
@@ -549,6 +581,7 @@ class _MemoryTransaction:
                 added.append(member_id)
         return added
 
+    @_writing
     def remove_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
     ) -> int:
@@ -588,6 +621,7 @@ class _MemoryTransaction:
         return result
 
     # Events ------------------------------------------------------------------
+    @_writing
     def add_events(self, events: Sequence[Event]) -> None:
         """Append events (the outbox and audit trail); their ``seq`` is assigned here."""
         self._check_writable()
@@ -611,6 +645,7 @@ class _MemoryTransaction:
         pending = (e for e in self._state.events.values() if e.delivered is None)
         return [e for _, e in zip(range(limit), pending, strict=False)]
 
+    @_writing
     def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
         """Record that these events were handed to every handler."""
         self._check_open()
@@ -643,6 +678,7 @@ class _MemoryTransaction:
             ):
                 raise _conflicts.saml_state_taken(connection)
 
+    @_writing
     def add_saml_connection(self, connection: SamlConnection) -> None:
         """Insert a connection; ``ConflictError`` if the tenant has one in that state."""
         self._data(connection.tenant_id)
@@ -651,6 +687,7 @@ class _MemoryTransaction:
         self._check_state_free(connection)
         self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
 
+    @_writing
     def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
         """Overwrite a connection whose stored version is ``expected_version``."""
         self._check_open()
@@ -661,6 +698,7 @@ class _MemoryTransaction:
         self._check_state_free(connection)
         self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
 
+    @_writing
     def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
         """Delete a connection and its pending requests."""
         self._check_open()
@@ -682,6 +720,7 @@ class _MemoryTransaction:
             if c.state == "active" and c.idp.entity_id == idp_entity_id
         ]
 
+    @_writing
     def add_saml_request(self, request: SamlRequest) -> None:
         """Remember an AuthnRequest."""
         self._data(request.tenant_id)
@@ -694,6 +733,7 @@ class _MemoryTransaction:
         stored = attrs.evolve(request, created=utc(request.created), expires=utc(request.expires))
         self._put(self._state.saml_requests, key, stored)
 
+    @_writing
     def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
         """Remove and return a pending AuthnRequest."""
         self._check_open()
@@ -703,6 +743,7 @@ class _MemoryTransaction:
             self._pop(self._state.saml_requests, key)
         return found
 
+    @_writing
     def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
         """Record a consumed assertion id; ``False`` for a replay."""
         self._data(tenant_id)
@@ -717,6 +758,7 @@ class _MemoryTransaction:
         self._check_open()
         return self._state.saml_keys.get(tenant_id)
 
+    @_writing
     def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
         """Keep the key unless the tenant has one; the key it has."""
         self._data(tenant_id)
@@ -724,6 +766,7 @@ class _MemoryTransaction:
             self._put(self._state.saml_keys, tenant_id, key)
         return self._state.saml_keys[tenant_id]
 
+    @_writing
     def add_saml_outcome(
         self, tenant_id: str, code_hash: str, document: str, expires: datetime
     ) -> None:
@@ -734,6 +777,7 @@ class _MemoryTransaction:
             raise _conflicts.one_time_code_taken()
         self._put(self._state.saml_outcomes, key, (document, utc(expires)))
 
+    @_writing
     def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
         """Remove and return an outcome, once."""
         self._check_open()
@@ -745,6 +789,7 @@ class _MemoryTransaction:
         document, expires = found
         return document if expires > now else None
 
+    @_writing
     def purge_saml_state(self, now: datetime) -> int:
         """Forget expired requests, assertion ids and outcomes."""
         self._check_writable()

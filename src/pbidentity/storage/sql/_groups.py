@@ -44,6 +44,7 @@ from pbidentity.storage.sql._statements import _UPDATE_GROUP
 from pbidentity.storage.sql._statements import _UPDATE_GROUP_SAME_NAME
 from pbidentity.storage.sql._statements import _chunks
 from pbidentity.storage.sql._unit import _guarded
+from pbidentity.storage.sql._unit import _writing
 
 
 class _Groups(_Counting, _Querying):
@@ -54,7 +55,7 @@ class _Groups(_Counting, _Querying):
         def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]: ...
 
     # Groups ------------------------------------------------------------------
-    @_guarded
+    @_writing
     def add_group(self, group: Group) -> None:
         """Insert a group; ``ConflictError(attribute="displayName")`` if the name is taken."""
         row = {"tenant_id": group.tenant_id, "id": group.id, **_group_row(group)}
@@ -76,7 +77,7 @@ class _Groups(_Counting, _Querying):
         rows = self._rows(_GET_GROUP, where)
         return _group(tenant_id, rows[0]) if rows else None
 
-    @_guarded
+    @_writing
     def replace_group(self, group: Group, *, expected_version: int) -> None:
         """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
         where = {"b_tenant_id": group.tenant_id, "b_id": group.id, "b_expected": expected_version}
@@ -97,7 +98,7 @@ class _Groups(_Counting, _Querying):
             current = self._conn.execute(_GROUP_VERSION, where).scalar()
             _raise_missing_or_moved("group", group.id, current, expected_version)
 
-    @_guarded
+    @_writing
     def delete_group(self, tenant_id: str, group_id: str) -> bool:
         """Delete a group and its memberships; ``False`` if it did not exist."""
         statement = delete(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id)
@@ -114,7 +115,7 @@ class _Groups(_Counting, _Querying):
         return Page(items=groups, total=total, last=last, more=more)
 
     # Memberships -------------------------------------------------------------
-    @_guarded
+    @_writing
     def add_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str]
     ) -> list[str]:
@@ -170,7 +171,7 @@ class _Groups(_Counting, _Querying):
         unknown = sorted(set(member_ids) - self.existing_member_ids(tenant_id, member_ids))
         return _conflicts.no_such_members(unknown)
 
-    @_guarded
+    @_writing
     def remove_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
     ) -> int:

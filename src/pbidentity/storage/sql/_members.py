@@ -44,12 +44,13 @@ from pbidentity.storage.sql._statements import _UPDATE_MEMBER
 from pbidentity.storage.sql._statements import _UPDATE_MEMBER_SAME_VALUES
 from pbidentity.storage.sql._statements import _chunks
 from pbidentity.storage.sql._unit import _guarded
+from pbidentity.storage.sql._unit import _writing
 
 
 class _Members(_Counting, _Querying):
     """Members and their multi-valued attributes."""
 
-    @_guarded
+    @_writing
     def add_member(self, member: Member) -> None:
         """Insert a member; ``ConflictError(attribute="userName")`` if userName is taken."""
         values = _value_rows(member)
@@ -72,7 +73,7 @@ class _Members(_Counting, _Querying):
                 raise _conflicts.external_id_taken(member) from error
             raise _conflicts.id_taken("member", member.id) from error
 
-    @_guarded
+    @_writing
     def add_members(self, members: Sequence[Member]) -> None:
         """Insert many members at once (all or none): two executemany statements."""
         if not members:
@@ -124,7 +125,7 @@ class _Members(_Counting, _Querying):
         self._read[(tenant_id, member_id)] = member
         return member
 
-    @_guarded
+    @_writing
     def replace_member(self, member: Member, *, expected_version: int) -> None:
         """Overwrite a member whose stored version is ``expected_version``."""
         where = {"b_tenant_id": member.tenant_id, "b_id": member.id, "b_expected": expected_version}
@@ -188,7 +189,7 @@ class _Members(_Counting, _Querying):
             keys = {"tenant_id": member.tenant_id, "member_id": member.id}
             self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
 
-    @_guarded
+    @_writing
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
         statement = delete(members).where(

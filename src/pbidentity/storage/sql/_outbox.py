@@ -19,12 +19,13 @@ from pbidentity.storage.sql._statements import _INSERT_EVENT
 from pbidentity.storage.sql._statements import _chunks
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _Unit
+from pbidentity.storage.sql._unit import _writing
 
 
 class _Outbox(_Unit):
     """Events appended with the change that made them, delivered later."""
 
-    @_guarded
+    @_writing
     def add_events(self, events: Sequence[Event]) -> None:
         """Append events to the outbox and audit trail, in order."""
         if not events:
@@ -61,7 +62,7 @@ class _Outbox(_Unit):
         )
         return [_event(row) for row in self._conn.execute(statement)]
 
-    @_guarded
+    @_writing
     def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
         """Record that these events were handed to every handler."""
         for chunk in _chunks(seqs):

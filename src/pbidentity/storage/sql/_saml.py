@@ -30,6 +30,7 @@ from pbidentity.storage.sql._schema import saml_outcomes
 from pbidentity.storage.sql._schema import saml_requests
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _Unit
+from pbidentity.storage.sql._unit import _writing
 
 _SAML_STATE_ORDER = {"active": 0, "pending": 1, "previous": 2}
 
@@ -46,7 +47,7 @@ class _SamlState(_Unit):
         found = [_saml_connection(row) for row in rows]
         return sorted(found, key=lambda c: _SAML_STATE_ORDER[c.state])
 
-    @_guarded
+    @_writing
     def add_saml_connection(self, connection: SamlConnection) -> None:
         """Insert a connection; ``ConflictError`` if the tenant has one in that state."""
         try:
@@ -55,7 +56,7 @@ class _SamlState(_Unit):
         except IntegrityError as error:
             raise _saml_conflict(error, connection) from error
 
-    @_guarded
+    @_writing
     def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
         """Overwrite a connection whose stored version is ``expected_version``."""
         row = _saml_row(connection)
@@ -82,7 +83,7 @@ class _SamlState(_Unit):
             ).scalar()
             _raise_missing_or_moved("SAML connection", connection.id, current, expected_version)
 
-    @_guarded
+    @_writing
     def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
         """Delete a connection and its pending requests."""
         self._conn.execute(
@@ -110,7 +111,7 @@ class _SamlState(_Unit):
         ).all()
         return [_saml_connection(row) for row in rows]
 
-    @_guarded
+    @_writing
     def add_saml_request(self, request: SamlRequest) -> None:
         """Remember an AuthnRequest."""
         try:
@@ -124,7 +125,7 @@ class _SamlState(_Unit):
                 ) from error
             raise _conflicts.saml_request_taken(request) from error
 
-    @_guarded
+    @_writing
     def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
         """Remove and return a pending AuthnRequest (single use, also across instances)."""
         where = (saml_requests.c.tenant_id == tenant_id, saml_requests.c.id == request_id)
@@ -137,7 +138,7 @@ class _SamlState(_Unit):
             return None
         return _saml_request(row)
 
-    @_guarded
+    @_writing
     def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
         """Record a consumed assertion id; ``False`` for a replay."""
         try:
@@ -160,7 +161,7 @@ class _SamlState(_Unit):
         ).scalar()
         return found
 
-    @_guarded
+    @_writing
     def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
         """Keep the key unless the tenant has one; the key it has."""
         try:
@@ -175,7 +176,7 @@ class _SamlState(_Unit):
             raise StorageError(f"no SAML signing key for tenant {tenant_id!r}")
         return stored
 
-    @_guarded
+    @_writing
     def add_saml_outcome(
         self, tenant_id: str, code_hash: str, document: str, expires: datetime
     ) -> None:
@@ -189,7 +190,7 @@ class _SamlState(_Unit):
                 raise _conflicts.missing("tenant", tenant_id) from error
             raise _conflicts.one_time_code_taken() from error
 
-    @_guarded
+    @_writing
     def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
         """Remove and return an outcome (once, also across instances)."""
         where = (saml_outcomes.c.tenant_id == tenant_id, saml_outcomes.c.id == code_hash)
@@ -204,7 +205,7 @@ class _SamlState(_Unit):
         document: str = row.document
         return document
 
-    @_guarded
+    @_writing
     def purge_saml_state(self, now: datetime) -> int:
         """Forget expired requests, assertion ids and outcomes."""
         gone = self._conn.execute(

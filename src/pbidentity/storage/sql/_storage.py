@@ -129,7 +129,8 @@ class SqlStorage:
         """Open a unit of work: commits on exit, rolls back on an exception.
 
         ``write=False`` starts a deferred transaction on SQLite (no write
-        lock); elsewhere it changes nothing.
+        lock); on every database the unit refuses writes
+        (:class:`~pbidentity.exceptions.ReadOnlyTransactionError`).
         """
         self._ensure_schema()
         if self._engine.dialect.name == "sqlite" and not _instrumented(self._engine):
@@ -148,7 +149,7 @@ class SqlStorage:
         except DBAPIError as error:
             connection.close()
             raise _storage_error(error) from error
-        tx = _SqlTransaction(self._engine, core=core, connection=connection)
+        tx = _SqlTransaction(self._engine, write=write, core=core, connection=connection)
         try:
             try:
                 yield tx
@@ -182,7 +183,7 @@ class SqlStorage:
             raw = self._engine.raw_connection()
         except (DBAPIError, dbapi_error) as error:
             raise StorageUnavailableError(f"the database cannot be opened: {error}") from error
-        tx = _SqlTransaction(self._engine, core=False, raw=raw)
+        tx = _SqlTransaction(self._engine, write=write, core=False, raw=raw)
         dbapi = tx._dbapi
         try:
             try:

@@ -35,13 +35,14 @@ from pbidentity.storage.sql._statements import _GET_TENANT
 from pbidentity.storage.sql._statements import _TOUCH_TOKEN
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _Unit
+from pbidentity.storage.sql._unit import _writing
 
 
 class _Tenants(_Unit):
     """Tenants and API tokens."""
 
     # Tenants -----------------------------------------------------------------
-    @_guarded
+    @_writing
     def add_tenant(self, tenant: Tenant) -> None:
         """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
         try:
@@ -72,7 +73,7 @@ class _Tenants(_Unit):
         rows = self._conn.execute(select(tenants).order_by(tenants.c.slug))
         return [_tenant(row) for row in rows]
 
-    @_guarded
+    @_writing
     def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
         """Overwrite a tenant whose stored version is ``expected_version``."""
         values = _tenant_row(tenant)
@@ -94,7 +95,7 @@ class _Tenants(_Unit):
             _raise_missing_or_moved("tenant", tenant.id, current, expected_version)
 
     # Tokens ------------------------------------------------------------------
-    @_guarded
+    @_writing
     def add_token(self, token: ApiToken) -> None:
         """Insert a token; ``ConflictError(attribute="name")`` for a duplicate active name."""
         try:
@@ -144,7 +145,7 @@ class _Tenants(_Unit):
         )
         return [_token(row) for row in self._conn.execute(statement)]
 
-    @_guarded
+    @_writing
     def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
         """Mark a token revoked; an already revoked token keeps its first revocation time."""
         statement = (
@@ -157,7 +158,7 @@ class _Tenants(_Unit):
         if self._conn.execute(statement).rowcount == 0:
             raise _conflicts.no_such_token(tenant_id, token_id)
 
-    @_guarded
+    @_writing
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
         self._run(_TOUCH_TOKEN, {"b_id": token_id, "b_when": when})

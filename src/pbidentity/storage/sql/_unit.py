@@ -21,6 +21,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from pbidentity.domain import Member
 from pbidentity.exceptions import StorageError
+from pbidentity.storage import _conflicts
 from pbidentity.storage.sql._errors import _storage_error
 from pbidentity.storage.sql._execute import _fast
 
@@ -32,12 +33,29 @@ _U = TypeVar("_U", bound="_Unit")
 def _guarded(
     method: Callable[Concatenate[_U, _P], _R],
 ) -> Callable[Concatenate[_U, _P], _R]:
-    """Turn driver errors raised by a protocol method into pbidentity errors."""
+    """Turn driver errors raised by a protocol method that reads into pbidentity errors."""
+    return _protocol_method(method, writes=False)
+
+
+def _writing(
+    method: Callable[Concatenate[_U, _P], _R],
+) -> Callable[Concatenate[_U, _P], _R]:
+    """As :func:`_guarded`, for a method that writes: refused in a ``write=False`` unit."""
+    return _protocol_method(method, writes=True)
+
+
+def _protocol_method(
+    method: Callable[Concatenate[_U, _P], _R], *, writes: bool
+) -> Callable[Concatenate[_U, _P], _R]:
+    name = method.__name__
 
     @functools.wraps(method)
     def guarded(self: _U, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self._closed:
             raise RuntimeError("the transaction is over")
+        if writes and not self._write:
+            # Before any statement: the unit stays as it was, usable for reads.
+            raise _conflicts.read_only(name)
         try:
             return method(self, *args, **kwargs)
         except DBAPIError as error:
@@ -55,6 +73,7 @@ class _Unit:
         self,
         engine: Engine,
         *,
+        write: bool,
         core: bool,
         connection: Connection | None = None,
         raw: PoolProxiedConnection | None = None,
@@ -68,6 +87,8 @@ class _Unit:
         assert pooled is not None  # noqa: S101 - one of the two is always given
         self._dbapi: Any = pooled.driver_connection
         self._closed = False
+        # Whether the unit was opened to write (write=False refuses writes).
+        self._write = write
         # Whether statements go through Core (see _instrumented), decided once per unit.
         self._core = core
         # Members as this unit read or wrote them, so that a replace writes
