@@ -67,7 +67,7 @@ def _protocol_method(
 
 
 class _Unit:
-    """One unit of work on one connection: the state and helpers every concern uses."""
+    """One unit of work on one connection: the state and execution every concern shares."""
 
     def __init__(
         self,
