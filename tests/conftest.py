@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Generator
 from collections.abc import Iterator
@@ -34,15 +35,52 @@ class Workspace:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database for each test: a SQLite file, then the PostgreSQL server."""
+    yield from empty_database(request, tmp_path)
+
+
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of the backend ``request.param`` names.
+
+    ``sqlite-traced`` is the SQLite file with a cursor listener attached to
+    every engine while the test runs, as a host app's tracing would be: every
+    statement then goes through SQLAlchemy Core instead of the hot path.
+    """
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'pbidentity.db'}"
+        yield f"sqlite:///{tmp_path / 'pbidentity.db'}"
+        return
+    if request.param == "sqlite-traced":
+        with traced_engines():
+            yield f"sqlite:///{tmp_path / 'pbidentity.db'}"
+        return
     url: str = request.getfixturevalue("postgres_url")
     engine = sqlalchemy.create_engine(url)
     wipe_database(engine)
     engine.dispose()
-    return url
+    yield url
+
+
+def trace_statement(
+    _connection: sqlalchemy.Connection,
+    _cursor: object,
+    statement: str,
+    _parameters: object,
+    _context: object,
+    _executemany: bool,
+) -> None:
+    """A cursor listener like a tracer's: it looks at every statement."""
+    assert statement
+
+
+@contextlib.contextmanager
+def traced_engines() -> Iterator[None]:
+    """Attach :func:`trace_statement` to every engine, existing or new, for the block."""
+    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", trace_statement)
+    try:
+        yield
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", trace_statement)
 
 
 def wipe_database(engine: sqlalchemy.Engine) -> None:

@@ -11,6 +11,7 @@ the operator (a wrong database URL, a duplicate tenant slug, a storage fault)::
     ├── LinkConflictError         an identity matches members ambiguously (maps to 409)
     ├── LastAdminError            a change would leave a tenant without an active admin (409)
     ├── ManagedMemberError        the host app edits what the identity provider owns
+    ├── ReadOnlyTransactionError  a write in a unit opened with write=False (a caller's bug)
     ├── StorageError              the storage backend failed
     │   ├── ConflictError         a uniqueness rule refused the write (maps to 409)
     │   ├── VersionMismatchError  the row changed since it was read (412 / retry)
@@ -32,6 +33,7 @@ __all__ = [
     "ManagedMemberError",
     "NotFoundError",
     "PbIdentityError",
+    "ReadOnlyTransactionError",
     "SchemaVersionError",
     "StorageError",
     "StorageUnavailableError",
@@ -76,6 +78,14 @@ class ManagedMemberError(PbIdentityError):
     def __init__(self, message: str, *, fields: tuple[str, ...]) -> None:
         super().__init__(message)
         self.fields = fields
+
+
+class ReadOnlyTransactionError(PbIdentityError, RuntimeError):
+    """A write was asked of a transaction opened with ``write=False``.
+
+    Every backend refuses it before touching anything, so the unit stays
+    usable for reads. It is a bug in the caller, hence also a ``RuntimeError``.
+    """
 
 
 class StorageError(PbIdentityError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from datetime import UTC
@@ -340,6 +341,44 @@ def test_member_id_conflict_and_unknown_tenant(store: Storage) -> None:
         assert caught.value.attribute == "id"
         with pytest.raises(NotFoundError):
             tx.add_member(make_member("m2", "b@x.com", tenant_id="ghost"))
+
+
+def test_refused_writes_name_what_they_are_about_in_the_same_words_everywhere(
+    store: Storage,
+) -> None:
+    """Every backend refuses a write with the same message: the kind, the id, the versions."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "a@x.com", externalId="ext-1"))
+        tx.add_group(make_group("g1", "Admins"))
+        refusals: dict[str, Callable[[], object]] = {
+            "tenant 'ghost' does not exist": lambda: tx.add_member(
+                make_member("m2", "b@x.com", tenant_id="ghost")
+            ),
+            "member id 'm1' already exists": lambda: tx.add_member(make_member("m1", "c@x.com")),
+            "userName 'a@x.com' is already taken in this tenant": lambda: tx.add_member(
+                make_member("m3", "a@x.com")
+            ),
+            "externalId 'ext-1' is already linked to another member": lambda: tx.add_member(
+                make_member("m4", "d@x.com", externalId="ext-1")
+            ),
+            "member 'm9' does not exist": lambda: tx.replace_member(
+                make_member("m9", "e@x.com"), expected_version=1
+            ),
+            "member 'm1' is at version 1, not 5": lambda: tx.replace_member(
+                make_member("m1", "a@x.com"), expected_version=5
+            ),
+            "group id 'g1' already exists": lambda: tx.add_group(make_group("g1", "Other")),
+            "displayName 'Admins' is already taken in this tenant": lambda: tx.add_group(
+                make_group("g2", "Admins")
+            ),
+            "no such members: 'm8', 'm9'": lambda: tx.add_memberships("t1", "g1", ["m9", "m8"]),
+            "group 'g9' does not exist": lambda: tx.add_memberships("t1", "g9", ["m1"]),
+            "tenant 't1' has no token 'k9'": lambda: tx.revoke_token("t1", "k9", NOW),
+        }
+        for message, write in refusals.items():
+            with pytest.raises((ConflictError, NotFoundError, VersionMismatchError)) as caught:
+                write()
+            assert str(caught.value) == message
 
 
 def test_delete_member(store: Storage) -> None:

@@ -7,19 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from pbidentity.domain import Tenant
 from pbidentity.storage.memory import MemoryStorage
 
 NOW = datetime(2026, 11, 28, 20, 54, 13, tzinfo=UTC)
-
-
-def test_write_in_read_only_unit_fails_and_changes_nothing() -> None:
-    """A write in a write=False transaction is a RuntimeError, not a silent write."""
-    storage = MemoryStorage()
-    with storage.transaction(write=False) as tx, pytest.raises(RuntimeError, match="write=False"):
-        tx.add_tenant(Tenant(id="t1", slug="t1", name="T", created=NOW))
-    with storage.transaction() as tx:
-        assert tx.list_tenants() == []
 
 
 def test_nested_transaction_fails_instead_of_deadlocking() -> None:

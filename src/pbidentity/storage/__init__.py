@@ -21,6 +21,7 @@ experiments), ``sqlite:///path.db`` (the embedded default) and, with the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
+from typing import TypeVar
 
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Event
@@ -41,16 +43,38 @@ from pbidentity.query import Page
 from pbidentity.query import Query
 
 __all__ = [
+    "WRITE_METHODS",
+    "EventStore",
+    "GroupStore",
+    "MemberStore",
+    "MembershipStore",
+    "SamlStore",
     "Storage",
+    "TenantStore",
+    "TokenStore",
     "Transaction",
     "open_storage",
+    "writes",
 ]
 
 
-class Transaction(Protocol):
-    """The operations of one unit of work. Obtained from :meth:`Storage.transaction`."""
+_Method = TypeVar("_Method", bound=Callable[..., object])
 
-    # Tenants -----------------------------------------------------------------
+
+def writes(method: _Method) -> _Method:
+    """Mark a protocol method as one that changes what is stored.
+
+    :data:`WRITE_METHODS` is read from these marks; a backend refuses each
+    such method in a ``write=False`` unit.
+    """
+    method.__pbidentity_writes__ = True  # type: ignore[attr-defined]
+    return method
+
+
+class TenantStore(Protocol):
+    """The tenants: the one concern not scoped by a tenant id."""
+
+    @writes
     def add_tenant(self, tenant: Tenant) -> None:
         """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
 
@@ -63,6 +87,7 @@ class Transaction(Protocol):
     def list_tenants(self) -> Sequence[Tenant]:
         """Every tenant, ordered by slug."""
 
+    @writes
     def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
         """Overwrite a tenant whose stored version is ``expected_version``.
 
@@ -70,7 +95,11 @@ class Transaction(Protocol):
         exist, ``VersionMismatchError`` if its version differs.
         """
 
-    # Tokens ------------------------------------------------------------------
+
+class TokenStore(Protocol):
+    """The API tokens a tenant's identity provider authenticates with."""
+
+    @writes
     def add_token(self, token: ApiToken) -> None:
         """Insert a token.
 
@@ -91,13 +120,19 @@ class Transaction(Protocol):
     def list_tokens(self, tenant_id: str) -> Sequence[ApiToken]:
         """The tenant's tokens, revoked ones included, oldest first."""
 
+    @writes
     def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
         """Mark a token revoked; ``NotFoundError`` if the tenant has no such token."""
 
+    @writes
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was used at ``when``."""
 
-    # Members -----------------------------------------------------------------
+
+class MemberStore(Protocol):
+    """A tenant's members: their documents, versions and lookups."""
+
+    @writes
     def add_member(self, member: Member) -> None:
         """Insert a member.
 
@@ -105,6 +140,7 @@ class Transaction(Protocol):
         in the tenant.
         """
 
+    @writes
     def add_members(self, members: Sequence[Member]) -> None:
         """Insert many members in one go (an import, a bulk link): all of them or none.
 
@@ -115,6 +151,7 @@ class Transaction(Protocol):
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
 
+    @writes
     def replace_member(self, member: Member, *, expected_version: int) -> None:
         """Overwrite a member whose stored version is ``expected_version``.
 
@@ -122,6 +159,7 @@ class Transaction(Protocol):
         ``VersionMismatchError`` or ``ConflictError(attribute="userName")``.
         """
 
+    @writes
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
 
@@ -164,7 +202,11 @@ class Transaction(Protocol):
     def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
         """The subset of ``member_ids`` that are members of the tenant."""
 
-    # Groups ------------------------------------------------------------------
+
+class GroupStore(Protocol):
+    """A tenant's groups."""
+
+    @writes
     def add_group(self, group: Group) -> None:
         """Insert a group.
 
@@ -175,16 +217,22 @@ class Transaction(Protocol):
     def get_group(self, tenant_id: str, group_id: str) -> Group | None:
         """The group, or ``None``."""
 
+    @writes
     def replace_group(self, group: Group, *, expected_version: int) -> None:
         """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
 
+    @writes
     def delete_group(self, tenant_id: str, group_id: str) -> bool:
         """Delete a group and its memberships; ``False`` if it did not exist."""
 
     def query_groups(self, tenant_id: str, query: Query) -> Page[Group]:
         """A page of the tenant's groups matching ``query``."""
 
-    # Memberships -------------------------------------------------------------
+
+class MembershipStore(Protocol):
+    """Which members are in which groups."""
+
+    @writes
     def add_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str]
     ) -> list[str]:
@@ -194,6 +242,7 @@ class Transaction(Protocol):
         add (JumpCloud repeats them) does not count as a change.
         """
 
+    @writes
     def remove_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
     ) -> int:
@@ -216,7 +265,11 @@ class Transaction(Protocol):
         Ordered by group id; ``display`` is the group's displayName.
         """
 
-    # Events ------------------------------------------------------------------
+
+class EventStore(Protocol):
+    """The outbox and audit trail: events written with the change they describe."""
+
+    @writes
     def add_events(self, events: Sequence[Event]) -> None:
         """Append events to the outbox and audit trail, in order.
 
@@ -227,19 +280,25 @@ class Transaction(Protocol):
     def pending_events(self, limit: int = 100) -> Sequence[Event]:
         """The oldest undelivered events of every tenant, in ``seq`` order."""
 
+    @writes
     def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
         """Record that these events were handed to every handler."""
 
     def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
         """The tenant's events with ``seq`` above ``after``, oldest first (the audit trail)."""
 
-    # SAML --------------------------------------------------------------------
+
+class SamlStore(Protocol):
+    """SAML connections and the short-lived state of sign-ins."""
+
     def saml_connections(self, tenant_id: str) -> Sequence[SamlConnection]:
         """The tenant's SAML connections (at most one per state), active first."""
 
+    @writes
     def add_saml_connection(self, connection: SamlConnection) -> None:
         """Insert a connection; ``ConflictError`` (attribute ``state``) if that state is taken."""
 
+    @writes
     def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
         """Replace a connection (its state may change) if it is still at ``expected_version``.
 
@@ -247,6 +306,7 @@ class Transaction(Protocol):
         move or delete that one first, in the same transaction.
         """
 
+    @writes
     def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
         """Delete a connection; ``False`` if there was none. Its pending requests go with it."""
 
@@ -257,15 +317,18 @@ class Transaction(Protocol):
         certificate are already active for another workspace.
         """
 
+    @writes
     def add_saml_request(self, request: SamlRequest) -> None:
         """Remember an AuthnRequest until its response arrives or it expires."""
 
+    @writes
     def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
         """Remove and return a pending AuthnRequest: each id is answered at most once.
 
         Concurrent calls with the same id: exactly one gets it.
         """
 
+    @writes
     def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
         """Record a consumed assertion id; ``False`` if it was already recorded (a replay).
 
@@ -276,6 +339,7 @@ class Transaction(Protocol):
     def saml_signing_key(self, tenant_id: str) -> str | None:
         """The tenant's key for signing its sign-in request ids; ``None`` before the first."""
 
+    @writes
     def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
         """Keep ``key`` as the tenant's signing key unless it has one; return the key it has.
 
@@ -284,6 +348,7 @@ class Transaction(Protocol):
         except to sign and check request ids.
         """
 
+    @writes
     def add_saml_outcome(
         self, tenant_id: str, code_hash: str, document: str, expires: datetime
     ) -> None:
@@ -292,6 +357,7 @@ class Transaction(Protocol):
         ``ConflictError`` if that hash is taken (a code must be new).
         """
 
+    @writes
     def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
         """Remove and return the outcome kept under ``code_hash``: each is handed out once.
 
@@ -299,8 +365,37 @@ class Transaction(Protocol):
         Concurrent calls with the same hash: exactly one gets it.
         """
 
+    @writes
     def purge_saml_state(self, now: datetime) -> int:
         """Forget expired AuthnRequests, assertion ids and outcomes; return how many rows went."""
+
+
+class Transaction(
+    TenantStore,
+    TokenStore,
+    MemberStore,
+    GroupStore,
+    MembershipStore,
+    EventStore,
+    SamlStore,
+    Protocol,
+):
+    """The operations of one unit of work. Obtained from :meth:`Storage.transaction`.
+
+    Composed of one protocol per concern; code that needs one concern only
+    can ask for that one. The methods marked :func:`writes` change what is
+    stored: in a unit opened with ``write=False`` every backend refuses them
+    with :class:`~pbidentity.exceptions.ReadOnlyTransactionError` before
+    touching anything.
+    """
+
+
+#: The names of the :class:`Transaction` methods that write (marked :func:`writes`).
+WRITE_METHODS = frozenset(
+    name
+    for name in dir(Transaction)
+    if getattr(getattr(Transaction, name), "__pbidentity_writes__", False)
+)
 
 
 class Storage(Protocol):
@@ -310,8 +405,10 @@ class Storage(Protocol):
         """Open a unit of work: commits on exit, rolls back on an exception.
 
         ``write=False`` promises that the unit only reads: SQLite then takes
-        no write lock, so reads never wait for writers (WAL mode). A write
-        inside such a unit is a bug and may fail.
+        no write lock, so reads never wait for writers (WAL mode). Every
+        backend refuses a write method (:data:`WRITE_METHODS`) in such a unit
+        with :class:`~pbidentity.exceptions.ReadOnlyTransactionError`, before
+        it does anything; the unit stays usable for reads.
         """
 
     def close(self) -> None:

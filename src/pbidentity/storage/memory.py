@@ -15,8 +15,10 @@ the transaction as it was, as the SQL store's savepoints do.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+from collections.abc import Callable
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from typing import Concatenate
+from typing import ParamSpec
 from typing import TypeVar
 
 import attrs
@@ -39,14 +43,12 @@ from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
-from pbidentity.exceptions import ConflictError
-from pbidentity.exceptions import NotFoundError
-from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import GROUP_FIELDS
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import Keyset
 from pbidentity.query import Page
 from pbidentity.query import Query
+from pbidentity.storage import _conflicts
 from pbidentity.storage._evaluate import GroupView
 from pbidentity.storage._evaluate import MemberView
 from pbidentity.storage._evaluate import document_value
@@ -62,6 +64,8 @@ from pbidentity.storage._evaluate import utc
 __all__ = ["MemoryStorage"]
 
 _K = TypeVar("_K")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _V = TypeVar("_V")
 
 _MISSING: Any = object()
@@ -111,9 +115,8 @@ class MemoryStorage:
         """Open a unit of work: commits on exit, rolls back on an exception.
 
         ``write=False`` units are serialised like the others (the lock is
-        cheap here) but refuse writes with ``RuntimeError``, so that a write
-        slipped into a read-only unit fails in tests rather than taking
-        SQLite's write lock by surprise.
+        cheap here) and refuse writes, as every backend does
+        (:class:`~pbidentity.exceptions.ReadOnlyTransactionError`).
         """
         if self._owner == threading.get_ident():
             # The lock is not re-entrant on purpose: a nested transaction
@@ -165,6 +168,20 @@ def _folded(value: object) -> str | None:
     return fold(value) if isinstance(value, str) else None
 
 
+def _writing(
+    method: Callable[Concatenate[_MemoryTransaction, _P], _R],
+) -> Callable[Concatenate[_MemoryTransaction, _P], _R]:
+    """A protocol method that writes: refused in a ``write=False`` unit before anything else."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def writing(self: _MemoryTransaction, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self._check_writable(name)
+        return method(self, *args, **kwargs)
+
+    return writing
+
+
 class _MemoryTransaction:
     """One unit of work on a :class:`MemoryStorage`.
 
@@ -201,16 +218,16 @@ class _MemoryTransaction:
         if self._closed:
             raise RuntimeError("the transaction is over")
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, method: str = "this call") -> None:
         self._check_open()
         if not self._writable:
-            raise RuntimeError("a write in a transaction opened with write=False")
+            raise _conflicts.read_only(method)
 
     def _data(self, tenant_id: str) -> _TenantData:
         self._check_open()
         data = self._state.data.get(tenant_id)
         if data is None:
-            raise NotFoundError(f"tenant {tenant_id!r} does not exist")
+            raise _conflicts.missing("tenant", tenant_id)
         return data
 
     def _read(self, tenant_id: str) -> _TenantData:
@@ -219,14 +236,15 @@ class _MemoryTransaction:
         return self._state.data.get(tenant_id) or _TenantData()
 
     # Tenants -----------------------------------------------------------------
+    @_writing
     def add_tenant(self, tenant: Tenant) -> None:
         """Insert a tenant; ``ConflictError(attribute="slug")`` if the slug is taken."""
         self._check_open()
         state = self._state
         if tenant.id in state.tenants:
-            raise ConflictError(f"tenant id {tenant.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("tenant", tenant.id)
         if tenant.slug in state.slugs:
-            raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+            raise _conflicts.slug_taken(tenant)
         self._put(state.tenants, tenant.id, _tenant_copy(tenant))
         self._put(state.slugs, tenant.slug, tenant.id)
         self._put(state.data, tenant.id, _TenantData())
@@ -247,40 +265,38 @@ class _MemoryTransaction:
         self._check_open()
         return sorted(self._state.tenants.values(), key=lambda tenant: tenant.slug)
 
+    @_writing
     def replace_tenant(self, tenant: Tenant, *, expected_version: int) -> None:
         """Overwrite a tenant whose stored version is ``expected_version``."""
         self._check_open()
         state = self._state
         current = state.tenants.get(tenant.id)
         if current is None:
-            raise NotFoundError(f"tenant {tenant.id!r} does not exist")
+            raise _conflicts.missing("tenant", tenant.id)
         if current.version != expected_version:
-            raise VersionMismatchError(
-                f"tenant {tenant.id!r} is at version {current.version}, not {expected_version}"
-            )
+            raise _conflicts.moved("tenant", tenant.id, current.version, expected_version)
         if state.slugs.get(tenant.slug, tenant.id) != tenant.id:
-            raise ConflictError(f"tenant slug {tenant.slug!r} is already taken", attribute="slug")
+            raise _conflicts.slug_taken(tenant)
         if current.slug != tenant.slug:
             self._pop(state.slugs, current.slug)
             self._put(state.slugs, tenant.slug, tenant.id)
         self._put(state.tenants, tenant.id, _tenant_copy(tenant))
 
     # Tokens ------------------------------------------------------------------
+    @_writing
     def add_token(self, token: ApiToken) -> None:
         """Insert a token; ``ConflictError(attribute="name")`` for a duplicate active name."""
         self._data(token.tenant_id)
         state = self._state
         if token.id in state.tokens:
-            raise ConflictError(f"token id {token.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("token", token.id)
         if token.digest in state.digests:
-            raise ConflictError("a token with that digest already exists", attribute="digest")
+            raise _conflicts.token_digest_taken()
         if token.revoked is None and any(
             other.tenant_id == token.tenant_id and other.name == token.name and other.is_active
             for other in state.tokens.values()
         ):
-            raise ConflictError(
-                f"the tenant already has an active token named {token.name!r}", attribute="name"
-            )
+            raise _conflicts.token_name_taken(token)
         stored = attrs.evolve(
             token,
             created=utc(token.created),
@@ -310,15 +326,17 @@ class _MemoryTransaction:
         tokens = [token for token in self._state.tokens.values() if token.tenant_id == tenant_id]
         return sorted(tokens, key=lambda token: (token.created, token.id))
 
+    @_writing
     def revoke_token(self, tenant_id: str, token_id: str, when: datetime) -> None:
         """Mark a token revoked; an already revoked token keeps its first revocation time."""
         self._check_open()
         token = self._state.tokens.get(token_id)
         if token is None or token.tenant_id != tenant_id:
-            raise NotFoundError(f"tenant {tenant_id!r} has no token {token_id!r}")
+            raise _conflicts.no_such_token(tenant_id, token_id)
         if token.revoked is None:
             self._put(self._state.tokens, token_id, attrs.evolve(token, revoked=utc(when)))
 
+    @_writing
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use at ``when``; never moves ``last_used`` back, ignores unknown ids."""
         self._check_open()
@@ -328,24 +346,26 @@ class _MemoryTransaction:
             self._put(self._state.tokens, token_id, attrs.evolve(token, last_used=when))
 
     # Members -----------------------------------------------------------------
+    @_writing
     def add_member(self, member: Member) -> None:
         """Insert a member; ``ConflictError(attribute="userName")`` if userName is taken."""
         data = self._data(member.tenant_id)
         stored = _member_copy(member)
         if member.id in data.members:
-            raise ConflictError(f"member id {member.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("member", member.id)
         key = _folded(document_value(_USER_NAME, stored.attributes))
         if key is not None and key in data.user_names:
-            raise _user_name_taken(stored)
+            raise _conflicts.user_name_taken(stored)
         external_id = _external_id(stored)
         if external_id is not None and external_id in data.external_ids:
-            raise _external_id_taken(stored)
+            raise _conflicts.external_id_taken(stored)
         self._put(data.members, member.id, stored)
         if key is not None:
             self._put(data.user_names, key, member.id)
         if external_id is not None:
             self._put(data.external_ids, external_id, member.id)
 
+    @_writing
     def add_members(self, members: Sequence[Member]) -> None:
         """Insert many members at once: all of them, or none when one is refused."""
         mark = len(self._undo)
@@ -361,20 +381,21 @@ class _MemoryTransaction:
         member = self._read(tenant_id).members.get(member_id)
         return None if member is None else _member_copy(member)
 
+    @_writing
     def replace_member(self, member: Member, *, expected_version: int) -> None:
         """Overwrite a member whose stored version is ``expected_version``."""
         data = self._read(member.tenant_id)
         current = data.members.get(member.id)
         if current is None:
-            raise NotFoundError(f"member {member.id!r} does not exist")
+            raise _conflicts.missing("member", member.id)
         _check_version("member", current.id, current.version, expected_version)
         stored = _member_copy(member)
         key = _folded(document_value(_USER_NAME, stored.attributes))
         if key is not None and data.user_names.get(key, member.id) != member.id:
-            raise _user_name_taken(stored)
+            raise _conflicts.user_name_taken(stored)
         external_id = _external_id(stored)
         if external_id is not None and data.external_ids.get(external_id, member.id) != member.id:
-            raise _external_id_taken(stored)
+            raise _conflicts.external_id_taken(stored)
         old_key = _folded(document_value(_USER_NAME, current.attributes))
         if old_key != key:
             if old_key is not None:
@@ -389,6 +410,7 @@ class _MemoryTransaction:
                 self._put(data.external_ids, external_id, member.id)
         self._put(data.members, member.id, stored)
 
+    @_writing
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
         data = self._read(tenant_id)
@@ -468,15 +490,16 @@ class _MemoryTransaction:
         return {member_id for member_id in member_ids if member_id in members}
 
     # Groups ------------------------------------------------------------------
+    @_writing
     def add_group(self, group: Group) -> None:
         """Insert a group; ``ConflictError(attribute="displayName")`` if the name is taken."""
         data = self._data(group.tenant_id)
         stored = _group_copy(group)
         if group.id in data.groups:
-            raise ConflictError(f"group id {group.id!r} already exists", attribute="id")
+            raise _conflicts.id_taken("group", group.id)
         key = _folded(document_value(_DISPLAY_NAME, stored.attributes))
         if key is not None and key in data.group_names:
-            raise _display_name_taken(stored)
+            raise _conflicts.display_name_taken(stored)
         self._put(data.groups, group.id, stored)
         if key is not None:
             self._put(data.group_names, key, group.id)
@@ -486,17 +509,18 @@ class _MemoryTransaction:
         group = self._read(tenant_id).groups.get(group_id)
         return None if group is None else _group_copy(group)
 
+    @_writing
     def replace_group(self, group: Group, *, expected_version: int) -> None:
         """As :meth:`replace_member`, for groups (conflicts on ``displayName``)."""
         data = self._read(group.tenant_id)
         current = data.groups.get(group.id)
         if current is None:
-            raise NotFoundError(f"group {group.id!r} does not exist")
+            raise _conflicts.missing("group", group.id)
         _check_version("group", current.id, current.version, expected_version)
         stored = _group_copy(group)
         key = _folded(document_value(_DISPLAY_NAME, stored.attributes))
         if key is not None and data.group_names.get(key, group.id) != group.id:
-            raise _display_name_taken(stored)
+            raise _conflicts.display_name_taken(stored)
         old_key = _folded(document_value(_DISPLAY_NAME, current.attributes))
         if old_key != key:
             if old_key is not None:
@@ -505,6 +529,7 @@ class _MemoryTransaction:
                 self._put(data.group_names, key, group.id)
         self._put(data.groups, group.id, stored)
 
+    @_writing
     def delete_group(self, tenant_id: str, group_id: str) -> bool:
         """Delete a group and its memberships; ``False`` if it did not exist."""
         data = self._read(tenant_id)
@@ -532,6 +557,7 @@ class _MemoryTransaction:
         return Page(items=groups, total=page.total, last=page.last, more=page.more)
 
     # Memberships -------------------------------------------------------------
+    @_writing
     def add_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str]
     ) -> list[str]:
@@ -544,10 +570,10 @@ class _MemoryTransaction:
         if not wanted:
             return []
         if group_id not in data.groups:
-            raise NotFoundError(f"group {group_id!r} does not exist")
+            raise _conflicts.missing("group", group_id)
         unknown = [member_id for member_id in wanted if member_id not in data.members]
         if unknown:
-            raise NotFoundError(f"no such members: {', '.join(map(repr, unknown))}")
+            raise _conflicts.no_such_members(unknown)
         added: list[str] = []
         for member_id in wanted:
             if (group_id, member_id) not in data.memberships:
@@ -555,6 +581,7 @@ class _MemoryTransaction:
                 added.append(member_id)
         return added
 
+    @_writing
     def remove_memberships(
         self, tenant_id: str, group_id: str, member_ids: Iterable[str] | None
     ) -> int:
@@ -594,6 +621,7 @@ class _MemoryTransaction:
         return result
 
     # Events ------------------------------------------------------------------
+    @_writing
     def add_events(self, events: Sequence[Event]) -> None:
         """Append events (the outbox and audit trail); their ``seq`` is assigned here."""
         self._check_writable()
@@ -617,6 +645,7 @@ class _MemoryTransaction:
         pending = (e for e in self._state.events.values() if e.delivered is None)
         return [e for _, e in zip(range(limit), pending, strict=False)]
 
+    @_writing
     def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
         """Record that these events were handed to every handler."""
         self._check_open()
@@ -647,31 +676,29 @@ class _MemoryTransaction:
                 and other.state == connection.state
                 and other.id != connection.id
             ):
-                raise ConflictError(
-                    f"the tenant already has a {connection.state} SAML connection",
-                    attribute="state",
-                )
+                raise _conflicts.saml_state_taken(connection)
 
+    @_writing
     def add_saml_connection(self, connection: SamlConnection) -> None:
         """Insert a connection; ``ConflictError`` if the tenant has one in that state."""
         self._data(connection.tenant_id)
         if connection.id in self._state.saml_connections:
-            raise ConflictError(
-                f"SAML connection id {connection.id!r} already exists", attribute="id"
-            )
+            raise _conflicts.id_taken("SAML connection", connection.id)
         self._check_state_free(connection)
         self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
 
+    @_writing
     def replace_saml_connection(self, connection: SamlConnection, *, expected_version: int) -> None:
         """Overwrite a connection whose stored version is ``expected_version``."""
         self._check_open()
         current = self._state.saml_connections.get(connection.id)
         if current is None or current.tenant_id != connection.tenant_id:
-            raise NotFoundError(f"SAML connection {connection.id!r} does not exist")
+            raise _conflicts.missing("SAML connection", connection.id)
         _check_version("SAML connection", connection.id, current.version, expected_version)
         self._check_state_free(connection)
         self._put(self._state.saml_connections, connection.id, _saml_copy(connection))
 
+    @_writing
     def delete_saml_connection(self, tenant_id: str, connection_id: str) -> bool:
         """Delete a connection and its pending requests."""
         self._check_open()
@@ -693,18 +720,20 @@ class _MemoryTransaction:
             if c.state == "active" and c.idp.entity_id == idp_entity_id
         ]
 
+    @_writing
     def add_saml_request(self, request: SamlRequest) -> None:
         """Remember an AuthnRequest."""
         self._data(request.tenant_id)
         owner = self._state.saml_connections.get(request.connection_id)
         if owner is None or owner.tenant_id != request.tenant_id:
-            raise NotFoundError(f"SAML connection {request.connection_id!r} does not exist")
+            raise _conflicts.missing("SAML connection", request.connection_id)
         key = (request.tenant_id, request.id)
         if key in self._state.saml_requests:
-            raise ConflictError(f"SAML request {request.id!r} already exists", attribute="id")
+            raise _conflicts.saml_request_taken(request)
         stored = attrs.evolve(request, created=utc(request.created), expires=utc(request.expires))
         self._put(self._state.saml_requests, key, stored)
 
+    @_writing
     def take_saml_request(self, tenant_id: str, request_id: str) -> SamlRequest | None:
         """Remove and return a pending AuthnRequest."""
         self._check_open()
@@ -714,6 +743,7 @@ class _MemoryTransaction:
             self._pop(self._state.saml_requests, key)
         return found
 
+    @_writing
     def remember_assertion(self, tenant_id: str, assertion_id: str, expires: datetime) -> bool:
         """Record a consumed assertion id; ``False`` for a replay."""
         self._data(tenant_id)
@@ -728,6 +758,7 @@ class _MemoryTransaction:
         self._check_open()
         return self._state.saml_keys.get(tenant_id)
 
+    @_writing
     def add_saml_signing_key(self, tenant_id: str, key: str) -> str:
         """Keep the key unless the tenant has one; the key it has."""
         self._data(tenant_id)
@@ -735,6 +766,7 @@ class _MemoryTransaction:
             self._put(self._state.saml_keys, tenant_id, key)
         return self._state.saml_keys[tenant_id]
 
+    @_writing
     def add_saml_outcome(
         self, tenant_id: str, code_hash: str, document: str, expires: datetime
     ) -> None:
@@ -742,9 +774,10 @@ class _MemoryTransaction:
         self._data(tenant_id)
         key = (tenant_id, code_hash)
         if key in self._state.saml_outcomes:
-            raise ConflictError("that one-time code is taken", attribute="id")
+            raise _conflicts.one_time_code_taken()
         self._put(self._state.saml_outcomes, key, (document, utc(expires)))
 
+    @_writing
     def take_saml_outcome(self, tenant_id: str, code_hash: str, now: datetime) -> str | None:
         """Remove and return an outcome, once."""
         self._check_open()
@@ -756,6 +789,7 @@ class _MemoryTransaction:
         document, expires = found
         return document if expires > now else None
 
+    @_writing
     def purge_saml_state(self, now: datetime) -> int:
         """Forget expired requests, assertion ids and outcomes."""
         self._check_writable()
@@ -794,35 +828,12 @@ def _saml_copy(connection: SamlConnection) -> SamlConnection:
 
 def _check_version(kind: str, resource_id: str, current: int, expected: int) -> None:
     if current != expected:
-        raise VersionMismatchError(
-            f"{kind} {resource_id!r} is at version {current}, not {expected}"
-        )
+        raise _conflicts.moved(kind, resource_id, current, expected)
 
 
 def _external_id(member: Member) -> str | None:
     value = document_value(_EXTERNAL_ID, member.attributes)
     return value if isinstance(value, str) else None
-
-
-def _external_id_taken(member: Member) -> ConflictError:
-    return ConflictError(
-        f"externalId {member.external_id!r} is already linked to another member",
-        attribute="externalId",
-    )
-
-
-def _user_name_taken(member: Member) -> ConflictError:
-    return ConflictError(
-        f"userName {member.attributes.get('userName')!r} is already taken in this tenant",
-        attribute="userName",
-    )
-
-
-def _display_name_taken(group: Group) -> ConflictError:
-    return ConflictError(
-        f"displayName {group.attributes.get('displayName')!r} is already taken in this tenant",
-        attribute="displayName",
-    )
 
 
 _View = TypeVar("_View", MemberView, GroupView)
