@@ -15,6 +15,7 @@ it (login CSRF is closed here, not left to each app).
 
 from __future__ import annotations
 
+from pbidentity.domain import SamlRoles
 from pbidentity.saml._config import SamlConfig
 from pbidentity.saml._config import local_dev_hosts
 from pbidentity.saml._fetch import MetadataFetchError
@@ -44,6 +45,7 @@ __all__ = [
     "ResultHandler",
     "SamlConfig",
     "SamlConnections",
+    "SamlRoles",
     "SamlService",
     "SaveResult",
     "ServiceProvider",

@@ -78,6 +78,9 @@ class SignIn:
     #: Through :meth:`SamlService.handle` a sign-in that answers a request
     #: reaches ``on_result`` only in the browser that started it.
     request_id: str | None = None
+    #: What the workspace's admin should know of this sign-in (a role value
+    #: the app does not know); the member signed in all the same.
+    findings: tuple[Finding, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

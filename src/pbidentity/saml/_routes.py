@@ -317,6 +317,7 @@ def _outcome_from(tx: Transaction, tenant: Tenant, data: Mapping[str, Any]) -> S
         idp_initiated=data["idp_initiated"],
         trail=tuple(data["trail"]),
         request_id=data["request_id"],
+        findings=_report_from({"findings": data.get("findings", [])}).findings,
     )
 
 
@@ -366,6 +367,7 @@ def _outcome_document(outcome: SignIn | Authorized) -> str:
             "attributes": {name: list(values) for name, values in outcome.attributes.items()},
             "idp_initiated": outcome.idp_initiated,
             "trail": list(outcome.trail),
+            "findings": [f.to_dict() for f in outcome.findings],
         }
     )
 

@@ -49,6 +49,7 @@ from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
 from pbidentity.domain import IdentityProvider
 from pbidentity.domain import SamlConnection
+from pbidentity.domain import SamlRoles
 from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.roles import RoleSet
@@ -223,6 +224,7 @@ class SamlService:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        roles: SamlRoles | None = None,
         actor: str = "app",
     ) -> SaveResult:
         """Check IdP metadata (an uploaded file) and save it as the pending configuration."""
@@ -233,6 +235,7 @@ class SamlService:
             attribute_mapping=attribute_mapping,
             allow_idp_initiated=allow_idp_initiated,
             unknown_members=unknown_members,
+            roles=roles,
             actor=actor,
         )
 
@@ -247,6 +250,7 @@ class SamlService:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        roles: SamlRoles | None = None,
         actor: str = "app",
     ) -> SaveResult:
         """Check values typed by hand (entity ID, SSO URL, certificate) and save them as pending."""
@@ -259,6 +263,7 @@ class SamlService:
             attribute_mapping=attribute_mapping,
             allow_idp_initiated=allow_idp_initiated,
             unknown_members=unknown_members,
+            roles=roles,
             actor=actor,
         )
 
@@ -269,18 +274,22 @@ class SamlService:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        roles: SamlRoles | None = None,
         actor: str = "app",
     ) -> SamlConnections:
         """Change how sign-ins are handled, on the active and the pending connection.
 
         These options change what happens after a verified sign-in, never
         which IdP is trusted, so they apply at once, without a test sign-in.
+        ``roles`` says whether sign-ins give members their role
+        (:class:`~pbidentity.saml.SamlRoles`; off by default).
         """
         return self._setup.update_options(
             tenant_slug,
             attribute_mapping=attribute_mapping,
             allow_idp_initiated=allow_idp_initiated,
             unknown_members=unknown_members,
+            roles=roles,
             actor=actor,
         )
 

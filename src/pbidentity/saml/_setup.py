@@ -22,6 +22,7 @@ import attrs
 
 from pbidentity.domain import IdentityProvider
 from pbidentity.domain import SamlConnection
+from pbidentity.domain import SamlRoles
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import PbIdentityError
@@ -31,6 +32,7 @@ from pbidentity.saml._outcomes import Refused
 from pbidentity.saml._outcomes import SamlConnections
 from pbidentity.saml._outcomes import SaveResult
 from pbidentity.saml._outcomes import error_finding
+from pbidentity.saml._roles import authorize_findings
 from pbidentity.saml._signin import attribute_findings
 from pbidentity.saml._signin import find_member
 from pbidentity.saml._signin import profile_of
@@ -75,16 +77,25 @@ class SamlSetup:
         idp, report = read_metadata(xml, now=self._context.clock())
         if idp is None:
             return None, report
-        return idp, report.plus(self._check(tenant_slug, idp, {}).findings)
+        return idp, report.plus(self._check(tenant_slug, idp, {}, None).findings)
 
-    def _check(self, slug: str, idp: IdentityProvider, mapping: Mapping[str, str]) -> Report:
+    def _check(
+        self,
+        slug: str,
+        idp: IdentityProvider,
+        mapping: Mapping[str, str],
+        roles: SamlRoles | None,
+    ) -> Report:
         from pbidentity.saml._validate import check_connection
+        from pbidentity.saml._validate import check_roles
         from pbidentity.saml._validate import check_service_provider
 
         context = self._context
         with context.storage.transaction(write=False) as tx:
             tenant = context.tenant(tx, slug)
-            active = context.connections(tx, tenant).active
+            current = context.connections(tx, tenant)
+            active = current.active
+            basis = active or current.pending
             # Whether, never where: one workspace's admin learns nothing of the others.
             shared = any(
                 c.tenant_id != tenant.id and set(c.idp.certificates) & set(idp.certificates)
@@ -104,7 +115,12 @@ class SamlSetup:
         # The app's own side too: an http public URL in production would make
         # every sign-in fail at the IdP, so the admin learns it here.
         sp_report = check_service_provider(sp, tenant_slug=slug, dev_hosts=dev_hosts)
-        return report.plus(sp_report.findings)
+        # The roles setting the saved configuration will have (carried over if not given).
+        reading = roles or (basis.roles if basis is not None else SamlRoles())
+        role_findings = check_roles(
+            reading, scim_enabled=tenant.scim_enabled, advertised=idp.attributes
+        )
+        return report.plus((*sp_report.findings, *role_findings))
 
     def fetch_metadata(self, url: str) -> bytes:
         """Fetch a metadata URL through the safe fetcher (or the ``fetch`` given)."""
@@ -136,6 +152,7 @@ class SamlSetup:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        roles: SamlRoles | None = None,
         actor: str = "app",
     ) -> SaveResult:
         """Check IdP metadata (an uploaded file) and save it as the pending configuration."""
@@ -153,6 +170,7 @@ class SamlSetup:
             attribute_mapping=attribute_mapping,
             allow_idp_initiated=allow_idp_initiated,
             unknown_members=unknown_members,
+            roles=roles,
             actor=actor,
         )
 
@@ -167,6 +185,7 @@ class SamlSetup:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        roles: SamlRoles | None = None,
         actor: str = "app",
     ) -> SaveResult:
         """Check values typed by hand (entity ID, SSO URL, certificate) and save them as pending."""
@@ -184,6 +203,7 @@ class SamlSetup:
             attribute_mapping=attribute_mapping,
             allow_idp_initiated=allow_idp_initiated,
             unknown_members=unknown_members,
+            roles=roles,
             actor=actor,
         )
 
@@ -198,11 +218,12 @@ class SamlSetup:
         attribute_mapping: Mapping[str, str] | None,
         allow_idp_initiated: bool | None,
         unknown_members: Literal["refuse", "create"] | None,
+        roles: SamlRoles | None,
         actor: str,
     ) -> SaveResult:
         context = self._context
         mapping = dict(attribute_mapping or {})
-        report = report.plus(self._check(slug, idp, mapping).findings)
+        report = report.plus(self._check(slug, idp, mapping, roles).findings)
         if not report.ok:
             return SaveResult(report=report)
         now = context.clock()
@@ -234,6 +255,7 @@ class SamlSetup:
                     if basis is not None
                     else "refuse"
                 ),
+                roles=roles or (basis.roles if basis is not None else SamlRoles()),
                 source=source,
                 metadata_xml=metadata_xml,
                 created=now,
@@ -250,6 +272,7 @@ class SamlSetup:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        roles: SamlRoles | None = None,
         actor: str = "app",
     ) -> SamlConnections:
         """Change how sign-ins are handled, on the active and the pending connection.
@@ -259,6 +282,8 @@ class SamlSetup:
         """
         if unknown_members not in (None, "refuse", "create"):
             raise InputError("unknown_members must be 'refuse' or 'create'")
+        if roles is not None and not isinstance(roles, SamlRoles):
+            raise InputError("roles must be a SamlRoles value")
         context = self._context
         with context.storage.transaction() as tx:
             tenant = context.tenant(tx, tenant_slug)
@@ -276,6 +301,7 @@ class SamlSetup:
                     if allow_idp_initiated is None
                     else allow_idp_initiated,
                     unknown_members=unknown_members or connection.unknown_members,
+                    roles=roles or connection.roles,
                     version=connection.version + 1,
                 )
                 tx.replace_saml_connection(changed, expected_version=connection.version)
@@ -364,6 +390,9 @@ class SamlSetup:
                 )
             )
         profile = profile_of(connection, assertion)
+        findings.extend(
+            authorize_findings(connection.roles, tenant, context.roles, assertion.attributes)
+        )
         report = Report((*findings, *attribute_findings(connection, assertion)))
         if not report.ok:
             raise Refused(report.errors[0])

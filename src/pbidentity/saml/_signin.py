@@ -21,11 +21,18 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
+import attrs
+
+from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import Member
+from pbidentity.domain import RoleDecision
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
 from pbidentity.domain import Tenant
-from pbidentity.exceptions import InputError
+from pbidentity.exceptions import ConflictError
+from pbidentity.exceptions import LastAdminError
+from pbidentity.exceptions import LinkConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.http import Request
 from pbidentity.saml._binding import BINDINGS_KEPT
@@ -45,6 +52,7 @@ from pbidentity.saml._outcomes import SignInOutcome
 from pbidentity.saml._outcomes import error_finding
 from pbidentity.saml._protocol import AuthnRedirect
 from pbidentity.saml._protocol import redirect_for
+from pbidentity.saml._roles import decide_role
 from pbidentity.saml._types import Finding
 from pbidentity.saml._types import Report
 from pbidentity.storage import Transaction
@@ -359,6 +367,7 @@ class SignInFlow:
                 )
             )
         signed_in = {"idp_initiated": idp_initiated, "created": False}
+        findings: list[Finding] = []
         # The usual case (a known, active member) is one write transaction:
         # the assertion id consumed, the member found, the sign-in recorded.
         with context.storage.transaction() as tx:
@@ -378,12 +387,25 @@ class SignInFlow:
                         "(with provisioning on, that creates your membership).",
                     )
                 )
-            member = self.create_member(tenant, email, profile)
+            role = decide_role(
+                connection.roles, tenant, context.roles, assertion.attributes, current=None
+            )
+            member = self.create_member(tenant, email, profile, role=role.decision)
             signed_in["created"] = True
             trail.append(f"created member {member.id} just in time for {email}")
+            trail.extend(role.trail)
+            findings.extend(role.findings)
             if member.active:
                 with context.storage.transaction() as tx:
                     self._signed_in_event(tx, tenant, member, signed_in)
+        elif member.active:
+            role = decide_role(
+                connection.roles, tenant, context.roles, assertion.attributes, member.decision
+            )
+            trail.extend(role.trail)
+            findings.extend(role.findings)
+            if role.decision is not None:
+                member = self._give_role(tenant, member, role.decision, trail, findings)
         if not member.active:
             raise Refused(
                 error_finding(
@@ -392,6 +414,13 @@ class SignInFlow:
                     suggestion="Ask an admin to reactivate it (in the identity provider when "
                     "provisioning manages it).",
                 )
+            )
+        if findings:
+            log.warning(
+                "SAML sign-in of member %s in workspace %s: %s",
+                member.id,
+                tenant.slug,
+                "; ".join(f.message for f in findings),
             )
         return SignIn(
             tenant=tenant,
@@ -404,7 +433,69 @@ class SignInFlow:
             idp_initiated=idp_initiated,
             trail=tuple(trail),
             request_id=assertion.in_response_to,
+            findings=tuple(findings),
         )
+
+    def _give_role(
+        self,
+        tenant: Tenant,
+        member: Member,
+        decision: RoleDecision,
+        trail: list[str],
+        findings: list[Finding],
+    ) -> Member:
+        """The member with the role the sign-in decided, saved with its event if it changed."""
+        if (member.role, member.role_source, member.role_rule) == (
+            decision.role,
+            decision.source,
+            decision.rule,
+        ):
+            return member
+        context = self._context
+        try:
+            with context.storage.transaction() as tx:
+                current = tx.get_member(tenant.id, member.id)
+                if current is None:
+                    return member
+                changes = Changes.open(
+                    tx,
+                    tenant_by_slug(tx, tenant.slug),
+                    roles=context.roles,
+                    actor="saml",
+                    clock=context.clock,
+                    new_id=context.new_id,
+                )
+                # Decided already, by the sign-in: not again from SCIM's last values.
+                changes.decide_roles = False
+                saved = changes.save(
+                    current,
+                    attrs.evolve(
+                        current,
+                        role=decision.role,
+                        role_source=decision.source,
+                        role_rule=decision.rule,
+                    ),
+                )
+                changes.finish()
+        except LastAdminError as refused:
+            # The sign-in itself stands: only the role change is refused.
+            trail.append(f"role {decision.role} not given: the workspace's last admin")
+            findings.append(
+                Finding(
+                    code="roles.last_admin",
+                    severity="warning",
+                    message=str(refused),
+                    where="role",
+                )
+            )
+            return member
+        except ConflictError:
+            # Changed by someone else meanwhile: the next sign-in decides again.
+            trail.append(f"role {decision.role} not given: the member changed meanwhile")
+            return member
+        if saved.role != member.role:
+            trail.append(f"role changed from {member.role} to {saved.role}")
+        return saved
 
     def _signed_in_event(
         self, tx: Transaction, tenant: Tenant, member: Member, data: Mapping[str, Any]
@@ -412,30 +503,65 @@ class SignInFlow:
         context = self._context
         context.event(tx, tenant, "member.signed_in", None, "saml", data, subject_id=member.id)
 
-    def create_member(self, tenant: Tenant, email: str, profile: Profile) -> Member:
+    def create_member(
+        self,
+        tenant: Tenant,
+        email: str,
+        profile: Profile,
+        *,
+        role: RoleDecision | None = None,
+    ) -> Member:
         """Create the member ``email`` just in time, named from the profile.
 
         Its userName and only email are the identity the IdP authenticated
         (never an email attribute naming someone else: a member's emails are
-        matching keys of later sign-ins and links).
+        matching keys of later sign-ins and links). Its role is ``role``, as
+        the sign-in decided it, else the least privileged one.
         """
-        from pbidentity.exceptions import LinkConflictError
-        from pbidentity.members import Members
-
         context = self._context
-        members = Members(
-            context.storage, clock=context.clock, new_id=context.new_id, roles=context.roles
+        given = role or RoleDecision(
+            role=context.roles.least_privileged,
+            source="app",
+            rule=f"set in the app ({context.roles.least_privileged})",
         )
+        attributes: dict[str, Any] = {
+            "userName": email.strip(),
+            "active": True,
+            "emails": [{"value": email.strip(), "primary": True, "type": "work"}],
+        }
+        name = {
+            key: value
+            for key, value in (("givenName", profile.first_name), ("familyName", profile.last_name))
+            if value
+        }
+        if name:
+            attributes["name"] = name
+        now = context.clock()
         try:
-            return members.add(
-                tenant.slug,
-                email,
-                given_name=profile.first_name,
-                family_name=profile.last_name,
-                email=email,
-                actor="saml",
-            )
-        except (InputError, LinkConflictError):
+            with context.storage.transaction() as tx:
+                changes = Changes.open(
+                    tx,
+                    tenant_by_slug(tx, tenant.slug),
+                    roles=context.roles,
+                    actor="saml",
+                    clock=context.clock,
+                    new_id=context.new_id,
+                )
+                created = changes.create(
+                    Member(
+                        tenant_id=tenant.id,
+                        id=context.new_id(),
+                        attributes=attributes,
+                        role=given.role,
+                        role_source=given.source,
+                        role_rule=given.rule,
+                        created=now,
+                        last_modified=now,
+                    )
+                )
+                changes.finish()
+            return created
+        except (ConflictError, LinkConflictError):
             # The folded userName or email was taken since the lookup: by a
             # first sign-in of the same person at once (then it is that
             # member), or by someone whose address only looks like this one
