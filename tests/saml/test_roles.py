@@ -10,6 +10,7 @@ certificate made at test time.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -468,6 +469,27 @@ def test_the_setting_is_stored_and_carried_over_to_new_metadata(
     assert off.connection is not None
     assert off.connection.roles == SamlRoles()
     assert service.connections("acme").active.roles == chosen  # type: ignore[union-attr]
+
+
+def test_saml_status_shows_the_roles_setting(
+    service: SamlService, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pbidentity saml status` says where roles come from, in text and in JSON."""
+    from pbidentity.cli import main
+
+    service.update_options("acme", roles=SamlRoles(enabled=True, groups_attribute="groups"))
+    status = ["--database", database_url, "saml", "status", "--tenant", "acme"]
+    assert main([*status, "--public-url", PUBLIC_URL]) == 0
+    assert (
+        "  roles from sign-ins: attribute 'role', groups from 'groups'" in capsys.readouterr().out
+    )
+    assert main([*status, "--public-url", PUBLIC_URL, "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["active"]["roles"] == {
+        "enabled": True,
+        "attribute": "role",
+        "groups_attribute": "groups",
+    }
 
 
 def test_update_options_refuses_a_roles_value_of_another_type(service: SamlService) -> None:
