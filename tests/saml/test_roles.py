@@ -46,6 +46,7 @@ from tests.saml.test_service import sign_in_with
 from tests.saml.test_service import sp
 
 ENTRA_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+ENTRA_GROUPS = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"
 ON = SamlRoles(enabled=True)
 
 
@@ -278,6 +279,17 @@ def test_in_hybrid_mode_the_role_attribute_overrides_the_groups(
     groups_only = sign_in(service, "jane@acme.test", {"groups": ["Admins"]})
     assert isinstance(groups_only, SignIn)
     assert groups_only.member.role == "admin"
+
+
+def test_entras_group_claim_is_read_as_the_groups_attribute(
+    service: SamlService, storage: Storage
+) -> None:
+    """Entra's group claim URI (set to send names) stands for the `groups` attribute."""
+    group_policy(storage)
+    service.update_options("acme", roles=SamlRoles(enabled=True, groups_attribute="groups"))
+    outcome = sign_in(service, "jane@acme.test", {ENTRA_GROUPS: ["Admins"]})
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.member.role == "admin"
 
 
 def test_a_group_mapped_by_scim_id_is_not_matched_by_a_sign_in_name(

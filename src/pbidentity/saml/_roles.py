@@ -29,6 +29,7 @@ from pbidentity.roles import RoleSet
 from pbidentity.saml._types import Finding
 
 __all__ = [
+    "GROUP_ALIASES",
     "ROLE_ALIASES",
     "SignInRole",
     "authorize_findings",
@@ -40,6 +41,15 @@ __all__ = [
 #: Where IdPs put a role when the admin did not name the attribute: Okta's
 #: usual statement name, and Entra's app role claim.
 ROLE_ALIASES = ("role", "roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
+
+#: Where IdPs put group names: Okta's and Google's usual statement name,
+#: Entra's group claim, AD FS's group claim, LDAP-backed IdPs' attribute.
+GROUP_ALIASES = (
+    "groups",
+    "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+    "http://schemas.xmlsoap.org/claims/Group",
+    "memberOf",
+)
 
 #: Told to the admin when SCIM provisioning sets roles, as the help article advises.
 _SCIM_AUTHORITATIVE = (
@@ -82,9 +92,10 @@ def role_attribute(
 
 
 def _groups(setting: SamlRoles, attributes: Mapping[str, Sequence[str]]) -> list[str]:
-    if setting.groups_attribute is None:
+    wanted = setting.groups_attribute
+    if wanted is None:
         return []
-    return _values(attributes, [setting.groups_attribute])[1]
+    return _values(attributes, [wanted, *(a for a in GROUP_ALIASES if a != wanted)])[1]
 
 
 def _unknown(name: str, value: str, roles: RoleSet, consequence: str) -> Finding:
