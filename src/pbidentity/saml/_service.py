@@ -4,7 +4,7 @@
 :class:`~pbidentity.scim.ScimService` is for provisioning. The host app's
 settings pages call its typed methods (:meth:`~SamlService.save_metadata_url`,
 :meth:`~SamlService.begin_authorize`, :meth:`~SamlService.rollback`...); its
-:meth:`~SamlService.handle` serves the three endpoints an IdP and a browser
+:meth:`~SamlService.handle` serves the four endpoints an IdP and a browser
 reach, under the service's prefix::
 
     GET  /{tenant}/metadata   the SP metadata document
