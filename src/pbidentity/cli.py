@@ -699,6 +699,11 @@ def _saml_status(args: argparse.Namespace) -> int:
             "activated": None if connection.activated is None else connection.activated.isoformat(),
             "allow_idp_initiated": connection.allow_idp_initiated,
             "unknown_members": connection.unknown_members,
+            "roles": {
+                "enabled": connection.roles.enabled,
+                "attribute": connection.roles.attribute,
+                "groups_attribute": connection.roles.groups_attribute,
+            },
             "last_attempt": connection.last_attempt,
         }
         for state, connection in (
@@ -727,6 +732,12 @@ def _saml_status(args: argparse.Namespace) -> int:
             continue
         since = f", active since {info['activated']}" if info["activated"] else ""
         print(f"{state}: {info['idp_entity_id']} ({info['sso_url']}){since}")
+        roles = info["roles"]
+        if roles["enabled"]:
+            read = f"attribute '{roles['attribute']}'"
+            if roles["groups_attribute"]:
+                read += f", groups from '{roles['groups_attribute']}'"
+            print(f"  roles from sign-ins: {read}")
         attempt = info["last_attempt"]
         if state == "pending" and attempt and attempt.get("findings"):
             first = attempt["findings"][0]

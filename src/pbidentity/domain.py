@@ -43,6 +43,7 @@ __all__ = [
     "SamlConnection",
     "SamlConnectionState",
     "SamlRequest",
+    "SamlRoles",
     "Tenant",
     "fold",
     "group_snapshot",
@@ -364,6 +365,29 @@ class IdentityProvider:
 
 
 @attrs.frozen(kw_only=True)
+class SamlRoles:
+    """Whether a SAML sign-in gives the member a role, and from which attributes.
+
+    For workspaces without SCIM provisioning, which before it gave members a
+    default role through an attribute statement of the IdP's SAML app (Okta's
+    ``role``). The values go through the workspace's role policy, as SCIM's
+    do: the role attribute as the member's own value, the group names through
+    its group mappings by name. Once SCIM provisioning is on for the
+    workspace, SCIM sets roles and sign-ins leave them alone.
+    """
+
+    #: Off (the default): sign-ins leave members' roles as they are.
+    enabled: bool = False
+    #: The attribute holding the role's name; its usual aliases (Entra's
+    #: role claim URI, ``roles``) are read when it is missing.
+    attribute: str = "role"
+    #: The attribute holding the member's group names (Okta's group attribute
+    #: statement, Entra's group claim), mapped by the role policy's group
+    #: mappings by name; ``None``: groups are not read.
+    groups_attribute: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class SamlConnection:
     """A tenant's SAML sign-in configuration, in one of its three states.
 
@@ -384,6 +408,8 @@ class SamlConnection:
     #: What a sign-in of a person who is no member does: ``refuse`` or
     #: ``create`` the member just in time.
     unknown_members: Literal["refuse", "create"] = "refuse"
+    #: Whether and how a sign-in gives the member a role (workspaces without SCIM).
+    roles: SamlRoles = attrs.field(factory=SamlRoles)
     #: Where the configuration came from: the metadata URL, ``upload`` or ``manual``.
     source: str = "manual"
     #: The metadata document as imported, if it came from one.

@@ -363,7 +363,8 @@ def test_policy_set_show_and_audit(capsys: pytest.CaptureFixture[str], db: list[
 
 def test_serve_without_the_reference_app_serves_one_identity(tmp_path: Path) -> None:
     """The plain server's SCIM and SAML share one PbIdentity: its demo token works, SAML answers."""
-    import select
+    import queue
+    import threading
 
     import httpx
 
@@ -374,20 +375,36 @@ def test_serve_without_the_reference_app_serves_one_identity(tmp_path: Path) -> 
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     url = f"sqlite:///{tmp_path / 'served.db'}"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "--database", url, "serve", "--port", "0", "--demo"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, "--database", url, "serve", "--port", "0", "--demo"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    # Lines are read by a thread: select() on the pipe would wait for lines
+    # the text wrapper has already buffered when several arrive at once.
+    printed_lines: queue.Queue[str] = queue.Queue()
+    output = process.stdout
+    assert output is not None
+
+    def read_lines() -> None:
+        for line in output:
+            printed_lines.put(line)
+        printed_lines.put("")  # the end of the output: the server exited
+
+    threading.Thread(target=read_lines, daemon=True).start()
     try:
-        assert process.stdout is not None
         lines: list[str] = []
         while not lines or not lines[-1].startswith("Press Ctrl+C"):
-            ready, _, _ = select.select([process.stdout], [], [], 60)
-            assert ready, f"the server stopped talking after {lines}"
-            line = process.stdout.readline()
-            assert line, f"the server exited after {lines}"
+            try:
+                line = printed_lines.get(timeout=60)
+            except queue.Empty:
+                raise AssertionError(
+                    f"the server stopped talking after {lines}: {errors.read_text()}"
+                ) from None
+            assert line, f"the server exited after {lines}: {errors.read_text()}"
             lines.append(line.strip())
         printed = dict(line.split(": ", 1) for line in lines if ": " in line)
         scim = printed["SCIM base URL"]

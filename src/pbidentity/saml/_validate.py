@@ -30,7 +30,10 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from pbidentity.domain import IdentityProvider
+from pbidentity.domain import SamlRoles
 from pbidentity.saml._attributes import check_attributes
+from pbidentity.saml._roles import role_attribute
+from pbidentity.saml._roles import scim_authoritative
 from pbidentity.saml._types import Finding
 from pbidentity.saml._types import Report
 from pbidentity.saml._types import ServiceProvider
@@ -40,6 +43,7 @@ __all__ = [
     "MIN_RSA_BITS",
     "SIGNING_KEY_ALGORITHMS",
     "check_connection",
+    "check_roles",
     "check_service_provider",
 ]
 
@@ -653,3 +657,35 @@ def _nameid(idp: IdentityProvider, sp: ServiceProvider) -> list[Finding]:
             )
         ]
     return []
+
+
+def check_roles(
+    roles: SamlRoles, *, scim_enabled: bool, advertised: Sequence[str] = ()
+) -> list[Finding]:
+    """Check how the workspace reads roles from sign-ins against its SCIM switch.
+
+    ``advertised`` are the attribute names the IdP metadata lists (most list
+    none: the test sign-in then says what it carried). With SCIM provisioning
+    on, SCIM sets roles: a role read from sign-ins, or a role statement the
+    metadata lists, is only information that the statement can go.
+    """
+    listed = {name: [name] for name in advertised}
+    name, values = role_attribute(roles, listed)
+    if scim_enabled:
+        return [scim_authoritative(name)] if roles.enabled or values else []
+    if not roles.enabled or not advertised or values:
+        return []
+    groups = roles.groups_attribute
+    if groups is not None and groups.casefold() in {a.casefold() for a in advertised}:
+        return []
+    return [
+        Finding(
+            code="roles.not_sent",
+            severity="warning",
+            message=f"Roles come from sign-ins, but the attributes the IdP metadata lists "
+            f"include no '{roles.attribute}'" + (f" nor '{groups}'" if groups else "") + ".",
+            where=f"attribute {roles.attribute}",
+            suggestion=f"Add an attribute statement named '{roles.attribute}' holding the "
+            "member's role in the IdP app.",
+        )
+    ]

@@ -18,6 +18,7 @@ from pbidentity.domain import IdentityProvider
 from pbidentity.domain import Member
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
+from pbidentity.domain import SamlRoles
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
 from pbidentity.storage._evaluate import Scalar
@@ -279,6 +280,11 @@ def _saml_row(connection: SamlConnection) -> dict[str, Any]:
         "attribute_mapping": dict(connection.attribute_mapping),
         "allow_idp_initiated": connection.allow_idp_initiated,
         "unknown_members": connection.unknown_members,
+        "roles": {
+            "enabled": connection.roles.enabled,
+            "attribute": connection.roles.attribute,
+            "groups_attribute": connection.roles.groups_attribute,
+        },
         "source": connection.source,
         "last_attempt": connection.last_attempt,
     }
@@ -317,6 +323,8 @@ def _saml_connection(row: Any) -> SamlConnection:
         attribute_mapping=document["attribute_mapping"],
         allow_idp_initiated=document["allow_idp_initiated"],
         unknown_members=document["unknown_members"],
+        # Connections saved before roles came from sign-ins have none: off.
+        roles=SamlRoles(**document["roles"]) if "roles" in document else SamlRoles(),
         source=document["source"],
         metadata_xml=row.metadata_xml,
         created=row.created,
