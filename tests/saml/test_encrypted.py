@@ -320,6 +320,9 @@ def test_an_encrypted_assertion_signed_by_another_key_is_refused(
     encrypt_assertion(root, sp_key.certificate_pem)
 
     assert refused(root, idp, (sp_key,)).code == "response.signature"
+    # A genuine signature on the Response does not vouch for a signature inside that fails.
+    sign(root, idp.keys[0])
+    assert refused(root, idp, (sp_key,)).code == "response.signature"
 
 
 def test_an_unsigned_encrypted_assertion_is_refused(idp: TestIdp, sp_key: SpKey) -> None:
