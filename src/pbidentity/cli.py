@@ -658,6 +658,8 @@ def _saml_status(args: argparse.Namespace) -> int:
             "activated": None if connection.activated is None else connection.activated.isoformat(),
             "allow_idp_initiated": connection.allow_idp_initiated,
             "unknown_members": connection.unknown_members,
+            "sign_requests": connection.sign_requests,
+            "assertion_encryption": connection.assertion_encryption,
             "last_attempt": connection.last_attempt,
         }
         for state, connection in (
