@@ -704,6 +704,8 @@ def _saml_status(args: argparse.Namespace) -> int:
                 "attribute": connection.roles.attribute,
                 "groups_attribute": connection.roles.groups_attribute,
             },
+            "sign_requests": connection.sign_requests,
+            "assertion_encryption": connection.assertion_encryption,
             "last_attempt": connection.last_attempt,
         }
         for state, connection in (

@@ -410,6 +410,14 @@ class SamlConnection:
     unknown_members: Literal["refuse", "create"] = "refuse"
     #: Whether and how a sign-in gives the member a role (workspaces without SCIM).
     roles: SamlRoles = attrs.field(factory=SamlRoles)
+    #: Whether AuthnRequests are signed with the SP's signing key (the SP
+    #: metadata then says ``AuthnRequestsSigned="true"``).
+    sign_requests: bool = False
+    #: ``off``: an encrypted assertion is refused. ``accept``: the SP's
+    #: encryption certificate is published and encrypted assertions are
+    #: decrypted; plaintext ones are still accepted. ``require``: only
+    #: encrypted assertions are accepted.
+    assertion_encryption: Literal["off", "accept", "require"] = "off"
     #: Where the configuration came from: the metadata URL, ``upload`` or ``manual``.
     source: str = "manual"
     #: The metadata document as imported, if it came from one.

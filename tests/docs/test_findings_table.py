@@ -35,6 +35,9 @@ NOT_CODES = frozenset(
         "saml.options_changed",
         "saml.rolled_back",
         "saml.saved",
+        "saml.sp_key_rollover_finished",
+        "saml.sp_key_rollover_started",
+        "saml.sp_keys_created",
     }
 )
 

@@ -117,3 +117,21 @@ def test_status_and_rollback(
         capsys, database, "status", "--tenant", "acme", "--public-url", PUBLIC, "--json"
     )
     assert json.loads(out)["active"]["idp_entity_id"] == idp.entity_id
+
+
+def test_status_shows_signed_requests_and_assertion_encryption(
+    capsys: pytest.CaptureFixture[str], database: str, idp: TestIdp
+) -> None:
+    """The status JSON says whether requests are signed and assertions encrypted."""
+    saml = service(database)
+    activate(saml, idp)
+    saml.update_options("acme", sign_requests=True, assertion_encryption="require")
+    saml.storage.close()
+
+    code, out, _ = run(
+        capsys, database, "status", "--tenant", "acme", "--public-url", PUBLIC, "--json"
+    )
+
+    assert code == 0
+    active = json.loads(out)["active"]
+    assert (active["sign_requests"], active["assertion_encryption"]) == (True, "require")

@@ -111,6 +111,8 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "remember_assertion": lambda tx: tx.remember_assertion("t1", "a2", LATER),
     "saml_signing_key": lambda tx: tx.saml_signing_key("t1"),
     "add_saml_signing_key": lambda tx: tx.add_saml_signing_key("t1", "a-new-key"),
+    "saml_sp_keys": lambda tx: tx.saml_sp_keys("t1"),
+    "replace_saml_sp_keys": lambda tx: tx.replace_saml_sp_keys("t1", "{}", expected=None),
     "add_saml_outcome": lambda tx: tx.add_saml_outcome("t1", "hash-2", "{}", LATER),
     "take_saml_outcome": lambda tx: tx.take_saml_outcome("t1", "hash-1", NOW),
     "purge_saml_state": lambda tx: tx.purge_saml_state(NOW + timedelta(days=1)),
@@ -151,6 +153,7 @@ def snapshot(storage: Storage) -> dict[str, Any]:
             "events": tx.list_events("t1"),
             "connections": tx.saml_connections("t1"),
             "key": tx.saml_signing_key("t1"),
+            "sp_keys": tx.saml_sp_keys("t1"),
         }
 
 

@@ -4,7 +4,8 @@ python3-saml (the ``saml`` extra) does the XML signature work; this package
 adds what it leaves to the app: a safe metadata fetcher, a validator that
 speaks to the admin, "Save & authorize" with rollback, exact URL checks,
 single-use requests and a replay cache shared through storage. Importing it
-does not import python3-saml, lxml or xmlsec; they load when first needed.
+does not import python3-saml, lxml, xmlsec or cryptography; they load when
+first needed.
 
 The host app builds one :class:`SamlService` on its storage, serves its
 :meth:`~SamlService.handle` under ``/saml`` (any adapter), calls its typed
@@ -45,6 +46,9 @@ from pbidentity.saml._types import ServiceProvider
 from pbidentity.saml._types import Severity
 
 if TYPE_CHECKING:
+    from pbidentity.saml._keys import SpKey
+    from pbidentity.saml._keys import SpKeys
+    from pbidentity.saml._keys import generate_sp_key
     from pbidentity.saml._response import Assertion
     from pbidentity.saml._response import SignInError
     from pbidentity.saml._response import settings_dict
@@ -70,19 +74,30 @@ __all__ = [
     "SignInError",
     "SignInFailure",
     "SignInOutcome",
+    "SpKey",
+    "SpKeys",
     "default_result_page",
+    "generate_sp_key",
     "local_dev_hosts",
     "settings_dict",
     "verify_response",
 ]
 
-#: The names that need python3-saml: imported on first use (PEP 562), so
-#: that importing this package stays free of the ``saml`` extra.
-_VERIFY = frozenset({"Assertion", "SignInError", "settings_dict", "verify_response"})
+#: The names loaded on first use (PEP 562), so that importing this package
+#: stays free of the ``saml`` extra: the module each one comes from.
+_LAZY = {
+    "Assertion": "pbidentity.saml._response",
+    "SignInError": "pbidentity.saml._response",
+    "settings_dict": "pbidentity.saml._response",
+    "verify_response": "pbidentity.saml._response",
+    "SpKey": "pbidentity.saml._keys",
+    "SpKeys": "pbidentity.saml._keys",
+    "generate_sp_key": "pbidentity.saml._keys",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``verify_response`` and its companions, imported with python3-saml when first asked for."""
-    if name in _VERIFY:
-        return getattr(importlib.import_module("pbidentity.saml._response"), name)
+    """``verify_response``, the SP key types and their companions, imported when first asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

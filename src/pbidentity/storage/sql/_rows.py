@@ -285,6 +285,8 @@ def _saml_row(connection: SamlConnection) -> dict[str, Any]:
             "attribute": connection.roles.attribute,
             "groups_attribute": connection.roles.groups_attribute,
         },
+        "sign_requests": connection.sign_requests,
+        "assertion_encryption": connection.assertion_encryption,
         "source": connection.source,
         "last_attempt": connection.last_attempt,
     }
@@ -325,6 +327,9 @@ def _saml_connection(row: Any) -> SamlConnection:
         unknown_members=document["unknown_members"],
         # Connections saved before roles came from sign-ins have none: off.
         roles=SamlRoles(**document["roles"]) if "roles" in document else SamlRoles(),
+        # Connections saved before these options existed have them off.
+        sign_requests=document.get("sign_requests", False),
+        assertion_encryption=document.get("assertion_encryption", "off"),
         source=document["source"],
         metadata_xml=row.metadata_xml,
         created=row.created,
