@@ -1,0 +1,195 @@
+"""SimpleSAMLphp as a real, independent IdP, through the whole SamlService over HTTP.
+
+Debian's simplesamlphp package runs under ``php -S`` (:mod:`tests.saml.simplesamlphp`)
+with the test IdP's key and its own signing defaults; pbidentity's app runs
+beside it (:mod:`tests.saml.interop`). The admin saves SimpleSAMLphp's
+metadata URL and authorizes it with a test sign-in; a member then signs in
+from the app and from the IdP, each time through SimpleSAMLphp's login form
+and the form it posts back to the ACS, as a browser does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pbidentity.saml import Authorized
+from pbidentity.saml import SignIn
+from pbidentity.saml import SignInFailure
+from pbidentity.saml import SignInOutcome
+from tests.saml.idp import TestIdp
+from tests.saml.interop import EMAIL
+from tests.saml.interop import FAMILY_NAME
+from tests.saml.interop import GIVEN_NAME
+from tests.saml.interop import SLUG
+from tests.saml.interop import HtmlForm
+from tests.saml.interop import InteropApp
+from tests.saml.interop import Signature
+from tests.saml.interop import html_forms
+from tests.saml.interop import post_form
+from tests.saml.interop import running_app
+from tests.saml.interop import signatures
+from tests.saml.simplesamlphp import HOW_TO_INSTALL
+from tests.saml.simplesamlphp import PASSWORD
+from tests.saml.simplesamlphp import USERNAME
+from tests.saml.simplesamlphp import SimpleSamlPhp
+from tests.saml.simplesamlphp import available
+from tests.saml.simplesamlphp import running_simplesamlphp
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not available(), reason=HOW_TO_INSTALL),
+]
+
+EMAIL_NAMEID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+#: What the app's instructions tell the IdP's admin to set: the email as the NameID.
+AS_INSTRUCTED = {"NameIDFormat": EMAIL_NAMEID}
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[InteropApp]:
+    """The app's SAML side over HTTP, workspace ``acme``, nothing configured."""
+    (tmp_path / "app").mkdir()
+    with running_app(tmp_path / "app") as running:
+        yield running
+
+
+@pytest.fixture
+def simplesamlphp(app: InteropApp, tmp_path: Path) -> Iterator[SimpleSamlPhp]:
+    """SimpleSAMLphp with its defaults, knowing the app from the SP metadata it serves."""
+    test_idp = TestIdp(entity_id="https://simplesamlphp.idp.test", sso_url="https://unused.test")
+    (tmp_path / "simplesamlphp").mkdir()
+    with running_simplesamlphp(
+        tmp_path / "simplesamlphp",
+        certificate_pem=test_idp.certificate_pem,
+        private_key_pem=test_idp.private_key_pem,
+        sp_metadata=httpx.get(app.metadata_url).content,
+        attributes={"mail": [EMAIL], "givenName": [GIVEN_NAME], "sn": [FAMILY_NAME]},
+    ) as idp:
+        yield idp
+
+
+def _sign_in(
+    app: InteropApp, browser: httpx.Client, page: httpx.Response
+) -> tuple[SignInOutcome, str]:
+    """Log in at SimpleSAMLphp if it asks, post its answer to the ACS: (outcome, SAMLResponse)."""
+    forms = html_forms(page.text, str(page.url))
+    if forms and "username" in forms[0].fields:
+        login = forms[0]
+        page = post_form(
+            browser,
+            HtmlForm(login.action, {**login.fields, "username": USERNAME, "password": PASSWORD}),
+        )
+        forms = html_forms(page.text, str(page.url))
+    assert [form.action for form in forms] == [app.sp.acs_url], page.text[:3000]
+    saml_response = forms[0].fields["SAMLResponse"]
+    return app.last_outcome(post_form(browser, forms[0])), saml_response
+
+
+def _authorized(app: InteropApp, simplesamlphp: SimpleSamlPhp, **options: object) -> None:
+    """Save SimpleSAMLphp's metadata URL and authorize it, as the admin does."""
+    saved = app.service.save_metadata_url(
+        SLUG, simplesamlphp.metadata_url, unknown_members="create", **options
+    )
+    assert saved.saved, saved.report.render()
+    with app.browser() as browser:
+        outcome, _ = _sign_in(app, browser, browser.get(app.authorize_url))
+    assert isinstance(outcome, Authorized), outcome
+
+
+def test_the_validator_on_simplesamlphp_metadata(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """SimpleSAMLphp's own metadata: transient NameIDs refused until the admin sets emailAddress."""
+    as_generated = httpx.get(simplesamlphp.metadata_url).content
+
+    idp, report = app.service.check_metadata(SLUG, as_generated)
+
+    assert idp is not None
+    assert idp.entity_id == simplesamlphp.entity_id
+    assert idp.sso_binding == "redirect"
+    assert idp.sso_url == f"{simplesamlphp.base_url}/saml2/idp/SSOService.php"
+    assert len(idp.certificates) == 1
+    assert [f.code for f in report.errors] == ["nameid.transient"]
+    assert {f.code for f in report.warnings} == {"sso.dev_http", "sp.dev_http"}
+    assert not app.service.save_metadata_url(SLUG, simplesamlphp.metadata_url).saved
+
+    simplesamlphp.set_idp_options(AS_INSTRUCTED)
+    _, report = app.service.check_metadata(SLUG, httpx.get(simplesamlphp.metadata_url).content)
+
+    assert report.ok, report.render()
+    assert "nameid.transient" not in {f.code for f in report.findings}
+
+
+def test_save_authorize_and_sign_in_with_simplesamlphp(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """The metadata URL, the test sign-in, then an SP-initiated sign-in creating the member."""
+    simplesamlphp.set_idp_options(AS_INSTRUCTED)
+    saved = app.service.save_metadata_url(
+        SLUG, simplesamlphp.metadata_url, unknown_members="create"
+    )
+    assert saved.saved, saved.report.render()
+    with app.browser() as browser:
+        authorized, _ = _sign_in(app, browser, browser.get(app.authorize_url))
+
+        assert isinstance(authorized, Authorized), authorized
+        assert authorized.name_id == EMAIL
+        assert authorized.connection.idp.entity_id == simplesamlphp.entity_id
+        assert app.service.connections(SLUG).active == authorized.connection
+
+        # SimpleSAMLphp remembers Ada: the second sign-in needs no password.
+        signed_in, saml_response = _sign_in(app, browser, browser.get(app.login_url))
+
+    assert isinstance(signed_in, SignIn), signed_in
+    assert signed_in.created
+    assert not signed_in.idp_initiated
+    assert signed_in.name_id == EMAIL
+    assert signed_in.member.attributes["name"] == {
+        "givenName": GIVEN_NAME,
+        "familyName": FAMILY_NAME,
+    }
+    # SimpleSAMLphp's defaults: the assertion and the response both signed, RSA-SHA256 and SHA-256.
+    assert signatures(saml_response) == [
+        Signature(signs="Response", signature_method=RSA_SHA256, digest_method=SHA256),
+        Signature(signs="Assertion", signature_method=RSA_SHA256, digest_method=SHA256),
+    ]
+
+
+def test_idp_initiated_sign_in_with_simplesamlphp(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """SimpleSAMLphp's own link to the app signs Ada in when the workspace allows it."""
+    simplesamlphp.set_idp_options(AS_INSTRUCTED)
+    _authorized(app, simplesamlphp, allow_idp_initiated=True)
+
+    with app.browser() as browser:
+        outcome, _ = _sign_in(
+            app, browser, browser.get(simplesamlphp.idp_initiated_url(app.sp.entity_id))
+        )
+
+    assert isinstance(outcome, SignIn), outcome
+    assert outcome.idp_initiated
+    assert outcome.request_id is None
+    assert outcome.name_id == EMAIL
+
+
+def test_idp_initiated_sign_in_with_simplesamlphp_is_refused_by_default(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """Without allow_idp_initiated, SimpleSAMLphp's unsolicited response signs no one in."""
+    simplesamlphp.set_idp_options(AS_INSTRUCTED)
+    _authorized(app, simplesamlphp)
+
+    with app.browser() as browser:
+        outcome, _ = _sign_in(
+            app, browser, browser.get(simplesamlphp.idp_initiated_url(app.sp.entity_id))
+        )
+
+    assert isinstance(outcome, SignInFailure), outcome
+    assert outcome.finding.code == "response.unsolicited"
