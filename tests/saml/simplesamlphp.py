@@ -30,15 +30,23 @@ SIMPLESAMLPHP = Path("/usr/share/simplesamlphp")
 PHP = shutil.which("php")
 HOW_TO_INSTALL = (
     "the SimpleSAMLphp interoperability test runs Debian's simplesamlphp package under "
-    "php -S, which is not installed: apt-get install simplesamlphp php-cli"
+    "php -S with PHP's DOM and mbstring extensions, which are not all installed: "
+    "apt-get install simplesamlphp php-cli php-xml php-mbstring"
 )
 USERNAME = "ada"
 PASSWORD = "correct horse battery staple"
 
 
 def available() -> bool:
-    """Whether SimpleSAMLphp and the PHP command line are installed."""
-    return PHP is not None and (SIMPLESAMLPHP / "www" / "saml2" / "idp" / "SSOService.php").exists()
+    """Whether SimpleSAMLphp, the PHP command line and the extensions it needs are installed."""
+    if PHP is None or not (SIMPLESAMLPHP / "www" / "saml2" / "idp" / "SSOService.php").exists():
+        return False
+    probe = subprocess.run(
+        [PHP, "-r", 'exit(extension_loaded("dom") && extension_loaded("mbstring") ? 0 : 1);'],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
 
 
 @attrs.define
