@@ -10,8 +10,14 @@ is accepted is done here, each check once and with its own error code:
   checked before any cryptography runs (libxmlsec would otherwise run an
   XSLT transform from an unauthenticated POST, GHSA-8mmq-f9vf-8fg2), and
   libxmlsec is told the same allowlist when it verifies;
+* an EncryptedAssertion is decrypted with the SP's keys
+  (:mod:`pbidentity.saml._decrypt`) and every check below runs on the
+  assertion it holds; a workspace that requires encryption refuses a
+  plaintext assertion;
 * the assertion must be signed, by one of the IdP's certificates, which is
-  not expired; a signed Response is verified too;
+  not expired; a signed Response is verified too. An encrypted assertion may
+  instead be covered by the Response's signature alone: that signature is
+  verified over the ciphertext, which decrypts to exactly one assertion;
 * Destination, Recipient and Audience must equal the SP's ACS URL and entity
   ID exactly, the Issuer the IdP's entity ID;
 * InResponseTo must answer the AuthnRequest when there was one;
@@ -35,6 +41,7 @@ import html
 import threading
 import types
 from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -59,6 +66,9 @@ from onelogin.saml2.xmlparser import EntitiesForbidden
 
 from pbidentity.domain import IdentityProvider
 from pbidentity.exceptions import PbIdentityError
+from pbidentity.saml._decrypt import DecryptionError
+from pbidentity.saml._decrypt import decrypt_assertion
+from pbidentity.saml._keys import SpKey
 from pbidentity.saml._types import Finding
 from pbidentity.saml._types import ServiceProvider
 from pbidentity.saml._validate import SIGNING_KEY_ALGORITHMS
@@ -196,6 +206,8 @@ def verify_response(
     now: datetime,
     clock_skew: timedelta = timedelta(seconds=120),
     max_bytes: int = 256 * 1024,
+    decryption_keys: Sequence[SpKey] = (),
+    require_encryption: bool = False,
 ) -> Assertion:
     """Verify a SAMLResponse posted to the ACS and return what it asserts.
 
@@ -207,6 +219,10 @@ def verify_response(
     checked against it with ``clock_skew`` either way. ``max_bytes`` caps the
     decoded XML.
 
+    ``decryption_keys`` are the SP's encryption keys (all of a rollover): an
+    EncryptedAssertion is decrypted with them, and refused when there are
+    none. ``require_encryption`` refuses a plaintext assertion.
+
     Raises :class:`SignInError` for any response that is not accepted,
     whatever failed inside (parsing, schema, signature, a check).
     """
@@ -214,7 +230,16 @@ def verify_response(
         raise ValueError("now must be a timezone-aware datetime")
     encoded = _decode(saml_response, max_bytes)
     try:
-        return _Verification(encoded, sp, idp, request_id, now, clock_skew).run()
+        return _Verification(
+            encoded,
+            sp,
+            idp,
+            request_id,
+            now,
+            clock_skew,
+            tuple(decryption_keys),
+            require_encryption,
+        ).run()
     except SignInError:
         raise
     except (DTDForbidden, EntitiesForbidden):
@@ -280,10 +305,6 @@ def _too_large(received: str, max_bytes: int) -> NoReturn:
     )
 
 
-class _EncryptedAssertionError(Exception):
-    """An EncryptedAssertion, which this SP has no key to decrypt."""
-
-
 class _Settings(OneLogin_Saml2_Settings):  # type: ignore[misc]
     """Settings that never read key or certificate files.
 
@@ -312,11 +333,15 @@ class _Response(OneLogin_Saml2_Response):  # type: ignore[misc]
         # The allowlist runs before python3-saml looks at the signatures and
         # long before libxmlsec would run any transform.
         _check_algorithms(self.document)
+        if self.encrypted:
+            _check_algorithms(self.decrypted_document)
         signed: list[str] = super().process_signed_elements()
         return signed
 
     def _decrypt_assertion(self, xml: Any) -> Any:
-        raise _EncryptedAssertionError
+        # Decrypted by _Verification, with the SP's keys and its own errors;
+        # upstream's libxmlsec decryption would accept rsa-1_5.
+        return xml
 
 
 def settings_dict(sp: ServiceProvider, idp: IdentityProvider) -> dict[str, Any]:
@@ -635,7 +660,11 @@ class _Verification:
         request_id: str | None,
         now: datetime,
         clock_skew: timedelta,
+        decryption_keys: tuple[SpKey, ...] = (),
+        require_encryption: bool = False,
     ) -> None:
+        self.decryption_keys = decryption_keys
+        self.require_encryption = require_encryption
         self.encoded = encoded
         self.sp = sp
         self.idp = idp
@@ -651,17 +680,26 @@ class _Verification:
                 suggestion="Import the IdP's metadata or paste its signing certificate.",
             )
         settings = _settings(self.sp, self.idp)
-        try:
-            response = _Response(settings, self.encoded)
-        except _EncryptedAssertionError:
-            _fail(
-                "response.encrypted",
-                "The assertion is encrypted (EncryptedAssertion); this SP accepts signed, "
-                "unencrypted assertions only.",
-                suggestion="Turn off assertion encryption for this application in the IdP.",
-            )
-        root = response.document
-        self._check_root(root)
+        response = _Response(settings, self.encoded)
+        received = response.document
+        self._check_root(received)
+        encrypted = self._encrypted_assertion(received)
+        response_signer = None
+        root = received
+        if encrypted is not None:
+            # Counted before decrypting: an EncryptedAssertion beside a
+            # plaintext Assertion (or a second one) is refused unread.
+            self._the_assertion(received, encrypted=True)
+            if _child(received, "Signature", _DS) is not None:
+                # A signed Response is verified before anything is decrypted:
+                # a tampered ciphertext then never reaches the decryption.
+                _check_algorithms(received)
+                self._check_reference(received)
+                self._check_unique_ids(received, [received])
+                xmlsec.tree.add_ids(received, ["ID"])
+                response_signer = self._verify(received, "response")
+            # python3-saml made a copy of the document for the decrypted assertion.
+            root = self._decrypted(response.decrypted_document)
         try:
             signed = response.process_signed_elements()
         except OneLogin_Saml2_ValidationError as error:
@@ -673,6 +711,11 @@ class _Verification:
         self._check_status(root)
         assertion = self._the_assertion(root)
         self._check_schema(root)
+        response_signed = f"{{{_SAMLP}}}Response" in signed
+        if response_signer is not None and f"{{{_SAML}}}Assertion" not in signed:
+            # The Response's signature covers the ciphertext, and the
+            # ciphertext decrypted to this one assertion.
+            return self._assertion(root, assertion, response_signer)
         if f"{{{_SAML}}}Assertion" not in signed:
             _fail(
                 "response.unsigned",
@@ -684,13 +727,15 @@ class _Verification:
                 where="Assertion",
                 suggestion="In the IdP, sign the assertion (or the response and the assertion).",
             )
-        response_signed = f"{{{_SAMLP}}}Response" in signed
         self._check_unique_ids(root, [root, assertion] if response_signed else [assertion])
         xmlsec.tree.add_ids(root, ["ID"])
-        if response_signed:
+        if response_signed and response_signer is None:
             self._verify(root, "response")
         signed_by = self._verify(assertion, "assertion")
+        return self._assertion(root, assertion, signed_by)
 
+    def _assertion(self, root: Any, assertion: Any, signed_by: int) -> Assertion:
+        """Run the checks of what the (verified) assertion says; return what it asserts."""
         issuer = self._check_issuers(root, assertion)
         self._check_destination(root)
         issued = _instant(assertion.get("IssueInstant"), "The assertion's IssueInstant")
@@ -717,6 +762,42 @@ class _Verification:
         )
 
     # -- structure ------------------------------------------------------------------------
+
+    def _encrypted_assertion(self, root: Any) -> Any:
+        """The Response's EncryptedAssertion, or ``None``; refuses plaintext when required."""
+        encrypted = _child(root, "EncryptedAssertion")
+        if encrypted is None and self.require_encryption and _child(root, "Assertion") is not None:
+            _fail(
+                "response.unencrypted",
+                "The assertion is not encrypted; this connection requires encrypted assertions.",
+                where="Response/Assertion",
+                suggestion="Turn on assertion encryption in the IdP with this SP's encryption "
+                "certificate (the SP metadata lists it).",
+            )
+        return encrypted
+
+    def _check_reference(self, element: Any) -> None:
+        """Refuse a signature of ``element`` that points at another element."""
+        signed_info = _child(_child(element, "Signature", _DS), "SignedInfo", _DS)
+        reference = _child(signed_info, "Reference", _DS)
+        if reference.get("URI") != "#" + element.get("ID"):
+            _fail(
+                "response.signature",
+                f"The {_local(element.tag)}'s signature points at "
+                f"{_shown(reference.get('URI'))}, not at the {_local(element.tag)} "
+                f"({_shown(element.get('ID'))}).",
+                where=f"{_local(element.tag)}/Signature",
+            )
+
+    def _decrypted(self, root: Any) -> Any:
+        """``root`` (a copy of the response) with the EncryptedAssertion decrypted in place."""
+        encrypted = _child(root, "EncryptedAssertion")
+        try:
+            assertion = decrypt_assertion(encrypted, self.decryption_keys)
+        except DecryptionError as error:
+            raise SignInError(error.finding) from None
+        root.replace(encrypted, assertion)
+        return root
 
     def _check_root(self, root: Any) -> None:
         if root.tag != f"{{{_SAMLP}}}Response":
@@ -767,7 +848,7 @@ class _Verification:
             "person is not assigned to the application or a NameID format is not allowed.",
         )
 
-    def _the_assertion(self, root: Any) -> Any:
+    def _the_assertion(self, root: Any, *, encrypted: bool = False) -> Any:
         # Counted anywhere in the document, as python3-saml's
         # validate_num_assertions does: a second assertion hidden in an
         # Extensions or a ds:Object is how signature wrapping starts.
@@ -777,7 +858,7 @@ class _Verification:
                 "response.assertion",
                 f"Expected exactly one assertion in the response; received {len(found)}.",
             )
-        assertion = _child(root, "Assertion")
+        assertion = _child(root, "EncryptedAssertion" if encrypted else "Assertion")
         if assertion is None:
             _fail("response.assertion", "The assertion must be a child of the Response.")
         return assertion
