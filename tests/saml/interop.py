@@ -14,11 +14,15 @@ cookies and follows what an IdP's pages tell it to do.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
@@ -30,6 +34,7 @@ import httpx
 from lxml import etree
 
 from pbidentity.admin import Admin
+from pbidentity.domain import IdentityProvider
 from pbidentity.http import Handler
 from pbidentity.http import Request
 from pbidentity.http import Response
@@ -37,6 +42,12 @@ from pbidentity.http import Router
 from pbidentity.saml import SamlConfig
 from pbidentity.saml import SamlService
 from pbidentity.saml import SignInOutcome
+from pbidentity.saml._keys import SpKey
+from pbidentity.saml._keys import generate_sp_key
+from pbidentity.saml._metadata import read_metadata
+from pbidentity.saml._protocol import AuthnRedirect
+from pbidentity.saml._protocol import redirect_for
+from pbidentity.saml._protocol import sp_metadata
 from pbidentity.saml._types import ServiceProvider
 from pbidentity.storage import Storage
 from pbidentity.storage import open_storage
@@ -208,3 +219,73 @@ def signatures(saml_response: str) -> list[Signature]:
             )
         )
     return found
+
+
+# -- Signed requests and encrypted assertions (the SP's own keys) --------------------
+
+_XENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+@functools.cache
+def sp_key(label: str = "current") -> SpKey:
+    """An SP key pair made once per test session (RSA-3072 takes a while to generate)."""
+    return generate_sp_key(f"app.example interop {label}")
+
+
+def sp_metadata_with_keys(
+    app: InteropApp, key: SpKey, *, signing: bool = False, encryption: bool = False
+) -> bytes:
+    """The app's SP metadata publishing ``key`` to sign requests and (or) to encrypt to.
+
+    An SP that publishes a signing key says ``AuthnRequestsSigned="true"``,
+    which some IdPs (SimpleSAMLphp) then enforce.
+    """
+    return sp_metadata(
+        app.sp,
+        signing_keys=[key] if signing else [],
+        encryption_keys=[key] if encryption else [],
+    )
+
+
+def signed_request(
+    app: InteropApp, idp: IdentityProvider, key: SpKey | None
+) -> tuple[str, AuthnRedirect]:
+    """A new AuthnRequest of the app to ``idp`` (signed with ``key``): (its ID, the redirect)."""
+    request_id = "id" + secrets.token_hex(20)
+    redirect = redirect_for(
+        request_id=request_id,
+        sp=app.sp,
+        idp=idp,
+        now=datetime.now(UTC),
+        relay_state=None,
+        signing_key=key,
+    )
+    return request_id, redirect
+
+
+def identity_provider(metadata: bytes) -> IdentityProvider:
+    """The IdP an IdP's metadata describes, as the validator reads it."""
+    idp, report = read_metadata(metadata, now=datetime.now(UTC))
+    assert idp is not None, report.render()
+    return idp
+
+
+@attrs.frozen
+class Encryption:
+    """How an EncryptedAssertion is encrypted: content and key transport algorithms."""
+
+    content: str
+    key_transport: str
+
+
+def encryption(saml_response: str) -> Encryption | None:
+    """The algorithms of a posted SAMLResponse's EncryptedAssertion (``None``: plaintext)."""
+    root = etree.fromstring(base64.b64decode(saml_response))
+    data = root.find(f".//{{{_XENC}}}EncryptedData")
+    if data is None:
+        return None
+    content = data.find(f"{{{_XENC}}}EncryptionMethod")
+    key = root.find(f".//{{{_XENC}}}EncryptedKey/{{{_XENC}}}EncryptionMethod")
+    assert content is not None
+    assert key is not None
+    return Encryption(content=content.get("Algorithm", ""), key_transport=key.get("Algorithm", ""))

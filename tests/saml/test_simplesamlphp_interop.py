@@ -11,27 +11,38 @@ and the form it posts back to the ACS, as a browser does.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pbidentity.domain import IdentityProvider
 from pbidentity.saml import Authorized
 from pbidentity.saml import SignIn
 from pbidentity.saml import SignInFailure
 from pbidentity.saml import SignInOutcome
+from pbidentity.saml._response import SignInError
+from pbidentity.saml._response import verify_response
 from tests.saml.idp import TestIdp
 from tests.saml.interop import EMAIL
 from tests.saml.interop import FAMILY_NAME
 from tests.saml.interop import GIVEN_NAME
 from tests.saml.interop import SLUG
+from tests.saml.interop import Encryption
 from tests.saml.interop import HtmlForm
 from tests.saml.interop import InteropApp
 from tests.saml.interop import Signature
+from tests.saml.interop import encryption
 from tests.saml.interop import html_forms
+from tests.saml.interop import identity_provider
 from tests.saml.interop import post_form
 from tests.saml.interop import running_app
 from tests.saml.interop import signatures
+from tests.saml.interop import signed_request
+from tests.saml.interop import sp_key
+from tests.saml.interop import sp_metadata_with_keys
 from tests.saml.simplesamlphp import HOW_TO_INSTALL
 from tests.saml.simplesamlphp import PASSWORD
 from tests.saml.simplesamlphp import USERNAME
@@ -193,3 +204,126 @@ def test_idp_initiated_sign_in_with_simplesamlphp_is_refused_by_default(
 
     assert isinstance(outcome, SignInFailure), outcome
     assert outcome.finding.code == "response.unsolicited"
+
+
+# -- Signed AuthnRequests and encrypted assertions ------------------------------------
+#
+# The SP's keys as the workspace's SP metadata publishes them (pbidentity.saml._keys
+# and sp_metadata), the request signed as redirect_for signs it, and SimpleSAMLphp's
+# response decrypted and checked by verify_response: the protocol level of the
+# feature, until SamlService carries the keys of a workspace.
+
+XMLENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+def _keyed(
+    app: InteropApp,
+    simplesamlphp: SimpleSamlPhp,
+    *,
+    signing: bool = False,
+    encryption: bool = False,
+    **options: object,
+) -> IdentityProvider:
+    """SimpleSAMLphp knowing the app's key from its metadata, with ``options`` set."""
+    simplesamlphp.set_sp_metadata(
+        sp_metadata_with_keys(app, sp_key(), signing=signing, encryption=encryption)
+    )
+    simplesamlphp.set_idp_options({**AS_INSTRUCTED, **options})
+    return identity_provider(httpx.get(simplesamlphp.metadata_url).content)
+
+
+def _answer(browser: httpx.Client, redirect_url: str) -> httpx.Response:
+    """SimpleSAMLphp's page after the request and, if it asks, the login form."""
+    page = browser.get(redirect_url)
+    forms = html_forms(page.text, str(page.url))
+    if forms and "username" in forms[0].fields:
+        login = forms[0]
+        page = post_form(
+            browser,
+            HtmlForm(login.action, {**login.fields, "username": USERNAME, "password": PASSWORD}),
+        )
+    return page
+
+
+def _posted_response(app: InteropApp, page: httpx.Response) -> str:
+    forms = html_forms(page.text, str(page.url))
+    assert [form.action for form in forms] == [app.sp.acs_url], page.text[:3000]
+    return forms[0].fields["SAMLResponse"]
+
+
+def test_simplesamlphp_accepts_our_signed_authn_request(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """With validate.authnrequest, SimpleSAMLphp answers our signed request and refuses others."""
+    idp = _keyed(app, simplesamlphp, signing=True, **{"validate.authnrequest": True})
+
+    with app.browser() as browser:
+        request_id, redirect = signed_request(app, idp, sp_key())
+        saml_response = _posted_response(app, _answer(browser, redirect.url))
+        assertion = verify_response(
+            saml_response, sp=app.sp, idp=idp, request_id=request_id, now=datetime.now(UTC)
+        )
+        assert assertion.name_id == EMAIL
+
+        # The same IdP refuses a request signed by another key, and an unsigned one,
+        # on its error page (shown with status 200).
+        for key, reason in (
+            (sp_key("another"), "Unable to validate signature on query string."),
+            (None, "Validation of received messages enabled, but no signature found on message."),
+        ):
+            _, redirect = signed_request(app, idp, key)
+            refused = _answer(browser, redirect.url)
+            actions = [form.action for form in html_forms(refused.text, str(refused.url))]
+            assert app.sp.acs_url not in actions
+            assert reason in refused.text
+
+
+def test_simplesamlphp_encrypted_assertion_is_decrypted(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """SimpleSAMLphp's encrypted assertion (its defaults: AES-128-CBC, RSA-OAEP) is read."""
+    idp = _keyed(app, simplesamlphp, encryption=True, **{"assertion.encryption": True})
+
+    with app.browser() as browser:
+        request_id, redirect = signed_request(app, idp, None)
+        saml_response = _posted_response(app, _answer(browser, redirect.url))
+
+    assert encryption(saml_response) == Encryption(
+        content=f"{XMLENC}aes128-cbc", key_transport=f"{XMLENC}rsa-oaep-mgf1p"
+    )
+    # The response is signed around the ciphertext; the assertion inside is signed too.
+    assert [s.signs for s in signatures(saml_response)] == ["Response"]
+    assertion = verify_response(
+        saml_response,
+        sp=app.sp,
+        idp=idp,
+        request_id=request_id,
+        now=datetime.now(UTC),
+        decryption_keys=[sp_key()],
+        require_encryption=True,
+    )
+    assert assertion.name_id == EMAIL
+    assert assertion.attributes["givenName"] == (GIVEN_NAME,)
+
+
+def test_simplesamlphp_encrypted_assertion_to_another_key_is_refused(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """An assertion encrypted to a key the SP does not hold is a finding, not a crash."""
+    idp = _keyed(app, simplesamlphp, encryption=True, **{"assertion.encryption": True})
+
+    with app.browser() as browser:
+        request_id, redirect = signed_request(app, idp, None)
+        saml_response = _posted_response(app, _answer(browser, redirect.url))
+
+    with pytest.raises(SignInError) as refused:
+        verify_response(
+            saml_response,
+            sp=app.sp,
+            idp=idp,
+            request_id=request_id,
+            now=datetime.now(UTC),
+            decryption_keys=[sp_key("another")],
+        )
+    assert refused.value.code.startswith("response.")
+    assert sp_key("another").fingerprint in refused.value.finding.message
