@@ -22,8 +22,7 @@ Requests (``command`` and its fields):
 (name to list of values), and ``options``: ``signature_method``
 (``rsa-sha1``, ``rsa-sha256``...; absent: Lasso's default),
 ``encrypt_assertion`` (bool) with ``key_encryption`` (``oaep`` or ``pkcs1``;
-absent: Lasso's default) and ``verify_request_signature`` (bool: refuse an
-unsigned or badly signed AuthnRequest). They answer ``{"url", "saml_response",
+absent: Lasso's default). They answer ``{"url", "saml_response",
 "relay_state"}``: the form to post to the SP's ACS; or ``{"error"}`` with
 Lasso's own words.
 """
@@ -157,8 +156,6 @@ def _respond(login: Any, request: dict[str, Any]) -> dict[str, Any]:
 def answer(request: dict[str, Any]) -> dict[str, Any]:
     """Answer an SP's AuthnRequest (HTTP-Redirect or HTTP-POST) for the member."""
     login = lasso.Login(_server(request))
-    if request.get("options", {}).get("verify_request_signature"):
-        login.setSignatureVerifyHint(lasso.PROFILE_SIGNATURE_VERIFY_HINT_FORCE)
     if "url" in request:
         login.processAuthnRequestMsg(urlsplit(request["url"]).query)
     else:

@@ -17,27 +17,38 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from pbidentity.domain import IdentityProvider
 from pbidentity.saml import Authorized
 from pbidentity.saml import SignIn
 from pbidentity.saml import SignInFailure
 from pbidentity.saml import SignInOutcome
+from pbidentity.saml._response import SignInError
+from pbidentity.saml._response import verify_response
 from tests.saml.idp import TestIdp
 from tests.saml.interop import EMAIL
 from tests.saml.interop import FAMILY_NAME
 from tests.saml.interop import GIVEN_NAME
 from tests.saml.interop import SLUG
+from tests.saml.interop import Encryption
 from tests.saml.interop import HtmlForm
 from tests.saml.interop import InteropApp
 from tests.saml.interop import Signature
+from tests.saml.interop import encryption
+from tests.saml.interop import identity_provider
 from tests.saml.interop import post_form
 from tests.saml.interop import running_app
 from tests.saml.interop import signatures
+from tests.saml.interop import signed_request
+from tests.saml.interop import sp_key
+from tests.saml.interop import sp_metadata_with_keys
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SCRIPT = Path(__file__).with_name("lasso_idp.py")
@@ -79,6 +90,8 @@ class LassoIdp:
         self.sso_url = "https://authentic2.idp.test/idp/saml2/sso"
         self.test_idp = TestIdp(entity_id=self.entity_id, sso_url=self.sso_url)
         self.options: dict[str, Any] = {}
+        #: The SP metadata Lasso knows; ``None``: what the app serves.
+        self.sp_metadata: str | None = None
         self.metadata = self._run(
             command="metadata",
             entity_id=self.entity_id,
@@ -87,6 +100,12 @@ class LassoIdp:
         )["metadata"]
 
     def _run(self, **request: Any) -> dict[str, Any]:
+        answer = self.run(**request)
+        assert "error" not in answer, answer["error"]
+        return answer
+
+    def run(self, **request: Any) -> dict[str, Any]:
+        """Run the script on one request; its answer, which may be Lasso's error."""
         done = subprocess.run(
             [SYSTEM_PYTHON, "-I", SCRIPT],
             input=json.dumps(request),
@@ -97,7 +116,6 @@ class LassoIdp:
         )
         assert done.returncode == 0, done.stderr
         answer: dict[str, Any] = json.loads(done.stdout)
-        assert "error" not in answer, answer["error"]
         return answer
 
     def _signing(self) -> dict[str, Any]:
@@ -105,7 +123,7 @@ class LassoIdp:
             "idp_metadata": self.metadata,
             "private_key": self.test_idp.private_key_pem.decode(),
             "certificate": self.test_idp.certificate_pem,
-            "sp_metadata": httpx.get(self.app.metadata_url).text,
+            "sp_metadata": self.sp_metadata or httpx.get(self.app.metadata_url).text,
             "name_id": EMAIL,
             "attributes": ATTRIBUTES,
             "options": self.options,
@@ -114,9 +132,19 @@ class LassoIdp:
     def answer(self, redirect: httpx.Response) -> HtmlForm:
         """Lasso's answer to the AuthnRequest the app's redirect carries: the form for the ACS."""
         assert redirect.is_redirect, (redirect.status_code, redirect.text[:2000])
-        location = redirect.headers["location"]
+        return self.answer_url(redirect.headers["location"])
+
+    def answer_url(self, location: str) -> HtmlForm:
+        """Lasso's answer to the AuthnRequest of an HTTP-Redirect URL."""
         assert location.startswith(self.sso_url + "?"), location
         return self._form(self._run(command="answer", url=location, **self._signing()))
+
+    def refusal(self, location: str) -> str:
+        """Lasso's error for an AuthnRequest it refuses."""
+        answer = self.run(command="answer", url=location, **self._signing())
+        assert "error" in answer, answer
+        error: str = answer["error"]
+        return error
 
     def initiate(self) -> HtmlForm:
         """Lasso's unsolicited answer for the app (an IdP-initiated sign-in)."""
@@ -258,3 +286,91 @@ def test_idp_initiated_sign_in_with_lasso_is_refused_by_default(
 
     assert isinstance(outcome, SignInFailure), outcome
     assert outcome.finding.code == "response.unsolicited"
+
+
+# -- Signed AuthnRequests and encrypted assertions ------------------------------------
+#
+# The SP's keys as the workspace's SP metadata publishes them (pbidentity.saml._keys
+# and sp_metadata), the request signed as redirect_for signs it, and Lasso's response
+# decrypted and checked by verify_response: the protocol level of the feature, until
+# SamlService carries the keys of a workspace.
+
+XMLENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+def _keyed(
+    app: InteropApp, lasso_idp: LassoIdp, *, signing: bool = False, encryption: bool = False
+) -> IdentityProvider:
+    lasso_idp.sp_metadata = sp_metadata_with_keys(
+        app, sp_key(), signing=signing, encryption=encryption
+    ).decode()
+    return identity_provider(lasso_idp.metadata.encode())
+
+
+def test_lasso_verifies_our_signed_authn_request(app: InteropApp, lasso_idp: LassoIdp) -> None:
+    """Lasso answers our signed request, and refuses one signed by another key, or unsigned."""
+    idp = _keyed(app, lasso_idp, signing=True)
+    # Lasso's default: check the signature of a request from an SP whose metadata
+    # says AuthnRequestsSigned="true".
+    lasso_idp.options = dict(AUTHENTIC2)
+
+    request_id, redirect = signed_request(app, idp, sp_key())
+    saml_response = lasso_idp.answer_url(redirect.url).fields["SAMLResponse"]
+    assertion = verify_response(
+        saml_response, sp=app.sp, idp=idp, request_id=request_id, now=datetime.now(UTC)
+    )
+    assert assertion.name_id == EMAIL
+
+    _, redirect = signed_request(app, idp, sp_key("another"))
+    assert lasso_idp.refusal(redirect.url).startswith("DsInvalidSignatureError")
+    _, redirect = signed_request(app, idp, None)
+    # No SigAlg parameter at all.
+    assert lasso_idp.refusal(redirect.url).startswith("DsInvalidSigalgError")
+
+
+def test_lasso_encrypted_assertion_is_decrypted(app: InteropApp, lasso_idp: LassoIdp) -> None:
+    """Lasso's encrypted assertion, with its default key transport (RSA-OAEP), is read."""
+    idp = _keyed(app, lasso_idp, encryption=True)
+    lasso_idp.options = {**AUTHENTIC2, "encrypt_assertion": True}
+
+    request_id, redirect = signed_request(app, idp, None)
+    saml_response = lasso_idp.answer_url(redirect.url).fields["SAMLResponse"]
+
+    assert encryption(saml_response) == Encryption(
+        content=f"{XMLENC}aes128-cbc", key_transport=f"{XMLENC}rsa-oaep-mgf1p"
+    )
+    assertion = verify_response(
+        saml_response,
+        sp=app.sp,
+        idp=idp,
+        request_id=request_id,
+        now=datetime.now(UTC),
+        decryption_keys=[sp_key()],
+        require_encryption=True,
+    )
+    assert assertion.name_id == EMAIL
+    assert assertion.attributes["givenName"] == (GIVEN_NAME,)
+
+
+def test_lasso_rsa_1_5_key_transport_is_refused(app: InteropApp, lasso_idp: LassoIdp) -> None:
+    """Lasso set to RSA PKCS#1 v1.5 key transport: refused, saying why and what to set."""
+    idp = _keyed(app, lasso_idp, encryption=True)
+    lasso_idp.options = {**AUTHENTIC2, "encrypt_assertion": True, "key_encryption": "pkcs1"}
+
+    request_id, redirect = signed_request(app, idp, None)
+    saml_response = lasso_idp.answer_url(redirect.url).fields["SAMLResponse"]
+
+    assert encryption(saml_response) == Encryption(
+        content=f"{XMLENC}aes128-cbc", key_transport=f"{XMLENC}rsa-1_5"
+    )
+    with pytest.raises(SignInError) as refused:
+        verify_response(
+            saml_response,
+            sp=app.sp,
+            idp=idp,
+            request_id=request_id,
+            now=datetime.now(UTC),
+            decryption_keys=[sp_key()],
+        )
+    assert refused.value.code == "response.key_transport"
+    assert "Bleichenbacher" in refused.value.finding.message
