@@ -46,12 +46,18 @@ from tests.saml.interop import EMAIL
 from tests.saml.interop import FAMILY_NAME
 from tests.saml.interop import GIVEN_NAME
 from tests.saml.interop import SLUG
+from tests.saml.interop import Encryption
 from tests.saml.interop import HtmlForm
 from tests.saml.interop import InteropApp
 from tests.saml.interop import Signature
+from tests.saml.interop import encryption
+from tests.saml.interop import identity_provider
 from tests.saml.interop import post_form
 from tests.saml.interop import running_app
 from tests.saml.interop import signatures
+from tests.saml.interop import signed_request
+from tests.saml.interop import sp_key
+from tests.saml.interop import sp_metadata_with_keys
 
 XMLSEC1 = shutil.which("xmlsec1")
 
@@ -300,20 +306,25 @@ AS_INSTRUCTED: dict[str, dict[str, Any]] = {
 class Pysaml2Idp:
     """pysaml2 as the IdP of the app over HTTP: its own metadata, and its answers for Ada."""
 
-    def __init__(self, app: InteropApp, directory: Path, **options: Any) -> None:
+    def __init__(
+        self,
+        app: InteropApp,
+        directory: Path,
+        *,
+        sp_metadata: bytes | None = None,
+        **options: Any,
+    ) -> None:
         from saml2.metadata import entity_descriptor
 
         self.app = app
         self.test_idp = TestIdp(
             entity_id="https://pysaml2.idp.test/metadata", sso_url="https://pysaml2.idp.test/sso"
         )
-        config = _pysaml2_config(
-            directory, self.test_idp, httpx.get(app.metadata_url).content, **options
-        )
+        # The SP metadata the app serves, unless another is given.
+        known = sp_metadata or httpx.get(app.metadata_url).content
+        config = _pysaml2_config(directory, self.test_idp, known, **options)
         self.metadata = str(entity_descriptor(config)).encode()
-        self.server = _pysaml2_server(
-            directory, self.test_idp, httpx.get(app.metadata_url).content, **options
-        )
+        self.server = _pysaml2_server(directory, self.test_idp, known, **options)
 
     def _form(self, response: Any) -> HtmlForm:
         encoded = base64.b64encode(str(response).encode("utf-8")).decode("ascii")
@@ -321,16 +332,25 @@ class Pysaml2Idp:
 
     def answer(self, redirect: httpx.Response) -> HtmlForm:
         """pysaml2's answer to the AuthnRequest the app's redirect carries."""
+        assert redirect.is_redirect, (redirect.status_code, redirect.text[:2000])
+        return self.answer_url(redirect.headers["location"])
+
+    def answer_url(self, location: str, **response: Any) -> HtmlForm:
+        """pysaml2's answer to the AuthnRequest of an HTTP-Redirect URL (its signature checked)."""
         from saml2 import BINDING_HTTP_REDIRECT
 
-        assert redirect.is_redirect, (redirect.status_code, redirect.text[:2000])
-        location = redirect.headers["location"]
         assert location.startswith(self.test_idp.sso_url + "?"), location
-        (saml_request,) = parse_qs(urlsplit(location).query)["SAMLRequest"]
-        request = self.server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        query = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+        request = self.server.parse_authn_request(
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=query.get("RelayState"),
+            sigalg=query.get("SigAlg"),
+            signature=query.get("Signature"),
+        )
         return self._form(
             self.server.create_authn_response(
-                **self._member(), **self.server.response_args(request.message)
+                **self._member(), **self.server.response_args(request.message), **response
             )
         )
 
@@ -480,3 +500,72 @@ def test_idp_initiated_sign_in_with_pysaml2_is_refused_by_default(
 
     assert isinstance(outcome, SignInFailure), outcome
     assert outcome.finding.code == "response.unsolicited"
+
+
+# -- Signed AuthnRequests and encrypted assertions ------------------------------------
+#
+# The SP's keys as the workspace's SP metadata publishes them (pbidentity.saml._keys
+# and sp_metadata), the request signed as redirect_for signs it, and pysaml2's
+# response checked by verify_response: the protocol level of the feature, until
+# SamlService carries the keys of a workspace.
+
+XMLENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+@pytest.mark.slow
+def test_pysaml2_verifies_our_signed_authn_request(app: InteropApp, tmp_path: Path) -> None:
+    """pysaml2 wanting signed requests answers ours; another key's or an unsigned one it refuses."""
+    from saml2.response import IncorrectlySigned
+
+    idp = Pysaml2Idp(
+        app,
+        tmp_path,
+        sp_metadata=sp_metadata_with_keys(app, sp_key(), signing=True),
+        service={**AS_INSTRUCTED["service"], "want_authn_requests_signed": True},
+    )
+    provider = identity_provider(idp.metadata)
+
+    request_id, redirect = signed_request(app, provider, sp_key())
+    saml_response = idp.answer_url(redirect.url).fields["SAMLResponse"]
+    assertion = verify_response(
+        saml_response, sp=app.sp, idp=provider, request_id=request_id, now=datetime.now(UTC)
+    )
+    assert assertion.name_id == EMAIL
+
+    for key in (sp_key("another"), None):
+        _, redirect = signed_request(app, provider, key)
+        with pytest.raises(IncorrectlySigned):
+            idp.answer_url(redirect.url)
+
+
+@pytest.mark.slow
+def test_pysaml2_encrypted_assertion_is_refused_for_its_triple_des(
+    app: InteropApp, tmp_path: Path
+) -> None:
+    """pysaml2 7.5 encrypts with 3DES-CBC, and cannot be told otherwise: refused, saying why."""
+    idp = Pysaml2Idp(
+        app,
+        tmp_path,
+        sp_metadata=sp_metadata_with_keys(app, sp_key(), encryption=True),
+        **AS_INSTRUCTED,
+    )
+    provider = identity_provider(idp.metadata)
+
+    request_id, redirect = signed_request(app, provider, None)
+    saml_response = idp.answer_url(redirect.url, encrypt_assertion=True).fields["SAMLResponse"]
+
+    assert encryption(saml_response) == Encryption(
+        content=f"{XMLENC}tripledes-cbc", key_transport=f"{XMLENC}rsa-oaep-mgf1p"
+    )
+    with pytest.raises(SignInError) as refused:
+        verify_response(
+            saml_response,
+            sp=app.sp,
+            idp=provider,
+            request_id=request_id,
+            now=datetime.now(UTC),
+            decryption_keys=[sp_key()],
+        )
+    assert refused.value.code == "response.encryption_algorithm"
+    assert "tripledes-cbc" in refused.value.finding.message
+    assert "AES-256-GCM" in refused.value.finding.suggestion
