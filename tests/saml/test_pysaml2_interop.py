@@ -294,12 +294,10 @@ def test_our_metadata_asks_for_signed_assertions(test_idp: TestIdp) -> None:
 
 #: What the SP's metadata asks for (WantAssertionsSigned) and the admin sets in
 #: pysaml2: signed assertions, RSA-SHA256 and SHA-256.
-AS_INSTRUCTED: dict[str, dict[str, Any]] = {
-    "service": {
-        "sign_assertion": True,
-        "signing_algorithm": RSA_SHA256,
-        "digest_algorithm": SHA256,
-    }
+AS_INSTRUCTED: dict[str, Any] = {
+    "sign_assertion": True,
+    "signing_algorithm": RSA_SHA256,
+    "digest_algorithm": SHA256,
 }
 
 
@@ -447,7 +445,7 @@ def test_pysaml2_defaults_are_refused_at_the_test_sign_in(app: InteropApp, tmp_p
 @pytest.mark.slow
 def test_save_authorize_and_sign_in_with_pysaml2(app: InteropApp, tmp_path: Path) -> None:
     """pysaml2's own metadata, the test sign-in, then an SP-initiated sign-in creating Ada."""
-    idp = Pysaml2Idp(app, tmp_path, **AS_INSTRUCTED)
+    idp = Pysaml2Idp(app, tmp_path, service=AS_INSTRUCTED)
     saved = app.service.save_metadata_xml(SLUG, idp.metadata, unknown_members="create")
     assert saved.saved, saved.report.render()
     with app.browser() as browser:
@@ -475,7 +473,7 @@ def test_save_authorize_and_sign_in_with_pysaml2(app: InteropApp, tmp_path: Path
 @pytest.mark.slow
 def test_idp_initiated_sign_in_with_pysaml2(app: InteropApp, tmp_path: Path) -> None:
     """pysaml2's unsolicited response signs Ada in when the workspace allows it."""
-    idp = Pysaml2Idp(app, tmp_path, **AS_INSTRUCTED)
+    idp = Pysaml2Idp(app, tmp_path, service=AS_INSTRUCTED)
     _authorized(app, idp, allow_idp_initiated=True)
 
     with app.browser() as browser:
@@ -492,7 +490,7 @@ def test_idp_initiated_sign_in_with_pysaml2_is_refused_by_default(
     app: InteropApp, tmp_path: Path
 ) -> None:
     """Without allow_idp_initiated, pysaml2's unsolicited response signs no one in."""
-    idp = Pysaml2Idp(app, tmp_path, **AS_INSTRUCTED)
+    idp = Pysaml2Idp(app, tmp_path, service=AS_INSTRUCTED)
     _authorized(app, idp)
 
     with app.browser() as browser:
@@ -521,7 +519,7 @@ def test_pysaml2_verifies_our_signed_authn_request(app: InteropApp, tmp_path: Pa
         app,
         tmp_path,
         sp_metadata=sp_metadata_with_keys(app, sp_key(), signing=True),
-        service={**AS_INSTRUCTED["service"], "want_authn_requests_signed": True},
+        service={**AS_INSTRUCTED, "want_authn_requests_signed": True},
     )
     provider = identity_provider(idp.metadata)
 
@@ -547,7 +545,7 @@ def test_pysaml2_encrypted_assertion_is_refused_for_its_triple_des(
         app,
         tmp_path,
         sp_metadata=sp_metadata_with_keys(app, sp_key(), encryption=True),
-        **AS_INSTRUCTED,
+        service=AS_INSTRUCTED,
     )
     provider = identity_provider(idp.metadata)
 
