@@ -2,10 +2,11 @@
 
 The codes are read from the source, not from a list kept by hand: every call
 that makes a finding (``Finding(code=..., severity=...)``, and the helpers
-``_error``, ``_fail``, ``_finding`` and ``_check_method``) is found in the
-syntax tree of ``pbidentity/saml/*.py``, with the severities it gives. Any
-other ``word.word`` string in those modules must be a known non-code (an event
-type, a logger name), so that a code made some new way cannot slip past.
+``_error``, ``error_finding``, ``_fail``, ``_finding`` and ``_check_method``)
+is found in the syntax tree of ``pbidentity/saml/*.py``, with the severities
+it gives. Any other ``word.word`` string in those modules must be a known
+non-code (an event type, a logger name), so that a code made some new way
+cannot slip past.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ NOT_CODES = frozenset(
 )
 
 #: The helpers that make an error finding from a code given as their first argument.
-_ERROR_HELPERS = {"_error": 0, "_fail": 0, "_check_method": 2}
+_ERROR_HELPERS = {"_error": 0, "error_finding": 0, "_fail": 0, "_check_method": 2}
 
 
 def _strings(node: ast.AST) -> list[str]:

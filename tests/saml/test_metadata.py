@@ -488,10 +488,20 @@ def test_idp_asking_for_signed_requests_is_a_warning_that_blocks_nothing(value: 
     assert report.ok
     assert report.codes() == {"sso.wants_signed_requests"}
     found = report.warnings[0]
-    assert "does not sign them yet" in found.message
+    assert "this connection does not sign them" in found.message
     assert "refuses every sign-in" in found.message
-    assert "switch off the requirement" in found.suggestion
+    assert "Turn on signed sign-in requests for this connection" in found.suggestion
+    assert "switch the requirement off" in found.suggestion
     assert "test sign-in" in found.suggestion
+
+
+def test_idp_asking_for_signed_requests_says_nothing_when_the_connection_signs_them() -> None:
+    """With signed requests on, the IdP's wish is met: the warning turns into nothing."""
+    xml = idp_metadata(certs=[cert()], role_attrs=' WantAuthnRequestsSigned="true"')
+
+    _, report = read_metadata(xml, now=NOW, signs_requests=True)
+
+    assert report.codes() == set()
 
 
 @pytest.mark.parametrize("attribute", ["", ' WantAuthnRequestsSigned="false"'])

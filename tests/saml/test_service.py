@@ -793,7 +793,7 @@ def test_the_just_in_time_race_finds_the_member_or_refuses_the_look_alike(
 ) -> None:
     """A member created meanwhile: the same person is found, a look-alike refused, never a 500."""
     from pbidentity.saml._attributes import Profile
-    from pbidentity.saml._service import _Refused
+    from pbidentity.saml._outcomes import Refused
 
     activate(service, idp)
     with storage.transaction(write=False) as tx:
@@ -802,10 +802,10 @@ def test_the_just_in_time_race_finds_the_member_or_refuses_the_look_alike(
     members = Members(storage)
     same = members.add("acme", "new@acme.test")
     # The create collides with the member made since the lookup: it is that member.
-    assert service._create_member(acme, "NEW@acme.test", Profile()).id == same.id
+    assert service._sign_ins.create_member(acme, "NEW@acme.test", Profile()).id == same.id
     members.add("acme", "ceo@strasse.test")
-    with pytest.raises(_Refused) as refused:
-        service._create_member(acme, "ceo@straße.test", Profile())
+    with pytest.raises(Refused) as refused:
+        service._sign_ins.create_member(acme, "ceo@straße.test", Profile())
     assert refused.value.finding.code == "member.lookalike"
 
 

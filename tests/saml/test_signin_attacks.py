@@ -25,13 +25,13 @@ from pbidentity.http import Response
 from pbidentity.members import Members
 from pbidentity.saml import default_result_page
 from pbidentity.saml import local_dev_hosts
+from pbidentity.saml._binding import local_path
 from pbidentity.saml._service import BINDING_COOKIE
 from pbidentity.saml._service import SamlConfig
 from pbidentity.saml._service import SamlService
 from pbidentity.saml._service import SignIn
 from pbidentity.saml._service import SignInFailure
 from pbidentity.saml._service import SignInOutcome
-from pbidentity.saml._service import _local_path
 from pbidentity.storage import Storage
 from pbidentity.storage import open_storage
 from pbidentity.storage.sql import metadata
@@ -411,7 +411,7 @@ def test_an_unsolicited_response_whose_assertion_answers_a_request_is_refused(
 )
 def test_a_relay_state_is_a_local_ascii_path_or_nothing(given: str, kept: str | None) -> None:
     """Whatever it holds, what reaches the host app fits a Location header and stays on the site."""
-    assert _local_path(given) == kept
+    assert local_path(given) == kept
 
 
 # Malformed ACS forms --------------------------------------------------------------------------

@@ -15,19 +15,19 @@ it (login CSRF is closed here, not left to each app).
 
 from __future__ import annotations
 
+from pbidentity.saml._config import SamlConfig
+from pbidentity.saml._config import local_dev_hosts
 from pbidentity.saml._fetch import MetadataFetchError
+from pbidentity.saml._outcomes import Authorized
+from pbidentity.saml._outcomes import ResultHandler
+from pbidentity.saml._outcomes import SamlConnections
+from pbidentity.saml._outcomes import SaveResult
+from pbidentity.saml._outcomes import SignIn
+from pbidentity.saml._outcomes import SignInFailure
+from pbidentity.saml._outcomes import SignInOutcome
+from pbidentity.saml._pages import default_result_page
 from pbidentity.saml._protocol import AuthnRedirect
-from pbidentity.saml._service import Authorized
-from pbidentity.saml._service import ResultHandler
-from pbidentity.saml._service import SamlConfig
-from pbidentity.saml._service import SamlConnections
 from pbidentity.saml._service import SamlService
-from pbidentity.saml._service import SaveResult
-from pbidentity.saml._service import SignIn
-from pbidentity.saml._service import SignInFailure
-from pbidentity.saml._service import SignInOutcome
-from pbidentity.saml._service import default_result_page
-from pbidentity.saml._service import local_dev_hosts
 from pbidentity.saml._types import EMAIL_NAMEID
 from pbidentity.saml._types import Finding
 from pbidentity.saml._types import Report

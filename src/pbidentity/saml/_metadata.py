@@ -160,14 +160,18 @@ def _finding(code: str, severity: Severity, message: str, suggestion: str = "") 
     )
 
 
-def read_metadata(xml: bytes, *, now: datetime) -> tuple[IdentityProvider | None, Report]:
+def read_metadata(
+    xml: bytes, *, now: datetime, signs_requests: bool = False
+) -> tuple[IdentityProvider | None, Report]:
     """Read an IdP's metadata document: the IdentityProvider it describes, and the findings.
 
     The findings cover the document itself (well-formed and safe, one IdP
     entity, a usable SSO endpoint, ``validUntil``, ``cacheDuration``, the
     schema). The IdentityProvider is ``None`` exactly when an error leaves
     nothing to check; otherwise pass it to ``check_connection`` for the
-    certificates, URLs, NameID formats and attributes.
+    certificates, URLs, NameID formats and attributes. ``signs_requests``
+    says whether the workspace signs its AuthnRequests: an IdP that asks for
+    signed requests is then satisfied.
     """
     now = _aware(now)
     if len(xml) > MAX_METADATA_BYTES:
@@ -217,7 +221,7 @@ def read_metadata(xml: bytes, *, now: datetime) -> tuple[IdentityProvider | None
         return None, Report(findings)
     entity, role = entity_and_role
     findings.extend(_validity(root, entity, role, now))
-    findings.extend(_signed_requests(role))
+    findings.extend(_signed_requests(role, signs_requests=signs_requests))
     findings.extend(_schema_findings(root))
     sso = _sso_service(role, findings)
     if sso is None:
@@ -395,8 +399,8 @@ def _validity(root: Any, entity: Any, role: Any, now: datetime) -> list[Finding]
     return findings
 
 
-def _signed_requests(role: Any) -> list[Finding]:
-    """A warning when the IdP asks for signed AuthnRequests, which pbidentity does not send.
+def _signed_requests(role: Any, *, signs_requests: bool) -> list[Finding]:
+    """A warning when the IdP asks for signed AuthnRequests and the workspace does not sign them.
 
     A warning, not an error: IdPs such as Keycloak publish one
     ``WantAuthnRequestsSigned`` for the whole IdP while each app's own setting
@@ -404,19 +408,24 @@ def _signed_requests(role: Any) -> list[Finding]:
     can tell.
     """
     # xs:boolean: "true" or "1" (surrounding whitespace is collapsed).
-    if (role.get("WantAuthnRequestsSigned") or "").strip().lower() not in ("true", "1"):
+    if signs_requests or (role.get("WantAuthnRequestsSigned") or "").strip().lower() not in (
+        "true",
+        "1",
+    ):
         return []
     return [
         _finding(
             "sso.wants_signed_requests",
             "warning",
             'The IdP asks for signed sign-in requests (WantAuthnRequestsSigned="true" in its '
-            "metadata), and pbidentity does not sign them yet: if the IdP app enforces this, it "
-            "refuses every sign-in from this app before anyone can log in.",
-            "In the IdP, switch off the requirement for signed requests for this app (Keycloak: "
-            "the client's Client signature required; AD FS: Set-AdfsRelyingPartyTrust "
-            "-SignedSamlRequestsRequired $false), then run the test sign-in. Some IdPs keep "
-            "saying this in their metadata with the requirement off; the test sign-in tells.",
+            "metadata), and this connection does not sign them: if the IdP app enforces this, "
+            "it refuses every sign-in from this app before anyone can log in.",
+            "Turn on signed sign-in requests for this connection (sign_requests), give the IdP "
+            "the SP metadata again (it then lists the signing certificate) and run the test "
+            "sign-in. Or switch the requirement off for this app in the IdP (Keycloak: the "
+            "client's Client signature required; AD FS: Set-AdfsRelyingPartyTrust "
+            "-SignedSamlRequestsRequired $false); some IdPs keep saying this in their metadata "
+            "with the requirement off, and the test sign-in tells.",
         )
     ]
 
