@@ -282,6 +282,14 @@ class SamlConnection:
     #: What a sign-in of a person who is no member does: ``refuse`` or
     #: ``create`` the member just in time.
     unknown_members: Literal["refuse", "create"] = "refuse"
+    #: Whether AuthnRequests are signed with the SP's signing key (the SP
+    #: metadata then says ``AuthnRequestsSigned="true"``).
+    sign_requests: bool = False
+    #: ``off``: an encrypted assertion is refused. ``accept``: the SP's
+    #: encryption certificate is published and encrypted assertions are
+    #: decrypted; plaintext ones are still accepted. ``require``: only
+    #: encrypted assertions are accepted.
+    assertion_encryption: Literal["off", "accept", "require"] = "off"
     #: Where the configuration came from: the metadata URL, ``upload`` or ``manual``.
     source: str = "manual"
     #: The metadata document as imported, if it came from one.

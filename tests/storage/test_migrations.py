@@ -38,6 +38,7 @@ def _drop_everything(url: str) -> None:
     with engine.begin() as connection:
         saml = (
             "saml_outcomes",
+            "saml_sp_keys",
             "saml_keys",
             "saml_assertions",
             "saml_requests",

@@ -290,3 +290,41 @@ def test_an_outcome_is_taken_once_under_concurrency(store: Storage) -> None:
     for thread in threads:
         thread.join()
     assert sorted(winners) == [False] * 5 + [True]
+
+
+def test_sp_keys_are_replaced_only_when_unchanged(store: Storage) -> None:
+    """Compare and set: the first document is stored once; a stale expectation changes nothing."""
+    with store.transaction(write=False) as tx:
+        assert tx.saml_sp_keys("t1") is None
+    with store.transaction() as tx:
+        assert tx.replace_saml_sp_keys("t1", "first", expected=None)
+        assert not tx.replace_saml_sp_keys("t1", "rival", expected=None)
+        assert tx.saml_sp_keys("t1") == "first"
+    with store.transaction() as tx:
+        assert not tx.replace_saml_sp_keys("t1", "stale", expected="something else")
+        assert tx.replace_saml_sp_keys("t1", "second", expected="first")
+    with store.transaction(write=False) as tx:
+        assert tx.saml_sp_keys("t1") == "second"
+        assert tx.saml_sp_keys("t2") is None
+    with store.transaction() as tx, pytest.raises(NotFoundError):
+        tx.replace_saml_sp_keys("nobody", "x", expected=None)
+
+
+def test_instances_storing_the_first_sp_keys_at_once_agree(store: Storage) -> None:
+    """Six instances store their first keys at once: one wins, the others read its keys."""
+    winners: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def store_keys(number: int) -> None:
+        barrier.wait()
+        with store.transaction() as tx:
+            winners.append(tx.replace_saml_sp_keys("t1", f"keys {number}", expected=None))
+
+    threads = [threading.Thread(target=store_keys, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(winners) == [False] * 5 + [True]
+    with store.transaction(write=False) as tx:
+        assert (tx.saml_sp_keys("t1") or "").startswith("keys ")

@@ -8,11 +8,16 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import attrs
 
 from pbidentity.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    # Keys need cryptography (the saml extra); the setting's type does not.
+    from pbidentity.saml._keys import SpKeys
 
 __all__ = ["SamlConfig", "local_dev_hosts", "new_secret"]
 
@@ -52,6 +57,13 @@ class SamlConfig:
     #: database shares it with nothing to configure. Set it to keep the
     #: secret in the app's own configuration (every instance the same).
     secret_key: str | None = attrs.field(default=None, repr=False)
+    #: The SP's key pairs for every workspace: ``encryption`` decrypts
+    #: assertions, the first of ``signing`` signs AuthnRequests, all are
+    #: published in the SP metadata. ``None``, the default: each workspace
+    #: gets key pairs made for it and kept in storage the first time it turns
+    #: on encrypted assertions or signed requests. Set it to keep the keys in
+    #: the app's own secret store (roll them over by editing it).
+    sp_keys: SpKeys | None = None
 
     def __attrs_post_init__(self) -> None:
         if "://" not in self.public_url:

@@ -36,6 +36,7 @@ from pbidentity.saml._binding import browser_nonces
 from pbidentity.saml._binding import code_hash
 from pbidentity.saml._context import SamlContext
 from pbidentity.saml._outcomes import Authorized
+from pbidentity.saml._outcomes import SamlConnections
 from pbidentity.saml._outcomes import SignIn
 from pbidentity.saml._outcomes import SignInFailure
 from pbidentity.saml._outcomes import SignInOutcome
@@ -97,9 +98,11 @@ class SamlEndpoints:
         method = request.method.upper()
         if endpoint == "metadata" and method in ("GET", "HEAD"):
             with context.storage.transaction(write=False) as tx:
-                if tx.find_tenant(slug) is None:
+                tenant = tx.find_tenant(slug)
+                if tenant is None:
                     return page(404, "Not found", f"There is no workspace {slug!r}.")
-            body = sp_metadata(context.service_provider(slug))
+                current = context.connections(tx, tenant)
+            body = self._metadata(tenant, current)
             return Response(
                 status=200,
                 headers=(("Content-Type", "application/samlmetadata+xml"),),
@@ -122,6 +125,23 @@ class SamlEndpoints:
                 405, "Method not allowed", f"Use {allowed} here.", extra=(("Allow", allowed),)
             )
         return page(404, "Not found", "There is no SAML endpoint here.")
+
+    def _metadata(self, tenant: Tenant, current: SamlConnections) -> bytes:
+        """The SP metadata, with the keys the workspace's options need published."""
+        options = [c for c in (current.active, current.pending) if c is not None]
+        signs = any(c.sign_requests for c in options)
+        encrypts = any(c.assertion_encryption != "off" for c in options)
+        sp = self._context.service_provider(tenant.slug)
+        if not (signs or encrypts):
+            return sp_metadata(sp)
+        from pbidentity.saml._sp_keys import SpKeyStore
+
+        keys = SpKeyStore(self._context).keys(tenant, create=True)
+        return sp_metadata(
+            sp,
+            signing_keys=keys.signing if signs else (),
+            encryption_keys=keys.encryption if encrypts else (),
+        )
 
     def _result(self, request: Request, outcome: SignInOutcome) -> Response:
         on_result = self._context.on_result

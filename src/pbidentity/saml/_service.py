@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
@@ -49,6 +50,7 @@ from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
 from pbidentity.domain import IdentityProvider
 from pbidentity.domain import SamlConnection
+from pbidentity.domain import Tenant
 from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.roles import RoleSet
@@ -73,6 +75,11 @@ from pbidentity.saml._signin import SignInFlow
 from pbidentity.saml._types import Report
 from pbidentity.saml._types import ServiceProvider
 from pbidentity.storage import Storage
+
+if TYPE_CHECKING:
+    # Keys need cryptography (the saml extra), loaded when first used.
+    from pbidentity.saml._keys import SpKey
+    from pbidentity.saml._keys import SpKeys
 
 __all__ = [
     "BINDING_COOKIE",
@@ -269,20 +276,75 @@ class SamlService:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        sign_requests: bool | None = None,
+        assertion_encryption: Literal["off", "accept", "require"] | None = None,
         actor: str = "app",
     ) -> SamlConnections:
         """Change how sign-ins are handled, on the active and the pending connection.
 
-        These options change what happens after a verified sign-in, never
-        which IdP is trusted, so they apply at once, without a test sign-in.
+        These options never change which IdP is trusted, so they apply at
+        once, without a test sign-in. ``sign_requests`` signs AuthnRequests
+        with the SP's signing key; ``assertion_encryption`` (``off``,
+        ``accept``, ``require``) publishes the SP's encryption certificate
+        and decrypts encrypted assertions, ``require`` refusing plaintext
+        ones. Both change what the IdP must be told: give it the SP metadata
+        again before turning on what it enforces.
         """
         return self._setup.update_options(
             tenant_slug,
             attribute_mapping=attribute_mapping,
             allow_idp_initiated=allow_idp_initiated,
             unknown_members=unknown_members,
+            sign_requests=sign_requests,
+            assertion_encryption=assertion_encryption,
             actor=actor,
         )
+
+    def sp_keys(self, tenant_slug: str) -> SpKeys:
+        """The SP key pairs the workspace uses (made now if it has none and needs them).
+
+        ``SamlConfig.sp_keys`` when the app provides them; otherwise the
+        workspace's own, made the first time it turns on encrypted assertions
+        or signed requests (or when asked here).
+        """
+        from pbidentity.saml._sp_keys import SpKeyStore
+
+        tenant = self._tenant(tenant_slug)
+        return SpKeyStore(self._context).keys(tenant, create=True)
+
+    def start_sp_key_rollover(
+        self, tenant_slug: str, use: Literal["signing", "encryption"], *, actor: str = "app"
+    ) -> SpKey:
+        """Add a new SP key of that use after the current one; return it.
+
+        The SP metadata lists both keys from now on. A new encryption key
+        decrypts at once, so the IdP can switch to its certificate whenever
+        the admin gives it the metadata; a new signing key signs only once the
+        rollover is finished. Raises ``ConfigurationError`` when the app
+        provides the keys (``SamlConfig.sp_keys``).
+        """
+        from pbidentity.saml._sp_keys import SpKeyStore
+
+        tenant = self._tenant(tenant_slug)
+        return SpKeyStore(self._context).start_rollover(tenant, use, actor=actor)
+
+    def finish_sp_key_rollover(
+        self, tenant_slug: str, use: Literal["signing", "encryption"], *, actor: str = "app"
+    ) -> SpKey:
+        """Drop the old SP key of that use; return the new one, now the only one.
+
+        For encryption, finish once the IdP encrypts to the new certificate
+        (an assertion encrypted to the old key is refused from then on); for
+        signing, once the IdP trusts the new certificate.
+        """
+        from pbidentity.saml._sp_keys import SpKeyStore
+
+        tenant = self._tenant(tenant_slug)
+        return SpKeyStore(self._context).finish_rollover(tenant, use, actor=actor)
+
+    def _tenant(self, slug: str) -> Tenant:
+        with self._context.storage.transaction(write=False) as tx:
+            return self._context.tenant(tx, slug)
 
     def discard_pending(self, tenant_slug: str, *, actor: str = "app") -> bool:
         """Drop the pending configuration; the active one is untouched."""

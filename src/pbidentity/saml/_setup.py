@@ -72,10 +72,18 @@ class SamlSetup:
         """Read and check IdP metadata against this tenant without saving anything."""
         from pbidentity.saml._metadata import read_metadata
 
-        idp, report = read_metadata(xml, now=self._context.clock())
+        idp, report = read_metadata(
+            xml, now=self._context.clock(), signs_requests=self._signs_requests(tenant_slug)
+        )
         if idp is None:
             return None, report
         return idp, report.plus(self._check(tenant_slug, idp, {}).findings)
+
+    def _signs_requests(self, slug: str) -> bool:
+        """Whether the workspace's requests are signed (a new configuration keeps the option)."""
+        current = self.connections(slug)
+        basis = current.active or current.pending
+        return basis is not None and basis.sign_requests
 
     def _check(self, slug: str, idp: IdentityProvider, mapping: Mapping[str, str]) -> Report:
         from pbidentity.saml._validate import check_connection
@@ -141,7 +149,9 @@ class SamlSetup:
         """Check IdP metadata (an uploaded file) and save it as the pending configuration."""
         from pbidentity.saml._metadata import read_metadata
 
-        idp, report = read_metadata(xml, now=self._context.clock())
+        idp, report = read_metadata(
+            xml, now=self._context.clock(), signs_requests=self._signs_requests(tenant_slug)
+        )
         if idp is None or not report.ok:
             return SaveResult(report=report)
         return self._save(
@@ -234,6 +244,8 @@ class SamlSetup:
                     if basis is not None
                     else "refuse"
                 ),
+                sign_requests=basis is not None and basis.sign_requests,
+                assertion_encryption="off" if basis is None else basis.assertion_encryption,
                 source=source,
                 metadata_xml=metadata_xml,
                 created=now,
@@ -250,15 +262,22 @@ class SamlSetup:
         attribute_mapping: Mapping[str, str] | None = None,
         allow_idp_initiated: bool | None = None,
         unknown_members: Literal["refuse", "create"] | None = None,
+        sign_requests: bool | None = None,
+        assertion_encryption: Literal["off", "accept", "require"] | None = None,
         actor: str = "app",
     ) -> SamlConnections:
         """Change how sign-ins are handled, on the active and the pending connection.
 
-        These options change what happens after a verified sign-in, never
-        which IdP is trusted, so they apply at once, without a test sign-in.
+        These options never change which IdP is trusted, so they apply at
+        once, without a test sign-in. ``sign_requests`` and
+        ``assertion_encryption`` change what the IdP must do, too: give it
+        the SP metadata again (it lists the certificates) before turning on
+        what it enforces.
         """
         if unknown_members not in (None, "refuse", "create"):
             raise InputError("unknown_members must be 'refuse' or 'create'")
+        if assertion_encryption not in (None, "off", "accept", "require"):
+            raise InputError("assertion_encryption must be 'off', 'accept' or 'require'")
         context = self._context
         with context.storage.transaction() as tx:
             tenant = context.tenant(tx, tenant_slug)
@@ -276,6 +295,10 @@ class SamlSetup:
                     if allow_idp_initiated is None
                     else allow_idp_initiated,
                     unknown_members=unknown_members or connection.unknown_members,
+                    sign_requests=connection.sign_requests
+                    if sign_requests is None
+                    else sign_requests,
+                    assertion_encryption=assertion_encryption or connection.assertion_encryption,
                     version=connection.version + 1,
                 )
                 tx.replace_saml_connection(changed, expected_version=connection.version)

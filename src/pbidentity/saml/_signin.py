@@ -103,6 +103,11 @@ class SignInFlow:
             )
         if key is None:
             key = self._keys.create(tenant)
+        signing_key = None
+        if connection.sign_requests:
+            from pbidentity.saml._sp_keys import SpKeyStore
+
+            signing_key = SpKeyStore(context).keys(tenant, create=True).signing_key
         nonce = context.new_secret()
         mark = "a" if purpose == "authorize" else "s"
         body = f"{mark}{int(now.timestamp()):010x}{binding(nonce)}"
@@ -131,6 +136,7 @@ class SignInFlow:
             now=now,
             relay_state=relay,
             cookie=binding_cookie(context, slug, nonces[:BINDINGS_KEPT]),
+            signing_key=signing_key,
         )
 
     # -- The ACS -----------------------------------------------------------------
@@ -173,7 +179,7 @@ class SignInFlow:
             connection, purpose = routed
             if request is not None and request.relay_state and not relay:
                 relay = request.relay_state
-            assertion = self._verify(saml_response, tenant_slug, connection, request)
+            assertion = self._verify(saml_response, tenant, connection, request)
             if purpose == "authorize":
                 return self._setup.activate(tenant, connection, assertion, relay)
             return self._sign_in(tenant, connection, assertion, relay, request is None)
@@ -303,7 +309,7 @@ class SignInFlow:
     def _verify(
         self,
         saml_response: str,
-        slug: str,
+        tenant: Tenant,
         connection: SamlConnection,
         request: SamlRequest | None,
     ) -> Assertion:
@@ -311,17 +317,26 @@ class SignInFlow:
         try:
             from pbidentity.saml._response import SignInError
             from pbidentity.saml._response import verify_response
+            from pbidentity.saml._sp_keys import SpKeyStore
         except ImportError as error:  # pragma: no cover - depends on the installed extras
             raise Refused(error_finding("saml.unavailable", SAML_EXTRA), status=500) from error
+        encryption = connection.assertion_encryption
+        # With encryption off no key is read: an encrypted assertion is then
+        # refused with a finding that says how to turn it on.
+        keys = (
+            () if encryption == "off" else SpKeyStore(context).keys(tenant, create=True).encryption
+        )
         try:
             return verify_response(
                 saml_response,
-                sp=context.service_provider(slug),
+                sp=context.service_provider(tenant.slug),
                 idp=connection.idp,
                 request_id=None if request is None else request.id,
                 now=context.clock(),
                 clock_skew=context.config.clock_skew,
                 max_bytes=context.config.max_body_bytes,
+                decryption_keys=keys,
+                require_encryption=encryption == "require",
             )
         except SignInError as error:
             raise Refused(error.finding) from error

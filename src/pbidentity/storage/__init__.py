@@ -284,6 +284,24 @@ class Transaction(Protocol):
         except to sign and check request ids.
         """
 
+    def saml_sp_keys(self, tenant_id: str) -> str | None:
+        """The tenant's SP key pairs (a document of PEM keys and certificates); ``None`` if none.
+
+        pbidentity makes and stores them when a workspace turns on encrypted
+        assertions or signed requests and the app provides no keys of its
+        own. They never leave storage except to decrypt, sign and publish the
+        certificates.
+        """
+
+    def replace_saml_sp_keys(self, tenant_id: str, document: str, *, expected: str | None) -> bool:
+        """Store ``document`` as the tenant's SP keys if they are still ``expected``.
+
+        ``expected=None`` stores the first document (no keys yet). ``False``
+        when another instance changed them first: read them again and decide
+        again, so that two instances rolling a key over at once cannot lose
+        a key that is published.
+        """
+
     def add_saml_outcome(
         self, tenant_id: str, code_hash: str, document: str, expires: datetime
     ) -> None:

@@ -95,6 +95,7 @@ class _State:
     saml_requests: dict[tuple[str, str], SamlRequest] = attrs.Factory(dict)
     saml_assertions: dict[tuple[str, str], datetime] = attrs.Factory(dict)
     saml_keys: dict[str, str] = attrs.Factory(dict)  # tenant id -> key
+    saml_sp_keys: dict[str, str] = attrs.Factory(dict)  # tenant id -> SP key pairs document
     saml_outcomes: dict[tuple[str, str], tuple[str, datetime]] = attrs.Factory(dict)
 
 
@@ -734,6 +735,19 @@ class _MemoryTransaction:
         if tenant_id not in self._state.saml_keys:
             self._put(self._state.saml_keys, tenant_id, key)
         return self._state.saml_keys[tenant_id]
+
+    def saml_sp_keys(self, tenant_id: str) -> str | None:
+        """The tenant's SP key pairs document, if it has one."""
+        self._check_open()
+        return self._state.saml_sp_keys.get(tenant_id)
+
+    def replace_saml_sp_keys(self, tenant_id: str, document: str, *, expected: str | None) -> bool:
+        """Store the document if the stored one is still ``expected``."""
+        self._data(tenant_id)
+        if self._state.saml_sp_keys.get(tenant_id) != expected:
+            return False
+        self._put(self._state.saml_sp_keys, tenant_id, document)
+        return True
 
     def add_saml_outcome(
         self, tenant_id: str, code_hash: str, document: str, expires: datetime

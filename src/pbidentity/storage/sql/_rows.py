@@ -279,6 +279,8 @@ def _saml_row(connection: SamlConnection) -> dict[str, Any]:
         "attribute_mapping": dict(connection.attribute_mapping),
         "allow_idp_initiated": connection.allow_idp_initiated,
         "unknown_members": connection.unknown_members,
+        "sign_requests": connection.sign_requests,
+        "assertion_encryption": connection.assertion_encryption,
         "source": connection.source,
         "last_attempt": connection.last_attempt,
     }
@@ -317,6 +319,9 @@ def _saml_connection(row: Any) -> SamlConnection:
         attribute_mapping=document["attribute_mapping"],
         allow_idp_initiated=document["allow_idp_initiated"],
         unknown_members=document["unknown_members"],
+        # Connections saved before these options existed have them off.
+        sign_requests=document.get("sign_requests", False),
+        assertion_encryption=document.get("assertion_encryption", "off"),
         source=document["source"],
         metadata_xml=row.metadata_xml,
         created=row.created,

@@ -28,6 +28,7 @@ from pbidentity.storage.sql._schema import saml_connections
 from pbidentity.storage.sql._schema import saml_keys
 from pbidentity.storage.sql._schema import saml_outcomes
 from pbidentity.storage.sql._schema import saml_requests
+from pbidentity.storage.sql._schema import saml_sp_keys
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _Unit
 
@@ -176,6 +177,35 @@ class _SamlState(_Unit):
         if stored is None:  # pragma: no cover - the insert or the other writer put it there
             raise StorageError(f"no SAML signing key for tenant {tenant_id!r}")
         return stored
+
+    @_guarded
+    def saml_sp_keys(self, tenant_id: str) -> str | None:
+        """The tenant's SP key pairs document, if it has one."""
+        found: str | None = self._conn.execute(
+            select(saml_sp_keys.c.document).where(saml_sp_keys.c.tenant_id == tenant_id)
+        ).scalar()
+        return found
+
+    @_guarded
+    def replace_saml_sp_keys(self, tenant_id: str, document: str, *, expected: str | None) -> bool:
+        """Store the document if the stored one is still ``expected``."""
+        if expected is None:
+            try:
+                with self._savepoint():
+                    self._conn.execute(
+                        insert(saml_sp_keys), [{"tenant_id": tenant_id, "document": document}]
+                    )
+            except IntegrityError as error:
+                if _is_foreign_key(error):
+                    raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+                return False  # another instance stored its keys first
+            return True
+        changed = self._conn.execute(
+            update(saml_sp_keys)
+            .where(saml_sp_keys.c.tenant_id == tenant_id, saml_sp_keys.c.document == expected)
+            .values(document=document)
+        )
+        return bool(changed.rowcount == 1)
 
     @_guarded
     def add_saml_outcome(

@@ -39,11 +39,11 @@ from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import utc
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -399,6 +399,17 @@ saml_keys = Table(
     Column("secret", _TEXT, nullable=False),
     PrimaryKeyConstraint("tenant_id", name="pk_saml_keys"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_keys_tenant"),
+)
+
+# The SP's own key pairs (encryption and request signing) pbidentity made for
+# a tenant: one document per tenant, replaced whole (compare and set).
+saml_sp_keys = Table(
+    "saml_sp_keys",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("document", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", name="pk_saml_sp_keys"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_sp_keys_tenant"),
 )
 
 # Verified sign-ins waiting for their browser at the finish step, under the
