@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -206,12 +208,12 @@ def test_idp_initiated_sign_in_with_simplesamlphp_is_refused_by_default(
     assert outcome.finding.code == "response.unsolicited"
 
 
-# -- Signed AuthnRequests and encrypted assertions ------------------------------------
+# -- Signed AuthnRequests and encrypted assertions, protocol level -------------------
 #
-# The SP's keys as the workspace's SP metadata publishes them (pbidentity.saml._keys
-# and sp_metadata), the request signed as redirect_for signs it, and SimpleSAMLphp's
-# response decrypted and checked by verify_response: the protocol level of the
-# feature, until SamlService carries the keys of a workspace.
+# What SimpleSAMLphp does with the SP's keys, one step at a time: the SP metadata
+# publishing them (sp_metadata), a request signed as redirect_for signs it, or
+# signed by another key, or not at all (which the app never sends), and the
+# response read by verify_response. The whole SamlService follows below.
 
 XMLENC = "http://www.w3.org/2001/04/xmlenc#"
 
@@ -327,3 +329,79 @@ def test_simplesamlphp_encrypted_assertion_to_another_key_is_refused(
         )
     assert refused.value.code.startswith("response.")
     assert sp_key("another").fingerprint in refused.value.finding.message
+
+
+# -- Signed and encrypted through the whole SamlService ------------------------------
+
+
+def _signed_and_encrypted(app: InteropApp, simplesamlphp: SimpleSamlPhp, **options: object) -> None:
+    """Save SimpleSAMLphp, sign requests, require encryption, and give it the new SP metadata.
+
+    As the admin does: the SP metadata now lists the app's certificates.
+    """
+    simplesamlphp.set_idp_options({**AS_INSTRUCTED, "assertion.encryption": True})
+    saved = app.service.save_metadata_url(
+        SLUG, simplesamlphp.metadata_url, unknown_members="create", **options
+    )
+    assert saved.saved, saved.report.render()
+    app.service.update_options(SLUG, sign_requests=True, assertion_encryption="require")
+    simplesamlphp.set_sp_metadata(httpx.get(app.metadata_url).content)
+
+
+def _through(app: InteropApp, browser: httpx.Client, start: str) -> tuple[SignInOutcome, str]:
+    """From the app's page to the ACS, checking the request the app sent is signed."""
+    redirect = browser.get(start, follow_redirects=False)
+    assert redirect.is_redirect, redirect.text[:2000]
+    query = parse_qs(urlsplit(redirect.headers["location"]).query)
+    assert query["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]
+    assert "Signature" in query
+    page = _answer(browser, redirect.headers["location"])
+    saml_response = _posted_response(app, page)
+    forms = html_forms(page.text, str(page.url))
+    return app.last_outcome(post_form(browser, forms[0])), saml_response
+
+
+def test_signed_requests_and_encrypted_assertions_with_simplesamlphp(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """Save & authorize, SP- and IdP-initiated sign-in: requests signed, assertions encrypted."""
+    _signed_and_encrypted(app, simplesamlphp, allow_idp_initiated=True)
+    # The SP metadata SimpleSAMLphp now holds says requests are signed, and it enforces that.
+    sp_metadata = (simplesamlphp.directory / "sp-metadata.xml").read_text()
+    assert 'AuthnRequestsSigned="true"' in sp_metadata
+    assert '<md:KeyDescriptor use="encryption">' in sp_metadata
+
+    with app.browser() as browser:
+        authorized, saml_response = _through(app, browser, app.authorize_url)
+        assert isinstance(authorized, Authorized), authorized
+        assert encryption(saml_response) == Encryption(
+            content=f"{XMLENC}aes128-cbc", key_transport=f"{XMLENC}rsa-oaep-mgf1p"
+        )
+
+        signed_in, saml_response = _through(app, browser, app.login_url)
+        assert isinstance(signed_in, SignIn), signed_in
+        assert signed_in.created
+        assert encryption(saml_response) is not None
+
+    with app.browser() as browser:
+        page = _answer(browser, simplesamlphp.idp_initiated_url(app.sp.entity_id))
+        assert encryption(_posted_response(app, page)) is not None
+        unsolicited = app.last_outcome(post_form(browser, html_forms(page.text, str(page.url))[0]))
+    assert isinstance(unsolicited, SignIn), unsolicited
+    assert unsolicited.idp_initiated
+
+
+def test_simplesamlphp_plaintext_assertion_is_refused_when_encryption_is_required(
+    app: InteropApp, simplesamlphp: SimpleSamlPhp
+) -> None:
+    """With encryption required, SimpleSAMLphp's plaintext assertion activates nothing."""
+    _signed_and_encrypted(app, simplesamlphp)
+    simplesamlphp.set_idp_options({**AS_INSTRUCTED, "assertion.encryption": False})
+
+    with app.browser() as browser:
+        outcome, saml_response = _through(app, browser, app.authorize_url)
+
+    assert encryption(saml_response) is None
+    assert isinstance(outcome, SignInFailure), outcome
+    assert outcome.finding.code == "response.unencrypted"
+    assert app.service.connections(SLUG).active is None
