@@ -288,12 +288,12 @@ def test_idp_initiated_sign_in_with_lasso_is_refused_by_default(
     assert outcome.finding.code == "response.unsolicited"
 
 
-# -- Signed AuthnRequests and encrypted assertions ------------------------------------
+# -- Signed AuthnRequests and encrypted assertions, protocol level -------------------
 #
-# The SP's keys as the workspace's SP metadata publishes them (pbidentity.saml._keys
-# and sp_metadata), the request signed as redirect_for signs it, and Lasso's response
-# decrypted and checked by verify_response: the protocol level of the feature, until
-# SamlService carries the keys of a workspace.
+# What Lasso does with the SP's keys, one step at a time: the SP metadata publishing
+# them (sp_metadata), a request signed as redirect_for signs it, or signed by
+# another key, or not at all (which the app never sends), and the response read by
+# verify_response. The whole SamlService follows below.
 
 XMLENC = "http://www.w3.org/2001/04/xmlenc#"
 
@@ -374,3 +374,67 @@ def test_lasso_rsa_1_5_key_transport_is_refused(app: InteropApp, lasso_idp: Lass
         )
     assert refused.value.code == "response.key_transport"
     assert "Bleichenbacher" in refused.value.finding.message
+
+
+# -- Signed and encrypted through the whole SamlService ------------------------------
+
+
+def _signed_and_encrypted(app: InteropApp, lasso_idp: LassoIdp, **options: Any) -> None:
+    """Save Lasso's metadata, sign requests, require encryption; Lasso reads the new SP metadata."""
+    _save(app, lasso_idp, **options)
+    app.service.update_options(SLUG, sign_requests=True, assertion_encryption="require")
+    sp_metadata = httpx.get(app.metadata_url).text
+    assert 'AuthnRequestsSigned="true"' in sp_metadata
+    assert '<md:KeyDescriptor use="encryption">' in sp_metadata
+
+
+def _signed_redirect(browser: httpx.Client, start: str) -> httpx.Response:
+    redirect = browser.get(start, follow_redirects=False)
+    assert "&Signature=" in redirect.headers["location"], redirect.headers["location"]
+    return redirect
+
+
+def test_signed_requests_and_encrypted_assertions_with_lasso(
+    app: InteropApp, lasso_idp: LassoIdp
+) -> None:
+    """Save & authorize, SP- and IdP-initiated sign-in: requests signed, assertions encrypted."""
+    _signed_and_encrypted(app, lasso_idp, allow_idp_initiated=True)
+    lasso_idp.options = {**AUTHENTIC2, "encrypt_assertion": True}
+
+    with app.browser() as browser:
+        form = lasso_idp.answer(_signed_redirect(browser, app.authorize_url))
+        assert encryption(form.fields["SAMLResponse"]) == Encryption(
+            content=f"{XMLENC}aes128-cbc", key_transport=f"{XMLENC}rsa-oaep-mgf1p"
+        )
+        authorized = app.last_outcome(post_form(browser, form))
+        assert isinstance(authorized, Authorized), authorized
+
+        form = lasso_idp.answer(_signed_redirect(browser, app.login_url))
+        assert encryption(form.fields["SAMLResponse"]) is not None
+        signed_in = app.last_outcome(post_form(browser, form))
+        assert isinstance(signed_in, SignIn), signed_in
+        assert signed_in.created
+
+    with app.browser() as browser:
+        form = lasso_idp.initiate()
+        assert encryption(form.fields["SAMLResponse"]) is not None
+        unsolicited = app.last_outcome(post_form(browser, form))
+    assert isinstance(unsolicited, SignIn), unsolicited
+    assert unsolicited.idp_initiated
+
+
+def test_lasso_plaintext_assertion_is_refused_when_encryption_is_required(
+    app: InteropApp, lasso_idp: LassoIdp
+) -> None:
+    """With encryption required, Lasso's plaintext assertion activates nothing."""
+    _signed_and_encrypted(app, lasso_idp)
+    lasso_idp.options = dict(AUTHENTIC2)
+
+    with app.browser() as browser:
+        form = lasso_idp.answer(_signed_redirect(browser, app.authorize_url))
+        outcome = app.last_outcome(post_form(browser, form))
+
+    assert encryption(form.fields["SAMLResponse"]) is None
+    assert isinstance(outcome, SignInFailure), outcome
+    assert outcome.finding.code == "response.unencrypted"
+    assert app.service.connections(SLUG).active is None
