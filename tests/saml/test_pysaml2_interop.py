@@ -500,12 +500,12 @@ def test_idp_initiated_sign_in_with_pysaml2_is_refused_by_default(
     assert outcome.finding.code == "response.unsolicited"
 
 
-# -- Signed AuthnRequests and encrypted assertions ------------------------------------
+# -- Signed AuthnRequests and encrypted assertions, protocol level -------------------
 #
-# The SP's keys as the workspace's SP metadata publishes them (pbidentity.saml._keys
-# and sp_metadata), the request signed as redirect_for signs it, and pysaml2's
-# response checked by verify_response: the protocol level of the feature, until
-# SamlService carries the keys of a workspace.
+# What pysaml2 does with the SP's keys, one step at a time: the SP metadata
+# publishing them (sp_metadata), a request signed as redirect_for signs it, or
+# signed by another key, or not at all (which the app never sends), and the
+# response read by verify_response. The whole SamlService follows below.
 
 XMLENC = "http://www.w3.org/2001/04/xmlenc#"
 
@@ -567,3 +567,62 @@ def test_pysaml2_encrypted_assertion_is_refused_for_its_triple_des(
     assert refused.value.code == "response.encryption_algorithm"
     assert "tripledes-cbc" in refused.value.finding.message
     assert "AES-256-GCM" in refused.value.finding.suggestion
+
+
+# -- Signed and encrypted through the whole SamlService ------------------------------
+
+
+def _with_options(app: InteropApp, tmp_path: Path, **options: Any) -> Pysaml2Idp:
+    """Save pysaml2's metadata, set ``options``; pysaml2 then reads the new SP metadata."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "again").mkdir()
+    first = Pysaml2Idp(app, tmp_path / "first", service=AS_INSTRUCTED)
+    saved = app.service.save_metadata_xml(
+        SLUG, first.metadata, unknown_members="create", allow_idp_initiated=True
+    )
+    assert saved.saved, saved.report.render()
+    app.service.update_options(SLUG, **options)
+    return Pysaml2Idp(
+        app,
+        tmp_path / "again",
+        service={**AS_INSTRUCTED, "want_authn_requests_signed": True},
+    )
+
+
+@pytest.mark.slow
+def test_signed_requests_with_pysaml2(app: InteropApp, tmp_path: Path) -> None:
+    """pysaml2 wanting signed requests: Save & authorize, SP- and IdP-initiated sign-in."""
+    idp = _with_options(app, tmp_path, sign_requests=True, assertion_encryption="accept")
+
+    with app.browser() as browser:
+        redirect = browser.get(app.authorize_url, follow_redirects=False)
+        assert "&Signature=" in redirect.headers["location"]
+        authorized = app.last_outcome(post_form(browser, idp.answer(redirect)))
+        assert isinstance(authorized, Authorized), authorized
+
+        signed_in, _ = _sign_in(app, idp, browser, app.login_url)
+        assert isinstance(signed_in, SignIn), signed_in
+
+    with app.browser() as browser:
+        unsolicited = app.last_outcome(post_form(browser, idp.initiate()))
+    assert isinstance(unsolicited, SignIn), unsolicited
+    assert unsolicited.idp_initiated
+
+
+@pytest.mark.slow
+def test_pysaml2_encryption_is_refused_through_the_service(app: InteropApp, tmp_path: Path) -> None:
+    """Encryption required: pysaml2's 3DES assertion fails the test sign-in, saying what to set."""
+    idp = _with_options(app, tmp_path, sign_requests=True, assertion_encryption="require")
+
+    with app.browser() as browser:
+        redirect = browser.get(app.authorize_url, follow_redirects=False)
+        location = redirect.headers["location"]
+        form = idp.answer_url(location, encrypt_assertion=True)
+        outcome = app.last_outcome(post_form(browser, form))
+
+    assert encryption(form.fields["SAMLResponse"]) == Encryption(
+        content=f"{XMLENC}tripledes-cbc", key_transport=f"{XMLENC}rsa-oaep-mgf1p"
+    )
+    assert isinstance(outcome, SignInFailure), outcome
+    assert outcome.finding.code == "response.encryption_algorithm"
+    assert app.service.connections(SLUG).active is None
