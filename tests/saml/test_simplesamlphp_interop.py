@@ -405,3 +405,53 @@ def test_simplesamlphp_plaintext_assertion_is_refused_when_encryption_is_require
     assert isinstance(outcome, SignInFailure), outcome
     assert outcome.finding.code == "response.unencrypted"
     assert app.service.connections(SLUG).active is None
+
+
+def test_sp_key_rollover_with_simplesamlphp(app: InteropApp, simplesamlphp: SimpleSamlPhp) -> None:
+    """Both SP keys rolled over with SimpleSAMLphp reading the metadata once, mid-rollover.
+
+    SimpleSAMLphp encrypts to the first encryption certificate the SP
+    metadata lists, so the new one must come first: finishing the rollover
+    then breaks no sign-in, though SimpleSAMLphp never reads the metadata again.
+    """
+    _signed_and_encrypted(app, simplesamlphp)
+    with app.browser() as browser:
+        authorized, _ = _through(app, browser, app.authorize_url)
+        assert isinstance(authorized, Authorized), authorized
+        old = app.service.sp_keys(SLUG)
+
+        new_encryption = app.service.start_sp_key_rollover(SLUG, "encryption")
+        new_signing = app.service.start_sp_key_rollover(SLUG, "signing")
+        # Before the IdP has the new metadata: the old keys still serve.
+        signed_in, _ = _through(app, browser, app.login_url)
+        assert isinstance(signed_in, SignIn), signed_in
+
+        simplesamlphp.set_sp_metadata(httpx.get(app.metadata_url).content)
+        signed_in, saml_response = _through(app, browser, app.login_url)
+        assert isinstance(signed_in, SignIn), signed_in
+        idp = identity_provider(httpx.get(simplesamlphp.metadata_url).content)
+        # SimpleSAMLphp has switched to the new encryption certificate already.
+        verify_response(
+            saml_response,
+            sp=app.sp,
+            idp=idp,
+            request_id=None,
+            now=datetime.now(UTC),
+            decryption_keys=[new_encryption],
+        )
+        with pytest.raises(SignInError):
+            verify_response(
+                saml_response,
+                sp=app.sp,
+                idp=idp,
+                request_id=None,
+                now=datetime.now(UTC),
+                decryption_keys=old.encryption,
+            )
+
+        app.service.finish_sp_key_rollover(SLUG, "encryption")
+        app.service.finish_sp_key_rollover(SLUG, "signing")
+        assert app.service.sp_keys(SLUG).signing_key == new_signing
+        signed_in, _ = _through(app, browser, app.login_url)
+
+    assert isinstance(signed_in, SignIn), signed_in
