@@ -25,6 +25,7 @@ __all__ = [
     "XENC",
     "encrypt_assertion",
     "encrypt_bytes",
+    "fill",
 ]
 
 XENC: Final = "http://www.w3.org/2001/04/xmlenc#"
@@ -162,12 +163,24 @@ def encrypt_bytes(
     wrapper = etree.SubElement(response, f"{{{NS['saml']}}}EncryptedAssertion")
     assertion.addprevious(wrapper)
     response.remove(assertion)
+    fill(wrapper, plaintext, certificate_pem, content=content, key_transport=key_transport)
+    return wrapper
+
+
+def fill(
+    wrapper: Any,
+    plaintext: bytes,
+    certificate_pem: str,
+    *,
+    content: str = "aes256-gcm",
+    key_transport: str = "rsa-oaep-mgf1p",
+) -> None:
+    """Put ``plaintext``, encrypted, into an empty EncryptedAssertion ``wrapper``."""
     data, _ = _template(content, key_transport, None, "key_info")
     wrapper.append(data)
     encrypted = _context(certificate_pem, content).encrypt_binary(data, plaintext)
     # encrypt_binary writes no Type: say what an IdP says.
     encrypted.set("Type", f"{XENC}Element")
-    return wrapper
 
 
 def cipher_value(wrapper: Any) -> Any:

@@ -19,6 +19,7 @@ import pytest
 from lxml import etree
 
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.saml._decrypt import decrypt_assertion
 from pbidentity.saml._keys import SpKey
 from pbidentity.saml._keys import SpKeys
 from pbidentity.saml._keys import generate_sp_key
@@ -30,6 +31,7 @@ from tests.saml.encryption import CONTENT
 from tests.saml.encryption import XENC
 from tests.saml.encryption import encrypt_assertion
 from tests.saml.encryption import encrypt_bytes
+from tests.saml.encryption import fill
 from tests.saml.encryption import tamper
 from tests.saml.idp import NS
 from tests.saml.idp import TestIdp
@@ -476,3 +478,64 @@ def test_a_dtd_inside_gcm_plaintext_is_named(idp: TestIdp, sp_key: SpKey) -> Non
 
     assert error.code == "response.malformed"
     assert "DOCTYPE" in error.finding.message
+
+
+SAMLP = NS["samlp"]
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "declared"),
+    [
+        pytest.param(b"<saml2:Assertion ID='_a'/>", 1, id="relies on the wrapper's prefix"),
+        pytest.param(
+            b'<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a"/>',
+            1,
+            id="declares it itself",
+        ),
+        pytest.param(
+            b'<saml2:Assertion ID=">" xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion"/>',
+            1,
+            id="a quoted > before its declaration",
+        ),
+    ],
+)
+def test_a_prefix_only_the_encrypted_assertion_declared_stays_declared(
+    sp_key: SpKey, plaintext: bytes, declared: int
+) -> None:
+    """In the EncryptedAssertion's place, the assertion declares what it inherited there."""
+    root = etree.fromstring(f'<samlp:Response xmlns:samlp="{SAMLP}"/>'.encode())
+    wrapper = etree.SubElement(root, f"{{{SAML}}}EncryptedAssertion", nsmap={"saml2": SAML})
+    fill(wrapper, plaintext, sp_key.certificate_pem)
+
+    result = decrypt_assertion(wrapper, (sp_key,))
+
+    assert result.count(b"xmlns:saml2=") == declared
+    standing = etree.fromstring(
+        f'<samlp:Response xmlns:samlp="{SAMLP}">'.encode() + result + b"</samlp:Response>"
+    )
+    assert standing[0].tag == f"{{{SAML}}}Assertion"
+    assert standing[0].prefix == "saml2"
+
+
+def test_the_decrypted_assertion_keeps_its_own_prefixes(idp: TestIdp, sp_key: SpKey) -> None:
+    """An assertion signed with its own prefix verifies, decrypted into a response using another.
+
+    pysaml2 does this: the Response says ``ns1`` for the assertion namespace,
+    the encrypted assertion ``encas2``. Moved as a parsed element, lxml
+    would rename it to ``ns1`` and the signature would no longer match.
+    """
+    root = response(idp)
+    assertion = root.find(f"{{{SAML}}}Assertion")
+    standalone = etree.fromstring(
+        etree.tostring(assertion)
+        .replace(b"saml:", b"encas2:")
+        .replace(b"xmlns:saml=", b"xmlns:encas2=")
+    )
+    standalone.remove(standalone.find(f"{{{DS}}}Signature"))
+    sign(standalone, idp.keys[0])
+    assert standalone.prefix == "encas2"
+    wrapper = etree.SubElement(root, f"{{{SAML}}}EncryptedAssertion")
+    root.replace(assertion, wrapper)
+    fill(wrapper, etree.tostring(standalone), sp_key.certificate_pem)
+
+    assert verify(root, idp, (sp_key,)).name_id == "ada@example.com"

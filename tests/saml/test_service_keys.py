@@ -324,3 +324,30 @@ def test_sp_key_checks_use_the_workspace_not_another(service: SamlService, idp: 
     keys_globex: SpKey = service.sp_keys("globex").encryption[0]
 
     assert keys_acme.fingerprint != keys_globex.fingerprint
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda c: c[:-1] + bytes([c[-1] ^ 1]), id="tampered tag"),
+        pytest.param(lambda c: c[:10], id="truncated"),
+    ],
+)
+def test_an_undecryptable_post_to_the_acs_is_a_page_never_a_500(
+    service: SamlService, idp: TestIdp, change: Any
+) -> None:
+    """Over HTTP, a ciphertext that does not decrypt is a 403 page naming the finding."""
+    from tests.saml.encryption import tamper
+    from tests.saml.test_service import post_form
+
+    activate(service, idp)
+    service.update_options("acme", assertion_encryption="require", allow_idp_initiated=True)
+    certificate = pem_of(published(metadata(service), "encryption")[0])
+    root = etree.fromstring(idp.response_xml(sp=sp(service), name_id="jane@acme.test"))
+    tamper(encrypt_assertion(root, certificate), change)
+
+    answer = post_form(service, "/acme/acs", {"SAMLResponse": encode(etree.tostring(root))})
+
+    assert answer.status == 403
+    assert b"Traceback" not in answer.body
+    assert b"could not be decrypted" in answer.body

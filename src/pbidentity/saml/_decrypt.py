@@ -99,6 +99,9 @@ _GCM_NONCE = 12
 _GCM_TAG = 16
 _BLOCK = 16
 _XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
+#: The plaintext's first start tag: its name, then its attributes (quoted values may hold ">").
+_START_TAG = re.compile(rb"""\s*<([^\s/>]+)((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*/?>""")
+_DECLARATION = re.compile(rb"\sxmlns(?::([^\s=]+))?\s*=")
 _SUGGESTION = (
     "Give the IdP this SP's current encryption certificate (the SP metadata lists it) and "
     "check that it encrypts with AES-GCM or AES-CBC and RSA-OAEP."
@@ -305,8 +308,15 @@ def _wrapper(encrypted_assertion: Any) -> tuple[bytes, bytes]:
     return f"<plaintext{declarations}>".encode(), b"</plaintext>"
 
 
-def _parse_plaintext(plaintext: bytes, encrypted_assertion: Any) -> Any:
-    """The one saml:Assertion of the plaintext; ``None`` when it is not one."""
+def _parse_plaintext(plaintext: bytes, encrypted_assertion: Any) -> bytes | None:
+    """The plaintext, ready to stand in the EncryptedAssertion's place; ``None`` if no assertion.
+
+    It must parse, with the namespaces in scope where it was encrypted, to
+    exactly one saml:Assertion. The caller puts it into the response as text
+    and parses the whole again: moving a parsed element into another tree
+    would let lxml rename its prefixes to the new parent's, which changes its
+    canonical form, and so its signature.
+    """
     plaintext = _XML_DECLARATION.sub(b"", plaintext, count=1)
     if b"<!DOCTYPE" in plaintext or b"<!ENTITY" in plaintext:
         raise DTDForbidden(None, None, None)
@@ -319,11 +329,25 @@ def _parse_plaintext(plaintext: bytes, encrypted_assertion: Any) -> Any:
     text = (wrapper.text or "") + "".join(e.tail or "" for e in elements)
     if len(elements) != 1 or text.strip() or elements[0].tag != f"{{{_SAML}}}Assertion":
         return None
-    return elements[0]
+    start = _START_TAG.match(plaintext)
+    if start is None:
+        return None
+    # A prefix the EncryptedAssertion itself declared is gone once the
+    # assertion stands in its place: the assertion declares it instead.
+    declared = {m.group(1) or b"" for m in _DECLARATION.finditer(start.group(2))}
+    parent = encrypted_assertion.getparent()
+    scope = {} if parent is None else parent.nsmap
+    missing = b"".join(
+        (b" xmlns=" if prefix is None else b" xmlns:" + prefix.encode() + b"=")
+        + quoteattr(uri).encode()
+        for prefix, uri in encrypted_assertion.nsmap.items()
+        if scope.get(prefix) != uri and (prefix or "").encode() not in declared
+    )
+    return plaintext[: start.end(1)] + missing + plaintext[start.end(1) :]
 
 
-def decrypt_assertion(encrypted_assertion: Any, keys: Sequence[SpKey]) -> Any:
-    """The saml:Assertion an EncryptedAssertion holds, as an element of its own.
+def decrypt_assertion(encrypted_assertion: Any, keys: Sequence[SpKey]) -> bytes:
+    """The saml:Assertion an EncryptedAssertion holds, as XML to put in its place.
 
     ``keys`` are the SP's encryption keys (every key of a rollover). Raises
     :class:`DecryptionError` with the finding to show.

@@ -61,6 +61,7 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.utils import OneLogin_Saml2_ValidationError
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden
 from onelogin.saml2.xmlparser import EntitiesForbidden
 
@@ -124,6 +125,8 @@ _DIGEST_METHODS = frozenset(
 #: A SAML signature needs two transforms (enveloped, then c14n); a few more
 #: is still harmless, a long chain is not a signature any IdP makes.
 _MAX_TRANSFORMS = 4
+#: The processing instruction that stands where the decrypted assertion goes.
+_DECRYPTED = "pbidentity-decrypted-assertion"
 #: Received values quoted in messages are cut to this many characters.
 _SHOWN = 200
 
@@ -700,6 +703,7 @@ class _Verification:
                 response_signer = self._verify(received, "response")
             # python3-saml made a copy of the document for the decrypted assertion.
             root = self._decrypted(response.decrypted_document)
+            response.decrypted_document = root
         try:
             signed = response.process_signed_elements()
         except OneLogin_Saml2_ValidationError as error:
@@ -793,11 +797,17 @@ class _Verification:
         """``root`` (a copy of the response) with the EncryptedAssertion decrypted in place."""
         encrypted = _child(root, "EncryptedAssertion")
         try:
-            assertion = decrypt_assertion(encrypted, self.decryption_keys)
+            plaintext = decrypt_assertion(encrypted, self.decryption_keys)
         except DecryptionError as error:
             raise SignInError(error.finding) from None
-        root.replace(encrypted, assertion)
-        return root
+        # Put in as text and parsed with the response, as libxmlsec does: the
+        # assertion keeps its own prefixes, so its canonical form is the one
+        # the IdP signed. The parser drops processing instructions, so the
+        # marker cannot come from the response itself.
+        marker = etree.ProcessingInstruction(_DECRYPTED)
+        root.replace(encrypted, marker)
+        document = etree.tostring(root).replace(etree.tostring(marker), plaintext, 1)
+        return OneLogin_Saml2_XML.to_etree(document)
 
     def _check_root(self, root: Any) -> None:
         if root.tag != f"{{{_SAMLP}}}Response":
