@@ -233,7 +233,8 @@ def test_an_encryption_key_rollover_accepts_both_keys_until_it_is_finished(
 
     new_key = service.start_sp_key_rollover("acme", "encryption")
 
-    assert published(metadata(service), "encryption") == [old, new_key.certificate_body]
+    # The new certificate first: the one IdPs that take the first listed encrypt to.
+    assert published(metadata(service), "encryption") == [new_key.certificate_body, old]
     for certificate in (pem_of(old), new_key.certificate_pem):
         assert isinstance(encrypted_sign_in(service, idp, certificate), SignIn)
     with pytest.raises(InputError, match="under way"):

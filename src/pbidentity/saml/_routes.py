@@ -140,7 +140,11 @@ class SamlEndpoints:
         return sp_metadata(
             sp,
             signing_keys=keys.signing if signs else (),
-            encryption_keys=keys.encryption if encrypts else (),
+            # Newest first: IdPs encrypt to the first certificate listed
+            # (SimpleSAMLphp does), and a new encryption key decrypts from the
+            # start of its rollover, so an IdP that reads the metadata then
+            # moves to the new key before the old one is dropped.
+            encryption_keys=tuple(reversed(keys.encryption)) if encrypts else (),
         )
 
     def _result(self, request: Request, outcome: SignInOutcome) -> Response:
