@@ -36,6 +36,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
+from pbidentity.domain import SetupLink
 from pbidentity.domain import Tenant
 from pbidentity.query import Page
 from pbidentity.query import Query
@@ -301,6 +302,26 @@ class Transaction(Protocol):
 
     def purge_saml_state(self, now: datetime) -> int:
         """Forget expired AuthnRequests, assertion ids and outcomes; return how many rows went."""
+
+    # -- set-up links of the portal ---------------------------------------------
+
+    def add_setup_link(self, link: SetupLink) -> None:
+        """Insert a link; ``NotFoundError`` without its tenant, ``ConflictError`` on its id."""
+
+    def setup_links(self, tenant_id: str) -> Sequence[SetupLink]:
+        """The tenant's set-up links, newest first."""
+
+    def get_setup_link(self, tenant_id: str, link_id: str) -> SetupLink | None:
+        """One of the tenant's set-up links (``None`` for another tenant's)."""
+
+    def open_setup_link(self, tenant_id: str, link_id: str, when: datetime) -> bool:
+        """Mark the link opened at ``when``; ``True`` only the first time, unrevoked, unexpired.
+
+        Two browsers opening one link at once: exactly one of them gets ``True``.
+        """
+
+    def revoke_setup_link(self, tenant_id: str, link_id: str, when: datetime) -> bool:
+        """Revoke the link (a session it opened ends too); ``False`` if it was already revoked."""
 
 
 class Storage(Protocol):
