@@ -122,9 +122,12 @@ def test_a_managed_members_page_shows_the_decision_trail_and_why_it_is_locked(
         lock = re.search(r'<p id="lock-reason"[^>]*>(.*?)</p>', page.text, re.S)
         assert lock
         assert "managed by the identity provider" in lock.group(1)
+        assert 'id="save-member"' not in page.text  # no form that could only be refused
+        # The form posted anyway (an old tab): refused by the guard, nothing saved.
+        csrf = csrf_of(browser.get("/portal/w/acme/scim", headers=admin()))
         refused = browser.post(
             f"/portal/w/acme/members/{member_id}",
-            data={"csrf": csrf_of(page), "given_name": "Al", "family_name": "", "role": "admin"},
+            data={"csrf": csrf, "given_name": "Al", "family_name": "", "role": "admin"},
             headers=admin(),
         )
         assert refused.status_code == 409
