@@ -46,9 +46,9 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from tests.saml.idp import TestIdp
 
-from pbidentity.saml._response import settings_dict
-from pbidentity.saml._response import verify_response
-from pbidentity.saml._types import ServiceProvider
+from pbidentity.saml import ServiceProvider
+from pbidentity.saml import settings_dict
+from pbidentity.saml import verify_response
 
 TARGET_MS = 1.0
 REQUEST_ID = "_bench-request-1"

@@ -58,7 +58,7 @@ from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.http import Request
 from pbidentity.scim import ScimService
-from pbidentity.scim import _cursor
+from pbidentity.scim.cursor import encode as encode_cursor
 from pbidentity.storage import Storage
 from pbidentity.storage import open_storage
 
@@ -261,7 +261,7 @@ def _cursor_at(client: Client, position: int, members: int) -> str:
     # What a first page's cursor is bound to (tenant, resource, no filter, no
     # sort), then the position of the member before ``position``.
     bound_to = json.loads(base64.urlsafe_b64decode(first["nextCursor"] + "=="))[1]
-    return _cursor.encode(bound_to, (True, None, _member_id(position - 1)), members)
+    return encode_cursor(bound_to, (True, None, _member_id(position - 1)), members)
 
 
 def _anonymous_memory_kib() -> int:

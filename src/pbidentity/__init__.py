@@ -6,7 +6,9 @@ Start with :class:`PbIdentity`, built once by the host app::
     from pbidentity.saml import SamlConfig
 
     identity = pbidentity.PbIdentity(
-        "sqlite:///pbidentity.db", saml=SamlConfig(public_url="https://app.example")
+        "sqlite:///pbidentity.db",
+        roles=pbidentity.RoleSet(("owner", "editor", "viewer")),  # most privileged first
+        saml=SamlConfig(public_url="https://app.example"),
     )
     identity.admin.create_tenant("acme-corp")   # tenants, tokens, policies
     identity.members                            # the app's view of its members
@@ -48,6 +50,7 @@ from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.exceptions import VersionMismatchError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.roles import RoleSet
 
 try:
     __version__ = _metadata.version("pbidentity")
@@ -67,6 +70,7 @@ __all__ = [
     "PbIdentityError",
     "Request",
     "Response",
+    "RoleSet",
     "SchemaVersionError",
     "StorageError",
     "StorageUnavailableError",

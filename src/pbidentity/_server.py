@@ -266,27 +266,23 @@ def _serve_wsgi(
             answered = portal.sign_in_result(request, outcome) if portal else None
             return answered or default_result_page(outcome)
 
-        identity = PbIdentity(
-            database_url,
-            saml=SamlConfig(public_url=public, prefix=SAML_PREFIX, dev_hosts=dev_hosts),
-            on_result=on_result,
-            upgrade=database_url.startswith("sqlite"),
-        )
-        portal, no_portal = _portal(identity)
-        mounts = {PORTAL_PREFIX: portal} if portal is not None else {}
-        server.set_app(make_app(identity, mounts=mounts, fallback=_index))
-        print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
-        print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
-        _print_listening(host, bound, public)
-        print(f"Note: not the reference app: {missing}.", flush=True)
-        if demo:
-            _print_demo_token(identity.admin, f"{public}{DEFAULT_PREFIX}")
-        if portal is None:
-            print(f"Note: no set-up portal: {no_portal}.", flush=True)
-        else:
-            _print_setup_link(portal, f"{public}{PORTAL_PREFIX}")
-        print("Press Ctrl+C to stop.", flush=True)
-        with identity:
+        saml = SamlConfig(public_url=public, prefix=SAML_PREFIX, dev_hosts=dev_hosts)
+        upgrade = database_url.startswith("sqlite")
+        with PbIdentity(database_url, saml=saml, on_result=on_result, upgrade=upgrade) as identity:
+            portal, no_portal = _portal(identity)
+            mounts = {PORTAL_PREFIX: portal} if portal is not None else {}
+            server.set_app(make_app(identity, mounts=mounts, fallback=_index))
+            print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
+            print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
+            _print_listening(host, bound, public)
+            print(f"Note: not the reference app: {missing}.", flush=True)
+            if demo:
+                _print_demo_token(identity.admin, f"{public}{DEFAULT_PREFIX}")
+            if portal is None:
+                print(f"Note: no set-up portal: {no_portal}.", flush=True)
+            else:
+                _print_setup_link(portal, f"{public}{PORTAL_PREFIX}")
+            print("Press Ctrl+C to stop.", flush=True)
             try:
                 server.serve_forever()
             except KeyboardInterrupt:

@@ -10,6 +10,7 @@ with 2, as argparse does. No traceback reaches the operator.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from pbidentity._converter import converter
 from pbidentity.exceptions import PbIdentityError
 
 if TYPE_CHECKING:
+    from pbidentity import PbIdentity
     from pbidentity.domain import IdentityProvider
     from pbidentity.saml import Report
     from pbidentity.saml import ServiceProvider
@@ -31,6 +33,7 @@ __all__ = ["main"]
 
 DATABASE_ENV = "PBIDENTITY_DATABASE_URL"
 DEFAULT_DATABASE = "sqlite:///pbidentity.db"
+IDENTITY_ENV = "PBIDENTITY_IDENTITY"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         default=os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE,
         help=f"database URL (default: ${DATABASE_ENV}, else {DEFAULT_DATABASE})",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="MODULE:NAME",
+        default=os.environ.get(IDENTITY_ENV),
+        help="the app's own PbIdentity (or a function returning it), e.g. myapp.identity:identity: "
+        f"its database, roles and SAML configuration instead of --database (default: "
+        f"${IDENTITY_ENV}; not for serve and db)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -277,10 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pbidentity import PbIdentity
-
     if args.command == "simulate":  # talks to a SCIM server over HTTP, not to the database
         return _simulate(args)
+    if args.identity and args.command in ("serve", "db"):
+        raise _input_error(
+            f"{args.command} works on --database, not on the app's identity: leave out "
+            f"--identity (and ${IDENTITY_ENV})"
+        )
     if args.command == "db":
         return _db(args)
     if args.command == "saml":  # reads a file or a URL, not the database
@@ -296,7 +310,7 @@ def _run(args: argparse.Namespace) -> int:
             public_url=args.public_url,
             dev_hosts=None if args.dev_host is None else frozenset(args.dev_host),
         )
-    identity = PbIdentity(args.database)
+    identity = _identity(args)
     try:
         admin = identity.admin
         if args.command == "tenants":
@@ -544,11 +558,47 @@ SAML_EXTRA_MISSING = "SAML support needs the saml extra: pip install 'pbidentity
 _SAML_EXTRA_PACKAGES = frozenset({"lxml", "xmlsec", "onelogin", "cryptography", "isodate"})
 
 
+def _identity(args: argparse.Namespace) -> PbIdentity:
+    """The app's PbIdentity named by ``--identity``, else a default one on ``--database``."""
+    from pbidentity import PbIdentity
+
+    if not args.identity:
+        return PbIdentity(args.database)
+    module_name, colon, name = args.identity.partition(":")
+    if not colon or not module_name or not name:
+        raise _input_error(
+            f"--identity {args.identity!r}: expected MODULE:NAME, e.g. myapp.identity:identity"
+        )
+    # As `flask --app` does: the app's modules are found from where the command runs.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name):
+            raise  # the app's module itself failed to import something: its own bug
+        raise _input_error(f"--identity {args.identity!r}: no module {error.name!r}") from None
+    except AttributeError:
+        raise _input_error(
+            f"--identity {args.identity!r}: module {module_name!r} has no {name!r}"
+        ) from None
+    identity = found() if callable(found) and not isinstance(found, PbIdentity) else found
+    if not isinstance(identity, PbIdentity):
+        raise _input_error(
+            f"--identity {args.identity!r} names a value of type {type(identity).__name__}, "
+            "not a pbidentity.PbIdentity (or a function returning one)"
+        )
+    return identity
+
+
 def _saml_service(args: argparse.Namespace) -> Any:
     """The SAML service on the database, for the commands that act on a workspace."""
     from pbidentity import PbIdentity
     from pbidentity.saml import SamlConfig
 
+    if args.identity:
+        # The app's own SAML configuration: its public URL, prefix and roles.
+        return _identity(args).saml
     if not args.public_url:
         raise _input_error(
             f"give the app's public URL with --public-url (or ${PUBLIC_URL_ENV}): the SP "

@@ -12,17 +12,11 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from pbidentity.admin import Admin
+from pbidentity import PbIdentity
 from pbidentity.domain import ApiToken
-from pbidentity.http import Handler
 from pbidentity.http import Request
-from pbidentity.http import Router
 from pbidentity.saml import SamlConfig
-from pbidentity.saml import SamlService
 from pbidentity.scim import ScimConfig
-from pbidentity.scim import ScimService
-from pbidentity.storage import Storage
-from pbidentity.storage import open_storage
 from pbidentity.tokens import token_digest
 
 GUIDE = Path(__file__).parents[2] / "docs" / "howto" / "adapters.md"
@@ -57,11 +51,22 @@ SECRET = "t" * 43
 CLOCK = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _services(directory: Path) -> tuple[Storage, ScimService, SamlService]:
-    """A fresh database with workspace acme, its token and deterministic services."""
+def _identity(directory: Path) -> PbIdentity:
+    """A fresh database with workspace acme and its token, and deterministic services on it."""
     directory.mkdir()
-    storage = open_storage(f"sqlite:///{directory / 'pbidentity.db'}")
-    admin = Admin(storage)
+    ids = itertools.count(1)
+
+    def new_id() -> str:
+        return f"00000000-0000-4000-8000-{next(ids):012d}"
+
+    identity = PbIdentity(
+        f"sqlite:///{directory / 'pbidentity.db'}",
+        scim=ScimConfig(max_body_bytes=2048),
+        saml=SamlConfig(public_url="https://app.example"),
+        clock=lambda: CLOCK,
+        new_id=new_id,
+    )
+    storage, admin = identity.storage, identity.admin
     admin.create_tenant("acme", "Acme")
     admin.set_scim_enabled("acme", True)
     acme = admin.get_tenant("acme")
@@ -75,26 +80,19 @@ def _services(directory: Path) -> tuple[Storage, ScimService, SamlService]:
                 created=CLOCK,
             )
         )
-    ids = itertools.count(1)
-
-    def new_id() -> str:
-        return f"00000000-0000-4000-8000-{next(ids):012d}"
-
-    scim = ScimService(storage, ScimConfig(max_body_bytes=2048), clock=lambda: CLOCK, new_id=new_id)
-    saml = SamlService(storage, SamlConfig(public_url="https://app.example"), clock=lambda: CLOCK)
-    return storage, scim, saml
+    return identity
 
 
 def test_the_guides_django_view_answers_as_the_core(django_settings: None, tmp_path: Path) -> None:
+    """The guide's view, given the identity, answers every case as the core's own router does."""
     from django.test import RequestFactory
 
-    storage, scim_service, saml_service = _services(tmp_path / "django")
-    namespace: dict[str, Any] = {"scim_service": scim_service, "saml_service": saml_service}
+    identity = _identity(tmp_path / "django")
+    namespace: dict[str, Any] = {"identity": identity}
     exec(compile(_django_view_source(), str(GUIDE), "exec"), namespace)  # noqa: S102
     view = namespace["pbidentity_view"]
-    core_storage, core_scim, core_saml = _services(tmp_path / "core")
-    mounts: dict[str, Handler] = {"/scim/v2": core_scim, "/saml": core_saml}
-    router = Router(mounts)
+    core = _identity(tmp_path / "core")
+    router = core.router()
     factory = RequestFactory(headers={"Host": "app.example"})
     auth = {"Authorization": f"Bearer {SECRET}"}
     user = b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"ada@x.test"}'
@@ -136,5 +134,5 @@ def test_the_guides_django_view_answers_as_the_core(django_settings: None, tmp_p
         assert answer.content == expected.body, (method, target)
         for name, value in expected.headers:
             assert answer[name] == value, (method, target, name)
-    storage.close()
-    core_storage.close()
+    identity.close()
+    core.close()

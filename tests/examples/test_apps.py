@@ -427,7 +427,9 @@ def test_options_let_the_idp_start_sign_ins_and_create_members(app: Running, idp
     answer = post_response(browser, app, idp, "new.person@example.com", None)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/w/demo/members"
-    created = [m for m in app.ctx.identity.members.all("demo") if m.user_name == "new.person@example.com"]
+    created = [
+        m for m in app.ctx.identity.members.all("demo") if m.user_name == "new.person@example.com"
+    ]
     assert len(created) == 1
 
 

@@ -359,3 +359,106 @@ def test_policy_set_show_and_audit(capsys: pytest.CaptureFixture[str], db: list[
     assert "\tapp\tmember.created\t" in out
     code, out, _ = _run(capsys, *db, "audit", "--tenant", "acme", "--json")
     assert json.loads(out)[0]["data"]["role"] == "maker"
+
+
+def test_serve_without_the_reference_app_serves_one_identity(tmp_path: Path) -> None:
+    """The plain server's SCIM and SAML share one PbIdentity: its demo token works, SAML answers."""
+    import select
+
+    import httpx
+
+    code = (
+        "import sys\n"
+        "from pbidentity import _server, cli\n"
+        "_server.reference_app = lambda: (None, 'left out by the test')\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "--database", url, "serve", "--port", "0", "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Press Ctrl+C"):
+            ready, _, _ = select.select([process.stdout], [], [], 60)
+            assert ready, f"the server stopped talking after {lines}"
+            line = process.stdout.readline()
+            assert line, f"the server exited after {lines}"
+            lines.append(line.strip())
+        printed = dict(line.split(": ", 1) for line in lines if ": " in line)
+        scim = printed["SCIM base URL"]
+        token = printed["Demo workspace token (shown once)"]
+        public = scim.removesuffix("/scim/v2")
+        users = httpx.get(f"{scim}/Users", headers={"Authorization": f"Bearer {token}"})
+        assert users.status_code == 200, users.text
+        metadata = httpx.get(f"{public}/saml/demo/metadata")
+        assert metadata.status_code == 200, metadata.text
+        assert f'Location="{public}/saml/demo/acs"' in metadata.text
+        assert "without the admin pages" in httpx.get(f"{public}/").text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+#: A host app's module that builds its PbIdentity, as ``--identity`` imports it.
+_APP_MODULE = """
+import os
+
+import pbidentity
+from pbidentity.roles import RoleSet
+from pbidentity.saml import SamlConfig
+
+identity = pbidentity.PbIdentity(
+    os.environ["HOST_APP_DATABASE"],
+    roles=RoleSet(("owner", "editor", "guest")),
+    saml=SamlConfig(public_url="https://host.example", prefix="/sso"),
+)
+
+
+def make_identity():
+    return identity
+
+
+not_an_identity = 42
+"""
+
+
+def test_the_cli_acts_with_the_apps_own_identity(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--identity MODULE:NAME gives the CLI the app's roles and SAML settings, not the defaults."""
+    (tmp_path / "host_app_identity.py").write_text(_APP_MODULE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOST_APP_DATABASE", f"sqlite:///{tmp_path / 'host.db'}")
+    monkeypatch.delitem(sys.modules, "host_app_identity", raising=False)
+    app = ["--identity", "host_app_identity:identity"]
+    assert _run(capsys, *app, "tenants", "create", "acme")[0] == 0
+    # The app's roles decide: "owner" is one of them, "admin" (a default role) is not.
+    mapped = ("policy", "set", "--tenant", "acme", "--map")
+    assert _run(capsys, *app, *mapped, "Admins=owner:10")[0] == 0
+    code, _, err = _run(capsys, *app, *mapped, "Admins=admin:10")
+    assert code == 1
+    assert "owner, editor, guest" in err
+    # SAML's values come from the app's configuration: no --public-url needed.
+    code, out, _ = _run(capsys, *app, "saml", "status", "--tenant", "acme", "--json")
+    assert code == 0
+    assert json.loads(out)["service_provider"]["acs_url"] == "https://host.example/sso/acme/acs"
+    # A factory works too; what is not an identity is named, as is a missing name.
+    factory = ["--identity", "host_app_identity:make_identity"]
+    assert "acme" in _run(capsys, *factory, "tenants", "list")[1]
+    for target, message in (
+        ("host_app_identity:not_an_identity", "of type int, not a pbidentity.PbIdentity"),
+        ("host_app_identity:missing", "has no 'missing'"),
+        ("no_such_host_module:identity", "no module 'no_such_host_module'"),
+        ("host_app_identity", "expected MODULE:NAME"),
+    ):
+        code, _, err = _run(capsys, "--identity", target, "tenants", "list")
+        assert (code, message in err) == (1, True), err
+    code, _, err = _run(capsys, *app, "db", "status")
+    assert (code, "leave out --identity" in err) == (1, True), err

@@ -10,12 +10,10 @@ from __future__ import annotations
 from pbidentity.scim._limits import RateLimit
 from pbidentity.scim._limits import ScimLimits
 from pbidentity.scim._service import DEFAULT_ROLE_URN
-from pbidentity.scim._service import DEFAULT_ROLES
 from pbidentity.scim._service import ScimConfig
 from pbidentity.scim._service import ScimService
 
 __all__ = [
-    "DEFAULT_ROLES",
     "DEFAULT_ROLE_URN",
     "RateLimit",
     "ScimConfig",

@@ -71,14 +71,11 @@ from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.query import Sort
 from pbidentity.query import gather_element_tests
-from pbidentity.roles import DEFAULT_ROLES
 from pbidentity.roles import RoleSet
-from pbidentity.scim import _cursor
 from pbidentity.scim import _filter
 from pbidentity.scim import _patch
 from pbidentity.scim import _schema
-from pbidentity.scim._cursor import InvalidCountException
-from pbidentity.scim._cursor import InvalidCursorException
+from pbidentity.scim import cursor as _cursor
 from pbidentity.scim._errors import SCIM_JSON
 from pbidentity.scim._errors import MethodNotAllowedException
 from pbidentity.scim._errors import ServiceUnavailableException
@@ -103,12 +100,14 @@ from pbidentity.scim._render import render_group
 from pbidentity.scim._render import render_member
 from pbidentity.scim._render import wants
 from pbidentity.scim._schema import DEFAULT_ROLE_URN
+from pbidentity.scim.cursor import InvalidCountException
+from pbidentity.scim.cursor import InvalidCursorException
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
 from pbidentity.tokens import token_digest
 from pbidentity.tokens import token_matches
 
-__all__ = ["DEFAULT_ROLES", "DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
+__all__ = ["DEFAULT_ROLE_URN", "ScimConfig", "ScimService"]
 
 log = logging.getLogger("pbidentity.scim")
 

@@ -11,6 +11,10 @@ Keyset cursors never expire and survive any number of writes: the next page
 is "the resources after this position", which is also why a deep page costs
 what the first one does. Nothing about them is secret: a forged cursor can
 only move the position inside listings the token may read anyway.
+
+The module is public for tools that need a cursor without paging to it (the
+scale benchmark starts deep listings this way); the service is its only
+other user. The format is versioned: a cursor of another version is refused.
 """
 
 from __future__ import annotations
