@@ -371,7 +371,7 @@ def members_page(
     members the workspace has. A cursor from another search is refused
     (:class:`ValueError`) rather than silently wrong.
     """
-    from pbidentity.scim import _cursor
+    from pbidentity.scim import cursor as _cursor
 
     search = search.strip()[:MAX_SEARCH]
     status = status if status in ("active", "deactivated") else ""
