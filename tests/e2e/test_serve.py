@@ -356,9 +356,10 @@ def test_serve_from_an_installed_package_serves_the_set_up_portal(tmp_path: Path
         with httpx.Client(timeout=10) as browser:
             shown = browser.get(link)
             assert shown.status_code == 200
-            token = re.search(r'name="token" value="([^"]+)"', shown.text)
-            assert token is not None
-            opened = browser.post(f"{base}/portal/setup", data={"token": token.group(1)})
+            fields = dict(
+                re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text)
+            )
+            opened = browser.post(f"{base}/portal/setup", data=fields)
             assert opened.status_code == 303
             sso = browser.get(f"{base}{opened.headers['location']}")
             assert sso.status_code == 200
@@ -368,5 +369,5 @@ def test_serve_from_an_installed_package_serves_the_set_up_portal(tmp_path: Path
             assert members.status_code == 200
             root = browser.get(f"{base}/")
             assert "/portal/" in root.text
-        # The link worked once.
-        assert httpx.post(f"{base}/portal/setup", data={"token": token.group(1)}).status_code == 410
+            # The link worked once: its page now says so.
+            assert browser.get(link).status_code == 410

@@ -98,7 +98,8 @@ def test_a_set_up_link_opens_the_portal_through_the_adapter(kind: str, tmp_path:
         shown = browser.get("/portal/setup", params={"token": token})
         assert shown.status_code == 200
         assert shown.headers["content-type"] == "text/html; charset=utf-8"
-        opened = browser.post("/portal/setup", data={"token": token}, follow_redirects=False)
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text))
+        opened = browser.post("/portal/setup", data=fields, follow_redirects=False)
         assert opened.status_code == 303
         assert opened.headers["location"] == "/portal/w/acme/sso"
         page = browser.get("/portal/w/acme/scim")

@@ -27,7 +27,12 @@ def _token(issued: IssuedLink) -> str:
 
 
 def _open(browser: httpx.Client, token: str) -> httpx.Response:
-    return browser.post("/portal/setup", data={"token": token})
+    """Open the link as a browser does: its page, then its button (or the page's refusal)."""
+    shown = browser.get("/portal/setup", params={"token": token})
+    if shown.status_code != 200:
+        return shown
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text))
+    return browser.post("/portal/setup", data=fields)
 
 
 def test_a_link_opens_once_then_its_session_serves_its_sections(world: World) -> None:
@@ -67,6 +72,8 @@ def test_a_link_opens_once_then_its_session_serves_its_sections(world: World) ->
         assert second.get("/portal/setup", params={"token": token}).status_code == 410
         assert _open(second, token).status_code == 410
         assert second.get("/portal/w/acme/sso").status_code == 403
+        fields = {"token": token, "csrf": "x"}
+        assert second.post("/portal/setup", data=fields).status_code == 403
     (stored,) = world.portal.links.list("acme")
     assert stored.opened == world.clock.now
     assert stored.created_by == "user-acme"
@@ -151,7 +158,10 @@ def test_ending_the_session_signs_the_browser_out(world: World) -> None:
         _open(browser, _token(world.portal.links.issue("acme", created_by="u")))
         page = browser.get("/portal/w/acme/sso")
         assert 'id="sign-out"' in page.text
-        ended = browser.post("/portal/signout")
+        forged = browser.post("/portal/signout", data={"csrf": "forged"})
+        assert forged.status_code == 403  # another site's form cannot end it
+        assert browser.get("/portal/w/acme/sso").status_code == 200
+        ended = browser.post("/portal/signout", data={"csrf": csrf_of(page)})
         assert ended.status_code == 200
         assert browser.get("/portal/w/acme/sso").status_code == 403
 
@@ -198,3 +208,28 @@ def test_the_test_sign_in_the_portal_started_comes_back_to_its_page(world: World
         tenant=tenant, purpose="authorize", report=report, relay_state="/settings/sso"
     )
     assert world.portal.sign_in_result(request, elsewhere) is None
+
+
+def test_another_sites_form_cannot_open_a_link_in_this_browser(world: World) -> None:
+    """Login CSRF: the token POSTed without its page's token (another site's form) is refused.
+
+    The link is not spent by the refusal, and this browser gets no session.
+    """
+    token = _token(world.portal.links.issue("acme", created_by="u"))
+    with world.client() as victim:
+        for fields in ({"token": token}, {"token": token, "csrf": "guess"}):
+            refused = victim.post("/portal/setup", data=fields)
+            assert refused.status_code == 403
+            assert "press Continue" in refused.text
+        # The page's token from another browser does not pass either.
+        with world.client() as attacker:
+            shown = attacker.get("/portal/setup", params={"token": token})
+            theirs = re.search(r'name="csrf" value="([^"]+)"', shown.text)
+            assert theirs is not None
+        refused = victim.post("/portal/setup", data={"token": token, "csrf": theirs.group(1)})
+        assert refused.status_code == 403
+        assert victim.get("/portal/w/acme/sso").status_code == 403
+    (link,) = world.portal.links.list("acme")
+    assert link.opened is None
+    with world.client() as admin_browser:
+        assert _open(admin_browser, token).status_code == 303

@@ -11,6 +11,7 @@ traceback, and sends security headers with every page.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Callable
@@ -344,6 +345,7 @@ class Portal:
             "setup.html",
             None,
             token=token,
+            setup_csrf=self._signer.mac("setup", f"{ctx.cookie.nonce}\x1f{token}"),
             workspace=workspace,
             link_sections=link.sections,
             expires=_pages._when(link.expires),
@@ -354,7 +356,17 @@ class Portal:
             form = _forms.parse_form(ctx.request.header("content-type"), ctx.request.body)
         except _forms.FormError as error:
             raise _Refusal(400, "Not possible", str(error)) from None
-        found = self.links.open(form.get("token"))
+        token = form.get("token")
+        expected = self._signer.mac("setup", f"{ctx.cookie.nonce}\x1f{token}")
+        if ctx.new_cookie or not hmac.compare_digest(expected, form.get("csrf")):
+            # Not pressed on the link's own page in this browser: another site's
+            # form would sign this browser in to the sender's workspace.
+            raise _Refusal(
+                403,
+                "Not allowed",
+                "Open the set-up link in this browser, then press Continue on its page.",
+            )
+        found = self.links.open(token)
         if found is None:
             raise _Refusal(410, "Link not valid", _INVALID_LINK)
         workspace, link = found
@@ -369,6 +381,10 @@ class Portal:
 
     def _sign_out(self, ctx: _Context) -> Response:
         # Signing out ends a link's session; the host app's own sign-in is its own.
+        if ctx.cookie.link_id and ctx.cookie.workspace:
+            access = self.links.access(ctx.cookie.workspace, ctx.cookie.link_id)
+            if access is not None:
+                self._checked_form(ctx, access)
         response = self._render(ctx, "signed_out.html", None, status=200)
         return self._with_cookie(ctx, response, SessionCookie.fresh())
 
