@@ -116,8 +116,8 @@ def test_a_token_is_shown_once_listed_without_its_secret_and_revoked(world: Worl
         )
         assert blank.status_code == 400
         revoked = browser.post(
-            "/portal/w/acme/scim/tokens/okta/revoke",
-            data={"csrf": csrf_of(again)},
+            "/portal/w/acme/scim/tokens/revoke",
+            data={"csrf": csrf_of(again), "name": "okta"},
             headers=admin(),
         )
         assert revoked.status_code == 303
@@ -229,3 +229,23 @@ def test_an_app_without_saml_shows_no_sso_section(tmp_path: Path) -> None:
         assert sso.status_code == 403
         assert "not configured" in sso.text
     identity.close()
+
+
+def test_a_token_whose_name_has_a_slash_is_revoked_from_its_row(world: World) -> None:
+    """The revoke form of the row of ``okta/prod`` revokes that token, and only it."""
+    world.identity.admin.create_token("acme", "okta/prod")
+    world.identity.admin.create_token("acme", "okta")
+    with world.client() as browser:
+        page = browser.get("/portal/w/acme/scim", headers=admin())
+        row = re.search(r'<tr class="token" data-name="okta/prod">.*?</tr>', page.text, re.S)
+        assert row is not None
+        action = re.search(r'<form method="post" action="([^"]+)"', row.group(0))
+        name = re.search(r'name="name" value="([^"]+)"', row.group(0))
+        assert action is not None
+        assert name is not None
+        revoked = browser.post(
+            action.group(1), data={"csrf": csrf_of(page), "name": name.group(1)}, headers=admin()
+        )
+        assert revoked.status_code == 303
+    active = [t.name for t in world.identity.admin.list_tokens("acme") if t.is_active]
+    assert active == ["okta"]

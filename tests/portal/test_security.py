@@ -111,7 +111,7 @@ def test_an_admin_of_one_workspace_never_reads_or_writes_another(world: World) -
         for path, form in (
             ("/portal/w/beta/scim/switch", {"enabled": "on"}),
             ("/portal/w/beta/scim/tokens", {"name": "mine"}),
-            ("/portal/w/beta/scim/tokens/okta/revoke", {}),
+            ("/portal/w/beta/scim/tokens/revoke", {"name": "okta"}),
             (f"/portal/w/beta/members/{beta_member.id}", {"given_name": "X", "role": "admin"}),
             ("/portal/w/beta/sso/options", {"unknown_members": "create"}),
         ):

@@ -92,7 +92,9 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", r"/w/(?P<ws>{s})/scim", "scim"),
     ("POST", r"/w/(?P<ws>{s})/scim/switch", "scim_switch"),
     ("POST", r"/w/(?P<ws>{s})/scim/tokens", "token_create"),
-    ("POST", r"/w/(?P<ws>{s})/scim/tokens/(?P<name>{s})/revoke", "token_revoke"),
+    # The token's name goes in the form: a name may hold a slash, which no
+    # path segment can (the adapters decode %2F before the portal sees it).
+    ("POST", r"/w/(?P<ws>{s})/scim/tokens/revoke", "token_revoke"),
     ("GET", r"/w/(?P<ws>{s})/members", "members"),
     ("GET", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member"),
     ("POST", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member_edit"),
@@ -503,9 +505,9 @@ class Portal:
         return self._render(ctx, "scim.html", access, page=page, status=201)
 
     def _view_token_revoke(
-        self, ctx: _Context, access: PortalAccess, form: _forms.Form, name: str
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form
     ) -> Response:
-        self.identity.admin.revoke_token(access.workspace, name)
+        self.identity.admin.revoke_token(access.workspace, form.get("name"))
         return _redirect(self._scim_path(ctx, access.workspace))
 
     # -- members --------------------------------------------------------------------
