@@ -70,13 +70,30 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _index(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The root page: where SCIM and SAML are (the portal is not served)."""
+    return _root_page(environ, start_response, portal=False)
+
+
+def _index_with_portal(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The root page: where the portal, SCIM and SAML are."""
+    return _root_page(environ, start_response, portal=True)
+
+
+def _root_page(
+    environ: WSGIEnvironment, start_response: StartResponse, *, portal: bool
+) -> Iterable[bytes]:
     if environ.get("PATH_INFO", "/") not in ("", "/"):
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"Not Found\n"]
     host = environ.get("HTTP_HOST", "localhost")
+    pages = (
+        f"Set-up portal: http://{host}{PORTAL_PREFIX}/ (open the set-up link printed at start)\n"
+        if portal
+        else "(without the set-up portal: pip install 'pbidentity[portal]')\n"
+    )
     body = (
         "pbidentity is running.\n\n"
-        f"Set-up portal: http://{host}{PORTAL_PREFIX}/ (open the set-up link printed at start)\n"
+        f"{pages}"
         f"SCIM base URL: http://{host}{DEFAULT_PREFIX}\n"
         "Authenticate with: Authorization: Bearer <token from 'pbidentity tokens create'>\n"
         f"SAML: http://{host}{SAML_PREFIX}/<workspace>/metadata, /login and /acs\n"
@@ -271,7 +288,8 @@ def _serve_wsgi(
         with PbIdentity(database_url, saml=saml, on_result=on_result, upgrade=upgrade) as identity:
             portal, no_portal = _portal(identity)
             mounts = {PORTAL_PREFIX: portal} if portal is not None else {}
-            server.set_app(make_app(identity, mounts=mounts, fallback=_index))
+            root = _index if portal is None else _index_with_portal
+            server.set_app(make_app(identity, mounts=mounts, fallback=root))
             print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
             print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
             _print_listening(host, bound, public)
