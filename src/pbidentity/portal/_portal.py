@@ -360,7 +360,9 @@ class Portal:
             raise _Refusal(400, "Not possible", str(error)) from None
         token = form.get("token")
         expected = self._signer.mac("setup", f"{ctx.cookie.nonce}\x1f{token}")
-        if ctx.new_cookie or not hmac.compare_digest(expected, form.get("csrf")):
+        # Bytes: compare_digest refuses a str with non-ASCII characters.
+        submitted = form.get("csrf").encode()
+        if ctx.new_cookie or not hmac.compare_digest(expected.encode(), submitted):
             # Not pressed on the link's own page in this browser: another site's
             # form would sign this browser in to the sender's workspace.
             raise _Refusal(
