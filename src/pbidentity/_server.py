@@ -1,11 +1,13 @@
-"""``pbidentity serve``: the reference app (admin pages, SCIM, SAML) on the embedded database.
+"""``pbidentity serve``: pbidentity's pages, SCIM and SAML on the embedded database.
 
 It is the quickest way to try pbidentity and what the tests that go over
 real HTTP start. From a source checkout with the ``fastapi`` extra it runs
 the FastAPI reference app (``examples/fastapi_app``) under uvicorn, in this
-process; otherwise a small threaded WSGI server serves SCIM and SAML without
-the pages. Production deployments mount pbidentity's handlers in the host
-app's own server instead (:mod:`pbidentity.wsgi`, :mod:`pbidentity.fastapi`...).
+process; otherwise (an installed package) a small threaded WSGI server
+serves SCIM, SAML and the set-up portal (:mod:`pbidentity.portal`, with the
+``portal`` extra) under ``/portal``, opened by a set-up link printed at
+start. Production deployments mount pbidentity's handlers in the host app's
+own server instead (:mod:`pbidentity.wsgi`, :mod:`pbidentity.fastapi`...).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import copy
 import errno
 import importlib
 import logging
+import os
 import secrets
 import socket
 import sys
 from collections.abc import Callable
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING
@@ -31,6 +35,7 @@ from pbidentity._front import PbIdentity
 from pbidentity.admin import Admin
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.saml import SamlConfig
+from pbidentity.saml import default_result_page
 from pbidentity.saml import local_dev_hosts
 from pbidentity.wsgi import DEFAULT_PREFIX
 from pbidentity.wsgi import make_app
@@ -39,9 +44,17 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIEnvironment
 
+    from pbidentity.http import Request
+    from pbidentity.http import Response
+    from pbidentity.portal import Portal
+    from pbidentity.saml import SignInOutcome
+
 log = logging.getLogger("pbidentity.server")
 
 DEMO_TENANT = "demo"
+PORTAL_PREFIX = "/portal"
+#: How long the set-up link printed at start can be opened.
+PORTAL_LINK_LIFETIME = timedelta(hours=1)
 DEMO_TOKEN = "demo"  # noqa: S105 - the token's name, not a secret
 SAML_PREFIX = "/saml"
 
@@ -57,12 +70,30 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _index(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The root page: where SCIM and SAML are (the portal is not served)."""
+    return _root_page(environ, start_response, portal=False)
+
+
+def _index_with_portal(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The root page: where the portal, SCIM and SAML are."""
+    return _root_page(environ, start_response, portal=True)
+
+
+def _root_page(
+    environ: WSGIEnvironment, start_response: StartResponse, *, portal: bool
+) -> Iterable[bytes]:
     if environ.get("PATH_INFO", "/") not in ("", "/"):
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"Not Found\n"]
     host = environ.get("HTTP_HOST", "localhost")
+    pages = (
+        f"Set-up portal: http://{host}{PORTAL_PREFIX}/ (open the set-up link printed at start)\n"
+        if portal
+        else "(without the set-up portal: pip install 'pbidentity[portal]')\n"
+    )
     body = (
-        "pbidentity is running (without the admin pages).\n\n"
+        "pbidentity is running.\n\n"
+        f"{pages}"
         f"SCIM base URL: http://{host}{DEFAULT_PREFIX}\n"
         "Authenticate with: Authorization: Bearer <token from 'pbidentity tokens create'>\n"
         f"SAML: http://{host}{SAML_PREFIX}/<workspace>/metadata, /login and /acs\n"
@@ -245,19 +276,76 @@ def _serve_wsgi(
     with server:
         bound = server.server_address[1]
         public = (public_url or f"http://{_url_host(host)}:{bound}").rstrip("/")
+        portal: Portal | None = None
+
+        def on_result(request: Request, outcome: SignInOutcome) -> Response:
+            # The portal's test sign-ins go back to its SSO page.
+            answered = portal.sign_in_result(request, outcome) if portal else None
+            return answered or default_result_page(outcome)
+
         saml = SamlConfig(public_url=public, prefix=SAML_PREFIX, dev_hosts=dev_hosts)
         upgrade = database_url.startswith("sqlite")
-        with PbIdentity(database_url, saml=saml, upgrade=upgrade) as identity:
-            server.set_app(make_app(identity, fallback=_index))
+        with PbIdentity(database_url, saml=saml, on_result=on_result, upgrade=upgrade) as identity:
+            portal, no_portal = _portal(identity)
+            mounts = {PORTAL_PREFIX: portal} if portal is not None else {}
+            root = _index if portal is None else _index_with_portal
+            server.set_app(make_app(identity, mounts=mounts, fallback=root))
             print(f"SCIM base URL: {public}{DEFAULT_PREFIX}", flush=True)
             print(f"SAML: {public}{SAML_PREFIX}/<workspace>/metadata")
             _print_listening(host, bound, public)
-            print(f"Note: no admin pages: {missing}.", flush=True)
+            print(f"Note: not the reference app: {missing}.", flush=True)
             if demo:
                 _print_demo_token(identity.admin, f"{public}{DEFAULT_PREFIX}")
+            if portal is None:
+                print(f"Note: no set-up portal: {no_portal}.", flush=True)
+            else:
+                _print_setup_link(portal, f"{public}{PORTAL_PREFIX}")
             print("Press Ctrl+C to stop.", flush=True)
             try:
                 server.serve_forever()
             except KeyboardInterrupt:
                 print("stopped", file=sys.stderr)
     return 0
+
+
+def _portal(identity: PbIdentity) -> tuple[Portal | None, str]:
+    """The set-up portal for this server, or ``None`` and why it cannot run.
+
+    Nobody signs in to this server: the portal opens with set-up links only.
+    Its secret is ``PBIDENTITY_PORTAL_SECRET`` when set (links and sessions
+    then survive a restart), else a new one at each start.
+    """
+    try:
+        import jinja2  # noqa: F401
+    except ImportError:
+        return None, "jinja2 is not installed (pip install 'pbidentity[portal]')"
+    from pbidentity.portal import Portal
+
+    secret = os.environ.get("PBIDENTITY_PORTAL_SECRET") or secrets.token_urlsafe(32)
+    return Portal(identity, authorize=lambda request: None, secret=secret), ""
+
+
+def _print_setup_link(portal: Portal, portal_url: str) -> None:
+    """A set-up link for the demo workspace (else the first), printed once."""
+    slugs = [tenant.slug for tenant in portal.identity.admin.list_tenants()]
+    workspace = DEMO_TENANT if DEMO_TENANT in slugs else (slugs[0] if slugs else None)
+    if workspace is None:
+        print(
+            "Set-up portal: no workspace yet: create one with `pbidentity tenants create SLUG`, "
+            "then restart for a set-up link.",
+            flush=True,
+        )
+        return
+    issued = portal.links.issue(
+        workspace,
+        created_by="pbidentity serve",
+        sections=("sso", "scim", "members"),
+        lifetime=PORTAL_LINK_LIFETIME,
+    )
+    minutes = int(PORTAL_LINK_LIFETIME.total_seconds() // 60)
+    print(f"Set-up portal: {issued.url(portal_url)}", flush=True)
+    print(
+        f"Set-up link: works once, for {workspace}, within {minutes} minutes; "
+        "restart for a new one.",
+        flush=True,
+    )

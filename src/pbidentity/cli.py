@@ -161,11 +161,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve the reference app: admin pages, SCIM and SAML (a SQLite database is "
-        "upgraded if needed)",
+        help="serve SCIM, SAML and pbidentity's pages (a SQLite database is upgraded if needed)",
         description="Run the FastAPI reference app (from a source checkout, with the fastapi "
         "extra) on the database, and print the URLs to open, with a one-time owner sign-in "
-        "link. Without the app, serve SCIM and SAML only.",
+        "link. From an installed package, serve SCIM, SAML and the set-up portal (/portal, "
+        "with the portal extra), and print a one-time set-up link to it.",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free one")

@@ -44,6 +44,7 @@ __all__ = [
     "SamlConnectionState",
     "SamlRequest",
     "SamlRoles",
+    "SetupLink",
     "Tenant",
     "fold",
     "group_snapshot",
@@ -510,3 +511,24 @@ def _group_from_snapshot(tenant_id: str, snapshot: Mapping[str, Any]) -> Group:
         created=datetime.fromisoformat(snapshot["created"]),
         last_modified=datetime.fromisoformat(snapshot["lastModified"]),
     )
+
+
+@attrs.frozen(kw_only=True)
+class SetupLink:
+    """A set-up link the host app handed to a customer's IT admin (the portal's way in).
+
+    The link's token is signed, never stored; this record is what makes it
+    revocable and single-use: it opens once (``opened`` is then set), and
+    not at all once ``revoked`` or past ``expires``.
+    """
+
+    id: str
+    tenant_id: str
+    #: The portal sections it opens (``sso``, ``scim``, ``members``).
+    sections: tuple[str, ...]
+    #: Who issued it, as the host app named them.
+    created_by: str
+    created: datetime
+    expires: datetime
+    opened: datetime | None = None
+    revoked: datetime | None = None

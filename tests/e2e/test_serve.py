@@ -299,7 +299,11 @@ def test_serve_without_the_reference_app_still_serves_scim_and_saml(server: Serv
     with started(database, "--port", "0", command=("-c", hide_fastapi)) as run:
         base = run["SCIM base URL"].removesuffix("/scim/v2")
         assert run["Note"] == (
-            "no admin pages: fastapi is not installed (pip install 'pbidentity[fastapi]')."
+            "not the reference app: fastapi is not installed (pip install 'pbidentity[fastapi]')."
+        )
+        assert run["Set-up portal"].startswith(f"{base}/portal/setup?token=")
+        assert run["Set-up link"] == (
+            "works once, for acme, within 60 minutes; restart for a new one."
         )
         assert run["SAML"] == f"{base}/saml/<workspace>/metadata"
         metadata = httpx.get(f"{base}/saml/acme/metadata", timeout=10)
@@ -314,3 +318,56 @@ def test_serve_without_the_reference_app_still_serves_scim_and_saml(server: Serv
             timeout=10,
         )
         assert users.status_code == 200
+
+
+def _installed_copy(target: Path) -> Path:
+    """The package as a wheel installs it (its tracked files), in a folder of no source tree."""
+    root = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(
+        ["git", "ls-files", "src/pbidentity"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    site = target / "site-packages"
+    for name in tracked:
+        destination = site / Path(name).relative_to("src")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes((root / name).read_bytes())
+    return site
+
+
+@pytest.mark.slow
+def test_serve_from_an_installed_package_serves_the_set_up_portal(tmp_path: Path) -> None:
+    """Outside any source tree: SCIM, SAML and the portal, opened by the printed set-up link."""
+    site = _installed_copy(tmp_path / "install")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    database = f"sqlite:///{workdir / 'served.db'}"
+    code = (
+        f"import sys; sys.path.insert(0, {str(site)!r}); "
+        "import pbidentity; "
+        f"assert pbidentity.__file__.startswith({str(site)!r}), pbidentity.__file__; "
+        "from pbidentity.cli import main; sys.exit(main())"
+    )
+    with started(database, "--port", "0", "--demo", command=("-c", code)) as run:
+        base = run["SCIM base URL"].removesuffix("/scim/v2")
+        assert run["Note"].startswith("not the reference app: the reference app (examples/")
+        link = run["Set-up portal"]
+        assert link.startswith(f"{base}/portal/setup?token=")
+        assert run["Set-up link"].startswith("works once, for demo, within 60 minutes")
+        with httpx.Client(timeout=10) as browser:
+            shown = browser.get(link)
+            assert shown.status_code == 200
+            fields = dict(
+                re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text)
+            )
+            opened = browser.post(f"{base}/portal/setup", data=fields)
+            assert opened.status_code == 303
+            sso = browser.get(f"{base}{opened.headers['location']}")
+            assert sso.status_code == 200
+            assert f'<code id="acs-url">{base}/saml/demo/acs</code>' in sso.text
+            assert browser.get(f"{base}/portal/static/portal.css").status_code == 200
+            members = browser.get(f"{base}/portal/w/demo/members")
+            assert members.status_code == 200
+            root = browser.get(f"{base}/")
+            assert "/portal/" in root.text
+            # The link worked once: its page now says so.
+            assert browser.get(link).status_code == 410

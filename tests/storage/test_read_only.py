@@ -15,6 +15,7 @@ import attrs
 import pytest
 
 from pbidentity.domain import Event
+from pbidentity.domain import SetupLink
 from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.query import Query
 from pbidentity.storage import WRITE_METHODS
@@ -46,6 +47,18 @@ def event(event_id: str) -> Event:
 #: One call per protocol method, each of which succeeds in a writing unit on
 #: the world ``populated`` builds (so that a refused write is refused for
 #: being a write, not for its arguments).
+def setup_link(link_id: str) -> SetupLink:
+    """A set-up link of tenant t1, open for a week."""
+    return SetupLink(
+        id=link_id,
+        tenant_id="t1",
+        sections=("sso", "scim"),
+        created_by="admin-1",
+        created=NOW,
+        expires=NOW + timedelta(days=7),
+    )
+
+
 SAMPLES: dict[str, Callable[[Transaction], object]] = {
     # Tenants
     "add_tenant": lambda tx: tx.add_tenant(make_tenant("t3")),
@@ -113,6 +126,11 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "add_saml_signing_key": lambda tx: tx.add_saml_signing_key("t1", "a-new-key"),
     "saml_sp_keys": lambda tx: tx.saml_sp_keys("t1"),
     "replace_saml_sp_keys": lambda tx: tx.replace_saml_sp_keys("t1", "{}", expected=None),
+    "add_setup_link": lambda tx: tx.add_setup_link(setup_link("l2")),
+    "setup_links": lambda tx: tx.setup_links("t1"),
+    "get_setup_link": lambda tx: tx.get_setup_link("t1", "l1"),
+    "open_setup_link": lambda tx: tx.open_setup_link("t1", "l1", NOW),
+    "revoke_setup_link": lambda tx: tx.revoke_setup_link("t1", "l1", NOW),
     "add_saml_outcome": lambda tx: tx.add_saml_outcome("t1", "hash-2", "{}", LATER),
     "take_saml_outcome": lambda tx: tx.take_saml_outcome("t1", "hash-1", NOW),
     "purge_saml_state": lambda tx: tx.purge_saml_state(NOW + timedelta(days=1)),
@@ -138,6 +156,7 @@ def populated(storage: Storage) -> Storage:
         tx.add_saml_request(request("r1"))
         tx.remember_assertion("t1", "a1", LATER)
         tx.add_saml_outcome("t1", "hash-1", "{}", LATER)
+        tx.add_setup_link(setup_link("l1"))
     return storage
 
 
@@ -154,6 +173,7 @@ def snapshot(storage: Storage) -> dict[str, Any]:
             "connections": tx.saml_connections("t1"),
             "key": tx.saml_signing_key("t1"),
             "sp_keys": tx.saml_sp_keys("t1"),
+            "links": tx.setup_links("t1"),
         }
 
 

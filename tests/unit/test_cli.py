@@ -415,7 +415,9 @@ def test_serve_without_the_reference_app_serves_one_identity(tmp_path: Path) -> 
         metadata = httpx.get(f"{public}/saml/demo/metadata")
         assert metadata.status_code == 200, metadata.text
         assert f'Location="{public}/saml/demo/acs"' in metadata.text
-        assert "without the admin pages" in httpx.get(f"{public}/").text
+        root = httpx.get(f"{public}/").text
+        assert f"Set-up portal: {public}/portal/" in root
+        assert "Set-up portal" in printed
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -38,6 +38,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
+from pbidentity.domain import SetupLink
 from pbidentity.domain import Tenant
 from pbidentity.query import Page
 from pbidentity.query import Query
@@ -49,6 +50,7 @@ __all__ = [
     "MemberStore",
     "MembershipStore",
     "SamlStore",
+    "SetupLinkStore",
     "Storage",
     "TenantStore",
     "TokenStore",
@@ -389,6 +391,31 @@ class SamlStore(Protocol):
         """Forget expired AuthnRequests, assertion ids and outcomes; return how many rows went."""
 
 
+class SetupLinkStore(Protocol):
+    """The set-up portal's links: kept so that each opens once and can be revoked."""
+
+    @writes
+    def add_setup_link(self, link: SetupLink) -> None:
+        """Insert a link; ``NotFoundError`` without its tenant, ``ConflictError`` on its id."""
+
+    def setup_links(self, tenant_id: str) -> Sequence[SetupLink]:
+        """The tenant's set-up links, newest first."""
+
+    def get_setup_link(self, tenant_id: str, link_id: str) -> SetupLink | None:
+        """One of the tenant's set-up links (``None`` for another tenant's)."""
+
+    @writes
+    def open_setup_link(self, tenant_id: str, link_id: str, when: datetime) -> bool:
+        """Mark the link opened at ``when``; ``True`` only the first time, unrevoked, unexpired.
+
+        Two browsers opening one link at once: exactly one of them gets ``True``.
+        """
+
+    @writes
+    def revoke_setup_link(self, tenant_id: str, link_id: str, when: datetime) -> bool:
+        """Revoke the link (a session it opened ends too); ``False`` if it was already revoked."""
+
+
 class Transaction(
     TenantStore,
     TokenStore,
@@ -397,6 +424,7 @@ class Transaction(
     MembershipStore,
     EventStore,
     SamlStore,
+    SetupLinkStore,
     Protocol,
 ):
     """The operations of one unit of work. Obtained from :meth:`Storage.transaction`.

@@ -41,6 +41,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
+from pbidentity.domain import SetupLink
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
 from pbidentity.query import GROUP_FIELDS
@@ -101,6 +102,7 @@ class _State:
     saml_keys: dict[str, str] = attrs.Factory(dict)  # tenant id -> key
     saml_sp_keys: dict[str, str] = attrs.Factory(dict)  # tenant id -> SP key pairs document
     saml_outcomes: dict[tuple[str, str], tuple[str, datetime]] = attrs.Factory(dict)
+    setup_links: dict[tuple[str, str], SetupLink] = attrs.Factory(dict)  # (tenant id, id)
 
 
 class MemoryStorage:
@@ -822,6 +824,57 @@ class _MemoryTransaction:
                 self._pop(self._state.saml_assertions, key)
                 gone += 1
         return gone
+
+    @_writing
+    def add_setup_link(self, link: SetupLink) -> None:
+        """Insert a set-up link."""
+        self._data(link.tenant_id)
+        key = (link.tenant_id, link.id)
+        if key in self._state.setup_links:
+            raise _conflicts.id_taken("set-up link", link.id)
+        stored = attrs.evolve(
+            link,
+            created=utc(link.created),
+            expires=utc(link.expires),
+            opened=utc(link.opened) if link.opened else None,
+            revoked=utc(link.revoked) if link.revoked else None,
+        )
+        self._put(self._state.setup_links, key, stored)
+
+    def setup_links(self, tenant_id: str) -> Sequence[SetupLink]:
+        """The tenant's set-up links, newest first."""
+        self._check_open()
+        found = [link for (owner, _), link in self._state.setup_links.items() if owner == tenant_id]
+        found.sort(key=lambda link: link.id)
+        found.sort(key=lambda link: link.created, reverse=True)
+        return found
+
+    def get_setup_link(self, tenant_id: str, link_id: str) -> SetupLink | None:
+        """One of the tenant's set-up links."""
+        self._check_open()
+        return self._state.setup_links.get((tenant_id, link_id))
+
+    @_writing
+    def open_setup_link(self, tenant_id: str, link_id: str, when: datetime) -> bool:
+        """Mark the link opened; true only for the first, unrevoked, unexpired opening."""
+        self._check_writable()
+        link = self._state.setup_links.get((tenant_id, link_id))
+        if link is None or link.opened or link.revoked or link.expires <= utc(when):
+            return False
+        opened = attrs.evolve(link, opened=utc(when))
+        self._put(self._state.setup_links, (tenant_id, link_id), opened)
+        return True
+
+    @_writing
+    def revoke_setup_link(self, tenant_id: str, link_id: str, when: datetime) -> bool:
+        """Revoke the link; false if it was revoked already (or is not the tenant's)."""
+        self._check_writable()
+        link = self._state.setup_links.get((tenant_id, link_id))
+        if link is None or link.revoked:
+            return False
+        revoked = attrs.evolve(link, revoked=utc(when))
+        self._put(self._state.setup_links, (tenant_id, link_id), revoked)
+        return True
 
 
 _STATE_ORDER = {"active": 0, "pending": 1, "previous": 2}

@@ -39,11 +39,11 @@ from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import utc
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -424,4 +424,21 @@ saml_outcomes = Table(
     PrimaryKeyConstraint("tenant_id", "id", name="pk_saml_outcomes"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_saml_outcomes_tenant"),
     Index("ix_saml_outcomes_expires", "expires"),
+)
+
+# The portal's set-up links: the token is signed, not stored; the row makes
+# it single-use (opened) and revocable, and lists what a workspace handed out.
+setup_links = Table(
+    "setup_links",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("sections", _TEXT, nullable=False),
+    Column("created_by", _TEXT, nullable=False),
+    Column("created", _UtcText, nullable=False),
+    Column("expires", _UtcText, nullable=False),
+    Column("opened", _UtcText, nullable=True),
+    Column("revoked", _UtcText, nullable=True),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_setup_links"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_setup_links_tenant"),
 )
