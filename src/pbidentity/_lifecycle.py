@@ -1,7 +1,7 @@
 """The member lifecycle inside one transaction: roles decided, admins guarded, events written.
 
 Every change to members and groups, whether it comes from a SCIM request, the
-host app or ``pbidentity link``, goes through a :class:`Changes` bound to the
+host app or ``pbidentity link``, goes through a :class:`LifecycleWork` bound to the
 open transaction, so that the same rules hold whatever the door:
 
 * a SCIM-managed member's role is decided by the tenant's role policy each
@@ -13,7 +13,7 @@ open transaction, so that the same rules hold whatever the door:
 * the admin guard refuses a change that leaves the tenant without an active
   admin;
 * every change is recorded as an :class:`~pbidentity.domain.Event` in the
-  same transaction (the outbox and audit trail), flushed by :meth:`Changes.finish`.
+  same transaction (the outbox and audit trail), flushed by :meth:`LifecycleWork.finish`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from pbidentity.query import ValueFilter
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 
-__all__ = ["Changes", "identity_of", "members_of", "tenant_by_slug"]
+__all__ = ["LifecycleWork", "identity_of", "members_of", "tenant_by_slug"]
 
 log = logging.getLogger("pbidentity.members")
 
@@ -64,8 +64,8 @@ _CANDIDATES = 20
 
 
 @attrs.define
-class Changes:
-    """The changes of one unit of work on one tenant, made by one actor."""
+class LifecycleWork:
+    """The member lifecycle's unit of work: one actor's changes to one tenant in one transaction."""
 
     tx: Transaction
     tenant: Tenant
@@ -90,8 +90,8 @@ class Changes:
         actor: str,
         clock: Clock,
         new_id: IdFactory,
-    ) -> Changes:
-        """The changes of a unit on ``tenant``, under the tenant's own policy."""
+    ) -> LifecycleWork:
+        """The unit of work on ``tenant``, under the tenant's own policy."""
         return cls(tx, tenant, TenantPolicy.of(tenant), roles, actor, clock, new_id)
 
     # -- members -------------------------------------------------------------

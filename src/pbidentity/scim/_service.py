@@ -47,7 +47,7 @@ from pbidentity._clock import Clock
 from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
-from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import LifecycleWork
 from pbidentity._lifecycle import identity_of
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Group
@@ -166,12 +166,12 @@ class _Call:
     target: str | None
     #: The lifecycle of this unit (a write's commit step only): role
     #: decisions, guard, events.
-    changes: Changes | None = None
+    lifecycle: LifecycleWork | None = None
 
     @property
-    def life(self) -> Changes:
-        assert self.changes is not None  # noqa: S101 - commit steps always get one
-        return self.changes
+    def life(self) -> LifecycleWork:
+        assert self.lifecycle is not None  # noqa: S101 - commit steps always get one
+        return self.lifecycle
 
 
 _Handler = Callable[["ScimService", _Call], Response]
@@ -384,7 +384,7 @@ class ScimService:
                     tenant, token = self._authenticate(tx, secret)
                     if self._stale(token):
                         tx.touch_token(token.id, self.clock())
-                    changes = Changes.open(
+                    lifecycle = LifecycleWork.open(
                         tx,
                         tenant,
                         roles=self.role_set,
@@ -393,9 +393,9 @@ class ScimService:
                         new_id=self.new_id,
                     )
                     render = handler.commit(
-                        self, _Call(request, tenant, tx, target, changes), prepared
+                        self, _Call(request, tenant, tx, target, lifecycle), prepared
                     )
-                    events = changes.finish()
+                    events = lifecycle.finish()
             except LinkConflictError as error:
                 # Raised inside the unit, so nothing of the request was kept.
                 raise UniquenessException(detail=f"{error}.") from None
@@ -765,7 +765,7 @@ class ScimService:
     def _save_member(
         self, call: _Call, current: Member, updated: Member, *, matched_by: str | None = "id"
     ) -> Member:
-        # An unchanged member keeps its version (and ETag); see Changes.save.
+        # An unchanged member keeps its version (and ETag); see LifecycleWork.save.
         try:
             return call.life.save(current, updated, matched_by=matched_by)
         except ConflictError as error:
@@ -948,7 +948,7 @@ class ScimService:
         The membership difference was computed from the members read with
         that version, and every membership change moves the group's version
         (a SCIM change of its members here, a member's deletion in
-        ``Changes.delete``): a group still at that version still has those
+        ``LifecycleWork.delete``): a group still at that version still has those
         members. Only the users being added are not covered, so they are
         checked here (and by the foreign key).
         """
