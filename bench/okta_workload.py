@@ -20,6 +20,12 @@ own with :func:`time.perf_counter`:
    read, as an Okta import does. It is also timed when only ``N/5`` users
    exist (inside phase 1, outside its timing), so that the cost per listed user
    at ``N/5`` and ``N`` shows whether listing is linear in ``N``.
+8. *groups pushed in bulk*: ``N/100`` more groups, each ``POST /Groups`` with
+   ``members: []`` then one ``PATCH add members`` naming 100 users at once, as
+   Okta's Group Push sends a pushed group's existing members. On pbidentity
+   every pushed group is mapped to a role by the tenant's policy, so each
+   added member gets its role decided again (and a ``member.role_changed``
+   event): the costliest shape of a group push.
 
 The same payloads, in the same order, go to both servers: pbidentity on a
 durable SQLite file in a fresh temporary directory, and scim2-server's
@@ -77,6 +83,9 @@ from scim2_server.utils import load_default_schemas
 from scim2_server.utils import load_default_service_provider_config
 
 from pbidentity.admin import Admin
+from pbidentity.policy import TenantPolicy
+from pbidentity.roles import GroupMapping
+from pbidentity.roles import RolePolicy
 from pbidentity.storage import open_storage
 from pbidentity.wsgi import make_app
 
@@ -216,12 +225,27 @@ def make_scim2_server() -> Driver:
     return Driver(app=app, prefix=str(VERSION_PREFIX), token="x" * 32)
 
 
-def make_pbidentity(directory: Path) -> Driver:
-    """Serve pbidentity from a fresh SQLite file, with one tenant, SCIM on and an API token."""
+def pushed_group_name(g: int) -> str:
+    """The displayName of the ``g``-th group of phase 8."""
+    return f"push-{g:04d}"
+
+
+def make_pbidentity(directory: Path, users: int) -> Driver:
+    """Serve pbidentity from a fresh SQLite file, with one tenant, SCIM on and an API token.
+
+    The tenant's policy maps every group phase 8 pushes to a role, so that
+    the push re-decides the role of each member it adds.
+    """
     app = make_app(f"sqlite:///{directory / 'bench.db'}")
     admin = Admin(app.service.storage)
     admin.create_tenant("bench")
     admin.set_scim_enabled("bench", True)
+    pushed = max(1, math.ceil(users / USERS_PER_GROUP))
+    mappings = [
+        GroupMapping(role="maker", group_name=pushed_group_name(g), priority=g % 3)
+        for g in range(pushed)
+    ]
+    admin.set_policy("bench", TenantPolicy(roles=RolePolicy(mappings=tuple(mappings))))
     secret = admin.create_token("bench", "okta").secret
     return Driver(app=app, prefix=app.prefix, token=secret)
 
@@ -379,7 +403,7 @@ def run_workload(
     with_password: bool,
     progress: Callable[[str], None],
 ) -> ServerRun:
-    """Run the seven phases on one server, in order."""
+    """Run the eight phases on one server, in order."""
     n = len(people)
     run = ServerRun(server=server)
     began = time.perf_counter()
@@ -517,6 +541,42 @@ def run_workload(
     listing = list_all(driver, n)
     run.listings["full"] = listing
     timed("7 paged listing", "users", n, listing.seconds)
+
+    # 8. N/100 groups pushed whole: created empty, then one PATCH adding 100 members.
+    pushed_ids: list[str] = []
+    gc.collect()
+    t0 = time.perf_counter()
+    for g in range(groups):
+        created = _body(
+            driver.call(
+                "POST",
+                "/Groups",
+                body={
+                    "schemas": [GROUP_SCHEMA],
+                    "displayName": pushed_group_name(g),
+                    "members": [],
+                },
+                expect=(201,),
+            ),
+            "POST /Groups",
+        )
+        pushed_ids.append(created["id"])
+        members = order[g * USERS_PER_GROUP : (g + 1) * USERS_PER_GROUP]
+        add = {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": ids[i]} for i in members]}
+            ],
+        }
+        driver.call("PATCH", f"/Groups/{created['id']}", body=add, expect=(200, 204))
+    timed("8 groups pushed (100 members each)", "groups", groups, time.perf_counter() - t0)
+    sample = driver.get(f"/Groups/{pushed_ids[-1]}")
+    expected_members = len(order[(groups - 1) * USERS_PER_GROUP : groups * USERS_PER_GROUP])
+    _check(
+        len(sample.get("members", [])) == expected_members,
+        f"the last pushed group should have {expected_members} members",
+        sample,
+    )
 
     run.total_seconds = time.perf_counter() - began
     run.requests = driver.requests
@@ -691,7 +751,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in servers:
             with tempfile.TemporaryDirectory(prefix="pbidentity-bench-") as tmp:
                 driver = (
-                    make_scim2_server() if server == SCIM2_SERVER else make_pbidentity(Path(tmp))
+                    make_scim2_server()
+                    if server == SCIM2_SERVER
+                    else make_pbidentity(Path(tmp), args.users)
                 )
                 runs[server] = run_workload(
                     driver, server, people, with_password=with_password, progress=progress
