@@ -32,8 +32,8 @@ from pbidentity.query import USER_FIELDS
 from pbidentity.query import Comparison
 from pbidentity.query import Query
 from pbidentity.query import Sort
-from pbidentity.storage import sql
 from pbidentity.storage.sql import SqlStorage
+from pbidentity.storage.sql import _segments
 
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
 TENANT = "t1"
@@ -44,7 +44,7 @@ SIZE = 4
 @pytest.fixture(autouse=True)
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     """Segments of 4 to 8 members, so that a small tenant has many of them."""
-    monkeypatch.setattr(sql, "_SEGMENT_SIZE", SIZE)
+    monkeypatch.setattr(_segments, "_SEGMENT_SIZE", SIZE)
 
 
 @pytest.fixture
@@ -361,7 +361,7 @@ def test_segments_that_an_older_instance_left_behind_are_not_trusted(
     member_ids = ids_of(60, seed=18)
     add(store, member_ids, bulk=True)
     with monkeypatch.context() as older:
-        older.setattr(sql._SqlTransaction, "_move_segments", lambda *_: None)
+        older.setattr(_segments._Counting, "_move_segments", lambda *_: None)
         add(other, ["old-1", "old-2"], bulk=bulk)
         delete(other, member_ids[:1])
     member_ids = [*member_ids[1:], "old-1", "old-2"]

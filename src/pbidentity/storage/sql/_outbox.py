@@ -1,0 +1,83 @@
+"""The event outbox in a SQL transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from pbidentity.domain import Event
+from pbidentity.exceptions import NotFoundError
+from pbidentity.storage._evaluate import dump_document
+from pbidentity.storage.sql._rows import _event
+from pbidentity.storage.sql._schema import events
+from pbidentity.storage.sql._statements import _INSERT_EVENT
+from pbidentity.storage.sql._statements import _chunks
+from pbidentity.storage.sql._unit import _guarded
+from pbidentity.storage.sql._unit import _Unit
+
+
+class _Outbox(_Unit):
+    """Events appended with the change that made them, delivered later."""
+
+    @_guarded
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Append events to the outbox and audit trail, in order."""
+        if not events:
+            return
+        rows = [
+            {
+                "id": e.id,
+                "tenant_id": e.tenant_id,
+                "type": e.type,
+                "subject_id": e.subject_id,
+                "actor": e.actor,
+                "occurred": e.occurred,
+                "data": dump_document(e.data),
+                "delivered": None,
+            }
+            for e in events
+        ]
+        try:
+            # Each row of an executemany may fail on its own (SQLite keeps the
+            # rows before a failing one): several rows need a real savepoint.
+            with self._savepoint(fallible_statements=len(rows)):
+                # executemany runs one INSERT per row, in order, so seq
+                # follows the order given (a multi-row VALUES would not
+                # promise it).
+                self._run_many(_INSERT_EVENT, rows)
+        except IntegrityError as error:
+            raise NotFoundError("an event names a tenant that does not exist") from error
+
+    @_guarded
+    def pending_events(self, limit: int = 100) -> Sequence[Event]:
+        """The oldest undelivered events of every tenant, in ``seq`` order."""
+        statement = (
+            select(events).where(events.c.delivered.is_(None)).order_by(events.c.seq).limit(limit)
+        )
+        return [_event(row) for row in self._conn.execute(statement)]
+
+    @_guarded
+    def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
+        """Record that these events were handed to every handler."""
+        for chunk in _chunks(seqs):
+            self._conn.execute(
+                update(events)
+                .where(events.c.seq.in_(chunk), events.c.delivered.is_(None))
+                .values(delivered=when)
+            )
+
+    @_guarded
+    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first."""
+        statement = (
+            select(events)
+            .where(events.c.tenant_id == tenant_id, events.c.seq > after)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        return [_event(row) for row in self._conn.execute(statement)]

@@ -1,0 +1,200 @@
+"""Statements built once, with bound parameters; their compiled form is cached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Iterator
+from typing import Any
+from typing import TypeVar
+
+from sqlalchemy import bindparam
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import union
+from sqlalchemy import update
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
+
+from pbidentity.storage.sql._rows import _GROUP_COLUMNS
+from pbidentity.storage.sql._rows import _MEMBER_COLUMNS
+from pbidentity.storage.sql._schema import _UtcText
+from pbidentity.storage.sql._schema import api_tokens
+from pbidentity.storage.sql._schema import events
+from pbidentity.storage.sql._schema import groups
+from pbidentity.storage.sql._schema import member_values
+from pbidentity.storage.sql._schema import members
+from pbidentity.storage.sql._schema import memberships
+from pbidentity.storage.sql._schema import tenant_counts
+from pbidentity.storage.sql._schema import tenants
+
+# Bound parameters per IN list: far below SQLite's (32766) and PostgreSQL's
+# (65535) limits, so "one statement" holds for any realistic request.
+_MAX_IDS = 5000
+
+
+_Id = TypeVar("_Id", str, int)
+
+
+def _chunks(ids: Iterable[_Id]) -> Iterator[list[_Id]]:
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), _MAX_IDS):
+        yield unique[start : start + _MAX_IDS]
+
+
+# Statements built once; SQLAlchemy caches their compiled form.
+
+_T: BindParameter[str] = bindparam("b_tenant_id")
+_ID: BindParameter[str] = bindparam("b_id")
+_IDS: BindParameter[list[str]] = bindparam("b_ids", expanding=True)
+
+_SELECT_MEMBERS: Select[Any] = select(*_MEMBER_COLUMNS)
+_SELECT_GROUPS: Select[Any] = select(*_GROUP_COLUMNS)
+_GET_MEMBER = _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id == _ID)
+_GET_GROUP = _SELECT_GROUPS.where(groups.c.tenant_id == _T, groups.c.id == _ID)
+_MEMBER_VERSION = select(members.c.version).where(members.c.tenant_id == _T, members.c.id == _ID)
+_GROUP_VERSION = select(groups.c.version).where(groups.c.tenant_id == _T, groups.c.id == _ID)
+_UPDATE_MEMBER = update(members).where(
+    members.c.tenant_id == _T, members.c.id == _ID, members.c.version == bindparam("b_expected")
+)
+# The common replace (a PATCH of active, a name): the multi-valued attributes
+# are unchanged, so one UPDATE is the whole write.
+_UPDATE_MEMBER_SAME_VALUES = _UPDATE_MEMBER.where(members.c.values_digest == bindparam("b_digest"))
+_UPDATE_GROUP = update(groups).where(
+    groups.c.tenant_id == _T, groups.c.id == _ID, groups.c.version == bindparam("b_expected")
+)
+# The common replace of a group (a membership change moves its version) keeps
+# its displayName: the unique index cannot refuse it, so it needs no savepoint.
+_UPDATE_GROUP_SAME_NAME = _UPDATE_GROUP.where(
+    groups.c.display_name_folded == bindparam("b_display_name")
+)
+_DELETE_VALUES = delete(member_values).where(
+    member_values.c.tenant_id == _T, member_values.c.member_id == _ID
+)
+_GET_MEMBERS = _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id.in_(_IDS)).order_by(
+    members.c.id
+)
+_EXISTING_MEMBERS = select(members.c.id).where(members.c.tenant_id == _T, members.c.id.in_(_IDS))
+_GROUP_MEMBERS = (
+    # Driven by memberships (its primary key starts with tenant and group),
+    # the member's name read by primary key: a join would let a planner with
+    # statistics loop over every member of the tenant instead.
+    select(
+        memberships.c.group_id,
+        memberships.c.member_id,
+        select(members.c.ref_display)
+        .where(
+            members.c.tenant_id == memberships.c.tenant_id,
+            members.c.id == memberships.c.member_id,
+        )
+        .scalar_subquery(),
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.group_id.in_(_IDS))
+    .order_by(memberships.c.group_id, memberships.c.member_id)
+)
+_MEMBER_GROUPS = (
+    # Driven by ix_memberships_member; see _GROUP_MEMBERS.
+    select(
+        memberships.c.member_id,
+        memberships.c.group_id,
+        select(groups.c.display_name)
+        .where(
+            groups.c.tenant_id == memberships.c.tenant_id,
+            groups.c.id == memberships.c.group_id,
+        )
+        .scalar_subquery(),
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
+    .order_by(memberships.c.member_id, memberships.c.group_id)
+)
+# Who an arriving identity could be: one indexed lookup per key, joined by id.
+_MATCHING_IDS = union(
+    select(members.c.id.label("id")).where(
+        members.c.tenant_id == _T, members.c.user_name_folded == bindparam("b_user_name")
+    ),
+    select(members.c.id.label("id")).where(
+        members.c.tenant_id == _T, members.c.external_id == bindparam("b_external_id")
+    ),
+    select(member_values.c.member_id.label("id")).where(
+        member_values.c.tenant_id == _T,
+        member_values.c.attribute == "emails",
+        member_values.c.value_folded == bindparam("b_email"),
+    ),
+).subquery()
+_MATCHING = (
+    _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id.in_(select(_MATCHING_IDS.c.id)))
+    .order_by(members.c.id)
+    .limit(bindparam("b_limit"))
+)
+_COUNTED = ("members", "groups")
+_COUNT_CHANGE = (
+    update(tenant_counts)
+    .where(tenant_counts.c.tenant_id == _T, tenant_counts.c.kind == bindparam("b_kind"))
+    .values(n=tenant_counts.c.n + bindparam("b_delta"))
+)
+_COUNT_OF = select(tenant_counts.c.n).where(
+    tenant_counts.c.tenant_id == _T, tenant_counts.c.kind == bindparam("b_kind")
+)
+
+
+_INSERT_MEMBER = insert(members)
+_INSERT_EVENT = insert(events)
+_INSERT_VALUES = insert(member_values)
+_FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
+_GET_TENANT = select(tenants).where(tenants.c.id == _ID)
+_FIND_TOKEN_WITH_TENANT = (
+    select(
+        api_tokens,
+        tenants.c.slug.label("tenant_slug"),
+        tenants.c.name.label("tenant_name"),
+        tenants.c.scim_enabled.label("tenant_scim_enabled"),
+        tenants.c.created.label("tenant_created"),
+        tenants.c.version.label("tenant_version"),
+        tenants.c.settings.label("tenant_settings"),
+    )
+    .join(tenants, tenants.c.id == api_tokens.c.tenant_id)
+    .where(api_tokens.c.digest == bindparam("b_digest"))
+)
+_TOUCH_TOKEN = (
+    update(api_tokens)
+    .where(
+        api_tokens.c.id == _ID,
+        or_(
+            api_tokens.c.last_used.is_(None),
+            api_tokens.c.last_used < bindparam("b_when", type_=_UtcText()),
+        ),
+    )
+    .values(last_used=bindparam("b_when", type_=_UtcText()))
+)
+_GROUP_MEMBERS_OF_ONE = (
+    select(
+        memberships.c.member_id,
+        select(members.c.ref_display)
+        .where(
+            members.c.tenant_id == memberships.c.tenant_id,
+            members.c.id == memberships.c.member_id,
+        )
+        .scalar_subquery(),
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.group_id == _ID)
+    .order_by(memberships.c.member_id)
+)
+_GROUPS_OF_ONE_MEMBER = (
+    select(
+        memberships.c.group_id,
+        select(groups.c.display_name)
+        .where(
+            groups.c.tenant_id == memberships.c.tenant_id,
+            groups.c.id == memberships.c.group_id,
+        )
+        .scalar_subquery(),
+    )
+    .where(memberships.c.tenant_id == _T, memberships.c.member_id == _ID)
+    .order_by(memberships.c.group_id)
+)
+_MEMBERSHIPS_OF = select(memberships.c.member_id).where(
+    memberships.c.tenant_id == _T,
+    memberships.c.group_id == _ID,
+    memberships.c.member_id.in_(_IDS),
+)

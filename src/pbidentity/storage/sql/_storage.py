@@ -1,0 +1,221 @@
+"""The SQL :class:`~pbidentity.storage.Storage`: opens engines and runs transactions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextlib import suppress
+
+from sqlalchemy import Engine
+from sqlalchemy import create_engine
+from sqlalchemy import insert
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import NoSuchModuleError
+
+from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.storage.sql._engine import _EXTRAS
+from pbidentity.storage.sql._engine import _URL_EXAMPLES
+from pbidentity.storage.sql._engine import _WRITE_OPTION
+from pbidentity.storage.sql._engine import DEFAULT_BUSY_TIMEOUT_MS
+from pbidentity.storage.sql._engine import _check_revision
+from pbidentity.storage.sql._engine import _lock_schema
+from pbidentity.storage.sql._engine import _revision
+from pbidentity.storage.sql._engine import _sqlite_engine
+from pbidentity.storage.sql._engine import database_url
+from pbidentity.storage.sql._engine import upgrade_schema
+from pbidentity.storage.sql._errors import _driver_error
+from pbidentity.storage.sql._errors import _storage_error
+from pbidentity.storage.sql._execute import _instrumented
+from pbidentity.storage.sql._schema import SCHEMA_REVISION
+from pbidentity.storage.sql._schema import _version_metadata
+from pbidentity.storage.sql._schema import alembic_version
+from pbidentity.storage.sql._schema import metadata
+from pbidentity.storage.sql._transaction import _SqlTransaction
+
+
+class SqlStorage:
+    """A :class:`~pbidentity.storage.Storage` on a SQLAlchemy :class:`~sqlalchemy.Engine`.
+
+    ``SqlStorage(engine)`` uses the host app's engine (PostgreSQL: its pool is
+    shared, and left open by :meth:`close`). A SQLite engine is not used as
+    is: SQLite needs per-connection settings that would change the host's own
+    transactions, so pbidentity opens its own engine on the same file.
+    The schema is created on first use.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        upgrade: bool = False,
+    ) -> None:
+        self._owns_engine = engine.dialect.name == "sqlite"
+        if self._owns_engine:
+            engine = _sqlite_engine(engine.url, busy_timeout_ms)
+        self._engine = engine
+        self._upgrade = upgrade
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, upgrade: bool = False
+    ) -> SqlStorage:
+        """Open the database a SQLAlchemy URL names (``sqlite:///file.db``, ``postgresql+psycopg://...``)."""
+        parsed = database_url(url)
+        shown = parsed.render_as_string(hide_password=True)
+        try:
+            engine = (
+                _sqlite_engine(parsed, busy_timeout_ms)
+                if parsed.get_backend_name() == "sqlite"
+                else create_engine(parsed, pool_pre_ping=True)
+            )
+        except NoSuchModuleError as error:
+            raise ConfigurationError(
+                f"cannot use database URL {shown!r}: unknown scheme {parsed.drivername!r}; "
+                f"expected {_URL_EXAMPLES}"
+            ) from error
+        except ImportError as error:
+            extra = _EXTRAS.get(parsed.get_backend_name())
+            hint = f": pip install 'pbidentity[{extra}]'" if extra else ""
+            raise ConfigurationError(
+                f"cannot use database URL {shown!r}: {error.name or error} is not installed{hint}"
+            ) from error
+        except ArgumentError as error:
+            raise ConfigurationError(f"cannot use database URL {shown!r}: {error}") from error
+        storage = cls.__new__(cls)
+        storage._engine = engine
+        storage._owns_engine = True
+        storage._upgrade = upgrade
+        storage._schema_lock = threading.Lock()
+        storage._schema_ready = False
+        return storage
+
+    @property
+    def engine(self) -> Engine:
+        """The engine pbidentity uses (for the host app's health checks and tests)."""
+        return self._engine
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            with self._schema_lock:
+                if not self._schema_ready:
+                    self._create_schema()
+                    self._schema_ready = True
+
+    def _create_schema(self) -> None:
+        try:
+            with self._engine.begin() as connection:
+                _lock_schema(connection)
+                found = _revision(connection)
+                if found == "":
+                    # An empty database: the current schema at once.
+                    metadata.create_all(connection)
+                    _version_metadata.create_all(connection)
+                    connection.execute(insert(alembic_version), [{"version_num": SCHEMA_REVISION}])
+                    return
+                _check_revision(found, allow_older=self._upgrade)
+            if found != SCHEMA_REVISION:
+                upgrade_schema(self._engine)
+        except DBAPIError as error:
+            raise _storage_error(error) from error
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_SqlTransaction]:
+        """Open a unit of work: commits on exit, rolls back on an exception.
+
+        ``write=False`` starts a deferred transaction on SQLite (no write
+        lock); elsewhere it changes nothing.
+        """
+        self._ensure_schema()
+        if self._engine.dialect.name == "sqlite" and not _instrumented(self._engine):
+            with self._lean_transaction(write) as tx:
+                yield tx
+            return
+        try:
+            connection = self._engine.connect()
+        except DBAPIError as error:
+            raise _storage_error(error) from error
+        if not write:
+            connection.execution_options(**{_WRITE_OPTION: False})
+        core = _instrumented(connection)
+        try:
+            transaction = connection.begin()
+        except DBAPIError as error:
+            connection.close()
+            raise _storage_error(error) from error
+        tx = _SqlTransaction(self._engine, core=core, connection=connection)
+        try:
+            try:
+                yield tx
+            except BaseException:
+                tx._closed = True
+                # The original error says more than a failed rollback; the
+                # connection is discarded by close() below.
+                with suppress(DBAPIError):
+                    transaction.rollback()
+                raise
+            tx._closed = True
+            try:
+                transaction.commit()
+            except DBAPIError as error:
+                raise _storage_error(error) from error
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _lean_transaction(self, write: bool) -> Iterator[_SqlTransaction]:
+        """A SQLite unit begun and ended on the pooled DBAPI connection.
+
+        Core's connection, begin and commit cost more than a primary-key read,
+        and most units only run hot-path statements. When a Core statement
+        does run, a Core connection is made over the same DBAPI connection and
+        autobegins on top of the open transaction (the "begin" hook sees it
+        and emits nothing); Core then ends it.
+        """
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            raw = self._engine.raw_connection()
+        except (DBAPIError, dbapi_error) as error:
+            raise StorageUnavailableError(f"the database cannot be opened: {error}") from error
+        tx = _SqlTransaction(self._engine, core=False, raw=raw)
+        dbapi = tx._dbapi
+        try:
+            try:
+                dbapi.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except dbapi_error as error:
+                raise _driver_error("BEGIN", error, dbapi_error) from error
+            try:
+                yield tx
+            except BaseException:
+                tx._closed = True
+                with suppress(DBAPIError, dbapi_error):
+                    if tx._connection is not None and tx._connection.in_transaction():
+                        tx._connection.rollback()
+                    else:
+                        dbapi.rollback()
+                raise
+            tx._closed = True
+            try:
+                if tx._connection is not None and tx._connection.in_transaction():
+                    tx._connection.commit()
+                else:
+                    dbapi.commit()
+            except DBAPIError as error:
+                raise _storage_error(error) from error
+            except dbapi_error as error:
+                raise _driver_error("COMMIT", error, dbapi_error) from error
+        finally:
+            if tx._connection is not None:
+                tx._connection.close()  # returns the DBAPI connection to the pool
+            else:
+                raw.close()
+
+    def close(self) -> None:
+        """Release the connections of an engine pbidentity created (not a host's)."""
+        if self._owns_engine:
+            self._engine.dispose()

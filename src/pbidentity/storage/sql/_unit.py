@@ -1,0 +1,111 @@
+"""What every part of a SQL transaction shares: its connection, execution and savepoints."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any
+from typing import Concatenate
+from typing import ParamSpec
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from pbidentity.domain import Member
+from pbidentity.exceptions import StorageError
+from pbidentity.storage.sql._errors import _storage_error
+from pbidentity.storage.sql._execute import _fast
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_U = TypeVar("_U", bound="_Unit")
+
+
+def _guarded(
+    method: Callable[Concatenate[_U, _P], _R],
+) -> Callable[Concatenate[_U, _P], _R]:
+    """Turn driver errors raised by a protocol method into pbidentity errors."""
+
+    @functools.wraps(method)
+    def guarded(self: _U, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._closed:
+            raise RuntimeError("the transaction is over")
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as error:
+            raise _storage_error(error) from error
+        except SQLAlchemyError as error:
+            raise StorageError(f"the database layer failed: {error}") from error
+
+    return guarded
+
+
+class _Unit:
+    """One unit of work on one connection: the state and helpers every concern uses."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        core: bool,
+        connection: Connection | None = None,
+        raw: PoolProxiedConnection | None = None,
+    ) -> None:
+        self._engine = engine
+        self._dialect_impl = engine.dialect
+        self._dialect = engine.dialect.name
+        self._connection = connection
+        self._raw = raw
+        pooled = connection.connection if connection is not None else raw
+        assert pooled is not None  # noqa: S101 - one of the two is always given
+        self._dbapi: Any = pooled.driver_connection
+        self._closed = False
+        # Whether statements go through Core (see _instrumented), decided once per unit.
+        self._core = core
+        # Members as this unit read or wrote them, so that a replace writes
+        # only the columns that change.
+        self._read: dict[tuple[str, str], Member] = {}
+
+    @property
+    def _conn(self) -> Connection:
+        """The Core connection, made on first use over the unit's DBAPI connection."""
+        if self._connection is None:
+            self._connection = Connection(self._engine, connection=self._raw)
+        return self._connection
+
+    def _rows(
+        self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
+    ) -> Sequence[Any]:
+        return _fast(statement, self._dialect_impl, column_keys).rows(self, values)
+
+    def _run_many(self, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        _fast(statement, self._dialect_impl, sorted(rows[0])).run_many(self, rows)
+
+    def _run(
+        self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
+    ) -> int:
+        return _fast(statement, self._dialect_impl, column_keys).run(self, values)
+
+    @contextmanager
+    def _savepoint(self, *, fallible_statements: int = 1) -> Iterator[None]:
+        """Make a failed write leave the transaction as it was, and usable.
+
+        PostgreSQL aborts the whole transaction on an error, so every write
+        that may break a constraint runs in a savepoint there. SQLite backs out
+        only the failing statement, so a write whose only fallible statement
+        is its first needs none (and saves two round trips of SQLAlchemy
+        overhead per write); several statements that may each fail do.
+        """
+        if fallible_statements == 0 or (self._dialect == "sqlite" and fallible_statements == 1):
+            yield
+            return
+        with self._conn.begin_nested():
+            yield
