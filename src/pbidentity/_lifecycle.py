@@ -190,6 +190,11 @@ class LifecycleWork:
         except ConflictError as error:
             raise self._taken(error, updated) from None
         self._check_unique_keys(updated, current)
+        self._record_saved(current, updated, matched_by)
+        return updated
+
+    def _record_saved(self, current: Member, updated: Member, matched_by: str | None) -> None:
+        """Record the events of a member written over ``current``, and note a lost admin."""
         if updated.scim_managed and not current.scim_managed:
             self._record(
                 "member.linked",
@@ -230,7 +235,6 @@ class LifecycleWork:
                 rule=updated.role_rule,
             )
         self._note_admin_change(current, updated)
-        return updated
 
     def delete(self, member: Member) -> Member | None:
         """Deprovision a member as the policy says; returns it when it was only deactivated."""
@@ -267,21 +271,47 @@ class LifecycleWork:
         return step
 
     def redecide(self, member_ids: Collection[str]) -> None:
-        """Decide again the role of these members (their groups or the policy changed).
+        """Decide again the role of these members (their groups or the policy changed)."""
+        self.redecide_members(self.tx.get_members(self.tenant.id, member_ids))
 
-        Their groups are read in one statement for all of them, not one per
-        member: a group change re-decides every member it adds or removes.
+    def redecide_members(self, members: Sequence[Member]) -> None:
+        """Decide again the role of these members, as read in this unit, in bulk.
+
+        A group change re-decides every member it adds or removes, and a new
+        policy every member of the tenant: their groups are read in one
+        statement, the decisions made in one pass, the members whose role
+        moved written in one statement, and their events recorded as
+        :meth:`save` records them, member by member in the same order.
+        Only the role changes, so none of the checks of a member's own
+        values (unique keys, look-alike links) applies.
         """
-        members = [m for m in self.tx.get_members(self.tenant.id, member_ids) if m.scim_managed]
-        if not members:
+        managed = [m for m in members if m.scim_managed]
+        if not managed or not self.decide_roles:
             return
         groups_of: Mapping[str, Sequence[MemberRef]] = (
-            self.tx.member_groups(self.tenant.id, [m.id for m in members])
+            self.tx.member_groups(self.tenant.id, [m.id for m in managed])
             if self.policy.roles.uses_groups
             else {}
         )
-        for member in members:
-            self.save(member, member, redecide=True, groups=groups_of.get(member.id, ()))
+        moved: list[tuple[Member, Member]] = []
+        for member in managed:
+            decided = self.decided(
+                member, before=member, again=True, groups=groups_of.get(member.id, ())
+            )
+            if not _same(member, decided):
+                moved.append(
+                    (
+                        member,
+                        attrs.evolve(
+                            decided, version=member.version + 1, last_modified=self.clock()
+                        ),
+                    )
+                )
+        if not moved:
+            return
+        self.tx.replace_members([(updated, current.version) for current, updated in moved])
+        for current, updated in moved:
+            self._record_saved(current, updated, None)
 
     # -- groups --------------------------------------------------------------
 

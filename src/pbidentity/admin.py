@@ -22,6 +22,7 @@ from pbidentity._lifecycle import LifecycleWork
 from pbidentity._lifecycle import members_of
 from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import ApiToken
+from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
@@ -36,6 +37,8 @@ __all__ = ["Admin", "NewToken"]
 
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MAX_TOKEN_NAME = 100
+#: Members whose role a new policy decides again per bulk pass.
+_REDECIDE_BATCH = 1000
 
 
 @attrs.frozen(kw_only=True)
@@ -135,9 +138,15 @@ class Admin:
             updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
             lifecycle = self._lifecycle(tx, updated, actor)
+            # Read and decided a batch at a time: memory stays bounded
+            # whatever the tenant's size, and each batch costs a few statements.
+            batch: list[Member] = []
             for member in members_of(tx, tenant.id):
-                if member.scim_managed:
-                    lifecycle.save(member, member, redecide=True)
+                batch.append(member)
+                if len(batch) == _REDECIDE_BATCH:
+                    lifecycle.redecide_members(batch)
+                    batch = []
+            lifecycle.redecide_members(batch)
             lifecycle.finish()
         return checked
 

@@ -23,11 +23,14 @@ from sqlalchemy import text
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import CompareOp
 from pbidentity.query import Comparison
 from pbidentity.query import Query
+from pbidentity.storage import Transaction
 from pbidentity.storage import open_storage
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
@@ -339,3 +342,92 @@ def test_a_partial_update_leaves_exactly_the_row_a_full_write_would(
         assert by_tenant["t1"] == by_tenant["t2"]
     finally:
         store.close()
+
+
+def seed_many(storage: SqlStorage, count: int) -> None:
+    """One tenant with ``count`` members m000, m001..."""
+    with storage.transaction() as tx:
+        tx.add_tenant(Tenant(id="t1", slug="t1", name="T", created=NOW))
+        tx.add_members(
+            [
+                Member(
+                    tenant_id="t1",
+                    id=f"m{i:03d}",
+                    attributes={"userName": f"u{i}@x.com"},
+                    created=NOW,
+                    last_modified=NOW,
+                )
+                for i in range(count)
+            ]
+        )
+
+
+def decide_all(tx: Transaction, count: int) -> list[Member]:
+    """Read the members, then write them back with a role decided by a group, in bulk."""
+    read = tx.get_members("t1", [f"m{i:03d}" for i in range(count)])
+    decided = [
+        attrs.evolve(m, role="maker", role_source="group", role_rule="g", version=m.version + 1)
+        for m in read
+    ]
+    tx.replace_members([(m, m.version - 1) for m in decided])
+    return decided
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["hot-path", "core"])
+def test_roles_decided_again_for_many_members_are_one_statement(
+    database_url: str, listened: bool
+) -> None:
+    """replace_members of a role change to members read in the unit sends one UPDATE for all."""
+    storage = SqlStorage.from_url(database_url)
+    try:
+        seed_many(storage, 150)
+        if listened:
+            with statements(storage) as seen, storage.transaction() as tx:
+                decided = decide_all(tx, 150)
+            assert [statement.split()[0] for statement, _ in seen] == ["SELECT", "UPDATE"]
+        else:
+            with storage.transaction() as tx:
+                decided = decide_all(tx, 150)
+        with storage.transaction(write=False) as tx:
+            assert tx.get_members("t1", [m.id for m in decided]) == decided
+    finally:
+        storage.close()
+
+
+def tampered_then_decided(storage: SqlStorage, tamper: str) -> None:
+    """Read three members, let "another writer" run ``tamper``, then write them in bulk."""
+    with storage.transaction() as tx:
+        read = tx.get_members("t1", ["m000", "m001", "m002"])
+        # Another writer between this unit's read and its write (on
+        # PostgreSQL a concurrent commit; here the unit's own connection).
+        tx._conn.execute(text(tamper))
+        tx.replace_members([(attrs.evolve(m, role="maker", version=2), 1) for m in read])
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["hot-path", "core"])
+def test_a_member_moved_or_gone_before_a_bulk_write_fails_the_unit(
+    database_url: str, listened: bool
+) -> None:
+    """A bulk UPDATE matching fewer rows than it sent fails the unit: conflict, or not found."""
+    storage = SqlStorage.from_url(database_url)
+
+    def core_only(*_: Any) -> None:
+        """A listener whose presence sends every statement through Core."""
+
+    if listened:
+        event.listen(storage.engine, "before_cursor_execute", core_only)
+    try:
+        seed_many(storage, 3)
+        with pytest.raises(VersionMismatchError):
+            tampered_then_decided(storage, "UPDATE members SET version = 2 WHERE id = 'm001'")
+        with pytest.raises(NotFoundError):
+            tampered_then_decided(storage, "DELETE FROM members WHERE id = 'm002'")
+        with storage.transaction(write=False) as tx:
+            stored = tx.get_members("t1", ["m000", "m001", "m002"])
+        assert [(m.id, m.version, m.role) for m in stored] == [
+            ("m000", 1, None),
+            ("m001", 1, None),
+            ("m002", 1, None),
+        ]
+    finally:
+        storage.close()

@@ -122,6 +122,15 @@ class Transaction(Protocol):
         ``VersionMismatchError`` or ``ConflictError(attribute="userName")``.
         """
 
+    def replace_members(self, updates: Sequence[tuple[Member, int]]) -> None:
+        """Overwrite many members, each paired with the version it must still have stored.
+
+        What :meth:`replace_member` does for each, in a few statements instead
+        of one per member (a group change re-decides up to thousands of
+        roles), and with the same errors; on an error the transaction must be
+        rolled back, as some members may be written.
+        """
+
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
 

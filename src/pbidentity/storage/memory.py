@@ -389,6 +389,11 @@ class _MemoryTransaction:
                 self._put(data.external_ids, external_id, member.id)
         self._put(data.members, member.id, stored)
 
+    def replace_members(self, updates: Sequence[tuple[Member, int]]) -> None:
+        """Overwrite many members, each paired with the version it must still have stored."""
+        for member, expected_version in updates:
+            self.replace_member(member, expected_version=expected_version)
+
     def delete_member(self, tenant_id: str, member_id: str) -> bool:
         """Delete a member and its memberships; ``False`` if it did not exist."""
         data = self._read(tenant_id)
