@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import given
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
+from sqlalchemy.pool import NullPool
 
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
@@ -34,8 +36,10 @@ from pbidentity.storage import Transaction
 from pbidentity.storage import open_storage
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
+from pbidentity.storage.sql import _engine as sql_engine
 from pbidentity.storage.sql import member_values
 from pbidentity.storage.sql import members
+from tests.conftest import wipe_database
 from tests.storage.test_properties import member_attributes
 
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
@@ -429,5 +433,62 @@ def test_a_member_moved_or_gone_before_a_bulk_write_fails_the_unit(
             ("m001", 1, None),
             ("m002", 1, None),
         ]
+    finally:
+        storage.close()
+
+
+def add_then_fail(storage: SqlStorage) -> None:
+    """A writing unit that adds a tenant, then fails."""
+    with storage.transaction() as tx:
+        tx.add_tenant(Tenant(id="t2", slug="t2", name="T2", created=NOW))
+        raise RuntimeError("after the insert")
+
+
+def test_a_read_only_unit_on_postgresql_runs_without_a_transaction(postgres_url: str) -> None:
+    """Under READ COMMITTED a read-only unit sends no BEGIN or COMMIT; a writing unit does."""
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    try:
+        seed(storage)
+        idle, in_transaction = (
+            psycopg.pq.TransactionStatus.IDLE,
+            psycopg.pq.TransactionStatus.INTRANS,
+        )
+        with storage.transaction(write=False) as tx:
+            assert tx.get_member("t1", "m1") is not None
+            assert tx._dbapi.info.transaction_status == idle
+        with storage.transaction() as tx:
+            assert tx.get_member("t1", "m1") is not None
+            assert tx._dbapi.info.transaction_status == in_transaction
+        # The connection went back to the pool as it came: the next writing
+        # unit is a transaction again, and rolls back whole.
+        with pytest.raises(RuntimeError):
+            add_then_fail(storage)
+        with storage.transaction(write=False) as tx:
+            assert tx.get_tenant("t2") is None
+    finally:
+        storage.close()
+
+
+def test_a_pooled_postgresql_connection_that_idled_is_pinged_and_replaced_if_gone(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection the server closed while it idled in the pool is replaced before a unit."""
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    try:
+        seed(storage)
+        with storage.transaction(write=False) as tx:
+            pid = tx._dbapi.info.backend_pid
+        other = create_engine(postgres_url, poolclass=NullPool)
+        with other.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            connection.commit()
+        other.dispose()
+        # As if the connection had idled past the threshold.
+        monkeypatch.setattr(sql_engine, "_IDLE_BEFORE_PING_S", 0.0)
+        with storage.transaction(write=False) as tx:
+            assert tx.get_member("t1", "m1") is not None
+            assert tx._dbapi.info.backend_pid != pid
     finally:
         storage.close()

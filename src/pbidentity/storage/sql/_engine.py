@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DisconnectionError
 
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import SchemaVersionError
@@ -170,6 +172,42 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
+    return engine
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before
+#: a unit uses it (a restart or an idle timeout may have closed it).
+_IDLE_BEFORE_PING_S = 5.0
+_IDLE_SINCE = "pbidentity_idle_since"
+
+
+def _postgres_engine(url: URL) -> Engine:
+    """An engine on a server database whose pool pings a connection only after it idled.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one more round
+    trip for each unit, two for each SCIM write, whose whole budget is a few.
+    A connection used a moment ago is almost always alive; one that idled is
+    pinged, and if dead replaced before the unit starts. A server restart
+    under steady load fails the unit that meets it first (SQLAlchemy then
+    drops every pooled connection), which a client retries.
+    """
+    engine = create_engine(url)
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < _IDLE_BEFORE_PING_S:
+            return  # just connected, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool drops this connection and checks out another.
+            raise DisconnectionError(f"a pooled connection is gone: {error}") from error
+
+    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "checkout", on_checkout)
     return engine
 
 
