@@ -186,7 +186,7 @@ class LifecycleWork:
             self._check_lookalike_link(current, updated)
         updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
         try:
-            self.tx.replace_member(updated, expected_version=current.version)
+            self.tx.replace_member(updated, expected_version=current.version, previous=current)
         except ConflictError as error:
             raise self._taken(error, updated) from None
         self._check_unique_keys(updated, current)

@@ -329,6 +329,28 @@ def test_replace_members_writes_each_over_its_version(store: Storage) -> None:
         tx.replace_members([])
 
 
+def test_replace_member_given_what_an_earlier_unit_read(store: Storage) -> None:
+    """``previous`` read in another unit writes the member; a move since is still refused."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "jane@x.com", title="A"))
+    with store.transaction(write=False) as tx:
+        read = tx.get_member("t1", "m1")
+    assert read is not None
+    titled = attrs.evolve(read, attributes={**read.attributes, "title": "B"}, version=2)
+    with store.transaction() as tx:
+        tx.replace_member(titled, expected_version=1, previous=read)
+    with store.transaction() as tx:
+        assert tx.get_member("t1", "m1") == titled
+        assert ids(tx, Comparison(U["title"], "eq", "b")) == ["m1"]
+        # The member moved since ``read``: the version check still holds.
+        with pytest.raises(VersionMismatchError):
+            tx.replace_member(attrs.evolve(read, version=2), expected_version=1, previous=read)
+    with store.transaction() as tx:
+        tx.delete_member("t1", "m1")
+    with pytest.raises(NotFoundError), store.transaction() as tx:
+        tx.replace_member(attrs.evolve(titled, version=3), expected_version=2, previous=titled)
+
+
 def replace_in_a_unit(store: Storage, updates: list[tuple[Member, int]], *, read: bool) -> None:
     """replace_members in a unit of its own, the members read in it first or not."""
     with store.transaction() as tx:

@@ -492,3 +492,25 @@ def test_a_pooled_postgresql_connection_that_idled_is_pinged_and_replaced_if_gon
             assert tx._dbapi.info.backend_pid != pid
     finally:
         storage.close()
+
+
+def test_replace_given_an_earlier_read_writes_only_the_changed_columns(
+    sqlite_storage: SqlStorage,
+) -> None:
+    """``previous`` from the unit that computed a change spares the write unit a re-read."""
+    seed(sqlite_storage)
+    with sqlite_storage.transaction(write=False) as tx:
+        jane = tx.get_member("t1", "m1")
+    assert jane is not None
+    inactive = attrs.evolve(jane, attributes={**jane.attributes, "active": False}, version=2)
+    with statements(sqlite_storage) as seen, sqlite_storage.transaction() as tx:
+        tx.replace_member(inactive, expected_version=1, previous=jane)
+    ((update_sql, _),) = seen
+    assigned = update_sql.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    assert sorted(part.split("=")[0].strip() for part in assigned.split(",")) == [
+        "active",
+        "document",
+        "version",
+    ]
+    with sqlite_storage.transaction(write=False) as tx:
+        assert tx.get_member("t1", "m1") == inactive

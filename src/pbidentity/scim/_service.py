@@ -607,11 +607,12 @@ class ScimService:
 
     def _commit_member_change(self, call: _Call, change: _MemberChange) -> _Render:
         """Write a user's new profile over the version it was computed from."""
-        # Read again in this transaction (a primary-key lookup): the storage
-        # then updates only the columns that changed, and a member deleted
-        # since the computation is a 404, as it would be a moment later.
-        current = self._current_member(call, check_version=False)
-        _check_unchanged(current.version, change.base.version, "user", current.id)
+        # Not read again: the UPDATE only matches the member at the version
+        # the change was computed from (what was read then is what is
+        # stored, so only the columns that differ are written). One moved
+        # since is a version conflict, one deleted since a 404 (as it would
+        # be a moment later): one round trip less per write on PostgreSQL.
+        current = change.base
         updated = attrs.evolve(
             current,
             attributes=change.attributes,

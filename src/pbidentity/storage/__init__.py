@@ -115,11 +115,17 @@ class Transaction(Protocol):
     def get_member(self, tenant_id: str, member_id: str) -> Member | None:
         """The member, or ``None``."""
 
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
         """Overwrite a member whose stored version is ``expected_version``.
 
         ``member.version`` is the new one. Raises ``NotFoundError``,
         ``VersionMismatchError`` or ``ConflictError(attribute="userName")``.
+        ``previous`` is the member as the caller read it at ``expected_version``
+        (in this unit or an earlier one): every write moves the version, so
+        if the version still matches, that is what is stored, and a backend
+        may write only what differs from it.
         """
 
     def replace_members(self, updates: Sequence[tuple[Member, int]]) -> None:

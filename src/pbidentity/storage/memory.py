@@ -361,8 +361,13 @@ class _MemoryTransaction:
         member = self._read(tenant_id).members.get(member_id)
         return None if member is None else _member_copy(member)
 
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
-        """Overwrite a member whose stored version is ``expected_version``."""
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
+        """Overwrite a member whose stored version is ``expected_version``.
+
+        ``previous`` changes nothing here: a write copies the whole member anyway.
+        """
         data = self._read(member.tenant_id)
         current = data.members.get(member.id)
         if current is None:

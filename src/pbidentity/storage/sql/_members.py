@@ -130,17 +130,22 @@ class _Members(_Counting, _Querying):
         return member
 
     @_guarded
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
         """Overwrite a member whose stored version is ``expected_version``."""
         where = {"b_tenant_id": member.tenant_id, "b_id": member.id, "b_expected": expected_version}
         key = (member.tenant_id, member.id)
-        previous = self._read.pop(key, None)
+        read = self._read.pop(key, None)
+        if previous is None or previous.version != expected_version:
+            previous = read
         if previous is not None and previous.version == expected_version:
-            # The row as this unit read it: if its version still matches when
-            # the UPDATE runs, it is exactly what is stored (every write bumps
-            # the version), so only the columns that differ need computing
-            # and writing. An UPDATE of every column costs ten times more on
-            # SQLite, because each indexed column's entry is rewritten.
+            # The row as this unit (or the caller) read it: if its version
+            # still matches when the UPDATE runs, it is exactly what is stored
+            # (every write bumps the version), so only the columns that differ
+            # need computing and writing. An UPDATE of every column costs ten
+            # times more on SQLite, because each indexed column's entry is
+            # rewritten.
             self._update_changed(member, previous, where)
             self._read[key] = member
             return
