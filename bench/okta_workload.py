@@ -34,6 +34,11 @@ response status is checked, and the JSON bodies are parsed and spot-checked:
 a benchmark that silently measures error responses is worthless, so the first
 unexpected answer stops the run with its body.
 
+The two servers take turns phase by phase (scim2-server's phase 1, then
+pbidentity's, then scim2-server's phase 2...), so that on a machine others
+share, whose load drifts over minutes, both sides of a ratio are measured
+under about the same load.
+
 Why in-process
 --------------
 Both applications are called through the same minimal WSGI driver (a PEP 3333
@@ -62,6 +67,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -396,17 +402,21 @@ def warm_up(driver: Driver) -> None:
 
 
 def run_workload(
+    run: ServerRun,
     driver: Driver,
-    server: str,
     people: Sequence[Person],
     *,
     with_password: bool,
     progress: Callable[[str], None],
-) -> ServerRun:
-    """Run the eight phases on one server, in order."""
+) -> Iterator[None]:
+    """Run the eight phases on one server, in order, pausing after each; fill ``run``.
+
+    The caller alternates the two servers phase by phase (see :func:`main`),
+    so that the load of a shared machine, which drifts over minutes, weighs
+    alike on both sides of each ratio.
+    """
     n = len(people)
-    run = ServerRun(server=server)
-    began = time.perf_counter()
+    server = run.server
     order = list(range(n))
     random.Random(SEED + 1).shuffle(order)
 
@@ -444,6 +454,7 @@ def run_workload(
     elapsed = time.perf_counter() - t0 - excluded
     timed("1 lookup-then-POST (requests)", "requests", 2 * n, elapsed)
     timed("1 lookup-then-POST (users)", "users", n, elapsed)
+    yield
     # Untimed reference: the full listing in the same state as the one at N/5
     # (every user active, in no group), so that N/5 against N isolates the
     # effect of the directory's size from that of groups and deactivation.
@@ -462,6 +473,7 @@ def run_workload(
             found,
         )
     timed("2 filter lookup by userName", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 3. GET by id; keep what was read, Okta PUTs it back.
     read: list[Json] = [{} for _ in range(n)]
@@ -472,6 +484,7 @@ def run_workload(
         _check(user.get("id") == ids[i], "GET returned another user", user)
         read[i] = user
     timed("3 GET by id", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 4. PUT the user read in phase 3, with a new givenName.
     bodies = []
@@ -490,6 +503,7 @@ def run_workload(
             updated,
         )
     timed("4 PUT profile update", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 5. PATCH deactivate, path-less as Okta's catalogue apps send it.
     deactivate = {
@@ -503,6 +517,7 @@ def run_workload(
         if patched is not None:
             _check(patched.get("active") is False, "PATCH must deactivate", patched)
     timed("5 PATCH deactivate", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 6. N/100 groups created empty, then one member add per user.
     groups = max(1, math.ceil(n / USERS_PER_GROUP))
@@ -528,6 +543,7 @@ def run_workload(
         }
         driver.call("PATCH", f"/Groups/{group_ids[i % groups]}", body=add, expect=(200, 204))
     timed("6 group create + member add", "ops", groups + n, time.perf_counter() - t0)
+    yield
     sample = driver.get(f"/Groups/{group_ids[0]}")
     expected_members = len(range(0, n, groups))
     _check(
@@ -541,6 +557,7 @@ def run_workload(
     listing = list_all(driver, n)
     run.listings["full"] = listing
     timed("7 paged listing", "users", n, listing.seconds)
+    yield
 
     # 8. N/100 groups pushed whole: created empty, then one PATCH adding 100 members.
     pushed_ids: list[str] = []
@@ -578,9 +595,7 @@ def run_workload(
         sample,
     )
 
-    run.total_seconds = time.perf_counter() - began
     run.requests = driver.requests
-    return run
 
 
 # --------------------------------------------------------------------------- report
@@ -746,20 +761,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("scim2-server refuses Okta's placeholder password: sent to neither server")
     people = make_people(args.users)
     servers = [args.only] if args.only else [SCIM2_SERVER, PBIDENTITY]
-    runs: dict[str, ServerRun] = {}
+    runs = {server: ServerRun(server=server) for server in servers}
     try:
-        for server in servers:
-            with tempfile.TemporaryDirectory(prefix="pbidentity-bench-") as tmp:
-                driver = (
+        with tempfile.TemporaryDirectory(prefix="pbidentity-bench-") as tmp:
+            workloads = {
+                server: run_workload(
+                    runs[server],
                     make_scim2_server()
                     if server == SCIM2_SERVER
-                    else make_pbidentity(Path(tmp), args.users)
+                    else make_pbidentity(Path(tmp), args.users),
+                    people,
+                    with_password=with_password,
+                    progress=progress,
                 )
-                runs[server] = run_workload(
-                    driver, server, people, with_password=with_password, progress=progress
-                )
-                del driver
-                gc.collect()
+                for server in servers
+            }
+            # Phase by phase, each server in turn.
+            while workloads:
+                for server, workload in list(workloads.items()):
+                    resumed = time.perf_counter()
+                    finished = next(workload, StopIteration) is StopIteration
+                    runs[server].total_seconds += time.perf_counter() - resumed
+                    if finished:
+                        del workloads[server]
+            gc.collect()
     except BenchmarkError as error:
         print(f"\nBENCHMARK FAILED: {error}", file=sys.stderr)
         return 1
