@@ -203,10 +203,14 @@ class LifecycleWork:
                 externalId=updated.external_id,
                 matchedBy=matched_by,
             )
-        changed = sorted(
-            key
-            for key in updated.attributes.keys() | current.attributes.keys()
-            if key != "active" and updated.attributes.get(key) != current.attributes.get(key)
+        changed = (
+            []
+            if updated.attributes is current.attributes  # a role decided again
+            else sorted(
+                key
+                for key in updated.attributes.keys() | current.attributes.keys()
+                if key != "active" and updated.attributes.get(key) != current.attributes.get(key)
+            )
         )
         if updated.role_attribute != current.role_attribute:
             changed.append("role")
