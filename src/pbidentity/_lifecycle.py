@@ -79,6 +79,10 @@ class LifecycleWork:
     decide_roles: bool = True
     _events: list[Event] = attrs.field(factory=list, init=False)
     _admin_lost: bool = attrs.field(default=False, init=False)
+    #: The members the last candidates read found for an email (all of them:
+    #: fewer than the limit), until the next write of this unit: a create
+    #: (or link) right after it need not read them again.
+    _email_owners: dict[str, Sequence[Member]] = attrs.field(factory=dict, init=False)
 
     @classmethod
     def open(
@@ -151,6 +155,7 @@ class LifecycleWork:
         # After the insert, so that a taken userName (the database's own
         # check) is what a client hears about first.
         self._check_unique_keys(member, None)
+        self._email_owners.clear()  # read before this write
         self._record(
             "member.created",
             member.id,
@@ -190,6 +195,7 @@ class LifecycleWork:
         except ConflictError as error:
             raise self._taken(error, updated) from None
         self._check_unique_keys(updated, current)
+        self._email_owners.clear()  # read before this write
         self._record_saved(current, updated, matched_by)
         return updated
 
@@ -247,6 +253,7 @@ class LifecycleWork:
             return self.save(member, attrs.evolve(member, attributes=attributes))
         groups = self.tx.member_groups(self.tenant.id, [member.id])[member.id]
         self.tx.delete_member(self.tenant.id, member.id)
+        self._email_owners.clear()  # read before this write
         for ref in groups:
             # The groups lost a member: their version (ETag) and lastModified
             # move, or a conditional GET would answer 304 with stale members.
@@ -459,7 +466,9 @@ class LifecycleWork:
         ):
             key = policy.normalise(email)
             if policy.plus_tags == "keep":
-                others = self.tx.members_matching(self.tenant.id, email=key, limit=_CANDIDATES)
+                others = self._email_owners.get(key)
+                if others is None:
+                    others = self.tx.members_matching(self.tenant.id, email=key, limit=_CANDIDATES)
             else:
                 others = self._query(_address_filter("emails", key, policy))
             for other in others:
@@ -477,14 +486,21 @@ class LifecycleWork:
     def _candidates(self, identity: Identity, policy: LinkPolicy) -> Sequence[Member]:
         if policy.plus_tags == "keep":
             # Every SCIM create asks: indexed lookups, no filter to compile.
-            email = identity.primary_email
-            return self.tx.members_matching(
+            email = (
+                None if identity.primary_email is None else policy.normalise(identity.primary_email)
+            )
+            found = self.tx.members_matching(
                 self.tenant.id,
                 user_name=policy.normalise(identity.user_name),
                 external_id=identity.external_id,
-                email=None if email is None else policy.normalise(email),
+                email=email,
                 limit=_CANDIDATES,
             )
+            self._email_owners.clear()
+            if email is not None and len(found) < _CANDIDATES:
+                # Every member with that email is among them (and others).
+                self._email_owners[email] = found
+            return found
         parts: list[Filter] = [
             _address_filter("userName", policy.normalise(identity.user_name), policy)
         ]
