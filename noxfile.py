@@ -203,7 +203,9 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- saml`` times validating one signed SAML response with
     python3-saml's own path and with ``verify_response``;
     ``nox -s bench -- abuse`` times the costliest request the default
-    ``ScimLimits`` allow on every SCIM endpoint, on SQLite and PostgreSQL.
+    ``ScimLimits`` allow on every SCIM endpoint, on SQLite and PostgreSQL;
+    ``nox -s bench -- postgres`` times SCIM writes through the WSGI app on a
+    durable PostgreSQL and counts their round trips.
     """
     session.install("-e", ".[postgres,saml]", *_group("bench"))
     scripts = {
@@ -212,6 +214,7 @@ def bench(session: nox.Session) -> None:
         "scale": "scale.py",
         "saml": "saml_validate.py",
         "abuse": "abuse.py",
+        "postgres": "postgres.py",
     }
     args = list(session.posargs)
     chosen = args.pop(0) if args and args[0] in (*scripts, "all") else "okta"

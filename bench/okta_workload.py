@@ -20,6 +20,12 @@ own with :func:`time.perf_counter`:
    read, as an Okta import does. It is also timed when only ``N/5`` users
    exist (inside phase 1, outside its timing), so that the cost per listed user
    at ``N/5`` and ``N`` shows whether listing is linear in ``N``.
+8. *groups pushed in bulk*: ``N/100`` more groups, each ``POST /Groups`` with
+   ``members: []`` then one ``PATCH add members`` naming 100 users at once, as
+   Okta's Group Push sends a pushed group's existing members. On pbidentity
+   every pushed group is mapped to a role by the tenant's policy, so each
+   added member gets its role decided again (and a ``member.role_changed``
+   event): the costliest shape of a group push.
 
 The same payloads, in the same order, go to both servers: pbidentity on a
 durable SQLite file in a fresh temporary directory, and scim2-server's
@@ -27,6 +33,11 @@ in-memory WSGI application built the way its own test server builds it. Every
 response status is checked, and the JSON bodies are parsed and spot-checked:
 a benchmark that silently measures error responses is worthless, so the first
 unexpected answer stops the run with its body.
+
+The two servers take turns phase by phase (scim2-server's phase 1, then
+pbidentity's, then scim2-server's phase 2...), so that on a machine others
+share, whose load drifts over minutes, both sides of a ratio are measured
+under about the same load.
 
 Why in-process
 --------------
@@ -56,6 +67,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +89,9 @@ from scim2_server.utils import load_default_schemas
 from scim2_server.utils import load_default_service_provider_config
 
 from pbidentity import PbIdentity
+from pbidentity.policy import TenantPolicy
+from pbidentity.roles import GroupMapping
+from pbidentity.roles import RolePolicy
 from pbidentity.storage import open_storage
 from pbidentity.wsgi import DEFAULT_PREFIX
 from pbidentity.wsgi import make_app
@@ -217,12 +232,27 @@ def make_scim2_server() -> Driver:
     return Driver(app=app, prefix=str(VERSION_PREFIX), token="x" * 32)
 
 
-def make_pbidentity(directory: Path) -> Driver:
-    """Serve pbidentity from a fresh SQLite file, with one tenant, SCIM on and an API token."""
+def pushed_group_name(g: int) -> str:
+    """The displayName of the ``g``-th group of phase 8."""
+    return f"push-{g:04d}"
+
+
+def make_pbidentity(directory: Path, users: int) -> Driver:
+    """Serve pbidentity from a fresh SQLite file, with one tenant, SCIM on and an API token.
+
+    The tenant's policy maps every group phase 8 pushes to a role, so that
+    the push re-decides the role of each member it adds.
+    """
     identity = PbIdentity(f"sqlite:///{directory / 'bench.db'}")
     admin = identity.admin
     admin.create_tenant("bench")
     admin.set_scim_enabled("bench", True)
+    pushed = max(1, math.ceil(users / USERS_PER_GROUP))
+    mappings = [
+        GroupMapping(role="maker", group_name=pushed_group_name(g), priority=g % 3)
+        for g in range(pushed)
+    ]
+    admin.set_policy("bench", TenantPolicy(roles=RolePolicy(mappings=tuple(mappings))))
     secret = admin.create_token("bench", "okta").secret
     return Driver(app=make_app(identity), prefix=DEFAULT_PREFIX, token=secret)
 
@@ -373,17 +403,21 @@ def warm_up(driver: Driver) -> None:
 
 
 def run_workload(
+    run: ServerRun,
     driver: Driver,
-    server: str,
     people: Sequence[Person],
     *,
     with_password: bool,
     progress: Callable[[str], None],
-) -> ServerRun:
-    """Run the seven phases on one server, in order."""
+) -> Iterator[None]:
+    """Run the eight phases on one server, in order, pausing after each; fill ``run``.
+
+    The caller alternates the two servers phase by phase (see :func:`main`),
+    so that the load of a shared machine, which drifts over minutes, weighs
+    alike on both sides of each ratio.
+    """
     n = len(people)
-    run = ServerRun(server=server)
-    began = time.perf_counter()
+    server = run.server
     order = list(range(n))
     random.Random(SEED + 1).shuffle(order)
 
@@ -421,6 +455,7 @@ def run_workload(
     elapsed = time.perf_counter() - t0 - excluded
     timed("1 lookup-then-POST (requests)", "requests", 2 * n, elapsed)
     timed("1 lookup-then-POST (users)", "users", n, elapsed)
+    yield
     # Untimed reference: the full listing in the same state as the one at N/5
     # (every user active, in no group), so that N/5 against N isolates the
     # effect of the directory's size from that of groups and deactivation.
@@ -439,6 +474,7 @@ def run_workload(
             found,
         )
     timed("2 filter lookup by userName", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 3. GET by id; keep what was read, Okta PUTs it back.
     read: list[Json] = [{} for _ in range(n)]
@@ -449,6 +485,7 @@ def run_workload(
         _check(user.get("id") == ids[i], "GET returned another user", user)
         read[i] = user
     timed("3 GET by id", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 4. PUT the user read in phase 3, with a new givenName.
     bodies = []
@@ -467,6 +504,7 @@ def run_workload(
             updated,
         )
     timed("4 PUT profile update", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 5. PATCH deactivate, path-less as Okta's catalogue apps send it.
     deactivate = {
@@ -480,6 +518,7 @@ def run_workload(
         if patched is not None:
             _check(patched.get("active") is False, "PATCH must deactivate", patched)
     timed("5 PATCH deactivate", "requests", n, time.perf_counter() - t0)
+    yield
 
     # 6. N/100 groups created empty, then one member add per user.
     groups = max(1, math.ceil(n / USERS_PER_GROUP))
@@ -505,6 +544,7 @@ def run_workload(
         }
         driver.call("PATCH", f"/Groups/{group_ids[i % groups]}", body=add, expect=(200, 204))
     timed("6 group create + member add", "ops", groups + n, time.perf_counter() - t0)
+    yield
     sample = driver.get(f"/Groups/{group_ids[0]}")
     expected_members = len(range(0, n, groups))
     _check(
@@ -518,10 +558,45 @@ def run_workload(
     listing = list_all(driver, n)
     run.listings["full"] = listing
     timed("7 paged listing", "users", n, listing.seconds)
+    yield
 
-    run.total_seconds = time.perf_counter() - began
+    # 8. N/100 groups pushed whole: created empty, then one PATCH adding 100 members.
+    pushed_ids: list[str] = []
+    gc.collect()
+    t0 = time.perf_counter()
+    for g in range(groups):
+        created = _body(
+            driver.call(
+                "POST",
+                "/Groups",
+                body={
+                    "schemas": [GROUP_SCHEMA],
+                    "displayName": pushed_group_name(g),
+                    "members": [],
+                },
+                expect=(201,),
+            ),
+            "POST /Groups",
+        )
+        pushed_ids.append(created["id"])
+        members = order[g * USERS_PER_GROUP : (g + 1) * USERS_PER_GROUP]
+        add = {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": ids[i]} for i in members]}
+            ],
+        }
+        driver.call("PATCH", f"/Groups/{created['id']}", body=add, expect=(200, 204))
+    timed("8 groups pushed (100 members each)", "groups", groups, time.perf_counter() - t0)
+    sample = driver.get(f"/Groups/{pushed_ids[-1]}")
+    expected_members = len(order[(groups - 1) * USERS_PER_GROUP : groups * USERS_PER_GROUP])
+    _check(
+        len(sample.get("members", [])) == expected_members,
+        f"the last pushed group should have {expected_members} members",
+        sample,
+    )
+
     run.requests = driver.requests
-    return run
 
 
 # --------------------------------------------------------------------------- report
@@ -687,18 +762,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("scim2-server refuses Okta's placeholder password: sent to neither server")
     people = make_people(args.users)
     servers = [args.only] if args.only else [SCIM2_SERVER, PBIDENTITY]
-    runs: dict[str, ServerRun] = {}
+    runs = {server: ServerRun(server=server) for server in servers}
     try:
-        for server in servers:
-            with tempfile.TemporaryDirectory(prefix="pbidentity-bench-") as tmp:
-                driver = (
-                    make_scim2_server() if server == SCIM2_SERVER else make_pbidentity(Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="pbidentity-bench-") as tmp:
+            workloads = {
+                server: run_workload(
+                    runs[server],
+                    make_scim2_server()
+                    if server == SCIM2_SERVER
+                    else make_pbidentity(Path(tmp), args.users),
+                    people,
+                    with_password=with_password,
+                    progress=progress,
                 )
-                runs[server] = run_workload(
-                    driver, server, people, with_password=with_password, progress=progress
-                )
-                del driver
-                gc.collect()
+                for server in servers
+            }
+            # Phase by phase, each server in turn.
+            while workloads:
+                for server, workload in list(workloads.items()):
+                    resumed = time.perf_counter()
+                    finished = next(workload, StopIteration) is StopIteration
+                    runs[server].total_seconds += time.perf_counter() - resumed
+                    if finished:
+                        del workloads[server]
+            gc.collect()
     except BenchmarkError as error:
         print(f"\nBENCHMARK FAILED: {error}", file=sys.stderr)
         return 1

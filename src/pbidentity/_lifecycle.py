@@ -1,7 +1,7 @@
 """The member lifecycle inside one transaction: roles decided, admins guarded, events written.
 
 Every change to members and groups, whether it comes from a SCIM request, the
-host app or ``pbidentity link``, goes through a :class:`Changes` bound to the
+host app or ``pbidentity link``, goes through a :class:`LifecycleWork` bound to the
 open transaction, so that the same rules hold whatever the door:
 
 * a SCIM-managed member's role is decided by the tenant's role policy each
@@ -13,7 +13,7 @@ open transaction, so that the same rules hold whatever the door:
 * the admin guard refuses a change that leaves the tenant without an active
   admin;
 * every change is recorded as an :class:`~pbidentity.domain.Event` in the
-  same transaction (the outbox and audit trail), flushed by :meth:`Changes.finish`.
+  same transaction (the outbox and audit trail), flushed by :meth:`LifecycleWork.finish`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from pbidentity.query import ValueFilter
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 
-__all__ = ["Changes", "identity_of", "members_of", "tenant_by_slug"]
+__all__ = ["LifecycleWork", "identity_of", "members_of", "tenant_by_slug"]
 
 log = logging.getLogger("pbidentity.members")
 
@@ -66,8 +66,8 @@ _CANDIDATES = 20
 
 
 @attrs.define
-class Changes:
-    """The changes of one unit of work on one tenant, made by one actor."""
+class LifecycleWork:
+    """The member lifecycle's unit of work: one actor's changes to one tenant in one transaction."""
 
     tx: Transaction
     tenant: Tenant
@@ -81,6 +81,10 @@ class Changes:
     decide_roles: bool = True
     _events: list[Event] = attrs.field(factory=list, init=False)
     _admin_lost: bool = attrs.field(default=False, init=False)
+    #: The members the last candidates read found for an email (all of them:
+    #: fewer than the limit), until the next write of this unit: a create
+    #: (or link) right after it need not read them again.
+    _email_owners: dict[str, Sequence[Member]] = attrs.field(factory=dict, init=False)
 
     @classmethod
     def open(
@@ -92,8 +96,8 @@ class Changes:
         actor: str,
         clock: Clock,
         new_id: IdFactory,
-    ) -> Changes:
-        """The changes of a unit on ``tenant``, under the tenant's own policy."""
+    ) -> LifecycleWork:
+        """The unit of work on ``tenant``, under the tenant's own policy."""
         return cls(tx, tenant, TenantPolicy.of(tenant), roles, actor, clock, new_id)
 
     # -- members -------------------------------------------------------------
@@ -153,6 +157,7 @@ class Changes:
         # After the insert, so that a taken userName (the database's own
         # check) is what a client hears about first.
         self._check_unique_keys(member, None)
+        self._email_owners.clear()  # read before this write
         self._record(
             "member.created",
             member.id,
@@ -189,10 +194,16 @@ class Changes:
             self._check_lookalike_link(current, updated)
         updated = attrs.evolve(updated, version=current.version + 1, last_modified=self.clock())
         try:
-            self.tx.replace_member(updated, expected_version=current.version)
+            self.tx.replace_member(updated, expected_version=current.version, previous=current)
         except ConflictError as error:
             raise self._taken(error, updated) from None
         self._check_unique_keys(updated, current)
+        self._email_owners.clear()  # read before this write
+        self._record_saved(current, updated, matched_by)
+        return updated
+
+    def _record_saved(self, current: Member, updated: Member, matched_by: str | None) -> None:
+        """Record the events of a member written over ``current``, and note a lost admin."""
         # The member as this change left it, for the events a host app syncs
         # from; not for a role re-decided alone (a group's members, in bulk).
         snapshot = member_snapshot(updated) if not _same_profile(current, updated) else None
@@ -205,10 +216,14 @@ class Changes:
                 matchedBy=matched_by,
                 member=snapshot,
             )
-        changed = sorted(
-            key
-            for key in updated.attributes.keys() | current.attributes.keys()
-            if key != "active" and updated.attributes.get(key) != current.attributes.get(key)
+        changed = (
+            []
+            if updated.attributes is current.attributes  # a role decided again
+            else sorted(
+                key
+                for key in updated.attributes.keys() | current.attributes.keys()
+                if key != "active" and updated.attributes.get(key) != current.attributes.get(key)
+            )
         )
         if updated.role_attribute != current.role_attribute:
             changed.append("role")
@@ -241,7 +256,6 @@ class Changes:
                 rule=updated.role_rule,
             )
         self._note_admin_change(current, updated)
-        return updated
 
     def delete(self, member: Member) -> Member | None:
         """Deprovision a member as the policy says; returns it when it was only deactivated."""
@@ -250,6 +264,7 @@ class Changes:
             return self.save(member, attrs.evolve(member, attributes=attributes))
         groups = self.tx.member_groups(self.tenant.id, [member.id])[member.id]
         self.tx.delete_member(self.tenant.id, member.id)
+        self._email_owners.clear()  # read before this write
         for ref in groups:
             # The groups lost a member: their version (ETag) and lastModified
             # move, or a conditional GET would answer 304 with stale members.
@@ -279,21 +294,47 @@ class Changes:
         return step
 
     def redecide(self, member_ids: Collection[str]) -> None:
-        """Decide again the role of these members (their groups or the policy changed).
+        """Decide again the role of these members (their groups or the policy changed)."""
+        self.redecide_members(self.tx.get_members(self.tenant.id, member_ids))
 
-        Their groups are read in one statement for all of them, not one per
-        member: a group change re-decides every member it adds or removes.
+    def redecide_members(self, members: Sequence[Member]) -> None:
+        """Decide again the role of these members, as read in this unit, in bulk.
+
+        A group change re-decides every member it adds or removes, and a new
+        policy every member of the tenant: their groups are read in one
+        statement, the decisions made in one pass, the members whose role
+        moved written in one statement, and their events recorded as
+        :meth:`save` records them, member by member in the same order.
+        Only the role changes, so none of the checks of a member's own
+        values (unique keys, look-alike links) applies.
         """
-        members = [m for m in self.tx.get_members(self.tenant.id, member_ids) if m.scim_managed]
-        if not members:
+        managed = [m for m in members if m.scim_managed]
+        if not managed or not self.decide_roles:
             return
         groups_of: Mapping[str, Sequence[MemberRef]] = (
-            self.tx.member_groups(self.tenant.id, [m.id for m in members])
+            self.tx.member_groups(self.tenant.id, [m.id for m in managed])
             if self.policy.roles.uses_groups
             else {}
         )
-        for member in members:
-            self.save(member, member, redecide=True, groups=groups_of.get(member.id, ()))
+        moved: list[tuple[Member, Member]] = []
+        for member in managed:
+            decided = self.decided(
+                member, before=member, again=True, groups=groups_of.get(member.id, ())
+            )
+            if not _same(member, decided):
+                moved.append(
+                    (
+                        member,
+                        attrs.evolve(
+                            decided, version=member.version + 1, last_modified=self.clock()
+                        ),
+                    )
+                )
+        if not moved:
+            return
+        self.tx.replace_members([(updated, current.version) for current, updated in moved])
+        for current, updated in moved:
+            self._record_saved(current, updated, None)
 
     # -- groups --------------------------------------------------------------
 
@@ -446,7 +487,9 @@ class Changes:
         ):
             key = policy.normalise(email)
             if policy.plus_tags == "keep":
-                others = self.tx.members_matching(self.tenant.id, email=key, limit=_CANDIDATES)
+                others = self._email_owners.get(key)
+                if others is None:
+                    others = self.tx.members_matching(self.tenant.id, email=key, limit=_CANDIDATES)
             else:
                 others = self._query(_address_filter("emails", key, policy))
             for other in others:
@@ -464,14 +507,21 @@ class Changes:
     def _candidates(self, identity: Identity, policy: LinkPolicy) -> Sequence[Member]:
         if policy.plus_tags == "keep":
             # Every SCIM create asks: indexed lookups, no filter to compile.
-            email = identity.primary_email
-            return self.tx.members_matching(
+            email = (
+                None if identity.primary_email is None else policy.normalise(identity.primary_email)
+            )
+            found = self.tx.members_matching(
                 self.tenant.id,
                 user_name=policy.normalise(identity.user_name),
                 external_id=identity.external_id,
-                email=None if email is None else policy.normalise(email),
+                email=email,
                 limit=_CANDIDATES,
             )
+            self._email_owners.clear()
+            if email is not None and len(found) < _CANDIDATES:
+                # Every member with that email is among them (and others).
+                self._email_owners[email] = found
+            return found
         parts: list[Filter] = [
             _address_filter("userName", policy.normalise(identity.user_name), policy)
         ]

@@ -18,10 +18,11 @@ from pbidentity._clock import Clock
 from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
-from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import LifecycleWork
 from pbidentity._lifecycle import members_of
 from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import ApiToken
+from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
@@ -36,6 +37,8 @@ __all__ = ["Admin", "NewToken"]
 
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MAX_TOKEN_NAME = 100
+#: Members whose role a new policy decides again per bulk pass.
+_REDECIDE_BATCH = 1000
 
 
 @attrs.frozen(kw_only=True)
@@ -101,8 +104,8 @@ class Admin:
             return tenant
 
     def _unlink_all(self, tx: Transaction, tenant: Tenant) -> None:
-        changes = self._changes(tx, tenant, "app")
-        changes.decide_roles = False
+        lifecycle = self._lifecycle(tx, tenant, "app")
+        lifecycle.decide_roles = False
         for member in members_of(tx, tenant.id):
             if member.scim_managed or member.external_id is not None:
                 attributes = dict(member.attributes)
@@ -114,8 +117,8 @@ class Admin:
                     # The role the IdP decided becomes the app's to change.
                     role_source="app" if member.role is not None else None,
                 )
-                changes.save(member, unlinked)
-        changes.finish()
+                lifecycle.save(member, unlinked)
+        lifecycle.finish()
 
     def get_policy(self, slug: str) -> TenantPolicy:
         """The tenant's member policy (role mapping, linking, deprovisioning)."""
@@ -134,15 +137,21 @@ class Admin:
             tenant = tenant_by_slug(tx, slug)
             updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
-            changes = self._changes(tx, updated, actor)
+            lifecycle = self._lifecycle(tx, updated, actor)
+            # Read and decided a batch at a time: memory stays bounded
+            # whatever the tenant's size, and each batch costs a few statements.
+            batch: list[Member] = []
             for member in members_of(tx, tenant.id):
-                if member.scim_managed:
-                    changes.save(member, member, redecide=True)
-            changes.finish()
+                batch.append(member)
+                if len(batch) == _REDECIDE_BATCH:
+                    lifecycle.redecide_members(batch)
+                    batch = []
+            lifecycle.redecide_members(batch)
+            lifecycle.finish()
         return checked
 
-    def _changes(self, tx: Transaction, tenant: Tenant, actor: str) -> Changes:
-        return Changes.open(
+    def _lifecycle(self, tx: Transaction, tenant: Tenant, actor: str) -> LifecycleWork:
+        return LifecycleWork.open(
             tx, tenant, roles=self.roles, actor=actor, clock=self.clock, new_id=self.new_id
         )
 

@@ -33,7 +33,7 @@ from pbidentity._clock import Clock
 from pbidentity._clock import IdFactory
 from pbidentity._clock import new_id
 from pbidentity._clock import utc_now
-from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import LifecycleWork
 from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import DEFAULT_ROLE_URN
 from pbidentity.domain import Event
@@ -211,14 +211,14 @@ class Members:
                 role_urn=self.role_urn,
             )
             _check_profile(member)
-            changes = self._changes(tx, tenant, actor)
+            lifecycle = self._lifecycle(tx, tenant, actor)
             try:
-                created = changes.create(member)
+                created = lifecycle.create(member)
             except ConflictError as error:
                 raise InputError(
                     f"workspace {slug!r} already has a member {user_name!r}"
                 ) from error
-            changes.finish()
+            lifecycle.finish()
         return self._ours(created)
 
     def edit(
@@ -255,15 +255,15 @@ class Members:
                 updated = attrs.evolve(
                     updated, role=given, role_source="app", role_rule=f"set in the app ({given})"
                 )
-            changes = self._changes(tx, tenant, actor)
-            changes.decide_roles = tenant.scim_enabled
+            lifecycle = self._lifecycle(tx, tenant, actor)
+            lifecycle.decide_roles = tenant.scim_enabled
             try:
-                saved = changes.save(current, updated)
+                saved = lifecycle.save(current, updated)
             except ConflictError as error:
                 raise InputError(
                     f"workspace {slug!r} already has a member {document['userName']!r}"
                 ) from error
-            changes.finish()
+            lifecycle.finish()
         return self._ours(saved)
 
     # -- linking ---------------------------------------------------------------
@@ -293,25 +293,25 @@ class Members:
         counts = {"create": 0, "link": 0, "reactivate": 0, "unchanged": 0}
         skipped: list[tuple[LinkStep, str]] = [(s, s.reason) for s in plan.conflicts]
         counts["unchanged"] += plan.count("unchanged")
-        work = plan.changes
+        steps = plan.changes
         done = 0
-        for start in range(0, len(work), _BATCH):
-            batch = work[start : start + _BATCH]
+        for start in range(0, len(steps), _BATCH):
+            batch = steps[start : start + _BATCH]
             with self.storage.transaction() as tx:
                 tenant = tenant_by_slug(tx, slug)
-                changes = self._changes(tx, tenant, actor)
+                lifecycle = self._lifecycle(tx, tenant, actor)
                 ids = [s.member_id for s in batch if s.member_id is not None]
                 found = {m.id: m for m in tx.get_members(tenant.id, ids)}
                 for step in batch:
-                    outcome = self._apply(changes, tenant, step, found.get(step.member_id or ""))
+                    outcome = self._apply(lifecycle, tenant, step, found.get(step.member_id or ""))
                     if outcome in counts:
                         counts[outcome] += 1
                     else:
                         skipped.append((step, outcome))
-                changes.finish()
+                lifecycle.finish()
             done += len(batch)
             if progress is not None:
-                progress(done, len(work))
+                progress(done, len(steps))
         return LinkResult(
             created=counts["create"],
             linked=counts["link"],
@@ -321,7 +321,7 @@ class Members:
         )
 
     def _apply(
-        self, changes: Changes, tenant: Tenant, step: LinkStep, member: Member | None
+        self, lifecycle: LifecycleWork, tenant: Tenant, step: LinkStep, member: Member | None
     ) -> str:
         """Apply one step; returns its action, ``unchanged``, or why it was skipped."""
         identity = step.identity
@@ -338,9 +338,9 @@ class Members:
                 last_modified=now,
             )
             try:
-                changes.create(new)
+                lifecycle.create(new)
             except ConflictError:
-                return self._already_created(changes, tenant, identity)
+                return self._already_created(lifecycle, tenant, identity)
             except LinkConflictError as error:
                 return str(error)
             return "create"
@@ -358,15 +358,15 @@ class Members:
             scim_managed=True,
         )
         try:
-            saved = changes.save(member, linked, matched_by=step.matched_by)
+            saved = lifecycle.save(member, linked, matched_by=step.matched_by)
         except (ConflictError, LinkConflictError) as error:
             return f"{error}"
         return "unchanged" if saved is member else step.action
 
-    def _already_created(self, changes: Changes, tenant: Tenant, identity: Identity) -> str:
+    def _already_created(self, lifecycle: LifecycleWork, tenant: Tenant, identity: Identity) -> str:
         # The userName is taken now: by this very identity (a second run, or
         # the IdP provisioned it meanwhile), or by someone else.
-        step = changes.link_step(identity)
+        step = lifecycle.link_step(identity)
         if step.action == "unchanged":
             return "unchanged"
         return f"userName {identity.user_name!r} is now taken ({step.reason})"
@@ -392,8 +392,8 @@ class Members:
             )
         return found
 
-    def _changes(self, tx: Transaction, tenant: Tenant, actor: str) -> Changes:
-        return Changes.open(
+    def _lifecycle(self, tx: Transaction, tenant: Tenant, actor: str) -> LifecycleWork:
+        return LifecycleWork.open(
             tx, tenant, roles=self.roles, actor=actor, clock=self.clock, new_id=self.new_id
         )
 

@@ -133,6 +133,37 @@ class RolePolicy:
     prefer_less_privileged: bool = False
     #: Refuse any change that would leave the tenant without an active admin.
     admin_guard: bool = False
+    #: The mappings by group id and by folded group name, each in the order
+    #: of ``mappings``: a group change decides the roles of up to thousands
+    #: of members, each looked up against every mapping otherwise.
+    _by_id: Mapping[str, tuple[GroupMapping, ...]] = attrs.field(
+        init=False, repr=False, eq=False, hash=False
+    )
+    _by_name: Mapping[str, tuple[GroupMapping, ...]] = attrs.field(
+        init=False, repr=False, eq=False, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        by_id: dict[str, tuple[GroupMapping, ...]] = {}
+        by_name: dict[str, tuple[GroupMapping, ...]] = {}
+        for mapping in self.mappings:
+            if mapping.group_id is not None:
+                by_id[mapping.group_id] = (*by_id.get(mapping.group_id, ()), mapping)
+            else:
+                name = fold(str(mapping.group_name))
+                by_name[name] = (*by_name.get(name, ()), mapping)
+        object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_by_name", by_name)
+
+    def mappings_of(self, group: MemberRef) -> tuple[GroupMapping, ...]:
+        """The mappings about that group, in the policy's order (as ``GroupMapping.matches``)."""
+        by_id = self._by_id.get(group.id, ())
+        if group.display is None or not self._by_name:
+            return by_id
+        by_name = self._by_name.get(fold(group.display), ())
+        if not by_id or not by_name:
+            return by_id or by_name
+        return tuple(m for m in self.mappings if m in by_id or m in by_name)
 
     def check(self, roles: RoleSet) -> RolePolicy:
         """The policy with role names in the app's spelling; ``ConfigurationError`` if unknown."""
@@ -158,7 +189,7 @@ class RolePolicy:
 
     def maps_any(self, groups: Iterable[MemberRef]) -> bool:
         """Whether any of these groups is mapped (a change to them re-decides roles)."""
-        return self.uses_groups and any(m.matches(g) for g in groups for m in self.mappings)
+        return self.uses_groups and any(self.mappings_of(g) for g in groups)
 
     def decide(
         self,
@@ -189,9 +220,9 @@ class RolePolicy:
     def _by_group(self, roles: RoleSet, groups: Sequence[MemberRef]) -> RoleDecision | None:
         best: tuple[int, int, GroupMapping, MemberRef] | None = None
         for group in groups:
-            for mapping in self.mappings:
+            for mapping in self.mappings_of(group):
                 role = roles.canonical(mapping.role)
-                if role is None or not mapping.matches(group):
+                if role is None:
                     # A mapping to a role the app no longer has (its role
                     # set changed since the policy was saved) maps nothing.
                     continue

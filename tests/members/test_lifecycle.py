@@ -5,18 +5,27 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from pbidentity._lifecycle import LifecycleWork
 from pbidentity.admin import Admin
 from pbidentity.domain import Event
+from pbidentity.domain import Member
+from pbidentity.domain import Tenant
 from pbidentity.events import EventDispatcher
+from pbidentity.exceptions import LinkConflictError
 from pbidentity.exceptions import ManagedMemberError
+from pbidentity.linking import Identity
 from pbidentity.members import Members
 from pbidentity.policy import TenantPolicy
+from pbidentity.roles import RoleSet
 from pbidentity.storage import Storage
 from pbidentity.storage import open_storage
+from pbidentity.storage.memory import MemoryStorage
 from tests.conftest import Workspace
 from tests.scim.helpers import ROLE
 from tests.scim.helpers import create_group
@@ -181,6 +190,7 @@ import os, sys
 import httpx
 from pbidentity.scim import ScimService
 from pbidentity.storage import open_storage
+from pbidentity.storage.memory import MemoryStorage
 from pbidentity.wsgi import ScimWsgiApp
 
 service = ScimService(open_storage(sys.argv[1]))
@@ -238,3 +248,36 @@ def test_deleting_a_member_moves_its_groups_etag(acme: Workspace) -> None:
     assert again.headers["etag"] != etag
     assert again.json()["members"] == []
     assert again.json()["meta"]["lastModified"] != group["meta"]["lastModified"]
+
+
+def test_an_email_read_before_a_write_is_read_again_after_it() -> None:
+    """A create reuses the candidates its link step read, never once the unit has written."""
+    storage = MemoryStorage()
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    ids = iter(f"id{i}" for i in range(100))
+    with storage.transaction() as tx:
+        tx.add_tenant(Tenant(id="t1", slug="acme", name="Acme", created=now, scim_enabled=True))
+    with storage.transaction() as tx:
+        tenant = tx.get_tenant("t1")
+        assert tenant is not None
+        work = LifecycleWork.open(
+            tx, tenant, roles=RoleSet(), actor="test", clock=lambda: now, new_id=lambda: next(ids)
+        )
+
+        def member(member_id: str, user_name: str) -> Member:
+            emails = [{"value": "shared@example.com", "primary": True}]
+            attributes = {"userName": user_name, "emails": emails}
+            return Member(
+                tenant_id="t1",
+                id=member_id,
+                attributes=attributes,
+                scim_managed=True,
+                created=now,
+                last_modified=now,
+            )
+
+        step = work.link_step(Identity(user_name="a@example.com", emails=("shared@example.com",)))
+        assert step.action == "create"
+        work.create(member("m1", "a@example.com"))
+        with pytest.raises(LinkConflictError, match="already the email of member m1"):
+            work.create(member("m2", "b@example.com"))

@@ -202,11 +202,13 @@ class _RacingTransaction:
     def __getattr__(self, name: str) -> object:
         return getattr(self._tx, name)
 
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
         if self._storage.losses > 0:
             self._storage.losses -= 1
             raise VersionMismatchError("another writer got there first")
-        self._tx.replace_member(member, expected_version=expected_version)
+        self._tx.replace_member(member, expected_version=expected_version, previous=previous)
 
 
 def _racing_client(storage: Storage, losses: int) -> tuple[httpx.Client, str]:

@@ -304,6 +304,83 @@ def test_replace_member_reindexes_changed_values(store: Storage) -> None:
         assert ids(tx, Comparison(U["title"], "eq", "a")) == ["m1"]
 
 
+def test_replace_members_writes_each_over_its_version(store: Storage) -> None:
+    """replace_members writes every member, read in the unit or not, role or values changed."""
+    with store.transaction() as tx:
+        for i in range(5):
+            tx.add_member(make_member(f"m{i}", f"u{i}@x.com", title="old"))
+    with store.transaction() as tx:
+        read = tx.get_members("t1", ["m0", "m1", "m2"])
+        # Read in this unit, only the role moves (a group change re-decides it).
+        roles = [
+            attrs.evolve(m, role="maker", role_source="group", role_rule="r", version=2)
+            for m in read
+        ]
+        # Not read in this unit, and a value that filters see.
+        titled = [
+            attrs.evolve(make_member(f"m{i}", f"u{i}@x.com", title="new"), version=2)
+            for i in (3, 4)
+        ]
+        tx.replace_members([(m, 1) for m in [*roles, *titled]])
+    with store.transaction() as tx:
+        stored = {m.id: m for m in tx.get_members("t1", [f"m{i}" for i in range(5)])}
+        assert [stored[m.id] for m in [*roles, *titled]] == [*roles, *titled]
+        assert ids(tx, Comparison(U["title"], "eq", "new")) == ["m3", "m4"]
+        assert ids(tx, Comparison(U["title"], "eq", "old")) == ["m0", "m1", "m2"]
+        tx.replace_members([])
+
+
+def test_replace_member_given_what_an_earlier_unit_read(store: Storage) -> None:
+    """``previous`` read in another unit writes the member; a move since is still refused."""
+    with store.transaction() as tx:
+        tx.add_member(make_member("m1", "jane@x.com", title="A"))
+    with store.transaction(write=False) as tx:
+        read = tx.get_member("t1", "m1")
+    assert read is not None
+    titled = attrs.evolve(read, attributes={**read.attributes, "title": "B"}, version=2)
+    with store.transaction() as tx:
+        tx.replace_member(titled, expected_version=1, previous=read)
+    with store.transaction() as tx:
+        assert tx.get_member("t1", "m1") == titled
+        assert ids(tx, Comparison(U["title"], "eq", "b")) == ["m1"]
+        # The member moved since ``read``: the version check still holds.
+        with pytest.raises(VersionMismatchError):
+            tx.replace_member(attrs.evolve(read, version=2), expected_version=1, previous=read)
+    with store.transaction() as tx:
+        tx.delete_member("t1", "m1")
+    with pytest.raises(NotFoundError), store.transaction() as tx:
+        tx.replace_member(attrs.evolve(titled, version=3), expected_version=2, previous=titled)
+
+
+def replace_in_a_unit(store: Storage, updates: list[tuple[Member, int]], *, read: bool) -> None:
+    """replace_members in a unit of its own, the members read in it first or not."""
+    with store.transaction() as tx:
+        if read:
+            tx.get_members("t1", [m.id for m, _ in updates])
+        tx.replace_members(updates)
+
+
+@pytest.mark.parametrize("read", [False, True])
+def test_replace_members_refuses_a_stale_or_missing_member(store: Storage, read: bool) -> None:
+    """One member of the batch at another version, or gone, fails the batch as replace_member."""
+    with store.transaction() as tx:
+        for i in range(3):
+            tx.add_member(make_member(f"m{i}", f"u{i}@x.com"))
+    first = (attrs.evolve(make_member("m0", "u0@x.com"), role="maker", version=2), 1)
+    stale = (attrs.evolve(make_member("m1", "u1@x.com"), role="maker", version=6), 5)
+    ghost = (attrs.evolve(make_member("ghost", "g@x.com"), role="maker", version=2), 1)
+    taken = (attrs.evolve(make_member("m2", "U0@x.com"), version=2), 1)
+    with pytest.raises(VersionMismatchError):
+        replace_in_a_unit(store, [first, stale], read=read)
+    with pytest.raises(NotFoundError):
+        replace_in_a_unit(store, [first, ghost], read=read)
+    with pytest.raises(ConflictError) as caught:
+        replace_in_a_unit(store, [taken], read=read)
+    assert caught.value.attribute == "userName"
+    with store.transaction() as tx:
+        assert {m.version for m in tx.get_members("t1", ["m0", "m1", "m2"])} == {1}
+
+
 def test_user_name_is_unique_case_insensitively(store: Storage) -> None:
     """The userName rule compares folded values, on insert and replace, and names the value."""
     with store.transaction() as tx:

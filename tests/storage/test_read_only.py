@@ -83,6 +83,9 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
         attrs.evolve(make_member("m1", "a@x.com", displayName="A"), version=2),
         expected_version=1,
     ),
+    "replace_members": lambda tx: tx.replace_members(
+        [(attrs.evolve(make_member("m2", "b@x.com", displayName="B"), version=2), 1)]
+    ),
     "delete_member": lambda tx: tx.delete_member("t1", "m2"),
     "get_members": lambda tx: tx.get_members("t1", ["m1", "m2"]),
     "list_members": lambda tx: tx.list_members("t1"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import given
@@ -19,20 +21,26 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
+from sqlalchemy.pool import NullPool
 
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
+from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import CompareOp
 from pbidentity.query import Comparison
 from pbidentity.query import Query
+from pbidentity.storage import Transaction
 from pbidentity.storage import open_storage
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
+from pbidentity.storage.sql import _engine as sql_engine
 from pbidentity.storage.sql import member_values
 from pbidentity.storage.sql import members
+from tests.conftest import wipe_database
 from tests.storage.test_properties import member_attributes
 
 NOW = datetime(2026, 11, 28, 20, 54, 13, 123456, tzinfo=UTC)
@@ -339,3 +347,170 @@ def test_a_partial_update_leaves_exactly_the_row_a_full_write_would(
         assert by_tenant["t1"] == by_tenant["t2"]
     finally:
         store.close()
+
+
+def seed_many(storage: SqlStorage, count: int) -> None:
+    """One tenant with ``count`` members m000, m001..."""
+    with storage.transaction() as tx:
+        tx.add_tenant(Tenant(id="t1", slug="t1", name="T", created=NOW))
+        tx.add_members(
+            [
+                Member(
+                    tenant_id="t1",
+                    id=f"m{i:03d}",
+                    attributes={"userName": f"u{i}@x.com"},
+                    created=NOW,
+                    last_modified=NOW,
+                )
+                for i in range(count)
+            ]
+        )
+
+
+def decide_all(tx: Transaction, count: int) -> list[Member]:
+    """Read the members, then write them back with a role decided by a group, in bulk."""
+    read = tx.get_members("t1", [f"m{i:03d}" for i in range(count)])
+    decided = [
+        attrs.evolve(m, role="maker", role_source="group", role_rule="g", version=m.version + 1)
+        for m in read
+    ]
+    tx.replace_members([(m, m.version - 1) for m in decided])
+    return decided
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["hot-path", "core"])
+def test_roles_decided_again_for_many_members_are_one_statement(
+    database_url: str, listened: bool
+) -> None:
+    """replace_members of a role change to members read in the unit sends one UPDATE for all."""
+    storage = SqlStorage.from_url(database_url)
+    try:
+        seed_many(storage, 150)
+        if listened:
+            with statements(storage) as seen, storage.transaction() as tx:
+                decided = decide_all(tx, 150)
+            assert [statement.split()[0] for statement, _ in seen] == ["SELECT", "UPDATE"]
+        else:
+            with storage.transaction() as tx:
+                decided = decide_all(tx, 150)
+        with storage.transaction(write=False) as tx:
+            assert tx.get_members("t1", [m.id for m in decided]) == decided
+    finally:
+        storage.close()
+
+
+def tampered_then_decided(storage: SqlStorage, tamper: str) -> None:
+    """Read three members, let "another writer" run ``tamper``, then write them in bulk."""
+    with storage.transaction() as tx:
+        read = tx.get_members("t1", ["m000", "m001", "m002"])
+        # Another writer between this unit's read and its write (on
+        # PostgreSQL a concurrent commit; here the unit's own connection).
+        tx._conn.execute(text(tamper))
+        tx.replace_members([(attrs.evolve(m, role="maker", version=2), 1) for m in read])
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["hot-path", "core"])
+def test_a_member_moved_or_gone_before_a_bulk_write_fails_the_unit(
+    database_url: str, listened: bool
+) -> None:
+    """A bulk UPDATE matching fewer rows than it sent fails the unit: conflict, or not found."""
+    storage = SqlStorage.from_url(database_url)
+
+    def core_only(*_: Any) -> None:
+        """A listener whose presence sends every statement through Core."""
+
+    if listened:
+        event.listen(storage.engine, "before_cursor_execute", core_only)
+    try:
+        seed_many(storage, 3)
+        with pytest.raises(VersionMismatchError):
+            tampered_then_decided(storage, "UPDATE members SET version = 2 WHERE id = 'm001'")
+        with pytest.raises(NotFoundError):
+            tampered_then_decided(storage, "DELETE FROM members WHERE id = 'm002'")
+        with storage.transaction(write=False) as tx:
+            stored = tx.get_members("t1", ["m000", "m001", "m002"])
+        assert [(m.id, m.version, m.role) for m in stored] == [
+            ("m000", 1, None),
+            ("m001", 1, None),
+            ("m002", 1, None),
+        ]
+    finally:
+        storage.close()
+
+
+def add_then_fail(storage: SqlStorage) -> None:
+    """A writing unit that adds a tenant, then fails."""
+    with storage.transaction() as tx:
+        tx.add_tenant(Tenant(id="t2", slug="t2", name="T2", created=NOW))
+        raise RuntimeError("after the insert")
+
+
+def test_a_read_only_unit_on_postgresql_runs_without_a_transaction(postgres_url: str) -> None:
+    """Under READ COMMITTED a read-only unit sends no BEGIN or COMMIT; a writing unit does."""
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    try:
+        seed(storage)
+        idle, in_transaction = (
+            psycopg.pq.TransactionStatus.IDLE,
+            psycopg.pq.TransactionStatus.INTRANS,
+        )
+        with storage.transaction(write=False) as tx:
+            assert tx.get_member("t1", "m1") is not None
+            assert tx._dbapi.info.transaction_status == idle
+        with storage.transaction() as tx:
+            assert tx.get_member("t1", "m1") is not None
+            assert tx._dbapi.info.transaction_status == in_transaction
+        # The connection went back to the pool as it came: the next writing
+        # unit is a transaction again, and rolls back whole.
+        with pytest.raises(RuntimeError):
+            add_then_fail(storage)
+        with storage.transaction(write=False) as tx:
+            assert tx.get_tenant("t2") is None
+    finally:
+        storage.close()
+
+
+def terminate(postgres_url: str, pid: int) -> None:
+    """End a server backend from another connection, and wait until it is gone."""
+    other = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        with other.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(200):
+                alive = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar_one()
+                if not alive:
+                    break
+                time.sleep(0.01)
+            connection.commit()
+    finally:
+        other.dispose()
+
+
+@pytest.mark.parametrize("idled", [False, True], ids=["closed-by-server", "idled-long"])
+def test_a_pooled_postgresql_connection_the_server_closed_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, idled: bool
+) -> None:
+    """A connection closed while it sat in the pool is replaced before a unit uses it.
+
+    Its socket says so at once (no round trip); one that idled long is pinged anyway.
+    """
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    try:
+        seed(storage)
+        with storage.transaction(write=False) as tx:
+            pid = tx._dbapi.info.backend_pid
+        terminate(postgres_url, pid)
+        if idled:
+            # As if the connection had idled past the threshold, with a
+            # socket that says nothing (a network that dropped it).
+            monkeypatch.setattr(sql_engine, "_IDLE_BEFORE_PING_S", 0.0)
+            monkeypatch.setattr(sql_engine, "_readable", lambda _connection: False)
+        with storage.transaction(write=False) as tx:
+            assert tx.get_member("t1", "m1") is not None
+            assert tx._dbapi.info.backend_pid != pid
+    finally:
+        storage.close()

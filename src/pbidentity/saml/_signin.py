@@ -23,7 +23,7 @@ from typing import Literal
 
 import attrs
 
-from pbidentity._lifecycle import Changes
+from pbidentity._lifecycle import LifecycleWork
 from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import Member
 from pbidentity.domain import RoleDecision
@@ -472,7 +472,7 @@ class SignInFlow:
                 current = tx.get_member(tenant.id, member.id)
                 if current is None:
                     return member
-                changes = Changes.open(
+                lifecycle = LifecycleWork.open(
                     tx,
                     tenant_by_slug(tx, tenant.slug),
                     roles=context.roles,
@@ -481,8 +481,8 @@ class SignInFlow:
                     new_id=context.new_id,
                 )
                 # Decided already, by the sign-in: not again from SCIM's last values.
-                changes.decide_roles = False
-                saved = changes.save(
+                lifecycle.decide_roles = False
+                saved = lifecycle.save(
                     current,
                     attrs.evolve(
                         current,
@@ -491,7 +491,7 @@ class SignInFlow:
                         role_rule=decision.rule,
                     ),
                 )
-                changes.finish()
+                lifecycle.finish()
         except LastAdminError as refused:
             # The sign-in itself stands: only the role change is refused.
             trail.append(f"role {decision.role} not given: the workspace's last admin")
@@ -554,7 +554,7 @@ class SignInFlow:
         now = context.clock()
         try:
             with context.storage.transaction() as tx:
-                changes = Changes.open(
+                lifecycle = LifecycleWork.open(
                     tx,
                     tenant_by_slug(tx, tenant.slug),
                     roles=context.roles,
@@ -562,7 +562,7 @@ class SignInFlow:
                     clock=context.clock,
                     new_id=context.new_id,
                 )
-                created = changes.create(
+                created = lifecycle.create(
                     Member(
                         tenant_id=tenant.id,
                         id=context.new_id(),
@@ -574,7 +574,7 @@ class SignInFlow:
                         last_modified=now,
                     )
                 )
-                changes.finish()
+                lifecycle.finish()
             return created
         except (ConflictError, LinkConflictError):
             # The folded userName or email was taken since the lookup: by a

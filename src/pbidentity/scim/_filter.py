@@ -1007,12 +1007,24 @@ def parse_path(
     spent by its earlier paths) over ``filter_terms``, raises
     :class:`~pbidentity.scim._limits.LimitExceeded`.
     """
+    plain = "[" not in text  # no filter: no terms spent, the same path whatever came before
+    if plain and (known := _PLAIN_PATHS.get((text, limits))) is not None:
+        return known
     try:
-        return _parse_path(
+        parsed = _parse_path(
             text, _Bounds(limits, terms_before, subject="The PATCH (its path filters together)")
         )
     except FilterError as error:
         raise PathError(error.detail) from None
+    if plain and len(_PLAIN_PATHS) < _PLAIN_PATHS_KEPT:
+        _PLAIN_PATHS[(text, limits)] = parsed
+    return parsed
+
+
+# The paths without a filter that parsed (``active``, ``name.givenName``...):
+# every PATCH names a few of the same ones. Bounded, as clients choose them.
+_PLAIN_PATHS: dict[tuple[str, ScimLimits | None], AttributePath] = {}
+_PLAIN_PATHS_KEPT = 1024
 
 
 def _parse_path(text: str, bounds: _Bounds) -> AttributePath:

@@ -154,11 +154,27 @@ class MemberStore(Protocol):
         """The member, or ``None``."""
 
     @writes
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
         """Overwrite a member whose stored version is ``expected_version``.
 
         ``member.version`` is the new one. Raises ``NotFoundError``,
         ``VersionMismatchError`` or ``ConflictError(attribute="userName")``.
+        ``previous`` is the member as the caller read it at ``expected_version``
+        (in this unit or an earlier one): every write moves the version, so
+        if the version still matches, that is what is stored, and a backend
+        may write only what differs from it.
+        """
+
+    @writes
+    def replace_members(self, updates: Sequence[tuple[Member, int]]) -> None:
+        """Overwrite many members, each paired with the version it must still have stored.
+
+        What :meth:`replace_member` does for each, in a few statements instead
+        of one per member (a group change re-decides up to thousands of
+        roles), and with the same errors; on an error the transaction must be
+        rolled back, as some members may be written.
         """
 
     @writes

@@ -385,8 +385,13 @@ class _MemoryTransaction:
         return None if member is None else _member_copy(member)
 
     @_writing
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
-        """Overwrite a member whose stored version is ``expected_version``."""
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
+        """Overwrite a member whose stored version is ``expected_version``.
+
+        ``previous`` changes nothing here: a write copies the whole member anyway.
+        """
         data = self._read(member.tenant_id)
         current = data.members.get(member.id)
         if current is None:
@@ -412,6 +417,12 @@ class _MemoryTransaction:
             if external_id is not None:
                 self._put(data.external_ids, external_id, member.id)
         self._put(data.members, member.id, stored)
+
+    @_writing
+    def replace_members(self, updates: Sequence[tuple[Member, int]]) -> None:
+        """Overwrite many members, each paired with the version it must still have stored."""
+        for member, expected_version in updates:
+            self.replace_member(member, expected_version=expected_version)
 
     @_writing
     def delete_member(self, tenant_id: str, member_id: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from select import select as ready_to_read
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DisconnectionError
 
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import SchemaVersionError
@@ -171,6 +174,58 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
     return engine
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before
+#: a unit uses it, even if its socket says nothing (a network may drop it).
+_IDLE_BEFORE_PING_S = 5.0
+_IDLE_SINCE = "pbidentity_idle_since"
+
+
+def _postgres_engine(url: URL) -> Engine:
+    """An engine on a server database whose pool checks a connection without a round trip.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one more round
+    trip for each unit, two for each SCIM write, whose whole budget is a few.
+    A connection the server closed while it sat in the pool (a restart, a
+    terminated backend, an idle timeout) has its socket readable (the
+    server's goodbye, then end of file), while a live idle one has nothing
+    to read: that costs one ``select`` call, and only then, or after the
+    connection idled for a while (a network that dropped it says nothing),
+    is it pinged, and replaced if dead, before the unit starts.
+    """
+    engine = create_engine(url)
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None:
+            return  # just connected
+        if time.monotonic() - since < _IDLE_BEFORE_PING_S and not _readable(dbapi_connection):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool drops this connection and checks out another.
+            raise DisconnectionError(f"a pooled connection is gone: {error}") from error
+
+    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "checkout", on_checkout)
+    return engine
+
+
+def _readable(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has something to read (so the server closed it)."""
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return True  # a driver that does not say: ping
+    try:
+        ready, _, _ = ready_to_read([fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
 
 
 _URL_EXAMPLES = "sqlite:///FILE.db, postgresql://USER@HOST/DATABASE (postgres:// too) or memory://"

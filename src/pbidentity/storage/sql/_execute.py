@@ -125,15 +125,19 @@ class _Fast:
             for row in raw
         ]
 
-    def run_many(self, tx: _Unit, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run a write once per row of parameters (an ``executemany``)."""
+    def run_many(self, tx: _Unit, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a write once per row of parameters (an ``executemany``); the rows matched in all.
+
+        Both drivers (sqlite3, psycopg) sum the rows each run matched.
+        """
         if tx._core:
-            tx._conn.execute(self.statement, [self._core_values(row) for row in rows])
-            return
+            result = tx._conn.execute(self.statement, [self._core_values(row) for row in rows])
+            return int(result.rowcount)
         parameters = [self._parameters(row) for row in rows]
         cursor = tx._dbapi.cursor()
         try:
             cursor.executemany(self.sql, parameters)
+            return int(cursor.rowcount)
         except self.dbapi_error as error:
             raise DBAPIError.instance(
                 self.sql, parameters, error, self.dbapi_error, dialect=tx._dialect_impl

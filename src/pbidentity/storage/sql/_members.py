@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Collection
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import fold
 from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.storage import _conflicts
@@ -126,17 +128,22 @@ class _Members(_Counting, _Querying):
         return member
 
     @_writing
-    def replace_member(self, member: Member, *, expected_version: int) -> None:
+    def replace_member(
+        self, member: Member, *, expected_version: int, previous: Member | None = None
+    ) -> None:
         """Overwrite a member whose stored version is ``expected_version``."""
         where = {"b_tenant_id": member.tenant_id, "b_id": member.id, "b_expected": expected_version}
         key = (member.tenant_id, member.id)
-        previous = self._read.pop(key, None)
+        read = self._read.pop(key, None)
+        if previous is None or previous.version != expected_version:
+            previous = read
         if previous is not None and previous.version == expected_version:
-            # The row as this unit read it: if its version still matches when
-            # the UPDATE runs, it is exactly what is stored (every write bumps
-            # the version), so only the columns that differ need computing
-            # and writing. An UPDATE of every column costs ten times more on
-            # SQLite, because each indexed column's entry is rewritten.
+            # The row as this unit (or the caller) read it: if its version
+            # still matches when the UPDATE runs, it is exactly what is stored
+            # (every write bumps the version), so only the columns that differ
+            # need computing and writing. An UPDATE of every column costs ten
+            # times more on SQLite, because each indexed column's entry is
+            # rewritten.
             self._update_changed(member, previous, where)
             self._read[key] = member
             return
@@ -188,6 +195,62 @@ class _Members(_Counting, _Querying):
         if values:
             keys = {"tenant_id": member.tenant_id, "member_id": member.id}
             self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+
+    @_writing
+    def replace_members(self, updates: Sequence[tuple[Member, int]]) -> None:
+        """Overwrite many members, each paired with the version it must still have stored.
+
+        A member this unit read at that version, whose change touches neither
+        a unique column nor its values rows (a role decided again, what a
+        group change or a new policy does to thousands of members), is
+        written by one UPDATE per set of changed columns, run for all of
+        them at once (an ``executemany``: one round trip on PostgreSQL); if
+        fewer rows matched than were sent, the members are checked one by
+        one for the error to raise. Any other member goes through
+        :meth:`replace_member`.
+        """
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        written: list[Member] = []
+        for member, expected_version in updates:
+            previous = self._read.get((member.tenant_id, member.id))
+            if previous is not None and previous.version == expected_version:
+                row, values = _changed_columns(previous, member)
+                if values is None and _UNIQUE_MEMBER_COLUMNS.isdisjoint(row):
+                    row.setdefault("version", member.version)
+                    where = {
+                        "b_tenant_id": member.tenant_id,
+                        "b_id": member.id,
+                        "b_expected": expected_version,
+                    }
+                    batches.setdefault(tuple(sorted(row)), []).append({**row, **where})
+                    written.append(member)
+                    continue
+            self.replace_member(member, expected_version=expected_version)
+        for columns, rows in batches.items():
+            if self._run_many(_UPDATE_MEMBER, rows, columns) != len(rows):
+                self._raise_for_unwritten(rows)
+        for member in written:
+            self._read[(member.tenant_id, member.id)] = member
+
+    def _raise_for_unwritten(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The error for a bulk UPDATE that matched fewer rows than it was sent.
+
+        The rows it matched are at their new version now, which a concurrent
+        writer may have given the others too, so only a missing member can
+        be named; the unit fails either way, and its rollback undoes them all.
+        """
+        moved = rows[0]
+        for row in rows:
+            where = {"b_tenant_id": row["b_tenant_id"], "b_id": row["b_id"]}
+            current = self._conn.execute(_MEMBER_VERSION, where).scalar()
+            if current is None:
+                raise NotFoundError(f"member {row['b_id']!r} does not exist")
+            if current != row["version"]:
+                moved = row
+        raise VersionMismatchError(
+            f"member {moved['b_id']!r} (or another of the {len(rows)} written together) is "
+            f"no longer at version {moved['b_expected']}"
+        )
 
     @_writing
     def delete_member(self, tenant_id: str, member_id: str) -> bool:

@@ -6,20 +6,23 @@ from collections.abc import Collection
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 
 from pbidentity.domain import Event
 from pbidentity.exceptions import NotFoundError
 from pbidentity.storage._evaluate import dump_document
 from pbidentity.storage.sql._rows import _event
 from pbidentity.storage.sql._schema import events
-from pbidentity.storage.sql._statements import _INSERT_EVENT
+from pbidentity.storage.sql._statements import _INSERT_EVENT_IF_TENANT
 from pbidentity.storage.sql._statements import _chunks
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _Unit
 from pbidentity.storage.sql._unit import _writing
+
+# The table, under a name the protocol's ``events`` parameter does not hide.
+_EVENTS = events
 
 
 class _Outbox(_Unit):
@@ -43,16 +46,13 @@ class _Outbox(_Unit):
             }
             for e in events
         ]
-        try:
-            # Each row of an executemany may fail on its own (SQLite keeps the
-            # rows before a failing one): several rows need a real savepoint.
-            with self._savepoint(fallible_statements=len(rows)):
-                # executemany runs one INSERT per row, in order, so seq
-                # follows the order given (a multi-row VALUES would not
-                # promise it).
-                self._run_many(_INSERT_EVENT, rows)
-        except IntegrityError as error:
-            raise NotFoundError("an event names a tenant that does not exist") from error
+        # executemany runs one INSERT per row, in order, so seq follows the
+        # order given (a multi-row VALUES would not promise it).
+        if self._run_many(_INSERT_EVENT_IF_TENANT, rows) != len(rows):
+            # The batch is refused whole: the rows written are taken back.
+            for chunk in _chunks([e.id for e in events]):
+                self._conn.execute(delete(_EVENTS).where(_EVENTS.c.id.in_(chunk)))
+            raise NotFoundError("an event names a tenant that does not exist")
 
     @_guarded
     def pending_events(self, limit: int = 100) -> Sequence[Event]:

@@ -122,12 +122,16 @@ def _changed_columns(
     """
     before, after = previous.attributes, member.attributes
     # Compared as JSON, not with ==: True == 1 in Python, but not in a column.
-    keys = {
-        k
-        for k in before.keys() | after.keys()
-        if (old := before.get(k)) is not (new := after.get(k))
-        and (old != new or _json(old) != _json(new))
-    }
+    keys = (
+        set()
+        if before is after  # a role decided again, a version moved: the document is shared
+        else {
+            k
+            for k in before.keys() | after.keys()
+            if (old := before.get(k)) is not (new := after.get(k))
+            and (old != new or _json(old) != _json(new))
+        }
+    )
     row: dict[str, Any] = {}
     if keys:
         row["document"] = dump_document(after)
@@ -147,11 +151,15 @@ def _changed_columns(
         if display != reference_display(previous):
             row.update(_text_pair("ref_display", display))
     role_changed = previous.role_attribute != member.role_attribute
-    specs = [
-        spec
-        for spec in _MEMBER_FIELDS
-        if (spec.field.key == "role" and role_changed) or spec.path[0] in keys
-    ]
+    specs = (
+        [
+            spec
+            for spec in _MEMBER_FIELDS
+            if (spec.field.key == "role" and role_changed) or spec.path[0] in keys
+        ]
+        if keys or role_changed
+        else []
+    )
     if specs:
         row.update(_field_values(specs, after, member.role_attribute))
     values = None

@@ -139,7 +139,18 @@ _COUNT_OF = select(tenant_counts.c.n).where(
 
 
 _INSERT_MEMBER = insert(members)
-_INSERT_EVENT = insert(events)
+_EVENT_FIELDS = ("id", "tenant_id", "type", "subject_id", "actor", "occurred", "data", "delivered")
+_EVENT_VALUES = {name: bindparam(name, type_=events.c[name].type) for name in _EVENT_FIELDS}
+# An event of a tenant that does not exist is skipped, not refused by the
+# foreign key: the caller sees fewer rows than it sent, and no error aborts
+# the transaction, so no savepoint (two round trips on PostgreSQL) is needed
+# around the outbox write that ends every change.
+_INSERT_EVENT_IF_TENANT = insert(events).from_select(
+    list(_EVENT_FIELDS),
+    select(*_EVENT_VALUES.values()).where(
+        select(tenants.c.id).where(tenants.c.id == _EVENT_VALUES["tenant_id"]).exists()
+    ),
+)
 _INSERT_VALUES = insert(member_values)
 _FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
 _GET_TENANT = select(tenants).where(tenants.c.id == _ID)

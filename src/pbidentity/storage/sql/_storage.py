@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from contextlib import suppress
 
 from sqlalchemy import Engine
-from sqlalchemy import create_engine
 from sqlalchemy import insert
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +21,7 @@ from pbidentity.storage.sql._engine import _WRITE_OPTION
 from pbidentity.storage.sql._engine import DEFAULT_BUSY_TIMEOUT_MS
 from pbidentity.storage.sql._engine import _check_revision
 from pbidentity.storage.sql._engine import _lock_schema
+from pbidentity.storage.sql._engine import _postgres_engine
 from pbidentity.storage.sql._engine import _revision
 from pbidentity.storage.sql._engine import _sqlite_engine
 from pbidentity.storage.sql._engine import database_url
@@ -72,7 +72,7 @@ class SqlStorage:
             engine = (
                 _sqlite_engine(parsed, busy_timeout_ms)
                 if parsed.get_backend_name() == "sqlite"
-                else create_engine(parsed, pool_pre_ping=True)
+                else _postgres_engine(parsed)
             )
         except NoSuchModuleError as error:
             raise ConfigurationError(
@@ -143,6 +143,15 @@ class SqlStorage:
             raise _storage_error(error) from error
         if not write:
             connection.execution_options(**{_WRITE_OPTION: False})
+            if (
+                connection.dialect.name == "postgresql"
+                and connection.default_isolation_level == "READ COMMITTED"
+            ):
+                # Under READ COMMITTED each statement reads its own snapshot
+                # anyway, so a unit that only reads is the same without a
+                # transaction around it: no BEGIN and no COMMIT, two round
+                # trips of a GET's four, and of a write's first unit.
+                connection.execution_options(isolation_level="AUTOCOMMIT")
         core = _instrumented(connection)
         try:
             transaction = connection.begin()

@@ -107,8 +107,14 @@ class _Unit:
     ) -> Sequence[Any]:
         return _fast(statement, self._dialect_impl, column_keys).rows(self, values)
 
-    def _run_many(self, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-        _fast(statement, self._dialect_impl, sorted(rows[0])).run_many(self, rows)
+    def _run_many(
+        self,
+        statement: Any,
+        rows: Sequence[Mapping[str, Any]],
+        column_keys: Sequence[str] | None = None,
+    ) -> int:
+        keys = sorted(rows[0]) if column_keys is None else column_keys
+        return _fast(statement, self._dialect_impl, keys).run_many(self, rows)
 
     def _run(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
