@@ -348,6 +348,16 @@ class LifecycleWork:
                 moved.append((member, decided))
         return moved
 
+    def policy_changed(self, before: TenantPolicy) -> None:
+        """Record that the tenant's policy became this unit's (its members are re-decided next)."""
+        self._record(
+            "policy.changed",
+            self.tenant.id,
+            old=before.fingerprint,
+            new=self.policy.fingerprint,
+            policy=self.policy.settings(),
+        )
+
     # -- groups --------------------------------------------------------------
 
     def group_created(self, group: Group, member_ids: Collection[str]) -> None:

@@ -178,6 +178,7 @@ class Admin:
             updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
             lifecycle = self._lifecycle(tx, updated, actor)
+            lifecycle.policy_changed(TenantPolicy.of(tenant))
             # Read and decided a batch at a time: memory stays bounded
             # whatever the tenant's size, and each batch costs a few statements.
             batch: list[Member] = []

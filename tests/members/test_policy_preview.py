@@ -142,7 +142,13 @@ def test_the_preview_is_what_applying_does(storage: Storage, case: int) -> None:
         recorded = [
             e for e in tx.list_events("t1", limit=10_000) if e.type == "member.role_changed"
         ]
-    assert shown.role_changes == len(recorded) == events_after - events_before
+        (changed,) = [e for e in tx.list_events("t1", limit=10_000) if e.type == "policy.changed"]
+    # One event for the policy, then one per member whose role moved.
+    assert shown.role_changes == len(recorded) == events_after - events_before - 1
+    assert changed.data["old"] == shown.current_fingerprint
+    assert changed.data["new"] == shown.policy.fingerprint
+    assert changed.seq is not None
+    assert all(changed.seq < e.seq for e in recorded if e.seq is not None)
     decided = {m.id: m for m in after}
     for change in shown.changes:
         assert [e.member_id for e in change.examples] == moved[change.old, change.new][:2]

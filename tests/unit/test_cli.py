@@ -358,7 +358,13 @@ def test_policy_set_show_and_audit(capsys: pytest.CaptureFixture[str], db: list[
     assert code == 0
     assert "\tapp\tmember.created\t" in out
     code, out, _ = _run(capsys, *db, "audit", "--tenant", "acme", "--json")
-    assert json.loads(out)[0]["data"]["role"] == "maker"
+    listed = json.loads(out)
+    (created,) = [e for e in listed if e["type"] == "member.created"]
+    assert created["data"]["role"] == "maker"
+    # The policy set above is in the trail too.
+    assert [e["data"]["policy"]["on_delete"] for e in listed if e["type"] == "policy.changed"] == [
+        "deactivate"
+    ]
 
 
 def test_serve_without_the_reference_app_serves_one_identity(tmp_path: Path) -> None:
