@@ -29,6 +29,7 @@ from pbidentity.roles import RolePolicy
 from pbidentity.storage import Storage
 from pbidentity.storage.memory import MemoryStorage
 from pbidentity.storage.sql import SqlStorage
+from tests.conftest import empty_database
 from tests.members.test_bulk_roles import MODES
 from tests.members.test_bulk_roles import NOW
 from tests.members.test_bulk_roles import ROLES
@@ -36,14 +37,13 @@ from tests.members.test_bulk_roles import mappings
 from tests.members.test_bulk_roles import seed
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """An empty storage of one backend."""
-    opened: Storage = (
-        MemoryStorage()
-        if request.param == "memory"
-        else SqlStorage.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    )
+    if request.param == "memory":
+        opened: Storage = MemoryStorage()
+    else:
+        opened = SqlStorage.from_url(next(empty_database(request, tmp_path)))
     yield opened
     opened.close()
 
