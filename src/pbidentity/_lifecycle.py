@@ -57,7 +57,13 @@ from pbidentity.query import ValueFilter
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 
-__all__ = ["LifecycleWork", "identity_of", "members_of", "tenant_by_slug"]
+__all__ = [
+    "LifecycleWork",
+    "identity_of",
+    "last_admin_refusal",
+    "members_of",
+    "tenant_by_slug",
+]
 
 log = logging.getLogger("pbidentity.members")
 
@@ -308,9 +314,26 @@ class LifecycleWork:
         Only the role changes, so none of the checks of a member's own
         values (unique keys, look-alike links) applies.
         """
+        moved = [
+            (member, attrs.evolve(decided, version=member.version + 1, last_modified=self.clock()))
+            for member, decided in self.redecisions(members)
+        ]
+        if not moved:
+            return
+        self.tx.replace_members([(updated, current.version) for current, updated in moved])
+        for current, updated in moved:
+            self._record_saved(current, updated, None)
+
+    def redecisions(self, members: Sequence[Member]) -> list[tuple[Member, Member]]:
+        """The members whose role the policy now decides otherwise, each with its new decision.
+
+        It only reads (the members' groups, in one statement): a preview of a
+        policy runs it in a read-only transaction, and :meth:`redecide_members`
+        writes what it returns, so that what a preview shows is what applying does.
+        """
         managed = [m for m in members if m.scim_managed]
         if not managed or not self.decide_roles:
-            return
+            return []
         groups_of: Mapping[str, Sequence[MemberRef]] = (
             self.tx.member_groups(self.tenant.id, [m.id for m in managed])
             if self.policy.roles.uses_groups
@@ -322,19 +345,18 @@ class LifecycleWork:
                 member, before=member, again=True, groups=groups_of.get(member.id, ())
             )
             if not _same(member, decided):
-                moved.append(
-                    (
-                        member,
-                        attrs.evolve(
-                            decided, version=member.version + 1, last_modified=self.clock()
-                        ),
-                    )
-                )
-        if not moved:
-            return
-        self.tx.replace_members([(updated, current.version) for current, updated in moved])
-        for current, updated in moved:
-            self._record_saved(current, updated, None)
+                moved.append((member, decided))
+        return moved
+
+    def policy_changed(self, before: TenantPolicy) -> None:
+        """Record that the tenant's policy became this unit's (its members are re-decided next)."""
+        self._record(
+            "policy.changed",
+            self.tenant.id,
+            old=before.fingerprint,
+            new=self.policy.fingerprint,
+            policy=self.policy.settings(),
+        )
 
     # -- groups --------------------------------------------------------------
 
@@ -403,11 +425,7 @@ class LifecycleWork:
         if self._admin_lost and self.policy.roles.admin_guard:
             admin = self.roles.most_privileged
             if self.tx.count_active_members(self.tenant.id, admin) == 0:
-                raise LastAdminError(
-                    f"this change would leave workspace {self.tenant.slug!r} without an active "
-                    f"{admin}, so it was refused and nothing changed. Give another member the "
-                    f"{admin} role first, or switch the admin guard off."
-                )
+                raise LastAdminError(last_admin_refusal(self.tenant, admin))
         events, self._events = self._events, []
         self.tx.add_events(events)
         return events
@@ -545,6 +563,15 @@ def members_of(tx: Transaction, tenant_id: str, *, batch: int = 1000) -> Iterato
     while found := tx.list_members(tenant_id, after=after, limit=batch):
         yield from found
         after = found[-1].id
+
+
+def last_admin_refusal(tenant: Tenant, admin: str) -> str:
+    """What the admin guard says when it refuses a change (also in a policy's preview)."""
+    return (
+        f"this change would leave workspace {tenant.slug!r} without an active "
+        f"{admin}, so it was refused and nothing changed. Give another member the "
+        f"{admin} role first, or switch the admin guard off."
+    )
 
 
 def tenant_by_slug(tx: Transaction, slug: str) -> Tenant:

@@ -26,7 +26,10 @@ from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import InputError
 from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import PolicyChangedError
 from pbidentity.policy import TenantPolicy
+from pbidentity.preview import PolicyPreview
+from pbidentity.preview import preview_policy
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
@@ -125,19 +128,57 @@ class Admin:
         with self.storage.transaction(write=False) as tx:
             return TenantPolicy.of(tenant_by_slug(tx, slug))
 
-    def set_policy(self, slug: str, policy: TenantPolicy, *, actor: str = "app") -> TenantPolicy:
+    def preview_policy(
+        self, slug: str, policy: TenantPolicy, *, examples: int = 3
+    ) -> PolicyPreview:
+        """What :meth:`set_policy` would do to the tenant's members, without writing anything.
+
+        How many members would change role, from what to what, with a few
+        examples each and the rule that would decide them, and whether the
+        admin guard would refuse it. Decided by the code applying it runs,
+        in a read-only transaction, a batch of members at a time.
+        """
+        checked = policy.check(self.roles)
+        with self.storage.transaction(write=False) as tx:
+            return preview_policy(
+                tx,
+                tenant_by_slug(tx, slug),
+                checked,
+                roles=self.roles,
+                clock=self.clock,
+                new_id=self.new_id,
+                examples=examples,
+            )
+
+    def set_policy(
+        self,
+        slug: str,
+        policy: TenantPolicy,
+        *,
+        actor: str = "app",
+        expected: str | None = None,
+    ) -> TenantPolicy:
         """Replace the tenant's member policy and re-decide every SCIM-managed member's role.
 
         One transaction: the new policy and the roles it gives commit
         together (with their ``member.role_changed`` events), or, if the
-        admin guard refuses the outcome, neither does.
+        admin guard refuses the outcome, neither does. ``expected`` is the
+        fingerprint of the policy a preview was made against
+        (:attr:`PolicyPreview.current_fingerprint`): if the stored policy is
+        another one by now, :class:`PolicyChangedError` and nothing changes.
         """
         checked = policy.check(self.roles)
         with self.storage.transaction() as tx:
             tenant = tenant_by_slug(tx, slug)
+            if expected is not None and TenantPolicy.of(tenant).fingerprint != expected:
+                raise PolicyChangedError(
+                    f"the role policy of workspace {slug!r} changed since this preview, so "
+                    "nothing was saved: preview the new policy again, then apply it"
+                )
             updated = attrs.evolve(tenant, settings=checked.settings(), version=tenant.version + 1)
             tx.replace_tenant(updated, expected_version=tenant.version)
             lifecycle = self._lifecycle(tx, updated, actor)
+            lifecycle.policy_changed(TenantPolicy.of(tenant))
             # Read and decided a batch at a time: memory stays bounded
             # whatever the tenant's size, and each batch costs a few statements.
             batch: list[Member] = []

@@ -131,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     change.add_argument("--admin-guard", choices=("on", "off"))
     change.add_argument("--on-delete", choices=("delete", "deactivate"))
     change.add_argument("--plus-tags", choices=("keep", "strip"))
+    change.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print who would change role, from what to what and by which rule; save nothing",
+    )
 
     audit = commands.add_parser("audit", help="print a tenant's audit trail, oldest first")
     audit.add_argument("--tenant", required=True, metavar="SLUG")
@@ -482,9 +487,32 @@ def _policy(admin: Any, args: argparse.Namespace) -> None:
         updated = attrs.evolve(
             updated, linking=attrs.evolve(updated.linking, plus_tags=args.plus_tags)
         )
+    if args.dry_run:
+        _print_preview(admin.preview_policy(args.tenant, updated))
+        return
     saved = admin.set_policy(args.tenant, updated, actor="cli")
     print(f"policy of {args.tenant} saved; members' roles were decided again")
     _print_json(saved.settings())
+
+
+def _print_preview(preview: Any) -> None:
+    """A policy's preview as the portal shows it: counts per change, examples and their rules."""
+    print(
+        f"dry run for {preview.workspace}, nothing saved: {preview.role_changes} of "
+        f"{preview.members_decided} SCIM-managed members would change role"
+        + (
+            f"; {preview.rule_changes} would keep theirs by another rule"
+            if preview.rule_changes
+            else ""
+        )
+    )
+    for change in preview.changes:
+        print(f"  {change.count}\t{change.old or '(no role yet)'} -> {change.new}")
+        for example in change.examples:
+            print(f"    {example.user_name}: {example.rule}")
+    print(f"active admins: {preview.admins_before} now, {preview.admins_after} after")
+    if preview.refusal is not None:
+        print(f"applying would be refused: {preview.refusal}")
 
 
 def _mapping(text: str, mapping_type: Any) -> Any:

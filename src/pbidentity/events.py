@@ -37,6 +37,9 @@ a typed scim2-models ``Group``, with its ``members`` on ``group.created`` and
 * ``saml.saved``, ``saml.activated``, ``saml.activation_failed``, ``saml.rolled_back``,
   ``saml.discarded``, ``saml.options_changed``: the workspace's SAML configuration moved
   (``idp``: the IdP's entity ID; ``code``: why a test sign-in failed).
+* ``policy.changed``: the workspace's member policy was replaced (``old`` and ``new``:
+  the fingerprints; ``policy``: the new document); the ``member.role_changed`` events
+  of the members it moved follow it in the same transaction.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ EVENT_TYPES = frozenset(
         "saml.rolled_back",
         "saml.discarded",
         "saml.options_changed",
+        "policy.changed",
     }
 )
 

@@ -69,6 +69,10 @@ class LastAdminError(PbIdentityError):
     """The change would leave the tenant without an active admin, and its admin guard is on."""
 
 
+class PolicyChangedError(PbIdentityError):
+    """The tenant's policy changed since the preview a new policy was based on; nothing changed."""
+
+
 class ManagedMemberError(PbIdentityError):
     """The host app tried to change what the identity provider owns on a SCIM-managed member.
 

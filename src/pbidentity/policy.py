@@ -8,6 +8,7 @@ lookup; :meth:`TenantPolicy.of` turns it into typed values.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 from typing import Literal
@@ -50,6 +51,16 @@ class TenantPolicy:
         """The JSON document to keep in ``Tenant.settings``."""
         document: dict[str, Any] = converter.unstructure(self)
         return document
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of the policy: equal policies have equal fingerprints.
+
+        A form that previews a new policy carries the fingerprint of the one
+        it replaces, so that applying refuses if someone changed it meanwhile.
+        """
+        document = orjson.dumps(self.settings(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(document).hexdigest()[:20]
 
     def check(self, roles: RoleSet) -> TenantPolicy:
         """The policy with role names in the app's spelling; ``ConfigurationError`` if unknown."""

@@ -42,6 +42,7 @@ from pbidentity.scim import DEFAULT_ROLE_URN
 from tests.e2e.idp_server import running_idp
 from tests.e2e.test_browser import ALAN
 from tests.e2e.test_browser import DEV_HOSTS
+from tests.e2e.test_browser import KATHERINE
 from tests.e2e.test_browser import PEOPLE
 from tests.e2e.test_browser import Screenshots
 from tests.e2e.test_browser import _listening_socket
@@ -161,7 +162,7 @@ def test_it_admin_sets_up_okta_through_a_set_up_link(
         try:
             # -- 1. The host app hands the IT admin a set-up link; opening it spends it.
             link = portal.links.issue(
-                "demo", created_by="owner", sections=["sso", "scim", "members"]
+                "demo", created_by="owner", sections=["sso", "scim", "roles", "members"]
             ).url(f"{app}/portal")
             page.goto(link)
             expect(page.locator("#setup-open")).to_contain_text("works once")
@@ -240,7 +241,33 @@ def test_it_admin_sets_up_okta_through_a_set_up_link(
             expect(page.locator("#lock-reason")).to_contain_text("identity provider")
             shot(page, "member-trail")
 
-            # -- 7. The link is spent: another browser cannot open it.
+            # -- 7. Role policy: map Engineering, preview who moves and why, then apply.
+            page.get_by_role("link", name="Role policy").click()
+            page.wait_for_url(f"{app}/portal/w/demo/roles")
+            expect(page.locator("#groups")).to_contain_text("Engineering")
+            page.get_by_label("Group of mapping 1", exact=True).fill("Engineering")
+            page.get_by_label("Role of mapping 1").select_option("contributor")
+            page.get_by_label("Priority of mapping 1").fill("5")
+            shot(page, "roles-form")
+            page.click("#preview-policy")
+            # Hybrid: the others' own role attribute wins; Katherine has none, so her group decides.
+            change = page.locator("#preview-changes tr.change")
+            expect(change).to_have_count(1)
+            expect(change).to_have_attribute("data-count", "1")
+            expect(change.locator(".from")).to_have_text("viewer")
+            expect(change.locator(".to")).to_have_text("contributor")
+            expect(change.locator(".example")).to_contain_text(
+                "group 'Engineering' (priority 5) maps to contributor"
+            )
+            assert portal.identity.members.get("demo", ids[KATHERINE.email]).role == "viewer"
+            shot(page, "roles-preview")
+            page.click("#apply-policy")
+            page.wait_for_url(re.compile(r"/roles\?applied=1$"))
+            expect(page.locator("#roles-notice")).to_contain_text("1 member changed role")
+            shot(page, "roles-applied")
+            assert portal.identity.members.get("demo", ids[KATHERINE.email]).role == "contributor"
+
+            # -- 8. The link is spent: another browser cannot open it.
             other = browser.new_context().new_page()
             other.goto(link)
             expect(other.locator("#error")).to_contain_text("not valid")

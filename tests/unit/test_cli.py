@@ -358,7 +358,13 @@ def test_policy_set_show_and_audit(capsys: pytest.CaptureFixture[str], db: list[
     assert code == 0
     assert "\tapp\tmember.created\t" in out
     code, out, _ = _run(capsys, *db, "audit", "--tenant", "acme", "--json")
-    assert json.loads(out)[0]["data"]["role"] == "maker"
+    listed = json.loads(out)
+    (created,) = [e for e in listed if e["type"] == "member.created"]
+    assert created["data"]["role"] == "maker"
+    # The policy set above is in the trail too.
+    assert [e["data"]["policy"]["on_delete"] for e in listed if e["type"] == "policy.changed"] == [
+        "deactivate"
+    ]
 
 
 def test_serve_without_the_reference_app_serves_one_identity(tmp_path: Path) -> None:
@@ -481,3 +487,47 @@ def test_the_cli_acts_with_the_apps_own_identity(
         assert (code, message in err) == (1, True), err
     code, _, err = _run(capsys, *app, "db", "status")
     assert (code, "leave out --identity" in err) == (1, True), err
+
+
+def test_policy_set_dry_run_prints_the_preview_and_saves_nothing(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """--dry-run prints counts per change with examples and rules; the real run then does that."""
+    import re
+
+    from pbidentity.admin import Admin
+    from pbidentity.policy import TenantPolicy
+    from pbidentity.storage import open_storage
+    from tests.members.test_bulk_roles import ROLES
+    from tests.members.test_policy_preview import seeded
+
+    storage = open_storage(db[1])
+    seeded(storage, 2, TenantPolicy().check(ROLES))
+    storage.close()
+    change = (
+        "policy",
+        "set",
+        "--tenant",
+        "acme",
+        "--mode",
+        "group-based",
+        "--map",
+        "G-ENG=maker:3",
+    )
+    code, out, err = _run(capsys, *db, *change, "--dry-run")
+    assert code == 0, err
+    summary = re.search(r"nothing saved: (\d+) of (\d+) SCIM-managed members", out)
+    assert summary, out
+    pairs = re.findall(r"^  (\d+)\t(.+) -> (\S+)$", out, re.M)
+    assert pairs
+    assert sum(int(count) for count, _, _ in pairs) == int(summary.group(1))
+    assert ": group 'g-eng' (priority 3) maps to maker" in out
+    assert re.search(r"^active admins: \d+ now, \d+ after$", out, re.M)
+    storage = open_storage(db[1])
+    assert Admin(storage).get_policy("acme") == TenantPolicy()
+    storage.close()
+    code, out, err = _run(capsys, *db, *change)
+    assert code == 0, err
+    code, out, _ = _run(capsys, *db, "audit", "--tenant", "acme", "--json", "--limit", "1000")
+    moved = [e for e in json.loads(out) if e["type"] == "member.role_changed"]
+    assert len(moved) == int(summary.group(1))

@@ -1,4 +1,4 @@
-"""The set-up portal: pbidentity's own pages for SSO, SCIM and members, in any host app.
+"""The set-up portal: pbidentity's own pages for SSO, SCIM, role policy and members, in a host app.
 
 A host app builds one :class:`Portal` on its :class:`~pbidentity.PbIdentity`
 and serves it under a prefix with any adapter, beside SCIM and SAML::

@@ -35,6 +35,7 @@ from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.portal import _forms
 from pbidentity.portal import _pages
+from pbidentity.portal import _roles
 from pbidentity.portal._access import SECTIONS
 from pbidentity.portal._access import SESSION_LIFETIME
 from pbidentity.portal._access import PortalAccess
@@ -98,17 +99,27 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", r"/w/(?P<ws>{s})/members", "members"),
     ("GET", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member"),
     ("POST", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member_edit"),
+    ("GET", r"/w/(?P<ws>{s})/roles", "roles"),
+    ("POST", r"/w/(?P<ws>{s})/roles/preview", "roles_preview"),
+    ("POST", r"/w/(?P<ws>{s})/roles/apply", "roles_apply"),
 )
 _COMPILED = tuple(
     (method, re.compile(pattern.format(s=_SEGMENT) + "/?"), name)
     for method, pattern, name in _ROUTES
 )
-_SECTION_OF: dict[str, Section] = {
-    name: (
-        "sso" if name.startswith("sso") else "scim" if name[:4] in ("scim", "toke") else "members"
-    )
-    for _, _, name in _ROUTES
-}
+
+
+def _section_of(view: str) -> Section:
+    if view.startswith("sso"):
+        return "sso"
+    if view.startswith(("scim", "token")):
+        return "scim"
+    if view.startswith("roles"):
+        return "roles"
+    return "members"
+
+
+_SECTION_OF: dict[str, Section] = {name: _section_of(name) for _, _, name in _ROUTES}
 
 
 class _Refusal(Exception):
@@ -550,6 +561,47 @@ class Portal:
             return _redirect(f"{ctx.base}/w/{_quote(access.workspace)}/members/{_quote(member)}")
         page = _pages.member_page(self.identity, access.workspace, member, refused=refused.reason)
         return self._render(ctx, "member.html", access, page=page, status=refused.status)
+
+    # -- role policy ----------------------------------------------------------------
+
+    def _view_roles(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        applied = ctx.request.query_value("applied")
+        notice = None
+        if applied is not None and applied.isdigit():
+            changed = int(applied)
+            notice = (
+                f"The role policy was saved; {changed} member{'s' if changed != 1 else ''} "
+                "changed role (recorded in the audit trail)."
+            )
+        page = _roles.roles_page(self.identity, access.workspace, notice=notice)
+        return self._render(ctx, "roles.html", access, page=page)
+
+    def _view_roles_preview(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form
+    ) -> Response:
+        try:
+            proposed = _roles.policy_from_form(self.identity, access.workspace, form)
+        except InputError as error:
+            page = _roles.roles_page(self.identity, access.workspace, error=str(error))
+            return self._render(ctx, "roles.html", access, page=page, status=400)
+        preview = self.identity.admin.preview_policy(
+            access.workspace, proposed, examples=_roles.EXAMPLES
+        )
+        page = _roles.roles_page(
+            self.identity, access.workspace, proposed=preview.policy, preview=preview
+        )
+        return self._render(ctx, "roles.html", access, page=page)
+
+    def _view_roles_apply(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        try:
+            outcome = _roles.apply_policy(self.identity, access.workspace, form, actor=access.actor)
+        except InputError as error:
+            page = _roles.roles_page(self.identity, access.workspace, error=str(error))
+            return self._render(ctx, "roles.html", access, page=page, status=400)
+        if isinstance(outcome, _roles.NotApplied):
+            return self._render(ctx, "roles.html", access, page=outcome.page, status=outcome.status)
+        here = f"{ctx.base}/w/{_quote(access.workspace)}/roles"
+        return _redirect(f"{here}?applied={outcome.role_changes}")
 
     # -- rendering ------------------------------------------------------------------
 
