@@ -14,6 +14,7 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import union
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
@@ -150,6 +151,23 @@ _INSERT_EVENT_IF_TENANT = insert(events).from_select(
     select(*_EVENT_VALUES.values()).where(
         select(tenants.c.id).where(tenants.c.id == _EVENT_VALUES["tenant_id"]).exists()
     ),
+)
+# A member inserted on PostgreSQL, where an error aborts the whole
+# transaction: a userName, externalId or id already taken, or a tenant that
+# does not exist, inserts no row instead of raising, so that no savepoint (two
+# round trips) is needed around the insert that every create makes. The rare
+# miss is redone under a savepoint, whose error names the constraint.
+_MEMBER_INSERT_VALUES = {c.key: bindparam(c.key, type_=c.type) for c in members.c}
+_INSERT_MEMBER_UNLESS_TAKEN = (
+    postgresql_insert(members)
+    .from_select(
+        list(_MEMBER_INSERT_VALUES),
+        select(*_MEMBER_INSERT_VALUES.values()).where(
+            select(tenants.c.id).where(tenants.c.id == _MEMBER_INSERT_VALUES["tenant_id"]).exists()
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(members.c.id)
 )
 _INSERT_VALUES = insert(member_values)
 _FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
