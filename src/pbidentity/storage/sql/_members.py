@@ -60,10 +60,14 @@ class _Members(_Counting, _Querying):
         row = _member_row(member, values)
         keys = {"tenant_id": member.tenant_id, "member_id": member.id}
         record = {"tenant_id": member.tenant_id, "id": member.id, **row}
-        if self._dialect == "postgresql" and self._rows(_INSERT_MEMBER_UNLESS_TAKEN, record):
-            # Inserted; what follows cannot break a constraint: the values
-            # rows are new keys under the new member, the counters exist.
-            self._add_member_rows(member, [{**keys, **v} for v in values])
+        if self._dialect == "postgresql" and self._rows(
+            _INSERT_MEMBER_UNLESS_TAKEN, {**record, "b_tenant_id": member.tenant_id}
+        ):
+            # Inserted, and counted; what follows cannot break a constraint:
+            # the values rows are new keys under the new member.
+            if values:
+                self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+            self._move_segments(member.tenant_id, [member.id], 1)
             return
         try:
             with self._savepoint():
