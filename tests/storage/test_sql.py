@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.exceptions import VersionMismatchError
@@ -468,6 +469,67 @@ def test_a_read_only_unit_on_postgresql_runs_without_a_transaction(postgres_url:
         with storage.transaction(write=False) as tx:
             assert tx.get_tenant("t2") is None
     finally:
+        storage.close()
+
+
+def test_a_member_added_on_postgresql_takes_no_savepoint_unless_refused(
+    postgres_url: str,
+) -> None:
+    """A create's insert needs no savepoint on PostgreSQL; a refused one is redone under one."""
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(args[2])
+
+    try:
+        seed(storage)
+        event.listen(storage.engine, "before_cursor_execute", record)
+        with storage.transaction() as tx:
+            tx.add_member(
+                Member(
+                    tenant_id="t1",
+                    id="m2",
+                    attributes={"userName": "bob@x.com", "emails": [{"value": "bob@x.com"}]},
+                    created=NOW,
+                    last_modified=NOW,
+                )
+            )
+        # Three round trips between BEGIN and COMMIT: the member's row with
+        # its tenant's counter, its values, its segment; no savepoint, and no
+        # recount of the segments (which a counter left behind would cause).
+        assert [" ".join(s.split()[:3]) for s in sent if not s.startswith(("BEGIN", "COMMIT"))] == [
+            "WITH inserted AS",
+            "INSERT INTO member_values",
+            "UPDATE tenant_counts SET",
+        ]
+        sent.clear()
+        with storage.transaction() as tx:
+            with pytest.raises(ConflictError) as taken:
+                tx.add_member(
+                    Member(
+                        tenant_id="t1",
+                        id="m3",
+                        attributes={"userName": "BOB@x.com"},
+                        created=NOW,
+                        last_modified=NOW,
+                    )
+                )
+            assert taken.value.attribute == "userName"
+            # The refusal left the transaction usable.
+            assert tx.get_member("t1", "m2") is not None
+        assert [s.split()[0] for s in sent if s.startswith(("SAVEPOINT", "ROLLBACK TO"))] == [
+            "SAVEPOINT",
+            "ROLLBACK",
+        ]
+        with storage.transaction(write=False) as tx:
+            assert tx.existing_member_ids("t1", ["m1", "m2", "m3"]) == {"m1", "m2"}
+        with storage.engine.connect() as connection:
+            counted = "SELECT n FROM tenant_counts WHERE tenant_id = 't1' AND kind = 'members'"
+            assert connection.execute(text(counted)).scalar() == 2
+    finally:
+        event.remove(storage.engine, "before_cursor_execute", record)
         storage.close()
 
 

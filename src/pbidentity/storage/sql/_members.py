@@ -38,6 +38,7 @@ from pbidentity.storage.sql._statements import _EXISTING_MEMBERS
 from pbidentity.storage.sql._statements import _GET_MEMBER
 from pbidentity.storage.sql._statements import _GET_MEMBERS
 from pbidentity.storage.sql._statements import _INSERT_MEMBER
+from pbidentity.storage.sql._statements import _INSERT_MEMBER_UNLESS_TAKEN
 from pbidentity.storage.sql._statements import _INSERT_VALUES
 from pbidentity.storage.sql._statements import _MATCHING
 from pbidentity.storage.sql._statements import _MEMBER_VERSION
@@ -58,14 +59,22 @@ class _Members(_Counting, _Querying):
         values = _value_rows(member)
         row = _member_row(member, values)
         keys = {"tenant_id": member.tenant_id, "member_id": member.id}
+        record = {"tenant_id": member.tenant_id, "id": member.id, **row}
+        if self._dialect == "postgresql" and self._rows(
+            _INSERT_MEMBER_UNLESS_TAKEN, {**record, "b_tenant_id": member.tenant_id}
+        ):
+            # Inserted, and counted; what follows cannot break a constraint:
+            # the values rows are new keys under the new member.
+            if values:
+                self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+            self._move_segments(member.tenant_id, [member.id], 1)
+            return
         try:
             with self._savepoint():
-                record = {"tenant_id": member.tenant_id, "id": member.id, **row}
+                # On PostgreSQL only after the insert above inserted nothing:
+                # this one raises the error that says which constraint refused it.
                 self._run(_INSERT_MEMBER, record, sorted(record))
-                if values:
-                    self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
-                self._count(member.tenant_id, "members", 1)
-                self._move_segments(member.tenant_id, [member.id], 1)
+                self._add_member_rows(member, [{**keys, **v} for v in values])
         except IntegrityError as error:
             if _is_foreign_key(error):
                 raise _conflicts.missing("tenant", member.tenant_id) from error
@@ -74,6 +83,13 @@ class _Members(_Counting, _Querying):
             if "external_id" in _constraint(error):
                 raise _conflicts.external_id_taken(member) from error
             raise _conflicts.id_taken("member", member.id) from error
+
+    def _add_member_rows(self, member: Member, values: list[dict[str, Any]]) -> None:
+        """Write what follows a member's own row: its values, its tenant's counters."""
+        if values:
+            self._run_many(_INSERT_VALUES, values)
+        self._count(member.tenant_id, "members", 1)
+        self._move_segments(member.tenant_id, [member.id], 1)
 
     @_writing
     def add_members(self, members: Sequence[Member]) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import union
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
@@ -151,6 +152,44 @@ _INSERT_EVENT_IF_TENANT = insert(events).from_select(
         select(tenants.c.id).where(tenants.c.id == _EVENT_VALUES["tenant_id"]).exists()
     ),
 )
+# A member inserted on PostgreSQL, where an error aborts the whole
+# transaction: a userName, externalId or id already taken, or a tenant that
+# does not exist, inserts no row instead of raising, so that no savepoint (two
+# round trips) is needed around the insert that every create makes. The rare
+# miss is redone under a savepoint, whose error names the constraint.
+# The tenant's parameter is not named tenant_id: Core would take a parameter
+# named after a column of tenant_counts as a column for the UPDATE below to set.
+_MEMBER_INSERT_VALUES = {
+    c.key: bindparam("b_tenant_id" if c.key == "tenant_id" else c.key, type_=c.type)
+    for c in members.c
+}
+_INSERTED_MEMBER = (
+    postgresql_insert(members)
+    .from_select(
+        list(_MEMBER_INSERT_VALUES),
+        select(*_MEMBER_INSERT_VALUES.values()).where(
+            select(tenants.c.id).where(tenants.c.id == _MEMBER_INSERT_VALUES["tenant_id"]).exists()
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(members.c.id)
+    .cte("inserted")
+)
+# The tenant's member counter moves in the same statement, only if the row
+# went in: one round trip less. The counter row stays locked from here to the
+# unit's end, so the segment move that follows (its own statement, with a
+# snapshot taken after the lock) sees every segment change committed before.
+_COUNT_INSERTED_MEMBER = (
+    update(tenant_counts)
+    .where(
+        tenant_counts.c.tenant_id == _MEMBER_INSERT_VALUES["tenant_id"],
+        tenant_counts.c.kind == "members",
+        select(_INSERTED_MEMBER.c.id).exists(),
+    )
+    .values(n=tenant_counts.c.n + 1)
+    .cte("counted")
+)
+_INSERT_MEMBER_UNLESS_TAKEN = select(_INSERTED_MEMBER.c.id).add_cte(_COUNT_INSERTED_MEMBER)
 _INSERT_VALUES = insert(member_values)
 _FIND_TOKEN = select(api_tokens).where(api_tokens.c.digest == bindparam("b_digest"))
 _GET_TENANT = select(tenants).where(tenants.c.id == _ID)
