@@ -1221,6 +1221,19 @@ def test_prune_looks_at_no_more_than_its_limit_and_rolls_back(store: Storage) ->
         assert [e.id for e in tx.pending_events(10)] == ["e8"]
 
 
+def test_a_stuck_outbox_does_not_stall_pruning(store: Storage) -> None:
+    """Undelivered events before the delivered ones take no room in a prune's window."""
+    with store.transaction() as tx:
+        tx.add_events([make_event(f"e{n}") for n in range(1, 7)])
+        seqs = [e.seq or 0 for e in tx.pending_events(10)]
+        tx.mark_delivered(seqs[3:], NOW)  # e1..e3 stay pending: a handler keeps failing
+    with store.transaction() as tx:
+        assert tx.prune_events(NOW + timedelta(days=1), limit=2) == 2
+        assert tx.prune_events(NOW + timedelta(days=1), limit=2) == 1
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e1", "e2", "e3"]
+
+
 def test_audit_trail_filters_by_type_actor_and_time_newest_first(store: Storage) -> None:
     """The audit trail filters by types, actor and occurred range, and pages backwards by seq."""
     made = [
