@@ -33,6 +33,7 @@ from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.portal import _audit
 from pbidentity.portal import _forms
 from pbidentity.portal import _pages
 from pbidentity.portal._access import SECTIONS
@@ -98,6 +99,7 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", r"/w/(?P<ws>{s})/members", "members"),
     ("GET", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member"),
     ("POST", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member_edit"),
+    ("GET", r"/w/(?P<ws>{s})/audit", "audit"),
 )
 _COMPILED = tuple(
     (method, re.compile(pattern.format(s=_SEGMENT) + "/?"), name)
@@ -105,7 +107,13 @@ _COMPILED = tuple(
 )
 _SECTION_OF: dict[str, Section] = {
     name: (
-        "sso" if name.startswith("sso") else "scim" if name[:4] in ("scim", "toke") else "members"
+        "sso"
+        if name.startswith("sso")
+        else "scim"
+        if name[:4] in ("scim", "toke")
+        else "audit"
+        if name == "audit"
+        else "members"
     )
     for _, _, name in _ROUTES
 }
@@ -550,6 +558,24 @@ class Portal:
             return _redirect(f"{ctx.base}/w/{_quote(access.workspace)}/members/{_quote(member)}")
         page = _pages.member_page(self.identity, access.workspace, member, refused=refused.reason)
         return self._render(ctx, "member.html", access, page=page, status=refused.status)
+
+    # -- audit ----------------------------------------------------------------------
+
+    def _view_audit(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        query = ctx.request.query_value
+        try:
+            page = _audit.audit_page(
+                self.identity,
+                access.workspace,
+                event_type=query("type") or "",
+                actor=query("actor") or "",
+                since=query("from") or "",
+                until=query("to") or "",
+                before=query("before") or "",
+            )
+        except ValueError as error:
+            raise _Refusal(400, "Not possible", f"{error}.") from None
+        return self._render(ctx, "audit.html", access, page=page)
 
     # -- rendering ------------------------------------------------------------------
 
