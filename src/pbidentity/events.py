@@ -190,11 +190,13 @@ class EventDispatcher:
                 return False
         return True
 
-    def prune(self, *, batch: int = PRUNE_BATCH) -> int:
+    def prune(self, *, batch: int = PRUNE_BATCH, pause: float | None = None) -> int:
         """Delete delivered events older than ``retention``; returns how many.
 
-        One short write transaction per ``batch`` rows, so that SCIM writes
-        take turns with it rather than wait for the whole prune. Does nothing
+        One short write transaction per ``batch`` rows, then a ``pause``
+        (by default as long as the batch took, at least 10 ms) before the
+        next, so that SCIM writes waiting for SQLite's write lock get it
+        between two batches rather than after the whole prune. Does nothing
         when ``retention`` is ``None``.
         """
         if self.retention is None:
@@ -202,11 +204,15 @@ class EventDispatcher:
         cutoff = self.clock() - self.retention
         pruned = 0
         while True:
+            started = time.monotonic()
             with self.storage.transaction() as tx:
                 deleted = tx.prune_events(cutoff, limit=batch)
             pruned += deleted
             if deleted == 0:
                 return pruned
+            # A waiting writer polls for the lock now and then (SQLite's busy
+            # handler): taking it back at once could starve it.
+            time.sleep(max(time.monotonic() - started, 0.01) if pause is None else pause)
 
     def run(self, stop: threading.Event, *, interval: float = 1.0) -> None:
         """Deliver pending events every ``interval`` seconds until ``stop`` is set.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -153,20 +154,23 @@ def test_no_retention_keeps_every_event(acme: Workspace, storage: Storage) -> No
         EventDispatcher(storage, retention=timedelta(0))
 
 
-def test_the_dispatcher_loop_delivers_then_prunes(acme: Workspace, storage: Storage) -> None:
+def test_the_dispatcher_loop_delivers_then_prunes(
+    acme: Workspace, storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
     """``run`` prunes on its first round, then waits ``prune_every`` before pruning again."""
+    caplog.set_level(logging.INFO, logger="pbidentity.events")
     acme_id = tenant_id(storage, "acme")
     add_delivered(storage, acme_id, 4, START - timedelta(days=100))
     create_user(acme.client, "jane@example.com")
     delivered: list[Event] = []
     dispatcher = EventDispatcher(storage, clock=Clock(), prune_every=3600)
     dispatcher.subscribe(delivered.append)
+    said = "pruned 4 events delivered before the retention"
     with running(dispatcher):
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if len(Members(storage).audit_trail("acme")) == 1 and delivered:
-                break
+        while time.monotonic() < deadline and said not in caplog.messages:
             time.sleep(0.01)
+        assert said in caplog.messages
         trail = Members(storage).audit_trail("acme")
         assert [e.type for e in trail] == ["member.created"]
         assert [e.type for e in delivered] == ["member.created"]
@@ -174,3 +178,19 @@ def test_the_dispatcher_loop_delivers_then_prunes(acme: Workspace, storage: Stor
         add_delivered(storage, acme_id, 2, START - timedelta(days=100))
         time.sleep(0.2)
         assert len(Members(storage).audit_trail("acme")) == 3
+
+
+def test_prune_pauses_between_batches(acme: Workspace, storage: Storage) -> None:
+    """Each batch that deleted rows is followed by a pause, so waiting writers get the lock."""
+    acme_id = tenant_id(storage, "acme")
+    add_delivered(storage, acme_id, 25, START - timedelta(days=40))
+    dispatcher = EventDispatcher(storage, clock=Clock(), retention=timedelta(days=30))
+    started = time.monotonic()
+    assert dispatcher.prune(batch=10, pause=0.05) == 25
+    # Three batches deleted rows; the fourth found none and returned at once.
+    assert time.monotonic() - started >= 0.15
+    add_delivered(storage, acme_id, 25, START - timedelta(days=35))
+    started = time.monotonic()
+    assert dispatcher.prune(batch=10) == 25
+    # By default the pause is at least 10 ms.
+    assert time.monotonic() - started >= 0.03
