@@ -339,7 +339,7 @@ def _print_setup_link(portal: Portal, portal_url: str) -> None:
     issued = portal.links.issue(
         workspace,
         created_by="pbidentity serve",
-        sections=("sso", "scim", "roles", "members"),
+        sections=("sso", "scim", "roles", "members", "audit"),
         lifetime=PORTAL_LINK_LIFETIME,
     )
     minutes = int(PORTAL_LINK_LIFETIME.total_seconds() // 60)

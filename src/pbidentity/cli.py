@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import NoReturn
@@ -54,6 +55,17 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
     return port
+
+
+def _days(text: str) -> int:
+    """A whole number of days, at least 1."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{days} days would prune what was just delivered")
+    return days
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--after", type=int, default=0, metavar="SEQ")
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="print JSON")
+
+    events = commands.add_parser("events", help="the recorded events: prune the delivered ones")
+    event_commands = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    prune = event_commands.add_parser(
+        "prune",
+        help="delete events delivered more than DAYS ago (never undelivered ones)",
+    )
+    prune.add_argument("--older-than", type=_days, default=90, metavar="DAYS", help="default: 90")
 
     tokens = commands.add_parser("tokens", help="create, list and revoke SCIM API tokens")
     token_commands = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -345,6 +365,12 @@ def _run(args: argparse.Namespace) -> int:
             _audit(identity, args)
         elif args.command == "tokens":
             _tokens(admin, args)
+        elif args.command == "events":
+            identity.events.retention = timedelta(days=args.older_than)
+            pruned = identity.events.prune()
+            events = "event" if pruned == 1 else "events"
+            days = "day" if args.older_than == 1 else "days"
+            print(f"pruned {pruned} {events} delivered more than {args.older_than} {days} ago")
         return 0
     finally:
         identity.close()

@@ -9,6 +9,11 @@ the delivery, or a handler that raises, leaves them pending: the next
 :meth:`~EventDispatcher.deliver_pending` delivers them again. Handlers must
 therefore tolerate seeing an event twice (``Event.id`` tells).
 
+Delivered events stay as the audit trail for :data:`DEFAULT_EVENT_RETENTION`
+(the dispatcher's ``retention``; ``None`` keeps them forever), then
+:meth:`~EventDispatcher.prune` deletes them in short batches; undelivered ones
+are never pruned.
+
 Event types, and what their ``data`` holds:
 
 * ``member.created``: ``userName``, ``role`` and the ``rule`` that chose it;
@@ -46,8 +51,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Collection
+from datetime import timedelta
 
 import attrs
 
@@ -57,11 +64,19 @@ from pbidentity.domain import DEFAULT_ROLE_URN
 from pbidentity.domain import Event
 from pbidentity.storage import Storage
 
-__all__ = ["EVENT_TYPES", "EventDispatcher", "EventHandler"]
+__all__ = ["DEFAULT_EVENT_RETENTION", "EVENT_TYPES", "EventDispatcher", "EventHandler"]
 
 log = logging.getLogger("pbidentity.events")
 
 EventHandler = Callable[[Event], object]
+
+# How long a delivered event stays in the audit trail unless the app says:
+# a quarter covers most "who changed this last month?" questions.
+DEFAULT_EVENT_RETENTION = timedelta(days=90)
+
+# Rows deleted per write transaction when pruning: on SQLite one batch holds
+# the write lock for milliseconds, so provisioning waits no longer than that.
+PRUNE_BATCH = 1000
 
 EVENT_TYPES = frozenset(
     {
@@ -104,11 +119,17 @@ class EventDispatcher:
         clock: Clock = utc_now,
         batch: int = 100,
         role_urn: str = DEFAULT_ROLE_URN,
+        retention: timedelta | None = DEFAULT_EVENT_RETENTION,
+        prune_every: float = 300.0,
     ) -> None:
+        if retention is not None and retention <= timedelta(0):
+            raise ValueError(f"retention must be positive or None, not {retention}")
         self.storage = storage
         self.clock = clock
         self.batch = batch
         self.role_urn = role_urn
+        self.retention = retention
+        self.prune_every = prune_every
         self._subscriptions: list[_Subscription] = []
         # One delivery at a time per process: two threads delivering the same
         # batch would only duplicate work.
@@ -173,15 +194,50 @@ class EventDispatcher:
                 return False
         return True
 
+    def prune(self, *, batch: int = PRUNE_BATCH, pause: float | None = None) -> int:
+        """Delete delivered events older than ``retention``; returns how many.
+
+        One short write transaction per ``batch`` rows, then a ``pause``
+        (by default as long as the batch took, at least 10 ms) before the
+        next, so that SCIM writes waiting for SQLite's write lock get it
+        between two batches rather than after the whole prune. Does nothing
+        when ``retention`` is ``None``.
+        """
+        if self.retention is None:
+            return 0
+        cutoff = self.clock() - self.retention
+        pruned = 0
+        while True:
+            started = time.monotonic()
+            with self.storage.transaction() as tx:
+                deleted = tx.prune_events(cutoff, limit=batch)
+            pruned += deleted
+            if deleted == 0:
+                return pruned
+            # A waiting writer polls for the lock now and then (SQLite's busy
+            # handler): taking it back at once could starve it.
+            time.sleep(max(time.monotonic() - started, 0.01) if pause is None else pause)
+
     def run(self, stop: threading.Event, *, interval: float = 1.0) -> None:
         """Deliver pending events every ``interval`` seconds until ``stop`` is set.
 
-        For a background thread of the host app; storage errors are logged
-        and retried on the next round.
+        Prunes the trail past ``retention`` at most every ``prune_every``
+        seconds (first on the first round). For a background thread of the
+        host app; storage errors are logged and retried on the next round.
         """
+        next_prune = time.monotonic()
         while not stop.is_set():
             try:
                 self.deliver_pending()
             except Exception:
                 log.exception("delivering events failed; retrying in %.1f s", interval)
+            if self.retention is not None and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self.prune_every
+                try:
+                    pruned = self.prune()
+                except Exception:
+                    log.exception("pruning events failed; retrying in %.0f s", self.prune_every)
+                else:
+                    if pruned:
+                        log.info("pruned %d events delivered before the retention", pruned)
             stop.wait(interval)

@@ -1172,6 +1172,102 @@ def test_event_for_unknown_tenant_is_refused(store: Storage) -> None:
         assert [e.id for e in tx.list_events("t1")] == ["e1"]
 
 
+def test_prune_deletes_only_delivered_events_older_than_the_cutoff(store: Storage) -> None:
+    """Pruning deletes delivered events delivered before the cutoff, never the outbox."""
+    with store.transaction() as tx:
+        tx.add_events([make_event(f"e{n}") for n in range(1, 6)])
+        seqs = [e.seq or 0 for e in tx.pending_events(10)]
+        tx.mark_delivered(seqs[:2], NOW)  # e1, e2: old
+        tx.mark_delivered(seqs[3:4], NOW + timedelta(days=10))  # e4: young
+    # e3 and e5 are undelivered (e3 older than every delivered one).
+    with store.transaction() as tx:
+        assert tx.prune_events(NOW + timedelta(days=1)) == 2
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e3", "e4", "e5"]
+        assert [e.id for e in tx.pending_events(10)] == ["e3", "e5"]
+    with store.transaction() as tx:
+        # The cutoff is exclusive: delivered exactly then stays.
+        assert tx.prune_events(NOW + timedelta(days=10)) == 0
+        assert tx.prune_events(NOW + timedelta(days=10, microseconds=1)) == 1
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e3", "e5"]
+
+
+def test_prune_looks_at_no_more_than_its_limit_and_rolls_back(store: Storage) -> None:
+    """One prune deletes at most ``limit`` rows, oldest first; a rolled-back one deletes none."""
+    with store.transaction() as tx:
+        tx.add_events([make_event(f"e{n}", tenant_id=f"t{1 + n % 2}") for n in range(1, 8)])
+        tx.mark_delivered([e.seq or 0 for e in tx.pending_events(10)], NOW)
+        tx.add_events([make_event("e8")])
+    later = NOW + timedelta(days=1)
+    with contextlib.suppress(RuntimeError), store.transaction() as tx:
+        assert tx.prune_events(later, limit=3) == 3
+        raise RuntimeError("the unit failed")
+    with store.transaction(write=False) as tx:
+        assert len(tx.list_events("t1")) + len(tx.list_events("t2")) == 8
+        assert [e.id for e in tx.pending_events(10)] == ["e8"]
+    with store.transaction() as tx:
+        assert tx.prune_events(later, limit=3) == 3
+    with store.transaction(write=False) as tx:
+        # e1, e2, e3 went first: the oldest delivered by seq, of every tenant.
+        assert [e.id for e in tx.list_events("t1")] == ["e4", "e6", "e8"]
+        assert [e.id for e in tx.list_events("t2")] == ["e5", "e7"]
+    with store.transaction() as tx:
+        assert tx.prune_events(later, limit=3) == 3
+        assert tx.prune_events(later, limit=3) == 1
+        assert tx.prune_events(later, limit=3) == 0
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e8"]
+        assert [e.id for e in tx.pending_events(10)] == ["e8"]
+
+
+def test_a_stuck_outbox_does_not_stall_pruning(store: Storage) -> None:
+    """Undelivered events before the delivered ones take no room in a prune's window."""
+    with store.transaction() as tx:
+        tx.add_events([make_event(f"e{n}") for n in range(1, 7)])
+        seqs = [e.seq or 0 for e in tx.pending_events(10)]
+        tx.mark_delivered(seqs[3:], NOW)  # e1..e3 stay pending: a handler keeps failing
+    with store.transaction() as tx:
+        assert tx.prune_events(NOW + timedelta(days=1), limit=2) == 2
+        assert tx.prune_events(NOW + timedelta(days=1), limit=2) == 1
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e1", "e2", "e3"]
+
+
+def test_audit_trail_filters_by_type_actor_and_time_newest_first(store: Storage) -> None:
+    """The audit trail filters by types, actor and occurred range, and pages backwards by seq."""
+    made = [
+        attrs.evolve(make_event("e1"), type="member.created", occurred=NOW),
+        attrs.evolve(make_event("e2"), actor="admin:ann", occurred=NOW + timedelta(hours=1)),
+        attrs.evolve(make_event("e3"), type="group.created", occurred=NOW + timedelta(hours=2)),
+        attrs.evolve(make_event("e4", tenant_id="t2"), occurred=NOW + timedelta(hours=2)),
+        attrs.evolve(make_event("e5"), occurred=NOW + timedelta(hours=3)),
+    ]
+    with store.transaction() as tx:
+        tx.add_events(made)
+    with store.transaction(write=False) as tx:
+
+        def ids(**filters: Any) -> list[str]:
+            return [e.id for e in tx.list_events("t1", **filters)]
+
+        assert ids(newest_first=True) == ["e5", "e3", "e2", "e1"]
+        assert ids(newest_first=True, limit=2) == ["e5", "e3"]
+        seq_e3 = tx.list_events("t1", newest_first=True, limit=2)[-1].seq
+        assert ids(newest_first=True, before=seq_e3) == ["e2", "e1"]
+        assert ids(types=["member.updated"]) == ["e2", "e5"]
+        assert ids(types=["member.created", "group.created"]) == ["e1", "e3"]
+        assert ids(types=[]) == []
+        assert ids(actor="admin:ann") == ["e2"]
+        assert ids(actor="admin") == []
+        assert ids(since=NOW + timedelta(hours=1)) == ["e2", "e3", "e5"]
+        assert ids(until=NOW + timedelta(hours=2)) == ["e1", "e2"]
+        assert ids(since=NOW + timedelta(hours=1), until=NOW + timedelta(hours=3)) == ["e2", "e3"]
+        # Another offset, the same instants.
+        plus_two = timezone(timedelta(hours=2))
+        assert ids(since=(NOW + timedelta(hours=3)).astimezone(plus_two)) == ["e5"]
+        assert [e.id for e in tx.list_events("t2", newest_first=True)] == ["e4"]
+
+
 def test_external_id_links_one_member_per_tenant(store: Storage) -> None:
     """A second member with the same externalId is refused by the store itself."""
     with store.transaction() as tx:

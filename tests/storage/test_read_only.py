@@ -113,6 +113,7 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
         [e.seq for e in tx.pending_events() if e.seq], LATER
     ),
     "list_events": lambda tx: tx.list_events("t1"),
+    "prune_events": lambda tx: tx.prune_events(LATER),
     # SAML
     "saml_connections": lambda tx: tx.saml_connections("t1"),
     "add_saml_connection": lambda tx: tx.add_saml_connection(connection("c2", "active")),

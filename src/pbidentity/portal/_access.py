@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: The parts of the portal a person can be given.
-Section = Literal["sso", "scim", "roles", "members"]
+Section = Literal["sso", "scim", "roles", "members", "audit"]
 #: Every section, in the order the navigation shows them.
 SECTIONS: tuple[Section, ...] = get_args(Section)
 

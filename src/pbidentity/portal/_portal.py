@@ -33,6 +33,7 @@ from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.portal import _audit
 from pbidentity.portal import _forms
 from pbidentity.portal import _pages
 from pbidentity.portal import _roles
@@ -102,6 +103,7 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", r"/w/(?P<ws>{s})/roles", "roles"),
     ("POST", r"/w/(?P<ws>{s})/roles/preview", "roles_preview"),
     ("POST", r"/w/(?P<ws>{s})/roles/apply", "roles_apply"),
+    ("GET", r"/w/(?P<ws>{s})/audit", "audit"),
 )
 _COMPILED = tuple(
     (method, re.compile(pattern.format(s=_SEGMENT) + "/?"), name)
@@ -116,6 +118,8 @@ def _section_of(view: str) -> Section:
         return "scim"
     if view.startswith("roles"):
         return "roles"
+    if view == "audit":
+        return "audit"
     return "members"
 
 
@@ -602,6 +606,24 @@ class Portal:
             return self._render(ctx, "roles.html", access, page=outcome.page, status=outcome.status)
         here = f"{ctx.base}/w/{_quote(access.workspace)}/roles"
         return _redirect(f"{here}?applied={outcome.role_changes}")
+
+    # -- audit ----------------------------------------------------------------------
+
+    def _view_audit(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        query = ctx.request.query_value
+        try:
+            page = _audit.audit_page(
+                self.identity,
+                access.workspace,
+                event_type=query("type") or "",
+                actor=query("actor") or "",
+                since=query("from") or "",
+                until=query("to") or "",
+                before=query("before") or "",
+            )
+        except ValueError as error:
+            raise _Refusal(400, "Not possible", f"{error}.") from None
+        return self._render(ctx, "audit.html", access, page=page)
 
     # -- rendering ------------------------------------------------------------------
 

@@ -302,8 +302,34 @@ class EventStore(Protocol):
     def mark_delivered(self, seqs: Collection[int], when: datetime) -> None:
         """Record that these events were handed to every handler."""
 
-    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
-        """The tenant's events with ``seq`` above ``after``, oldest first (the audit trail)."""
+    def list_events(
+        self,
+        tenant_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        before: int | None = None,
+        types: Collection[str] | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first (the audit trail).
+
+        The audit page's filters: ``before`` (``seq`` below it), ``types`` (any
+        of them), ``actor`` (exactly), ``since``/``until`` (``occurred`` at or
+        after, before); ``newest_first`` pages backwards by ``seq``.
+        """
+
+    @writes
+    def prune_events(self, delivered_before: datetime, *, limit: int = 1000) -> int:
+        """Delete delivered events delivered before ``delivered_before``; returns how many.
+
+        Looks at no more than the ``limit`` oldest delivered events (by
+        ``seq``), so that one call is one short write; call again while it
+        deletes any. Undelivered events (the outbox) are never deleted.
+        """
 
 
 class SamlStore(Protocol):

@@ -210,12 +210,21 @@ class _MemoryTransaction:
 
     def _rollback(self, to: int = 0) -> None:
         """Undo the writes after the first ``to`` ones (all of them by default)."""
+        events = self._state.events
+        events_restored = False
         for mapping, key, old in reversed(self._undo[to:]):
             if old is _MISSING:
                 mapping.pop(key, None)
             else:
+                events_restored = events_restored or mapping is events
                 mapping[key] = old
         del self._undo[to:]
+        # An undone prune puts events back at the dict's end, but the outbox
+        # is read in the dict's order, which must stay ``seq`` order.
+        if events_restored:
+            ordered = sorted(events.items())
+            events.clear()
+            events.update(ordered)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -668,13 +677,53 @@ class _MemoryTransaction:
             if event is not None and event.delivered is None:
                 self._put(self._state.events, seq, attrs.evolve(event, delivered=utc(when)))
 
-    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
-        """The tenant's events with ``seq`` above ``after``, oldest first."""
+    def list_events(
+        self,
+        tenant_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        before: int | None = None,
+        types: Collection[str] | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first, filtered."""
         self._check_open()
+        wanted = None if types is None else frozenset(types)
+        since_utc = None if since is None else utc(since)
+        until_utc = None if until is None else utc(until)
+        in_order = sorted(self._state.events.items(), reverse=newest_first)
         found = (
-            e for seq, e in self._state.events.items() if seq > after and e.tenant_id == tenant_id
+            e
+            for seq, e in in_order
+            if seq > after
+            and (before is None or seq < before)
+            and e.tenant_id == tenant_id
+            and (wanted is None or e.type in wanted)
+            and (actor is None or e.actor == actor)
+            and (since_utc is None or e.occurred >= since_utc)
+            and (until_utc is None or e.occurred < until_utc)
         )
         return [e for _, e in zip(range(limit), found, strict=False)]
+
+    @_writing
+    def prune_events(self, delivered_before: datetime, *, limit: int = 1000) -> int:
+        """Delete delivered events delivered before ``delivered_before``; returns how many."""
+        self._check_writable()
+        cutoff = utc(delivered_before)
+        delivered = (e for e in self._state.events.values() if e.delivered is not None)
+        window = [e for _, e in zip(range(limit), delivered, strict=False)]
+        pruned = 0
+        for event in window:
+            assert event.delivered is not None  # noqa: S101 - chosen for it above
+            if event.delivered < cutoff:
+                assert event.seq is not None  # noqa: S101 - stored events have one
+                self._pop(self._state.events, event.seq)
+                pruned += 1
+        return pruned
 
     # SAML --------------------------------------------------------------------
     def saml_connections(self, tenant_id: str) -> Sequence[SamlConnection]:

@@ -73,12 +73,53 @@ class _Outbox(_Unit):
             )
 
     @_guarded
-    def list_events(self, tenant_id: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
-        """The tenant's events with ``seq`` above ``after``, oldest first."""
-        statement = (
-            select(events)
-            .where(events.c.tenant_id == tenant_id, events.c.seq > after)
+    def list_events(
+        self,
+        tenant_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        before: int | None = None,
+        types: Collection[str] | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> Sequence[Event]:
+        """The tenant's events with ``seq`` above ``after``, oldest first, filtered."""
+        # Every filter narrows a walk of ix_events_tenant (tenant, seq) in
+        # page order: a page reads its rows and the ones the filters skip.
+        statement = select(events).where(events.c.tenant_id == tenant_id, events.c.seq > after)
+        if before is not None:
+            statement = statement.where(events.c.seq < before)
+        if types is not None:
+            statement = statement.where(events.c.type.in_(sorted(types)))
+        if actor is not None:
+            statement = statement.where(events.c.actor == actor)
+        if since is not None:
+            statement = statement.where(events.c.occurred >= since)
+        if until is not None:
+            statement = statement.where(events.c.occurred < until)
+        order = events.c.seq.desc() if newest_first else events.c.seq
+        statement = statement.order_by(order).limit(limit)
+        return [_event(row) for row in self._conn.execute(statement)]
+
+    @_writing
+    def prune_events(self, delivered_before: datetime, *, limit: int = 1000) -> int:
+        """Delete delivered events delivered before ``delivered_before``; returns how many."""
+        # The window is the oldest delivered rows by primary key: a short
+        # range read, however long the trail, and no index on ``delivered``
+        # to keep up on every delivery.
+        window = (
+            select(events.c.seq)
+            .where(events.c.delivered.is_not(None))
             .order_by(events.c.seq)
             .limit(limit)
         )
-        return [_event(row) for row in self._conn.execute(statement)]
+        result = self._conn.execute(
+            delete(events).where(
+                events.c.seq.in_(window.scalar_subquery()),
+                events.c.delivered < delivered_before,
+            )
+        )
+        return int(result.rowcount)
