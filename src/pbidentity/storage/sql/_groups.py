@@ -39,12 +39,20 @@ from pbidentity.storage.sql._statements import _GROUP_VERSION
 from pbidentity.storage.sql._statements import _GROUPS_OF_ONE_MEMBER
 from pbidentity.storage.sql._statements import _MEMBER_GROUPS
 from pbidentity.storage.sql._statements import _MEMBERSHIPS_OF
+from pbidentity.storage.sql._statements import _REMOVE_MEMBERSHIPS
 from pbidentity.storage.sql._statements import _SELECT_GROUPS
 from pbidentity.storage.sql._statements import _UPDATE_GROUP
 from pbidentity.storage.sql._statements import _UPDATE_GROUP_SAME_NAME
 from pbidentity.storage.sql._statements import _chunks
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _writing
+
+# A concurrent add of the same pair must not fail the transaction.
+_ADD_MEMBERSHIPS_SQLITE = sqlite_insert(memberships).on_conflict_do_nothing()
+_ADD_MEMBERSHIPS_RETURNING = (
+    pg_insert(memberships).on_conflict_do_nothing().returning(memberships.c.member_id)
+)
+_ADD_MEMBERSHIPS = insert(memberships)
 
 
 class _Groups(_Counting, _Querying):
@@ -136,32 +144,28 @@ class _Groups(_Counting, _Querying):
                         {"tenant_id": tenant_id, "group_id": group_id, "member_id": member_id}
                         for member_id in chunk
                     ]
-                    insert_ = self._insert_memberships()
                     if self._dialect == "postgresql":
                         # One round trip instead of two: the pairs already
                         # there are skipped, and only the new ones come back.
                         # (SQLite before 3.35 has no RETURNING, and its
                         # statements cost no round trip.)
-                        returning = insert_.returning(memberships.c.member_id)
-                        added.extend(self._conn.execute(returning, rows).scalars())
+                        added.extend(self._conn.execute(_ADD_MEMBERSHIPS_RETURNING, rows).scalars())
                         continue
                     where = {"b_tenant_id": tenant_id, "b_id": group_id, "b_ids": chunk}
-                    present = set(self._conn.execute(_MEMBERSHIPS_OF, where).scalars())
+                    present = {row[0] for row in self._rows(_MEMBERSHIPS_OF, where)}
                     new = [row for row in rows if row["member_id"] not in present]
                     if new:
-                        self._conn.execute(insert_, new)
+                        self._run_many(self._insert_memberships(), new)
                         added.extend(row["member_id"] for row in new)
         except IntegrityError as error:
             raise self._missing_memberships(tenant_id, group_id, wanted) from error
         return sorted(added)
 
     def _insert_memberships(self) -> Any:
-        # A concurrent add of the same pair must not fail the transaction.
+        # Built once (the hot path caches compiled statements by object).
         if self._dialect == "sqlite":
-            return sqlite_insert(memberships).on_conflict_do_nothing()
-        if self._dialect == "postgresql":
-            return pg_insert(memberships).on_conflict_do_nothing()
-        return insert(memberships)
+            return _ADD_MEMBERSHIPS_SQLITE
+        return _ADD_MEMBERSHIPS
 
     def _missing_memberships(
         self, tenant_id: str, group_id: str, member_ids: list[str]
@@ -177,12 +181,13 @@ class _Groups(_Counting, _Querying):
     ) -> int:
         """Remove those members from the group (``None``: every member); returns how many went."""
         ms = memberships
-        base = delete(ms).where(ms.c.tenant_id == tenant_id, ms.c.group_id == group_id)
         if member_ids is None:
+            base = delete(ms).where(ms.c.tenant_id == tenant_id, ms.c.group_id == group_id)
             return int(self._conn.execute(base).rowcount)
         removed = 0
         for chunk in _chunks(member_ids):
-            removed += self._conn.execute(base.where(ms.c.member_id.in_(chunk))).rowcount
+            where = {"b_tenant_id": tenant_id, "b_id": group_id, "b_ids": chunk}
+            removed += self._run(_REMOVE_MEMBERSHIPS, where)
         return removed
 
     @_guarded
@@ -204,8 +209,8 @@ class _Groups(_Counting, _Querying):
     ) -> dict[str, list[MemberRef]]:
         """The memberships of some groups or members, as references to the other side.
 
-        One id (a GET, a write's response) takes the hot path; a page of ids
-        takes one statement per chunk.
+        One id (a GET, a write's response) takes a statement of its own; a
+        page of ids one statement per chunk of ids, bound as one list.
         """
         result: dict[str, list[MemberRef]] = {key: [] for key in ids}
         if len(result) == 1:
@@ -214,7 +219,7 @@ class _Groups(_Counting, _Querying):
             result[key] = [MemberRef(id=other, display=display) for other, display in rows]
             return result
         for chunk in _chunks(ids):
-            for key, other, display in self._conn.execute(
+            for key, other, display in self._rows(
                 of_many, {"b_tenant_id": tenant_id, "b_ids": chunk}
             ):
                 result[key].append(MemberRef(id=other, display=display))

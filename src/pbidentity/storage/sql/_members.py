@@ -285,7 +285,7 @@ class _Members(_Counting, _Querying):
         """The members with those ids that exist, ordered by id."""
         found: list[Member] = []
         for chunk in _chunks(sorted(set(member_ids))):
-            rows = self._conn.execute(_GET_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk})
+            rows = self._rows(_GET_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk})
             found.extend(_member(tenant_id, row) for row in rows)
         for member in found:
             # As get_member: a replace of what this unit read writes only
@@ -346,11 +346,8 @@ class _Members(_Counting, _Querying):
         """The subset of ``member_ids`` that are members of the tenant."""
         found: set[str] = set()
         for chunk in _chunks(member_ids):
-            found.update(
-                self._conn.execute(
-                    _EXISTING_MEMBERS, {"b_tenant_id": tenant_id, "b_ids": chunk}
-                ).scalars()
-            )
+            where = {"b_tenant_id": tenant_id, "b_ids": chunk}
+            found.update(row[0] for row in self._rows(_EXISTING_MEMBERS, where))
         return found
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from collections.abc import Iterator
 from typing import Any
 from typing import TypeVar
 
+from sqlalchemy import Boolean
+from sqlalchemy import ColumnElement
+from sqlalchemy import Dialect
+from sqlalchemy import Text
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import insert
@@ -14,9 +19,15 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import union
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeEngine
 
 from pbidentity.storage.sql._rows import _GROUP_COLUMNS
 from pbidentity.storage.sql._rows import _MEMBER_COLUMNS
@@ -30,8 +41,8 @@ from pbidentity.storage.sql._schema import memberships
 from pbidentity.storage.sql._schema import tenant_counts
 from pbidentity.storage.sql._schema import tenants
 
-# Bound parameters per IN list: far below SQLite's (32766) and PostgreSQL's
-# (65535) limits, so "one statement" holds for any realistic request.
+# Ids per statement (one bound list, see _IdList): "one statement" holds for
+# any realistic request, and no single list grows without bound.
 _MAX_IDS = 5000
 
 
@@ -44,11 +55,78 @@ def _chunks(ids: Iterable[_Id]) -> Iterator[list[_Id]]:
         yield unique[start : start + _MAX_IDS]
 
 
+# A list of ids as ONE bound parameter ---------------------------------------
+#
+# An expanding IN list (``IN (?, ?, ...)``) changes the SQL text with the
+# number of ids, so SQLAlchemy renders it again on every execution and the
+# hot path (_execute._Fast) cannot run it: a group push of 100 members paid
+# that per read. A list passed whole keeps the statement's text fixed, so it
+# is compiled once and runs on the DBAPI cursor like any other fixed
+# statement: on SQLite as a JSON array the JSON1 table-valued function
+# unrolls (``IN (SELECT value FROM json_each(?))``, built into every SQLite
+# since 3.38 and into Python's own builds long before), on PostgreSQL as a
+# text array (``= ANY(CAST(%(b_ids)s AS TEXT[]))``). Both still drive the
+# primary-key or membership index, one probe per id.
+
+
+class _IdList(TypeDecorator[list[str]]):
+    """A list of ids bound as one parameter: a JSON array, or a PostgreSQL array."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(Text()))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return list(value)
+        return json.dumps(list(value))
+
+
+class _InIdList(ColumnElement[bool]):
+    """``column IN <the ids of one bound list>``, spelled as each dialect unrolls a list."""
+
+    inherit_cache = True
+    type = Boolean()
+    # A comparison already: SQLite must not get "... = 1" appended to it
+    # (which hides the IN from its planner and scans the tenant's rows).
+    _is_implicitly_boolean = True
+    # SQLAlchemy's cache key walks these (its own constructs declare a list).
+    _traverse_internals = [  # noqa: RUF012
+        ("column", InternalTraversal.dp_clauseelement),
+        ("ids", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], ids: BindParameter[list[str]]) -> None:
+        self.column = column
+        self.ids = ids
+
+
+@compiles(_InIdList)
+def _in_json_array(element: _InIdList, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    ids = compiler.process(element.ids, **kw)
+    # Both parts are compiled SQL (a column, a bound parameter), never values.
+    return f"{column} IN (SELECT value FROM json_each({ids}))"  # noqa: S608
+
+
+@compiles(_InIdList, "postgresql")
+def _in_array(element: _InIdList, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    ids = compiler.process(element.ids, **kw)
+    return f"{column} = ANY(CAST({ids} AS TEXT[]))"
+
+
 # Statements built once; SQLAlchemy caches their compiled form.
 
 _T: BindParameter[str] = bindparam("b_tenant_id")
 _ID: BindParameter[str] = bindparam("b_id")
-_IDS: BindParameter[list[str]] = bindparam("b_ids", expanding=True)
+_IDS: BindParameter[list[str]] = bindparam("b_ids", type_=_IdList())
 
 _SELECT_MEMBERS: Select[Any] = select(*_MEMBER_COLUMNS)
 _SELECT_GROUPS: Select[Any] = select(*_GROUP_COLUMNS)
@@ -73,10 +151,12 @@ _UPDATE_GROUP_SAME_NAME = _UPDATE_GROUP.where(
 _DELETE_VALUES = delete(member_values).where(
     member_values.c.tenant_id == _T, member_values.c.member_id == _ID
 )
-_GET_MEMBERS = _SELECT_MEMBERS.where(members.c.tenant_id == _T, members.c.id.in_(_IDS)).order_by(
-    members.c.id
+_GET_MEMBERS = _SELECT_MEMBERS.where(
+    members.c.tenant_id == _T, _InIdList(members.c.id, _IDS)
+).order_by(members.c.id)
+_EXISTING_MEMBERS = select(members.c.id).where(
+    members.c.tenant_id == _T, _InIdList(members.c.id, _IDS)
 )
-_EXISTING_MEMBERS = select(members.c.id).where(members.c.tenant_id == _T, members.c.id.in_(_IDS))
 _GROUP_MEMBERS = (
     # Driven by memberships (its primary key starts with tenant and group),
     # the member's name read by primary key: a join would let a planner with
@@ -91,7 +171,7 @@ _GROUP_MEMBERS = (
         )
         .scalar_subquery(),
     )
-    .where(memberships.c.tenant_id == _T, memberships.c.group_id.in_(_IDS))
+    .where(memberships.c.tenant_id == _T, _InIdList(memberships.c.group_id, _IDS))
     .order_by(memberships.c.group_id, memberships.c.member_id)
 )
 _MEMBER_GROUPS = (
@@ -106,7 +186,7 @@ _MEMBER_GROUPS = (
         )
         .scalar_subquery(),
     )
-    .where(memberships.c.tenant_id == _T, memberships.c.member_id.in_(_IDS))
+    .where(memberships.c.tenant_id == _T, _InIdList(memberships.c.member_id, _IDS))
     .order_by(memberships.c.member_id, memberships.c.group_id)
 )
 # Who an arriving identity could be: one indexed lookup per key, joined by id.
@@ -243,8 +323,13 @@ _GROUPS_OF_ONE_MEMBER = (
     .where(memberships.c.tenant_id == _T, memberships.c.member_id == _ID)
     .order_by(memberships.c.group_id)
 )
+_REMOVE_MEMBERSHIPS = delete(memberships).where(
+    memberships.c.tenant_id == _T,
+    memberships.c.group_id == _ID,
+    _InIdList(memberships.c.member_id, _IDS),
+)
 _MEMBERSHIPS_OF = select(memberships.c.member_id).where(
     memberships.c.tenant_id == _T,
     memberships.c.group_id == _ID,
-    memberships.c.member_id.in_(_IDS),
+    _InIdList(memberships.c.member_id, _IDS),
 )
