@@ -260,7 +260,7 @@ class _Members(_Counting, _Querying):
             where = {"b_tenant_id": row["b_tenant_id"], "b_id": row["b_id"]}
             current = self._conn.execute(_MEMBER_VERSION, where).scalar()
             if current is None:
-                raise NotFoundError(f"member {row['b_id']!r} does not exist")
+                raise _conflicts.missing("member", row["b_id"])
             if current != row["version"]:
                 moved = row
         raise VersionMismatchError(

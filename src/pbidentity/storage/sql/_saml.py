@@ -196,7 +196,7 @@ class _SamlState(_Unit):
                     )
             except IntegrityError as error:
                 if _is_foreign_key(error):
-                    raise NotFoundError(f"tenant {tenant_id!r} does not exist") from error
+                    raise _conflicts.missing("tenant", tenant_id) from error
                 return False  # another instance stored its keys first
             return True
         changed = self._conn.execute(
