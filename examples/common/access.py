@@ -1,11 +1,12 @@
-"""Who is signed in, who administers a workspace, and the CSRF check of every form.
+"""Who is signed in, who administers a workspace, the CSRF check, and the portal's hook.
 
 A session is a small dict kept in a signed cookie: ``{"owner": slug}`` for
 the workspace owner who came in through ``/bootstrap``, or ``{"member_id":
 ..., "workspace": slug}`` for a member who signed in with SSO, and in both a
-``csrf`` token that every POST form sends back. Only ids are kept: the
-member's role is read again on every request, so a role the IdP lowers
-takes effect at once.
+``csrf`` token that every POST form of the host's own pages sends back. Only
+ids are kept: the member's role is read again on every request, so a role
+the IdP lowers takes effect at once, in the portal too (:func:`portal_access`
+is the portal's ``authorize`` hook, given the session).
 """
 
 from __future__ import annotations
@@ -14,29 +15,35 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any
 
 from itsdangerous import BadSignature
 from itsdangerous import URLSafeTimedSerializer
 
-from examples.common.context import AppContext
+from pbidentity import PbIdentity
 from pbidentity.domain import Member
 from pbidentity.exceptions import NotFoundError
+from pbidentity.exceptions import PbIdentityError
+from pbidentity.portal import PortalAccess
 
 __all__ = [
     "ADMIN_ROLE",
+    "ErrorPage",
     "Forbidden",
     "SignInRequired",
     "SignedCookie",
     "Viewer",
     "check_csrf",
     "current_viewer",
+    "error_page",
     "member_session",
     "owner_session",
+    "portal_access",
     "require_admin",
 ]
 
-#: The role that may open the workspace's settings pages.
+#: The role that may open the set-up portal.
 ADMIN_ROLE = "admin"
 
 #: How long a session lasts; a member signs in with SSO again after that.
@@ -52,9 +59,30 @@ class Forbidden(Exception):
 
 
 @dataclass(frozen=True)
+class ErrorPage:
+    """What a refused request shows."""
+
+    title: str
+    message: str
+
+
+def error_page(error: Exception) -> tuple[ErrorPage, int]:
+    """The page and status for an error a route let through (a refusal, a missing workspace)."""
+    if isinstance(error, Forbidden):
+        return ErrorPage("Not allowed", str(error)), 403
+    if isinstance(error, NotFoundError):
+        return ErrorPage("Not found", str(error)), 404
+    if isinstance(error, PbIdentityError):
+        return ErrorPage("Not possible", str(error)), 409
+    raise error
+
+
+@dataclass(frozen=True)
 class Viewer:
     """The person behind the session, as the pages show them."""
 
+    #: ``owner`` for the bootstrap session, else the member's id.
+    id: str
     workspace: str
     name: str
     #: ``owner`` for the bootstrap session, else the member's decided role.
@@ -77,23 +105,26 @@ def member_session(member: Member, workspace: str) -> dict[str, str]:
     return {"member_id": member.id, "workspace": workspace, "csrf": _new_csrf()}
 
 
-def current_viewer(ctx: AppContext, session: Mapping[str, Any]) -> Viewer | None:
+def current_viewer(identity: PbIdentity, session: Mapping[str, Any]) -> Viewer | None:
     """Who the session belongs to; ``None`` without one, or when the member is gone or inactive."""
     csrf = str(session.get("csrf") or "")
     owner = session.get("owner")
     if owner:
-        return Viewer(workspace=owner, name="Owner", role="owner", is_admin=True, csrf=csrf)
+        return Viewer(
+            id="owner", workspace=owner, name="Owner", role="owner", is_admin=True, csrf=csrf
+        )
     member_id, workspace = session.get("member_id"), session.get("workspace")
     if not member_id or not workspace:
         return None
     try:
-        member = ctx.identity.members.get(workspace, member_id)
+        member = identity.members.get(workspace, member_id)
     except NotFoundError:
         return None
     if not member.active:
         # Deactivation in the IdP ends the session at the next request.
         return None
     return Viewer(
+        id=member.id,
         workspace=workspace,
         name=member.display_name or member.user_name,
         role=member.role or "none",
@@ -102,18 +133,24 @@ def current_viewer(ctx: AppContext, session: Mapping[str, Any]) -> Viewer | None
     )
 
 
-def require_admin(ctx: AppContext, session: Mapping[str, Any], workspace: str) -> Viewer:
-    """The viewer if they administer ``workspace``; raises SignInRequired or Forbidden."""
-    viewer = current_viewer(ctx, session)
-    if viewer is None:
-        raise SignInRequired
-    if viewer.workspace != workspace:
-        raise Forbidden(
-            f"You are signed in to workspace {viewer.workspace!r}; sign out to open {workspace!r}."
-        )
-    if not viewer.is_admin:
+def require_admin(identity: PbIdentity, session: Mapping[str, Any]) -> Viewer:
+    """The signed-in admin; raises SignInRequired for anyone else."""
+    viewer = current_viewer(identity, session)
+    if viewer is None or not viewer.is_admin:
         raise SignInRequired
     return viewer
+
+
+def portal_access(identity: PbIdentity, session: Mapping[str, Any]) -> PortalAccess | None:
+    """The portal's ``authorize`` hook: the signed-in admin, for their own workspace only.
+
+    A member who is no admin (or no longer one: the role is read again on
+    every request) gets ``None``, and the portal sends them to ``/login``.
+    """
+    viewer = current_viewer(identity, session)
+    if viewer is None or not viewer.is_admin:
+        return None
+    return PortalAccess(admin_id=viewer.id, admin_name=viewer.name, workspace=viewer.workspace)
 
 
 def check_csrf(session: Mapping[str, Any], submitted: str | None) -> None:
@@ -153,6 +190,11 @@ class SignedCookie:
         if not isinstance(data, dict):
             return {}
         return {str(key): str(item) for key, item in data.items()}
+
+    def load_header(self, cookie_header: str | None) -> dict[str, str]:
+        """The session in a request's ``Cookie`` header (a request answered outside any route)."""
+        morsel = SimpleCookie(cookie_header or "").get(self.name)
+        return self.load(morsel.value if morsel else None)
 
     def header(self, session: Mapping[str, str]) -> str:
         """The ``Set-Cookie`` value that stores ``session``."""

@@ -20,7 +20,7 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
-__all__ = ["INVALID_LINK", "LINK_LIFETIME", "OwnerLinks"]
+__all__ = ["INVALID_LINK", "LINK_LIFETIME", "OwnerLinks", "OwnerSignInPage"]
 
 #: How long an owner sign-in link works after it is issued.
 LINK_LIFETIME = timedelta(minutes=15)
@@ -40,6 +40,15 @@ def _digest(token: str) -> str:
 class _Link:
     workspace: str
     expires: datetime
+
+
+@dataclass(frozen=True)
+class OwnerSignInPage:
+    """The owner link's page: a button that POSTs the token (opening the link spends nothing)."""
+
+    token: str
+    workspace: str
+    minutes: int = int(LINK_LIFETIME.total_seconds() // 60)
 
 
 class OwnerLinks:

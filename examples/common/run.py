@@ -33,7 +33,7 @@ def options(prog: str, description: str, argv: Sequence[str] | None = None) -> a
 
 
 def startup_lines(ctx: AppContext) -> list[str]:
-    """What to print at start: SCIM's base URL, the app, the owner's sign-in link, the SSO page."""
+    """What to print at start: SCIM's base URL, the app, the owner's sign-in link, the portal."""
     url = ctx.site.public_url
     lines = [f"SCIM base URL: {ctx.site.scim_base_url}", f"App: {url}/"]
     workspace = ctx.owner_workspace
@@ -49,5 +49,5 @@ def startup_lines(ctx: AppContext) -> list[str]:
             f"Owner sign-in link: works once, for {workspace}, within {minutes} minutes; "
             "restart the app for a new one."
         )
-    lines.append(f"SSO settings: {url}/w/{workspace}/settings/sso")
+    lines.append(f"SSO settings: {ctx.site.portal_url}/w/{workspace}/sso")
     return lines

@@ -1,18 +1,23 @@
-"""What the product does with a sign-in's outcome: the decision, apart from each framework's answer.
+"""What the product does with a sign-in: where it starts, and what its outcome leads to.
 
 pbidentity verifies the IdP's response and hands the app a typed outcome;
-the app decides. :func:`decide` returns one of three instructions, and each
-app turns it into its own response (and, for :class:`StartSession`, its
-own session cookie).
+the portal answers the test sign-ins it started itself (Save & authorize),
+and the app decides the rest. :func:`decide` returns one of three
+instructions, and each app turns it into its own response (and, for
+:class:`StartSession`, its own session cookie).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
+from urllib.parse import urlencode
 
 from examples.common.access import member_session
-from examples.common.pages import LoginPage
+from examples.common.context import PORTAL_PREFIX
+from pbidentity import http
 from pbidentity.saml import Authorized
 from pbidentity.saml import SignIn
 from pbidentity.saml import SignInFailure
@@ -20,18 +25,39 @@ from pbidentity.saml import SignInOutcome
 
 __all__ = [
     "Instruction",
+    "LoginPage",
     "Redirect",
     "ShowSignInError",
     "StartSession",
     "decide",
+    "local_path",
+    "respond",
     "sso_login_path",
 ]
 
 
-def sso_login_path(workspace: str) -> str:
-    """Where "Sign in with SSO" goes: pbidentity's login endpoint, back to the members page."""
+@dataclass(frozen=True)
+class LoginPage:
+    """The sign-in page: a workspace to sign in to, and why the last sign-in was refused."""
+
+    error: str | None = None
+    suggestion: str | None = None
+    workspace: str = ""
+    #: Where to go once signed in (the portal page that sent the visitor here).
+    next: str = "/"
+
+
+def local_path(value: str | None) -> str:
+    """``value`` if it is a path of this app, else ``/``: never a way to another site."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    return value
+
+
+def sso_login_path(workspace: str, next_path: str = "/") -> str:
+    """Where "Sign in with SSO" goes: pbidentity's login endpoint, back to ``next_path``."""
     slug = quote(workspace.strip(), safe="")
-    return f"/saml/{slug}/login?RelayState=/w/{slug}/members"
+    return f"/saml/{slug}/login?{urlencode({'RelayState': local_path(next_path)})}"
 
 
 @dataclass(frozen=True)
@@ -61,22 +87,51 @@ Instruction = Redirect | StartSession | ShowSignInError
 
 
 def decide(outcome: SignInOutcome) -> Instruction:
-    """The instruction for one sign-in outcome (handed over at pbidentity's finish step)."""
-    if isinstance(outcome, Authorized):
-        # The admin's test sign-in: the admin's own session stays as it was.
-        return Redirect(f"/w/{outcome.tenant.slug}/settings/sso?authorized=1")
+    """The instruction for a sign-in outcome the portal did not answer itself."""
     if isinstance(outcome, SignIn):
-        slug = outcome.tenant.slug
         # A new session, never the one the browser came with: a session
         # planted before sign-in must not become signed in (session fixation).
         return StartSession(
-            session=member_session(outcome.member, slug),
-            location=outcome.relay_state or f"/w/{slug}/members",
+            session=member_session(outcome.member, outcome.tenant.slug),
+            location=local_path(outcome.relay_state),
         )
-    if outcome.purpose == "authorize" and outcome.tenant is not None:
-        # The findings are kept on the pending configuration; the page shows them.
-        return Redirect(f"/w/{outcome.tenant.slug}/settings/sso?failed=1")
+    if isinstance(outcome, Authorized) or (
+        outcome.purpose == "authorize" and outcome.tenant is not None
+    ):
+        # A test sign-in started elsewhere than the portal's page (the CLI):
+        # the portal's SSO page shows its result.
+        slug = quote(outcome.tenant.slug, safe="") if outcome.tenant else ""
+        return Redirect(f"{PORTAL_PREFIX}/w/{slug}/sso")
     return ShowSignInError(page=_refused(outcome), status=outcome.status)
+
+
+def respond(
+    outcome: SignInOutcome,
+    *,
+    login_page: Callable[[LoginPage], str],
+    start_session: Callable[[dict[str, str]], Iterable[tuple[str, str]]],
+) -> http.Response:
+    """The app's answer to a sign-in outcome: :func:`decide`, then the page or the redirect.
+
+    ``login_page`` renders the sign-in page with the reason of a refusal;
+    ``start_session`` starts the app's session and returns the headers
+    that store it (none where the framework sets its cookie itself).
+    """
+    instruction = decide(outcome)
+    if isinstance(instruction, ShowSignInError):
+        return http.Response(
+            status=instruction.status,
+            headers=(
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Cache-Control", "no-store"),
+                ("X-Frame-Options", "DENY"),
+            ),
+            body=login_page(instruction.page).encode(),
+        )
+    headers = [("Location", instruction.location)]
+    if isinstance(instruction, StartSession):
+        headers.extend(start_session(instruction.session))
+    return http.Response(status=303, headers=tuple(headers))
 
 
 def _refused(failure: SignInFailure) -> LoginPage:

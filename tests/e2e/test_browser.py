@@ -1,15 +1,25 @@
-"""The help article "Setting up SCIM provisioning with Okta", clicked through in a real browser.
+"""The whole Okta story, clicked through in a real browser, in both reference apps.
 
-A reference app (FastAPI, then Flask: they share the page contract) runs on
-127.0.0.1 with a SQLite file; a test IdP (:mod:`tests.e2e.idp_server`) runs
-beside it under another site name, so that the browser's trips to the IdP
-and back are cross-site, as they are with Okta. Chromium, driven by
-Playwright, does what the article tells an admin to do: SSO from the IdP's
-metadata URL with a test sign-in, provisioning on, an API token for Okta;
-Okta's provisioning is then played over HTTP with that token, and the
-members it made sign in (or are refused) through the IdP. Every page
-visited is saved, full length, under ``artifacts/browser/<app>/``, so that a
-reviewer (or a failed CI run) shows what each step looked like.
+A reference app (FastAPI, then Flask: they share their pages) runs on
+127.0.0.1 with a SQLite file and mounts pbidentity's set-up portal; a test
+IdP (:mod:`tests.e2e.idp_server`) runs beside it under another site name,
+so that the browser's trips to the IdP and back are cross-site, as they are
+with Okta. The workspace holds 20,000 members before the story starts.
+Chromium, driven by Playwright, plays the people of the story:
+
+* the app's admin signs in and issues a set-up link;
+* the customer's IT admin, who has no account, opens it in another browser:
+  SSO from the IdP's metadata URL with Save & authorize (a test sign-in at
+  the IdP), provisioning on, a token shown once and copied; Okta's push
+  (:mod:`pbidentity.simulate` over HTTP with that token, then the people
+  of the story); the role policy previewed and applied; a member searched
+  among the 20,000; the audit trail of all of it;
+* the members Okta made sign in to the app through the IdP, or are refused.
+
+Each step is a method of :class:`OktaStory`, run in order by the test, so a
+new step slots in where it belongs. Every step saves full-page screenshots
+under ``$PBIDENTITY_SCREENSHOTS`` (default ``artifacts/browser``), ``<app>/``,
+so that a reviewer (or a failed CI run) sees what each step looked like.
 
 Without Chromium the tests are skipped locally and fail in CI.
 """
@@ -29,6 +39,8 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
@@ -49,7 +61,10 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
     from playwright.sync_api import Page
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+ARTIFACTS = Path(
+    os.environ.get("PBIDENTITY_SCREENSHOTS")
+    or Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+)
 OWNER_TOKEN = "owner-" + "b00t" * 8
 DEV_HOSTS = frozenset({"127.0.0.1", "localhost"})
 HOW_TO_GET_CHROMIUM = (
@@ -177,7 +192,7 @@ def _wait_until(ready: Callable[[], bool], what: str, timeout: float = 15.0) -> 
 
 
 @contextmanager
-def _serve_fastapi(database_url: str) -> Iterator[str]:
+def _serve_fastapi(database_url: str) -> Iterator[tuple[str, Any]]:
     import uvicorn
 
     sock = _listening_socket()
@@ -191,7 +206,7 @@ def _serve_fastapi(database_url: str) -> Iterator[str]:
     try:
         _wait_until(lambda: server.started or not thread.is_alive(), "uvicorn")
         assert thread.is_alive(), "uvicorn stopped at start-up (see the log above)"
-        yield base_url
+        yield base_url, app.state.context
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -199,7 +214,7 @@ def _serve_fastapi(database_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def _serve_flask(database_url: str) -> Iterator[str]:
+def _serve_flask(database_url: str) -> Iterator[tuple[str, Any]]:
     from werkzeug.serving import WSGIRequestHandler
     from werkzeug.serving import make_server
 
@@ -217,7 +232,7 @@ def _serve_flask(database_url: str) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield base_url
+        yield base_url, app.extensions["reference_app"]
     finally:
         server.shutdown()
         server.server_close()
@@ -329,268 +344,456 @@ def _sign_in_at_idp(page: Page, idp: IdpServer, email: str) -> None:
 
 
 def _sign_out(page: Page) -> None:
-    page.locator(
-        "form[action='/logout'] [type=submit], form[action='/logout'] button"
-    ).first.click()
+    page.click("#sign-out")
     page.wait_for_url(re.compile(r"/login$"))
 
 
 def _start_sso(page: Page, app: str, workspace: str) -> None:
     page.goto(f"{app}/login")
-    page.fill("input[name=workspace]", workspace)
+    page.get_by_label("Workspace").fill(workspace)
     page.click("#sso-sign-in")
+
+
+# --------------------------------------------------------------------------- the story
+
+#: Members the workspace has before the story: a large one, for the members search.
+SEEDED_MEMBERS = 20_000
+IT_ADMIN = "it.admin@demo.test"
+
+
+def seed_members(identity: Any, workspace: str, count: int) -> None:
+    """``count`` members the app made before SSO and SCIM, written through storage in batches."""
+    from pbidentity.domain import Member
+
+    tenant_id = identity.admin.get_tenant(workspace).id
+    now = datetime.now(UTC)
+    rule = "no role from the identity provider; the default role viewer"
+    for first in range(0, count, 5000):
+        batch = []
+        for i in range(first, min(first + 5000, count)):
+            email = f"member{i:05d}@demo.test"
+            attributes = {
+                "userName": email,
+                "active": True,
+                "name": {"givenName": "Member", "familyName": f"{i:05d}"},
+                "displayName": f"Member {i:05d}",
+                "emails": [{"value": email, "primary": True, "type": "work"}],
+            }
+            batch.append(
+                Member(
+                    tenant_id=tenant_id,
+                    id=f"seed{i:05d}",
+                    attributes=attributes,
+                    role="viewer",
+                    role_source="default",
+                    role_rule=rule,
+                    scim_managed=False,
+                    created=now,
+                    last_modified=now,
+                )
+            )
+        with identity.storage.transaction() as tx:
+            tx.add_members(batch)
+
+
+@attrs.define
+class OktaStory:
+    """One run of the story in one app: the people's browsers and what each step left behind.
+
+    Each public method is one step, in the order the test calls them; a step
+    leaves what later ones need (the token, the SCIM ids) on the story.
+    """
+
+    browser: Browser
+    app: str
+    ctx: Any
+    idp: IdpServer
+    shot: Screenshots
+    #: The app's admin's browser, then the IT admin's (who has no account), then members'.
+    page: Page | None = None
+    setup_link: str = ""
+    token: str = ""
+    ids: dict[str, str] = attrs.field(factory=dict)
+
+    def new_page(self) -> Page:
+        """A browser of its own (its own cookies), as another person's."""
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(10_000)
+        self.page = context.new_page()
+        return self.page
+
+    # -- the app's admin -----------------------------------------------------------------
+
+    def host_admin_signs_in(self) -> None:
+        """The owner link printed at start signs the app's admin in; home offers the portal."""
+        from playwright.sync_api import expect
+
+        page = self.new_page()
+        page.goto(f"{self.app}/bootstrap?token={OWNER_TOKEN}&workspace=demo")
+        expect(page.locator("#owner-sign-in")).to_contain_text("works once")
+        page.click("#owner-continue")
+        page.wait_for_url(f"{self.app}/")
+        expect(page.locator("#signed-in-as")).to_contain_text("Owner")
+        expect(page.locator("#portal-link")).to_be_visible()
+        self.shot(page, "host-home")
+
+    def host_admin_issues_a_set_up_link(self) -> None:
+        """Every section ticked, the link shown once, copied exactly."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        page.click("#issue-setup-link")
+        link = page.locator("#setup-link")
+        expect(link).to_be_visible()
+        self.setup_link = _text_of(page, "#setup-link")
+        assert self.setup_link.startswith(f"{self.app}/portal/setup?token=")
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=self.app)
+        page.click("button.copy[data-copy-target='#setup-link']")
+        assert page.evaluate("navigator.clipboard.readText()") == self.setup_link
+        self.shot(page, "host-setup-link")
+
+    # -- the customer's IT admin ----------------------------------------------------------
+
+    def it_admin_opens_the_link(self) -> None:
+        """Another browser, no account in the app: the link's page, Continue, the SSO page."""
+        from playwright.sync_api import expect
+
+        page = self.new_page()
+        page.goto(self.setup_link)
+        expect(page.locator("#setup-open")).to_contain_text("works once")
+        self.shot(page, "setup-link-page")
+        page.click("#setup-continue")
+        page.wait_for_url(f"{self.app}/portal/w/demo/sso")
+        expect(page.locator("#signed-in-as")).to_contain_text("Set-up link")
+        expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
+        sp = self.ctx.identity.saml.service_provider("demo")
+        assert _text_of(page, "#acs-url") == sp.acs_url
+        assert _text_of(page, "#audience-uri") == sp.entity_id
+        expect(page.locator("#nameid-format")).to_contain_text("EmailAddress")
+        statements = page.locator("#attribute-statements")
+        for name, value in sp.attribute_statements:
+            expect(statements).to_contain_text(name)
+            expect(statements).to_contain_text(value)
+        self.shot(page, "sso-values")
+
+    def sso_from_metadata_then_save_and_authorize(self) -> None:
+        """The IdP's metadata URL checked (plain http: a warning on a dev host), then authorized."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        page.get_by_label("Manifest URL").fill(self.idp.metadata_url)
+        page.click("#check")
+        expect(page.locator("#findings li.finding").first).to_be_visible()
+        expect(page.locator("#findings li.finding.severity-error")).to_have_count(0)
+        expect(page.locator("#findings")).to_contain_text("sso.dev_http")
+        expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
+        self.shot(page, "sso-check")
+        page.get_by_label("Manifest URL").fill(self.idp.metadata_url)
+        page.click("#save-authorize")
+        expect(page.locator("#idp-email")).to_be_visible()
+        self.shot(page, "idp-test-sign-in")
+        _sign_in_at_idp(page, self.idp, IT_ADMIN)
+        authorize = self.idp.sign_ins[-1]
+        assert authorize.in_response_to is not None
+        assert authorize.relay_state == "/portal/w/demo/sso"
+        assert _path(page) == "/portal/w/demo/sso"
+        assert "authorized=1" in page.url
+        expect(page.locator("#sso-status")).to_have_attribute("data-state", "active")
+        expect(page.locator("#sso-status")).to_contain_text(self.idp.idp.entity_id)
+        expect(page.locator("#sso-outcome")).to_contain_text("The test sign-in succeeded")
+        self.shot(page, "sso-authorized")
+        # Sign-ins started from an Okta tile, tried at the very end of the story.
+        page.check("#allow_idp_initiated")
+        page.click("#save-options")
+        expect(page.locator("#allow_idp_initiated")).to_be_checked()
+        expect(page.locator("#sso-status")).to_have_attribute("data-state", "active")
+
+    def scim_on(self) -> None:
+        """Provisioning on, and the values Okta needs."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        page.get_by_role("link", name="Provisioning (SCIM)").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/scim")
+        expect(page.locator("#scim-state")).to_have_attribute("data-state", "off")
+        expect(page.locator("#scim-toggle")).to_have_text("Turn provisioning on")
+        page.click("#scim-toggle")
+        expect(page.locator("#scim-state")).to_have_attribute("data-state", "on")
+        expect(page.locator("#scim-toggle")).to_have_text("Turn provisioning off")
+        assert _text_of(page, "#scim-base-url") == f"{self.app}/scim/v2"
+        expect(page.locator("#unique-identifier")).to_contain_text("userName")
+        role_attribute = page.locator("#role-attribute")
+        for text in ("role", DEFAULT_ROLE_URN, "admin", "maker", "contributor", "viewer"):
+            expect(role_attribute).to_contain_text(text)
+        self.shot(page, "scim-on")
+
+    def token_created_and_shown_once(self) -> None:
+        """A token named okta: shown once, copied exactly, never shown again."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        page.get_by_label("Name of a new token").fill("okta")
+        page.press("#token-name", "Enter")
+        expect(page.locator("#new-token")).to_be_visible()
+        self.token = _text_of(page, "#new-token")
+        assert self.token.startswith("pbi_")
+        assert " " not in self.token
+        # The copy button must copy the secret exactly, or Okta's test fails.
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=self.app)
+        page.click("button.copy[data-copy-target='#new-token']")
+        assert page.evaluate("navigator.clipboard.readText()") == self.token
+        expect(page.locator("#tokens tr.token[data-name=okta]")).to_contain_text("Active")
+        self.shot(page, "scim-token-once")
+        page.goto(f"{self.app}/portal/w/demo/scim")
+        expect(page.locator("#new-token")).to_have_count(0)
+        assert self.token not in page.content()
+
+    def okta_pushes(self) -> None:
+        """Okta's whole conversation (the simulator), then the story's people and their group."""
+        from playwright.sync_api import expect
+
+        simulated = simulate(
+            "okta-custom", f"{self.app}/scim/v2", self.token, users=3, out=io.StringIO()
+        )
+        assert simulated.ok, "\n".join(step.line() for step in simulated.steps)
+        self.ids = provision_like_okta(f"{self.app}/scim/v2", self.token)
+        page = self.page
+        assert page is not None
+        page.reload()
+        last_used = page.locator("#tokens tr.token[data-name=okta] .last-used")
+        expect(last_used).not_to_have_text("never")
+        self.shot(page, "scim-token-used")
+
+    # Provisioning activity (a failing push, and why) slots in here.
+
+    def role_policy_previewed_then_applied(self) -> None:
+        """Engineering mapped to contributor: the preview says who moves and why, then apply."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        identity = self.ctx.identity
+        page.get_by_role("link", name="Role policy").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/roles")
+        expect(page.locator("#groups")).to_contain_text("Engineering")
+        page.get_by_label("Group of mapping 1", exact=True).fill("Engineering")
+        page.get_by_label("Role of mapping 1").select_option("contributor")
+        page.get_by_label("Priority of mapping 1").fill("5")
+        self.shot(page, "roles-form")
+        page.click("#preview-policy")
+        # Hybrid: the others' own role attribute wins; Katherine has none, so her group decides.
+        change = page.locator("#preview-changes tr.change")
+        expect(change).to_have_count(1)
+        expect(change).to_have_attribute("data-count", "1")
+        expect(change.locator(".from")).to_have_text("viewer")
+        expect(change.locator(".to")).to_have_text("contributor")
+        expect(change.locator(".example")).to_contain_text(
+            "group 'Engineering' (priority 5) maps to contributor"
+        )
+        assert identity.members.get("demo", self.ids[KATHERINE.email]).role == "viewer"
+        self.shot(page, "roles-preview")
+        page.click("#apply-policy")
+        page.wait_for_url(re.compile(r"/roles\?applied=1$"))
+        expect(page.locator("#roles-notice")).to_contain_text("1 member changed role")
+        self.shot(page, "roles-applied")
+        assert identity.members.get("demo", self.ids[KATHERINE.email]).role == "contributor"
+
+    # Link import (an IdP export's dry run, then apply) slots in here.
+
+    def members_searched_in_a_large_workspace(self) -> None:
+        """Among 20,000 and more: pages of members, then one found by name from the keyboard."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        page.get_by_role("link", name="Members").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/members")
+        expect(page.locator("#members tr.member").first).to_be_visible()
+        expect(page.locator("#next-page")).to_be_visible()
+        self.shot(page, "members-large")
+        page.get_by_label("Name or email").focus()
+        page.keyboard.type("alan.turing")
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"q=alan.turing"))
+        rows = page.locator("#members tr.member")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-user-name", ALAN.email)
+        expect(rows.first.locator(".scim-managed")).to_have_text("SCIM-managed")
+        expect(rows.first.locator(".role")).to_have_text("maker")
+        self.shot(page, "members-search")
+        rows.first.locator(".name a").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/members/{self.ids[ALAN.email]}")
+        expect(page.locator("#role-trail")).to_contain_text("role attribute 'maker'")
+        expect(page.locator("#lock-reason")).to_contain_text("identity provider")
+        self.shot(page, "member-trail")
+
+    def audit_trail_shows_what_happened(self) -> None:
+        """The policy saved by the link's holder, Okta's changes by its token, filterable."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        assert page is not None
+        (link,) = self.ctx.portal.links.list("demo")
+        page.get_by_role("link", name="Audit trail").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/audit")
+        events = page.locator("#events tr.event")
+        expect(events.first).to_be_visible()
+        policy = page.locator("#events tr.event[data-type='policy.changed']")
+        expect(policy).to_have_count(1)
+        expect(policy.locator(".actor")).to_have_text(f"link:{link.id}")
+        moved = page.locator("#events tr.event[data-type='member.role_changed']").first
+        expect(moved.locator(".subject")).to_have_text(self.ids[KATHERINE.email])
+        expect(page.locator("#events")).to_contain_text("saml.activated")
+        self.shot(page, "audit")
+        page.get_by_label("Actor").fill("token:okta")
+        page.click("#filter")
+        page.wait_for_url(re.compile(r"actor=token%3Aokta"))
+        expect(events.first).to_be_visible()
+        for actor in page.locator("#events tr.event .actor").all_inner_texts():
+            assert actor == "token:okta", actor
+        expect(page.locator("#events tr.event[data-type='member.created']").first).to_be_visible()
+        self.shot(page, "audit-okta")
+
+    def the_link_is_spent(self) -> None:
+        """The link opened once: in another browser it is refused, saying why."""
+        from playwright.sync_api import expect
+
+        other = self.new_page()
+        other.goto(self.setup_link)
+        expect(other.locator("#error")).to_contain_text("not valid")
+        self.shot(other, "link-spent")
+
+    # -- the members Okta made, signing in to the app -------------------------------------
+
+    def members_sign_in_or_are_refused(self) -> None:
+        """Grace (admin) reaches the portal; Alan (maker) does not; Edsger (deactivated) cannot."""
+        from playwright.sync_api import expect
+
+        page = self.new_page()
+        page.goto(f"{self.app}/portal/w/demo/members")
+        page.wait_for_url(re.compile(r"/login\?next="))
+        self.shot(page, "member-sign-in")
+        page.get_by_label("Workspace").fill("demo")
+        page.click("#sso-sign-in")
+        _sign_in_at_idp(page, self.idp, GRACE.email)
+        assert self.idp.sign_ins[-1].relay_state == "/portal/w/demo/members"
+        assert _path(page) == "/portal/w/demo/members"
+        expect(page.locator("#signed-in-as")).to_contain_text("Grace Hopper")
+        self.shot(page, "admin-member-in-portal")
+        page.goto(f"{self.app}/")
+        _sign_out(page)
+
+        _start_sso(page, self.app, "demo")
+        _sign_in_at_idp(page, self.idp, ALAN.email)
+        assert _path(page) == "/"
+        expect(page.locator("#not-admin")).to_contain_text("maker")
+        expect(page.locator("#open-portal")).to_have_count(0)
+        self.shot(page, "non-admin-home")
+
+        page = self.new_page()
+        sp = service_provider_for(f"{self.app}/saml/demo/acs")
+        _start_sso(page, self.app, "demo")
+        with page.expect_response(lambda r: r.url == sp.acs_url) as acs:
+            _sign_in_at_idp(page, self.idp, EDSGER.email)
+        assert acs.value.status == 403
+        expect(page.locator("#signin-error")).to_contain_text("deactivated")
+        self.shot(page, "signin-refused")
+        page.goto(f"{self.app}/")
+        assert _path(page) == "/login"
+
+    def login_csrf_is_refused(self) -> None:
+        """An attacker's IdP response, posted from the victim's browser, signs nobody in."""
+        from playwright.sync_api import expect
+
+        sp = service_provider_for(f"{self.app}/saml/demo/acs")
+        mallory = self.new_page()
+        mallory.route(sp.acs_url, lambda route: route.abort())
+        _start_sso(mallory, self.app, "demo")
+        expect(mallory.locator("#idp-email")).to_be_visible()
+        mallory.fill("#idp-email", ALAN.email)
+        with mallory.expect_request(lambda r: r.url == sp.acs_url) as stolen:
+            mallory.click("#idp-sign-in")
+        fields = parse_qsl(stolen.value.post_data or "")
+        assert {name for name, _ in fields} == {"SAMLResponse", "RelayState"}
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(n)}" value="{html.escape(v)}">'
+            for n, v in fields
+        )
+        page = self.new_page()
+        with page.expect_response(lambda r: "/saml/demo/finish" in r.url) as finished:
+            # The attacker's page, on no site of the app's: a cross-site POST.
+            page.set_content(f'<form method="post" action="{sp.acs_url}">{inputs}</form>')
+            page.locator("form").evaluate("form => form.submit()")
+        assert finished.value.status == 403
+        expect(page.locator("#signin-error")).to_contain_text("not started in this browser")
+        self.shot(page, "login-csrf-refused")
+        page.goto(f"{self.app}/")
+        assert _path(page) == "/login"
+
+    def okta_tile_signs_grace_in(self) -> None:
+        """IdP-initiated (allowed in the SSO step): Grace from the Okta tile lands at home."""
+        from playwright.sync_api import expect
+
+        sp = service_provider_for(f"{self.app}/saml/demo/acs")
+        page = self.new_page()
+        page.goto(self.idp.start_url(sp.acs_url))
+        _sign_in_at_idp(page, self.idp, GRACE.email)
+        from_tile = self.idp.sign_ins[-1]
+        assert from_tile.in_response_to is None
+        assert from_tile.relay_state == ""
+        assert _path(page) == "/"
+        expect(page.locator("#signed-in-as")).to_contain_text("Grace Hopper (admin)")
+        self.shot(page, "idp-initiated-home")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(SERVERS))
-def test_okta_article_end_to_end(kind: str, browser: Browser, tmp_path: Path) -> None:
-    """SSO set up and authorized, provisioning on, Okta's push, then members sign in or not."""
-    from playwright.sync_api import expect
-
-    shot = Screenshots(ARTIFACTS / kind)
-    database_url = f"sqlite:///{tmp_path / 'app.db'}"
+def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) -> None:
+    """Set-up link, SSO, SCIM, token, Okta's push, role policy, members search, audit, sign-ins."""
     started = time.monotonic()
     people = {p.email: (p.first, p.last) for p in PEOPLE}
     with (
-        SERVERS[kind](database_url) as app,
+        SERVERS[kind](f"sqlite:///{tmp_path / 'app.db'}") as (app, ctx),
         running_idp(people=people, host="localhost") as idp,
     ):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(10_000)
-        page = context.new_page()
-        sp = service_provider_for(f"{app}/saml/demo/acs")
+        seed_members(ctx.identity, "demo", SEEDED_MEMBERS)
+        # A workspace whose provisioning its IT admin has yet to turn on.
+        ctx.identity.admin.set_scim_enabled("demo", False)
+        story = OktaStory(browser, app, ctx, idp, Screenshots(ARTIFACTS / kind))
         try:
-            # -- 1. The admin opens the app and Settings -> SSO: the values for Okta.
-            page.goto(f"{app}/bootstrap?token={OWNER_TOKEN}&workspace=demo")
-            expect(page.locator("#owner-sign-in")).to_contain_text("works once")
-            page.click("#owner-continue")
-            page.wait_for_url(f"{app}/w/demo/settings/sso")
-            expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
-            assert _text_of(page, "#acs-url") == sp.acs_url
-            assert _text_of(page, "#audience-uri") == sp.entity_id
-            expect(page.locator("#nameid-format")).to_contain_text("EmailAddress")
-            statements = page.locator("#attribute-statements")
-            for name, value in sp.attribute_statements:
-                expect(statements).to_contain_text(name)
-                expect(statements).to_contain_text(value)
-            assert page.locator("#sp-metadata").get_attribute("href") == sp.metadata_url
-            shot(page, "sso-settings")
-
-            # -- 2. Okta's metadata URL, checked: plain http warns on a dev host, no error.
-            page.get_by_label("Manifest URL").fill(idp.metadata_url)
-            page.click("#check")
-            findings = page.locator("#findings li.finding")
-            expect(findings.first).to_be_visible()
-            expect(page.locator("#findings li.finding.severity-error")).to_have_count(0)
-            warnings = page.locator("#findings li.finding.severity-warning")
-            expect(warnings.first).to_be_visible()
-            expect(page.locator("#findings")).to_contain_text("sso.dev_http")
-            expect(page.locator("#findings")).to_contain_text("sp.dev_http")
-            expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
-            shot(page, "sso-check")
-
-            # -- 3. Save & authorize: off to the IdP for the test sign-in, and back.
-            page.get_by_label("Manifest URL").fill(idp.metadata_url)
-            page.click("#save-authorize")
-            expect(page.locator("#idp-email")).to_be_visible()
-            shot(page, "idp-test-sign-in")
-            _sign_in_at_idp(page, idp, "owner@demo.test")
-            authorize = idp.sign_ins[-1]
-            assert authorize.in_response_to is not None
-            assert authorize.relay_state == "/w/demo/settings/sso"
-            assert _path(page) == "/w/demo/settings/sso"
-            assert "authorized=1" in page.url
-            status = page.locator("#sso-status")
-            expect(status).to_have_attribute("data-state", "active")
-            expect(status).to_contain_text(idp.idp.entity_id)
-            outcome = page.locator("#sso-outcome")
-            expect(outcome).to_contain_text("The test sign-in succeeded")
-            # The owner is no member of the workspace: the report says so.
-            expect(outcome).to_contain_text("test.member")
-            shot(page, "sso-authorized")
-            # Sign-ins started from an Okta tile, tried at the very end.
-            page.check("input[name=allow_idp_initiated]")
-            page.click("#save-options")
-            expect(page.locator("input[name=allow_idp_initiated]")).to_be_checked()
-            expect(page.locator("#sso-status")).to_have_attribute("data-state", "active")
-            shot(page, "sso-options")
-
-            # -- 4. Settings -> SCIM provisioning: on, and the values for Okta.
-            page.get_by_role("link", name="Settings: SCIM provisioning", exact=True).click()
-            page.wait_for_url(f"{app}/w/demo/settings/scim")
-            if page.locator("#scim-state").get_attribute("data-state") == "on":
-                # The demo workspace may start with provisioning on: off first,
-                # so that the article's step (turning it on) is still clicked.
-                expect(page.locator("#scim-toggle")).to_have_text(
-                    re.compile("Turn provisioning off")
-                )
-                page.click("#scim-toggle")
-            expect(page.locator("#scim-state")).to_have_attribute("data-state", "off")
-            expect(page.locator("#scim-toggle")).to_have_text(re.compile("Turn provisioning on"))
-            page.click("#scim-toggle")
-            expect(page.locator("#scim-state")).to_have_attribute("data-state", "on")
-            expect(page.locator("#scim-toggle")).to_have_text(re.compile("Turn provisioning off"))
-            assert _text_of(page, "#scim-base-url") == f"{app}/scim/v2"
-            expect(page.locator("#unique-identifier")).to_contain_text("userName")
-            role_attribute = page.locator("#role-attribute")
-            for text in ("role", DEFAULT_ROLE_URN, "admin", "maker", "contributor", "viewer"):
-                expect(role_attribute).to_contain_text(text)
-            shot(page, "scim-settings")
-
-            # -- 5. Integrations -> Public API: a token named okta, shown once.
-            page.get_by_role("link", name="Integrations: Public API", exact=True).first.click()
-            page.wait_for_url(f"{app}/w/demo/integrations/api")
-            page.fill("input[name=name]", "okta")
-            page.press("input[name=name]", "Enter")
-            expect(page.locator("#new-token")).to_be_visible()
-            token = _text_of(page, "#new-token")
-            assert token
-            assert " " not in token
-            row = page.locator("#tokens tr.token[data-name=okta]")
-            expect(row).to_contain_text("Active")
-            # The copy button must copy the secret exactly, or Okta's test fails.
-            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app)
-            page.click("button.copy[data-copy-target='#new-token']")
-            assert page.evaluate("navigator.clipboard.readText()") == token
-            shot(page, "api-token")
-
-            # -- 6. Okta provisions: four people, a group, one deactivated.
-            ids = provision_like_okta(f"{app}/scim/v2", token)
-
-            # -- 7. Members: Okta's people, SCIM-managed, with the role and why.
-            page.get_by_role("link", name="Members", exact=True).click()
-            page.wait_for_url(f"{app}/w/demo/members")
-            expected = {
-                GRACE: ("admin", "role attribute admin", "Active"),
-                ALAN: ("maker", "role attribute maker", "Active"),
-                KATHERINE: ("viewer", "default role", "Active"),
-                EDSGER: ("contributor", "role attribute contributor", "Deactivated"),
-            }
-            for person, (role, rule, state) in expected.items():
-                member = page.locator(f"#members tr.member[data-user-name='{person.email}']")
-                expect(member).to_have_count(1)
-                expect(member.locator(".scim-managed")).to_have_text("SCIM-managed")
-                expect(member.locator(".role")).to_have_text(role)
-                expect(member.locator(".role-rule")).to_contain_text(rule)
-                expect(member.locator(".status")).to_have_text(state)
-                expect(member.locator(".email")).to_contain_text(person.email)
-                expect(member.locator(".name")).to_contain_text(f"{person.first} {person.last}")
-            shot(page, "members")
-
-            # -- 8. A managed member cannot be edited in the app: Okta owns it.
-            alan_row = page.locator(f"#members tr.member[data-user-name='{ALAN.email}']")
-            alan_row.locator(".name a").click()
-            page.wait_for_url(f"{app}/w/demo/members/{ids[ALAN.email]}")
-            page.fill("input[name=given_name]", "Al")
-            page.select_option("select[name=role]", "admin")
-            with page.expect_response(
-                lambda r: r.request.method == "POST" and "/members/" in r.url
-            ) as refused:
-                page.click("#save-member")
-            assert refused.value.status == 409
-            expect(page.locator("#edit-refused")).to_be_visible()
-            expect(page.locator("#edit-refused")).not_to_be_empty()
-            shot(page, "member-edit-refused")
-            page.goto(f"{app}/w/demo/members")
-            expect(alan_row.locator(".role")).to_have_text("maker")
-            expect(alan_row.locator(".name")).to_contain_text("Alan Turing")
-
-            # -- 9. The admin signs out.
-            _sign_out(page)
-            expect(page.locator("#signin-error")).to_have_count(0)
-            page.goto(f"{app}/w/demo/members")
-            assert _path(page) == "/login"
-            shot(page, "signed-out")
-
-            # -- 10. Grace (admin by Okta's role attribute) signs in with SSO.
-            _start_sso(page, app, "demo")
-            shot(page, "idp-member-sign-in")
-            _sign_in_at_idp(page, idp, GRACE.email)
-            sp_initiated = idp.sign_ins[-1]
-            assert sp_initiated.relay_state == "/w/demo/members"
-            assert sp_initiated.in_response_to is not None
-            assert _path(page) == "/w/demo/members"
-            expect(page.locator("#members")).to_be_visible()
-            shot(page, "member-signed-in")
-            _sign_out(page)
-
-            # -- 11. Alan (maker, not an admin): signed in, but the admin pages are not his.
-            _start_sso(page, app, "demo")
-            _sign_in_at_idp(page, idp, ALAN.email)
-            assert _path(page) == "/login"
-            expect(page.locator("#signin-error")).to_have_count(0)
-            expect(page.locator("#not-admin")).to_contain_text("maker")
-            shot(page, "non-admin-signed-in")
-
-            # -- 12. Edsger, deactivated by Okta: refused, with the reason.
-            fresh = browser.new_context(viewport={"width": 1280, "height": 900})
-            fresh.set_default_timeout(10_000)
-            page = fresh.new_page()
-            _start_sso(page, app, "demo")
-            with page.expect_response(lambda r: r.url == sp.acs_url) as acs:
-                _sign_in_at_idp(page, idp, EDSGER.email)
-            assert acs.value.status == 403
-            error = page.locator("#signin-error")
-            expect(error).to_be_visible()
-            expect(error).to_contain_text("deactivated")
-            shot(page, "signin-refused")
-            page.goto(f"{app}/w/demo/members")
-            assert _path(page) == "/login"
-
-            # -- 12b. Login CSRF: the attacker starts a sign-in, signs in at the IdP as
-            # themself, and has the victim's browser post that response to the ACS.
-            attacker = browser.new_context(viewport={"width": 1280, "height": 900})
-            attacker.set_default_timeout(10_000)
-            mallory = attacker.new_page()
-            mallory.route(sp.acs_url, lambda route: route.abort())
-            _start_sso(mallory, app, "demo")
-            expect(mallory.locator("#idp-email")).to_be_visible()
-            mallory.fill("#idp-email", ALAN.email)
-            with mallory.expect_request(lambda r: r.url == sp.acs_url) as stolen:
-                mallory.click("#idp-sign-in")
-            fields = parse_qsl(stolen.value.post_data or "")
-            assert {name for name, _ in fields} == {"SAMLResponse", "RelayState"}
-            inputs = "".join(
-                f'<input type="hidden" name="{html.escape(n)}" value="{html.escape(v)}">'
-                for n, v in fields
-            )
-            victim = browser.new_context(viewport={"width": 1280, "height": 900})
-            victim.set_default_timeout(10_000)
-            page = victim.new_page()
-            with page.expect_response(lambda r: "/saml/demo/finish" in r.url) as finished:
-                # The attacker's page, on no site of the app's: a cross-site POST.
-                page.set_content(f'<form method="post" action="{sp.acs_url}">{inputs}</form>')
-                page.locator("form").evaluate("form => form.submit()")
-            assert finished.value.status == 403
-            expect(page.locator("#signin-error")).to_contain_text("not started in this browser")
-            shot(page, "login-csrf-refused")
-            page.goto(f"{app}/w/demo/members")
-            assert _path(page) == "/login"
-
-            # -- 13. Grace again, from the Okta tile (IdP-initiated, allowed in step 3).
-            page.goto(idp.start_url(sp.acs_url))
-            _sign_in_at_idp(page, idp, GRACE.email)
-            from_tile = idp.sign_ins[-1]
-            assert from_tile.in_response_to is None
-            assert from_tile.relay_state == ""
-            assert _path(page) == "/w/demo/members"
-            expect(page.locator("#members")).to_be_visible()
-            shot(page, "idp-initiated-signed-in")
-
-            # -- 14. Okta's whole conversation (the simulator) through the same app and token.
-            simulated = simulate("okta-custom", f"{app}/scim/v2", token, users=3, out=io.StringIO())
-            assert simulated.ok, "\n".join(step.line() for step in simulated.steps)
+            for step in (
+                story.host_admin_signs_in,
+                story.host_admin_issues_a_set_up_link,
+                story.it_admin_opens_the_link,
+                story.sso_from_metadata_then_save_and_authorize,
+                story.scim_on,
+                story.token_created_and_shown_once,
+                story.okta_pushes,
+                story.role_policy_previewed_then_applied,
+                story.members_searched_in_a_large_workspace,
+                story.audit_trail_shows_what_happened,
+                story.the_link_is_spent,
+                story.members_sign_in_or_are_refused,
+                story.login_csrf_is_refused,
+                story.okta_tile_signs_grace_in,
+            ):
+                step()
         except BaseException:
             # What the browser showed when it went wrong is the first thing to look at;
             # a page that cannot be captured any more must not hide the failure.
-            with contextlib.suppress(Exception):
-                shot(page, "failed")
+            if story.page is not None:
+                with contextlib.suppress(Exception):
+                    story.shot(story.page, "failed")
             raise
         finally:
             for open_context in browser.contexts:
                 open_context.close()
     elapsed = time.monotonic() - started
-    print(f"{kind}: {len(shot.taken)} screenshots in {shot.directory}, {elapsed:.1f} s")
+    print(f"{kind}: {len(story.shot.taken)} screenshots in {story.shot.directory}, {elapsed:.1f} s")
 
 
 def test_idp_server_round_trip_is_accepted(tmp_path: Path) -> None:

@@ -1,25 +1,25 @@
-"""Both reference apps against the page contract, over real HTTP, with a signing test IdP.
+"""Both reference apps as host apps of the set-up portal, over real HTTP, with a signing test IdP.
 
-Every test runs once per app (FastAPI on uvicorn, Flask on werkzeug): the
-paths, field names and element ids are shared, so one test drives both.
+Every test runs once per app (FastAPI on uvicorn, Flask on werkzeug): they
+share their paths, field names and element ids, so one test drives both.
+What is tested here is what a host app owns: its owner link, its sign-in
+and session, the ``authorize`` hook that maps its admin to portal access,
+its ``on_result`` that hands the portal's test sign-ins back to the portal,
+and the set-up links it issues. The portal's own pages are tested in
+``tests/portal``.
 """
 
 from __future__ import annotations
 
-import threading
+import re
 from collections.abc import Iterator
-from datetime import UTC
-from datetime import datetime
-from datetime import timedelta
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from pbidentity.scim import DEFAULT_ROLE_URN
 from tests.examples.harness import OWNER_TOKEN
 from tests.examples.harness import AppKind
 from tests.examples.harness import Page
@@ -28,15 +28,14 @@ from tests.examples.harness import page
 from tests.examples.harness import read_redirect
 from tests.examples.harness import redeem_owner_link
 from tests.examples.harness import serve
-from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
 from tests.scim.helpers import ROLE
 from tests.scim.helpers import USER
 from tests.scim.helpers import patch
 from tests.scim.helpers import user
 
-SSO = "/w/demo/settings/sso"
-DAY = timedelta(days=1)
+SSO = "/portal/w/demo/sso"
+SECTIONS = ("sso", "scim", "roles", "members", "audit")
 
 
 @pytest.fixture(params=["fastapi", "flask"])
@@ -54,22 +53,6 @@ def idp() -> TestIdp:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def submit_metadata(
-    client: httpx.Client, xml: bytes | None, action: str, url: str = ""
-) -> httpx.Response:
-    """Send the "From Metadata" form as the browser does (multipart, with the CSRF token)."""
-    csrf = page(client, SSO).csrf
-    files = {"metadata_file": ("idp-metadata.xml", xml or b"", "application/xml")}
-    if xml is None:
-        # An empty file input: the browser sends the part with no file name.
-        files = {"metadata_file": ("", b"", "application/octet-stream")}
-    return client.post(
-        f"{SSO}/metadata",
-        data={"csrf": csrf, "action": action, "metadata_url": url},
-        files=files,
-    )
 
 
 def post_response(
@@ -101,25 +84,39 @@ def post_response(
     return client.get(posted.headers["location"])
 
 
-def activate(client: httpx.Client, app: Running, idp: TestIdp) -> None:
-    """Save & authorize ``idp``'s metadata, then pass the test sign-in."""
-    redirect = read_redirect(submit_metadata(client, idp.metadata_xml(), "save"), idp)
-    answer = post_response(
-        client, app, idp, "owner@example.com", redirect.request_id, redirect.relay_state
+def save_and_authorize(
+    client: httpx.Client, app: Running, idp: TestIdp, **options: Any
+) -> httpx.Response:
+    """The portal's Save & authorize with ``idp``'s metadata, then the test sign-in: the answer."""
+    sso = page(client, SSO)
+    saved = client.post(
+        f"{SSO}/metadata",
+        data={"csrf": sso.csrf, "action": "save", "metadata_url": ""},
+        files={"metadata_file": ("idp.xml", idp.metadata_xml(), "application/xml")},
     )
+    redirect = read_redirect(saved, idp)
+    assert redirect.relay_state == SSO
+    return post_response(
+        client, app, idp, "owner@example.com", redirect.request_id, redirect.relay_state, **options
+    )
+
+
+def activate(client: httpx.Client, app: Running, idp: TestIdp) -> None:
+    """SSO active with ``idp``, set up in the portal by the signed-in admin."""
+    answer = save_and_authorize(client, app, idp)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == f"{SSO}?authorized=1"
 
 
-def post_form(client: httpx.Client, form_page: str, action: str, **fields: str) -> httpx.Response:
+def post_form(client: httpx.Client, form_page: str, action: str, **fields: Any) -> httpx.Response:
     """Submit a form of ``form_page`` to ``action`` with that page's CSRF token."""
     csrf = page(client, form_page).csrf
     return client.post(action, data={"csrf": csrf, **fields})
 
 
-def scim_client(app: Running, secret: str | None = None) -> httpx.Client:
-    """An IdP's provisioning client, with a new token of the demo workspace unless given one."""
-    secret = secret or app.ctx.identity.admin.create_token("demo", f"idp-{id(app)}").secret
+def scim_client(app: Running) -> httpx.Client:
+    """An IdP's provisioning client, with a new token of the demo workspace."""
+    secret = app.ctx.identity.admin.create_token("demo", f"idp-{id(app)}").secret
     return httpx.Client(
         base_url=f"{app.base_url}/scim/v2",
         headers={"Authorization": f"Bearer {secret}"},
@@ -137,34 +134,32 @@ def provision(scim: httpx.Client, user_name: str, role: str) -> dict[str, Any]:
 
 
 def sso_sign_in(
-    app: Running, idp: TestIdp, email: str, client: httpx.Client | None = None
+    app: Running,
+    idp: TestIdp,
+    email: str,
+    client: httpx.Client | None = None,
+    next_path: str = "/",
 ) -> tuple[httpx.Client, httpx.Response]:
     """A member's sign-in from the login page: the app, the IdP, and the ACS's answer."""
     client = client or app.client()
-    start = client.get("/login/sso", params={"workspace": "demo"})
+    start = client.get("/login/sso", params={"workspace": "demo", "next": next_path})
     assert start.status_code == 303
-    assert start.headers["location"] == "/saml/demo/login?RelayState=/w/demo/members"
+    assert start.headers["location"] == (f"/saml/demo/login?RelayState={quote(next_path, safe='')}")
     redirect = read_redirect(client.get(start.headers["location"]), idp)
-    assert redirect.relay_state == "/w/demo/members"
+    assert redirect.relay_state == next_path
     answer = post_response(client, app, idp, email, redirect.request_id, redirect.relay_state)
     return client, answer
 
 
-def row(found: Page, css_class: str, attribute: str, value: str) -> Any:
-    """The table row of that class whose ``attribute`` is ``value``."""
-    rows = [r for r in found.all(css_class) if r.get(attribute) == value]
-    assert len(rows) == 1, f"{len(rows)} rows {css_class} with {attribute}={value!r}"
-    return rows[0]
+def open_setup_link(client: httpx.Client, link: str) -> httpx.Response:
+    """Open a set-up link as a browser does: its page, then its Continue button."""
+    shown = client.get(link)
+    assert shown.status_code == 200, shown.text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text))
+    return client.post(f"{link.split('/setup?', maxsplit=1)[0]}/setup", data=fields)
 
 
-def cell(found: Page, within: Any, css_class: str) -> str:
-    """The text of the element of that class in a row."""
-    cells = found.all(css_class, within)
-    assert cells, f"no .{css_class} in the row"
-    return " ".join(str(cells[0].text_content()).split())
-
-
-# -- sessions and access -------------------------------------------------------------
+# -- the owner's way in ------------------------------------------------------------------
 
 
 def test_the_owner_link_is_a_page_whose_button_starts_an_owner_session(app: Running) -> None:
@@ -184,14 +179,13 @@ def test_the_owner_link_is_a_page_whose_button_starts_an_owner_session(app: Runn
         assert Page(shown).find("owner-sign-in").get("method") == "post"
     answer = redeem_owner_link(browser, link)
     assert answer.status_code == 303
-    assert answer.headers["location"] == SSO
+    assert answer.headers["location"] == "/"
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie
     assert "samesite=lax" in cookie
-    home = browser.get("/")
-    assert home.status_code == 303
-    assert home.headers["location"] == "/w/demo/members"
-    assert "Owner" in page(browser, SSO).text("signed-in-as")
+    home = page(browser, "/")
+    assert "Owner" in home.text("signed-in-as")
+    assert home.find("portal-link").get("href") == f"{app.base_url}/portal/"
 
 
 def test_the_owner_link_works_once_and_for_its_own_workspace_only(app: Running) -> None:
@@ -214,201 +208,189 @@ def test_the_owner_link_works_once_and_for_its_own_workspace_only(app: Running) 
     assert redeem_owner_link(again, {"token": token, "workspace": "demo"}).status_code == 303
 
 
-def test_pages_send_strangers_to_login_and_other_workspaces_get_403(app: Running) -> None:
+# -- the portal behind the host's sign-in ------------------------------------------------
+
+
+def test_the_hook_opens_every_portal_section_to_the_signed_in_admin(app: Running) -> None:
+    """The owner reaches each section of their workspace, named as the app names them."""
+    owner = app.owner()
+    root = owner.get("/portal/")
+    assert root.status_code == 303
+    assert root.headers["location"] == SSO
+    for section in SECTIONS:
+        shown = page(owner, f"/portal/w/demo/{section}")
+        assert "Owner" in shown.text("signed-in-as")
+        assert shown.find("sign-out") is None  # the host's session is the host's to end
+    # What the admin does there is recorded under the app's own name for them.
+    member = app.ctx.identity.members.add("demo", "ada@example.com", given_name="Ada")
+    path = f"/portal/w/demo/members/{member.id}"
+    saved = post_form(owner, path, path, given_name="Augusta", family_name="King", role="maker")
+    assert saved.status_code == 303
+    assert app.ctx.identity.members.get("demo", member.id).role == "maker"
+    assert app.ctx.identity.members.audit_trail("demo")[-1].actor == "portal:owner"
+
+
+def test_strangers_are_sent_to_sign_in_and_back_to_the_portal_page(app: Running) -> None:
+    """The portal sends a stranger to /login with next; SSO carries it back; no open redirect."""
     stranger = app.client()
     assert stranger.get("/").headers["location"] == "/login"
-    for path in (
-        SSO,
-        "/w/demo/settings/scim",
-        "/w/demo/integrations/api",
-        "/w/demo/members",
-    ):
-        answer = stranger.get(path)
-        assert answer.status_code == 303, path
-        assert answer.headers["location"] == "/login"
-    posted = stranger.post("/w/demo/settings/scim", data={"enabled": "off", "csrf": "x"})
-    assert posted.status_code == 303
-    assert posted.headers["location"] == "/login"
-    assert app.ctx.identity.admin.get_tenant("demo").scim_enabled
-    login = page(stranger, "/login")
+    sent = stranger.get("/portal/w/demo/members")
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/login?next=%2Fportal%2Fw%2Fdemo%2Fmembers"
+    login = page(stranger, sent.headers["location"])
     form = login.tree.xpath('//form[@action="/login/sso"]')[0]
     assert form.get("method") == "get"
-    assert form.xpath('.//input[@name="workspace"]')
+    assert form.xpath('.//input[@name="next"]/@value') == ["/portal/w/demo/members"]
     assert "Sign in with SSO" in login.text("sso-sign-in")
     assert login.find("signin-error") is None
-
-    app.ctx.identity.admin.create_tenant("other")
-    owner = app.owner()
-    assert owner.get("/w/other/members").status_code == 403
-    signed_out = post_form(owner, SSO, "/logout")
-    assert signed_out.status_code == 303
-    assert signed_out.headers["location"] == "/login"
-    assert owner.get("/w/demo/members").headers["location"] == "/login"
-
-
-def test_forms_without_the_sessions_csrf_token_are_refused(app: Running) -> None:
-    owner = app.owner()
-    other_owner = app.owner()
-    foreign = page(other_owner, "/w/demo/settings/scim").csrf
-    for fields in (
-        {"enabled": "off"},
-        {"enabled": "off", "csrf": "forged"},
-        {
-            "enabled": "off",
-            "csrf": foreign,
-        },
-    ):
-        refused = owner.post("/w/demo/settings/scim", data=fields)
-        assert refused.status_code == 403, fields
-        assert "Reload the page" in Page(refused).text("error")
+    for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        start = stranger.get("/login/sso", params={"workspace": "demo", "next": elsewhere})
+        assert start.headers["location"] == "/saml/demo/login?RelayState=%2F", elsewhere
+        shown = page(stranger, f"/login?next={quote(elsewhere)}")
+        assert shown.tree.xpath('//input[@name="next"]/@value') == ["/"]
+    posted = stranger.post("/portal/w/demo/scim/switch", data={"enabled": "off", "csrf": "x"})
+    assert posted.status_code == 403
     assert app.ctx.identity.admin.get_tenant("demo").scim_enabled
-    assert owner.post("/logout").status_code == 403
-    assert page(owner, "/w/demo/members").find("members") is not None
 
 
-# -- Settings: SSO ---------------------------------------------------------------------
-
-
-def test_sso_page_shows_what_the_idp_needs(app: Running) -> None:
-    owner = app.owner()
-    sso = page(owner, SSO)
-    assert sso.text("acs-url") == f"{app.base_url}/saml/demo/acs"
-    assert sso.text("audience-uri") == f"{app.base_url}/saml/demo/metadata"
-    assert "EmailAddress" in sso.text("nameid-format")
-    statements = {
-        r.get("data-name"): " ".join(r.text_content().split())
-        for r in sso.find("attribute-statements").xpath(".//tbody/tr")
-    }
-    assert statements == {
-        "email": "email user.email Copy",
-        "firstName": "firstName user.firstName Copy",
-        "lastName": "lastName user.lastName Copy",
-    }
-    metadata_url = sso.find("sp-metadata").get("href")
-    assert metadata_url == f"{app.base_url}/saml/demo/metadata"
-    metadata = httpx.get(metadata_url, timeout=10)
-    assert metadata.status_code == 200
-    assert f'entityID="{app.base_url}/saml/demo/metadata"' in metadata.text
-    assert len(sso.all("copy", sso.find("sp-values"))) >= 5
-    assert sso.find("sso-status").get("data-state") == "none"
-    assert sso.text("sso-status") == "SSO is not set up"
-    for absent in ("sso-outcome", "last-attempt", "findings", "rollback", "authorize-pending"):
-        assert sso.find(absent) is None, absent
-
-
-def test_check_then_save_and_authorize_activates_the_configuration(
-    app: Running, idp: TestIdp
-) -> None:
-    owner = app.owner()
-    checked = Page(submit_metadata(owner, idp.metadata_xml(), "check"))
-    assert checked.status == 200
-    findings = checked.all("finding", checked.find("findings"))
-    assert findings, "the check lists what it found (the plain-http dev host at least)"
-    assert not checked.all("severity-error")
-    assert checked.find("sso-status").get("data-state") == "none"
-
-    broken = Page(submit_metadata(owner, b"<EntityDescriptor", "check"))
-    assert broken.all("severity-error", broken.find("findings"))
-    refused = Page(submit_metadata(owner, b"<EntityDescriptor", "save"))
-    assert refused.status == 422
-    assert refused.all("severity-error", refused.find("findings"))
-    assert refused.find("sso-status").get("data-state") == "none"
-    nothing = Page(submit_metadata(owner, None, "save"))
-    assert nothing.all("severity-error", nothing.find("findings"))
-
-    redirect = read_redirect(submit_metadata(owner, idp.metadata_xml(), "save"), idp)
-    assert redirect.relay_state == SSO
-    pending = page(owner, SSO)
-    assert pending.find("sso-status").get("data-state") == "pending"
-    assert "Pending: waiting for the test sign-in" in pending.text("sso-status")
-    assert pending.find("authorize-pending") is not None
-    assert pending.find("discard-pending") is not None
-
-    answer = post_response(
-        owner, app, idp, "owner@example.com", redirect.request_id, redirect.relay_state
-    )
-    assert answer.status_code == 303
-    assert answer.headers["location"] == f"{SSO}?authorized=1"
-    done = page(owner, answer.headers["location"])
-    assert done.text("sso-outcome").startswith(
-        "The test sign-in succeeded; the new configuration is active."
-    )
-    assert done.find("sso-status").get("data-state") == "active"
-    status = done.text("sso-status")
-    assert f"Active: {idp.entity_id}, since" in status
-    assert "expires 2099-12-31" in status
-    assert done.find("rollback") is None
-    assert done.find("save-options") is not None
-
-
-def test_failed_test_sign_in_shows_why_then_discard(app: Running, idp: TestIdp) -> None:
-    owner = app.owner()
-    redirect = read_redirect(submit_metadata(owner, idp.metadata_xml(), "save"), idp)
-    answer = post_response(
-        owner,
-        app,
-        idp,
-        "owner@example.com",
-        redirect.request_id,
-        redirect.relay_state,
-        audience="https://another-app.example/metadata",
-    )
-    assert answer.status_code == 303
-    assert answer.headers["location"] == f"{SSO}?failed=1"
-    failed = page(owner, answer.headers["location"])
-    assert failed.find("sso-status").get("data-state") == "failed"
-    assert failed.text("sso-status").startswith("The test sign-in failed: ")
-    errors = failed.all("severity-error", failed.find("last-attempt"))
-    assert errors
-    assert "audience" in " ".join(errors[0].text_content().split()).lower()
-
-    again = post_form(owner, SSO, f"{SSO}/authorize")
-    assert read_redirect(again, idp).request_id != redirect.request_id
-    discarded = post_form(owner, SSO, f"{SSO}/discard")
-    assert discarded.status_code == 303
-    assert page(owner, SSO).find("sso-status").get("data-state") == "none"
-
-
-def test_rollback_goes_back_to_the_previous_configuration(app: Running, idp: TestIdp) -> None:
-    owner = app.owner()
-    activate(owner, app, idp)
-    rotated = TestIdp(entity_id="https://idp.example/app/exk2", sso_url="https://idp.example/sso2")
-    activate(owner, app, rotated)
-    after = page(owner, SSO)
-    assert f"Active: {rotated.entity_id}" in after.text("sso-status")
-    assert after.find("rollback") is not None
-    answer = post_form(owner, SSO, f"{SSO}/rollback")
-    assert answer.status_code == 303
-    back = page(owner, SSO)
-    assert f"Active: {idp.entity_id}" in back.text("sso-status")
-    assert back.find("rollback") is not None  # and forth again, if need be
-
-
-def test_an_expired_certificate_beside_a_valid_one_saves_and_is_not_shown_as_the_end(
+def test_an_admin_of_one_workspace_is_refused_another_and_signing_out_ends_it(
     app: Running,
 ) -> None:
-    """An uncleaned rollover saves with a warning; the status shows the valid certificate's end."""
-    now = datetime.now(UTC)
-    rolled = TestIdp(
-        entity_id="https://idp.example/app/exk2",
-        sso_url="https://idp.example/sso",
-        certificates=[
-            CertificateSpec(cn="old", not_before=now - timedelta(days=400), not_after=now - DAY),
-            CertificateSpec(cn="new"),
-        ],
-        signing=1,
-    )
+    """The owner of demo gets 403 on another workspace's portal; after sign-out, /login."""
+    app.ctx.identity.admin.create_tenant("other")
     owner = app.owner()
-    checked = Page(submit_metadata(owner, rolled.metadata_xml(), "check"))
-    assert not checked.all("severity-error")
-    assert "will be ignored" in checked.text("findings")
-    activate(owner, app, rolled)
-    status = page(owner, SSO).text("sso-status")
-    assert f"Active: {rolled.entity_id}, since" in status
-    assert "expires 2099-12-31" in status
+    refused = owner.get("/portal/w/other/members")
+    assert refused.status_code == 403
+    assert "workspace 'demo', not this one" in Page(refused).text("error")
+    signed_out = post_form(owner, "/", "/logout")
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == "/login"
+    assert owner.get("/portal/w/demo/members").headers["location"].startswith("/login?next=")
+    assert owner.get("/").headers["location"] == "/login"
 
 
-def test_options_let_the_idp_start_sign_ins_and_create_members(app: Running, idp: TestIdp) -> None:
+def test_host_forms_without_the_sessions_csrf_token_are_refused(app: Running) -> None:
+    """Sign-out and set-up links need this session's token: none, forged or another's is 403."""
+    owner = app.owner()
+    foreign = page(app.owner(), "/").csrf
+    for csrf in (None, "forged", foreign):
+        fields = {"sections": "sso"} | ({"csrf": csrf} if csrf else {})
+        refused = owner.post("/setup-links", data=fields)
+        assert refused.status_code == 403, csrf
+        assert "Reload the page" in Page(refused).text("error")
+    assert not app.ctx.portal.links.list("demo")
+    assert owner.post("/logout").status_code == 403
+    assert page(owner, "/").find("setup-links") is not None
+
+
+def test_save_and_authorize_in_the_portal_comes_back_to_the_portal_page(
+    app: Running, idp: TestIdp
+) -> None:
+    """The host's on_result hands the portal's test sign-ins back: succeeded, then failed."""
+    owner = app.owner()
+    activate(owner, app, idp)
+    done = page(owner, f"{SSO}?authorized=1")
+    assert done.find("sso-status").get("data-state") == "active"
+    assert "The test sign-in succeeded" in done.text("sso-outcome")
+    rotated = TestIdp(entity_id="https://idp.example/app/exk2", sso_url="https://idp.example/sso")
+    failed = save_and_authorize(
+        owner, app, rotated, audience="https://another-app.example/metadata"
+    )
+    assert failed.status_code == 303
+    assert failed.headers["location"] == f"{SSO}?failed=1"
+    assert page(owner, SSO).find("sso-status").get("data-state") == "failed"
+    active = app.ctx.identity.saml.connections("demo").active
+    assert active is not None
+    assert active.idp.entity_id == idp.entity_id
+
+
+# -- set-up links --------------------------------------------------------------------------
+
+
+def test_an_admin_issues_a_set_up_link_that_opens_its_sections_in_another_browser(
+    app: Running,
+) -> None:
+    """Shown once with a copy button; opens SSO and SCIM only, once, with no account."""
+    owner = app.owner()
+    issued = post_form(owner, "/", "/setup-links", sections=["sso", "scim", "bogus"])
+    assert issued.status_code == 201
+    shown = Page(issued)
+    link = shown.text("setup-link")
+    assert link.startswith(f"{app.base_url}/portal/setup?token=")
+    assert shown.tree.xpath('//button[@class="copy"][@data-copy-target="#setup-link"]')
+    assert issued.headers["cache-control"] == "no-store"
+    assert page(owner, "/").find("setup-link") is None  # never shown again
+    (record,) = app.ctx.portal.links.list("demo")
+    assert record.sections == ("sso", "scim")
+    assert record.created_by == "Owner (owner)"
+
+    it_admin = app.client()
+    opened = open_setup_link(it_admin, link)
+    assert opened.status_code == 303
+    assert opened.headers["location"] == SSO
+    assert page(it_admin, SSO).find("acs-url") is not None
+    assert page(it_admin, "/portal/w/demo/scim").find("scim-toggle") is not None
+    assert it_admin.get("/portal/w/demo/roles").status_code == 403
+    assert it_admin.get("/").headers["location"] == "/login"  # no account in the app
+    again = app.client().get(link)
+    assert again.status_code == 410
+    nothing = post_form(owner, "/", "/setup-links")
+    assert nothing.status_code == 400
+    assert "Choose what the link opens" in Page(nothing).text("setup-link-error")
+
+
+# -- members signing in ------------------------------------------------------------------
+
+
+def test_sso_sign_in_starts_a_new_member_session(app: Running, idp: TestIdp) -> None:
+    """An admin by the IdP's role reaches the portal; a viewer is told the pages are not theirs."""
+    owner = app.owner()
+    activate(owner, app, idp)
+    with scim_client(app) as scim:
+        provision(scim, "grace.hopper@example.com", "admin")
+        provision(scim, "viewer.only@example.com", "viewer")
+    owner_cookie = owner.cookies.get("session")
+    browser, answer = sso_sign_in(
+        app, idp, "grace.hopper@example.com", client=owner, next_path="/portal/w/demo/members"
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/portal/w/demo/members"
+    assert "set-cookie" in answer.headers
+    assert browser.cookies.get("session") != owner_cookie
+    members = page(browser, "/portal/w/demo/members")
+    assert "Grace Hopper" in members.text("signed-in-as")
+    assert "Grace Hopper (admin)" in page(browser, "/").text("signed-in-as")
+
+    viewer, landed = sso_sign_in(app, idp, "viewer.only@example.com")
+    assert landed.status_code == 303
+    assert landed.headers["location"] == "/"
+    home = page(viewer, "/")
+    assert "viewer" in home.text("not-admin")
+    assert home.find("setup-links") is None
+    assert viewer.get(SSO).headers["location"].startswith("/login?next=")
+    assert viewer.post("/setup-links", data={"csrf": home.csrf}).headers["location"] == "/login"
+
+
+def test_a_member_demoted_by_the_idp_loses_the_portal_at_their_next_request(
+    app: Running, idp: TestIdp
+) -> None:
+    """The hook reads the role on every request: Okta lowers it, the portal closes at once."""
+    owner = app.owner()
+    activate(owner, app, idp)
+    with scim_client(app) as scim:
+        grace = provision(scim, "grace.hopper@example.com", "admin")
+        browser, _ = sso_sign_in(app, idp, "grace.hopper@example.com")
+        assert browser.get(SSO).status_code == 200
+        lowered = scim.patch(
+            f"/Users/{grace['id']}",
+            json=patch({"op": "replace", "path": f"{ROLE}:role", "value": "viewer"}),
+        )
+        assert lowered.status_code == 200, lowered.text
+    assert browser.get(SSO).headers["location"].startswith("/login?next=")
+
+
+def test_the_idp_starts_a_sign_in_that_creates_the_member(app: Running, idp: TestIdp) -> None:
+    """Options saved in the portal: an Okta tile's sign-in creates the member and lands at home."""
     owner = app.owner()
     activate(owner, app, idp)
     tile = post_response(app.client(), app, idp, "new.person@example.com", None)
@@ -418,176 +400,13 @@ def test_options_let_the_idp_start_sign_ins_and_create_members(app: Running, idp
         owner, SSO, f"{SSO}/options", allow_idp_initiated="on", unknown_members="create"
     )
     assert saved.status_code == 303
-    options = page(owner, SSO)
-    assert options.find("allow_idp_initiated").get("checked") is not None
-    assert options.tree.xpath('//select[@name="unknown_members"]/option[@selected]/@value') == [
-        "create"
-    ]
-    browser, answer = app.client(), None
-    answer = post_response(browser, app, idp, "new.person@example.com", None)
+    answer = post_response(app.client(), app, idp, "new.person@example.com", None)
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/w/demo/members"
+    assert answer.headers["location"] == "/"
     created = [
         m for m in app.ctx.identity.members.all("demo") if m.user_name == "new.person@example.com"
     ]
     assert len(created) == 1
-
-
-def test_metadata_url_is_fetched_for_check_and_save(app: Running, idp: TestIdp) -> None:
-    document = idp.metadata_xml()
-
-    class Metadata(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/samlmetadata+xml")
-            self.send_header("Content-Length", str(len(document)))
-            self.end_headers()
-            self.wfile.write(document)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/metadata"
-    try:
-        owner = app.owner()
-        checked = Page(submit_metadata(owner, None, "check", url=url))
-        assert checked.status == 200
-        assert checked.all("finding", checked.find("findings"))
-        assert not checked.all("severity-error")
-        assert checked.find("metadata_url").get("value") == url
-        read_redirect(submit_metadata(owner, None, "save", url=url), idp)
-        assert app.ctx.identity.saml.connections("demo").pending is not None
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-# -- Settings: SCIM, Integrations: Public API ----------------------------------------
-
-
-def test_scim_page_and_switch(app: Running) -> None:
-    owner = app.owner()
-    scim = page(owner, "/w/demo/settings/scim")
-    assert scim.find("scim-state").get("data-state") == "on"
-    assert scim.text("scim-toggle") == "Turn provisioning off"
-    assert scim.text("scim-base-url") == f"{app.base_url}/scim/v2"
-    assert scim.text("unique-identifier") == "userName (the email address)"
-    role = scim.text("role-attribute")
-    assert "role" in role
-    assert DEFAULT_ROLE_URN in role
-    for value in ("admin", "maker", "contributor", "viewer"):
-        assert value in role
-    off = post_form(owner, "/w/demo/settings/scim", "/w/demo/settings/scim", enabled="off")
-    assert off.status_code == 303
-    after = page(owner, "/w/demo/settings/scim")
-    assert after.find("scim-state").get("data-state") == "off"
-    assert after.text("scim-toggle") == "Turn provisioning on"
-    assert not app.ctx.identity.admin.get_tenant("demo").scim_enabled
-    post_form(owner, "/w/demo/settings/scim", "/w/demo/settings/scim", enabled="on")
-    assert app.ctx.identity.admin.get_tenant("demo").scim_enabled
-
-
-def test_api_token_is_shown_once_works_and_can_be_revoked(app: Running) -> None:
-    owner = app.owner()
-    api = "/w/demo/integrations/api"
-    created = Page(post_form(owner, api, f"{api}/tokens", name="okta"))
-    assert created.status == 200
-    secret = created.text("new-token")
-    assert secret.startswith("pbi_")
-    assert created.tree.xpath('//button[@class="copy"][@data-copy-target="#new-token"]')
-    listed = page(owner, api)
-    assert listed.find("new-token") is None
-    assert secret not in listed.response.text
-    okta = row(listed, "token", "data-name", "okta")
-    assert cell(listed, okta, "status") == "Active"
-    assert cell(listed, okta, "last-used") == "never"
-
-    with scim_client(app, secret) as scim:
-        assert scim.get("/Users").status_code == 200
-        used = page(owner, api)
-        assert cell(used, row(used, "token", "data-name", "okta"), "last-used") != "never"
-        revoked = post_form(owner, api, f"{api}/tokens/okta/revoke")
-        assert revoked.status_code == 303
-        after = page(owner, api)
-        gone = row(after, "token", "data-name", "okta")
-        assert cell(after, gone, "status") == "Revoked"
-        assert not after.all("revoke", gone)
-        assert scim.get("/Users").status_code == 401
-    nameless = Page(post_form(owner, api, f"{api}/tokens", name="  "))
-    assert nameless.status == 400
-    assert "token name" in nameless.text("token-error")
-
-
-# -- Members -------------------------------------------------------------------------
-
-
-def test_members_page_shows_who_the_idp_manages_and_edits_are_refused(app: Running) -> None:
-    owner = app.owner()
-    with scim_client(app) as scim:
-        provisioned = provision(scim, "ada.lovelace@example.com", "maker")
-    own = app.ctx.identity.members.add(
-        "demo", "local@example.com", given_name="<script>alert(1)</script>", role="viewer"
-    )
-    listing = page(owner, "/w/demo/members")
-    ada = row(listing, "member", "data-user-name", "ada.lovelace@example.com")
-    assert cell(listing, ada, "name") == "Ada Lovelace"
-    assert cell(listing, ada, "email") == "ada.lovelace@example.com"
-    assert cell(listing, ada, "role") == "maker"
-    assert cell(listing, ada, "status") == "Active"
-    assert cell(listing, ada, "scim-managed") == "SCIM-managed"
-    member = app.ctx.identity.members.get("demo", provisioned["id"])
-    assert member.role_rule
-    assert cell(listing, ada, "role-rule") == member.role_rule
-    local = row(listing, "member", "data-user-name", "local@example.com")
-    assert not listing.all("scim-managed", local)
-    # What the IdP or an admin typed is shown as text, never run as markup.
-    assert cell(listing, local, "name") == "<script>alert(1)</script>"
-    assert "<script>alert(1)" not in listing.response.text
-
-    path = f"/w/demo/members/{provisioned['id']}"
-    refused = post_form(owner, path, path, given_name="Ada", family_name="Byron", role="admin")
-    assert refused.status_code == 409
-    reason = Page(refused).text("edit-refused")
-    assert reason
-    assert "identity provider" in reason.lower() or "idp" in reason.lower()
-    assert app.ctx.identity.members.get("demo", provisioned["id"]).role == "maker"
-
-    own_path = f"/w/demo/members/{own.id}"
-    saved = post_form(
-        owner, own_path, own_path, given_name="Linus", family_name="Local", role="contributor"
-    )
-    assert saved.status_code == 303
-    edited = app.ctx.identity.members.get("demo", own.id)
-    assert edited.display_name == "Linus Local"
-    assert edited.role == "contributor"
-
-
-def test_sso_sign_in_starts_a_new_member_session(app: Running, idp: TestIdp) -> None:
-    owner = app.owner()
-    activate(owner, app, idp)
-    with scim_client(app) as scim:
-        provision(scim, "grace.hopper@example.com", "admin")
-        provision(scim, "viewer.only@example.com", "viewer")
-    owner_cookie = owner.cookies.get("session")
-    browser, answer = sso_sign_in(app, idp, "grace.hopper@example.com", client=owner)
-    assert answer.status_code == 303, answer.text
-    assert answer.headers["location"] == "/w/demo/members"
-    assert "set-cookie" in answer.headers
-    assert browser.cookies.get("session") != owner_cookie
-    members = page(browser, "/w/demo/members")
-    assert "Grace Hopper (admin)" in members.text("signed-in-as")
-    assert page(browser, SSO).find("sp-values") is not None
-
-    viewer, landed = sso_sign_in(app, idp, "viewer.only@example.com")
-    assert landed.status_code == 303
-    sent_back = viewer.get(landed.headers["location"])
-    assert sent_back.status_code == 303
-    assert sent_back.headers["location"] == "/login"
-    assert "viewer" in page(viewer, "/login").text("not-admin")
 
 
 def test_a_sign_in_started_in_another_browser_is_refused(app: Running, idp: TestIdp) -> None:
@@ -597,16 +416,17 @@ def test_a_sign_in_started_in_another_browser_is_refused(app: Running, idp: Test
     with scim_client(app) as scim:
         provision(scim, "mallory@example.com", "admin")
     attacker, victim = app.client(), app.client()
-    start = attacker.get("/saml/demo/login", params={"RelayState": "/w/demo/members"})
+    start = attacker.get("/saml/demo/login", params={"RelayState": "/"})
     redirect = read_redirect(start, idp)
     answer = post_response(victim, app, idp, "mallory@example.com", redirect.request_id)
     assert answer.status_code == 403
     assert "not started in this browser" in Page(answer).text("signin-error")
     assert "session" not in victim.cookies
-    assert victim.get("/w/demo/members").headers["location"] == "/login"
+    assert victim.get("/").headers["location"] == "/login"
 
 
 def test_deactivated_member_is_refused_with_the_reason(app: Running, idp: TestIdp) -> None:
+    """Okta deactivates Alan: his sign-in is refused on the login page, saying why."""
     owner = app.owner()
     activate(owner, app, idp)
     with scim_client(app) as scim:
@@ -615,9 +435,6 @@ def test_deactivated_member_is_refused_with_the_reason(app: Running, idp: TestId
             f"/Users/{alan['id']}", json=patch({"op": "replace", "value": {"active": False}})
         )
         assert off.status_code == 200
-    listing = page(owner, "/w/demo/members")
-    row_ = row(listing, "member", "data-user-name", "alan.turing@example.com")
-    assert cell(listing, row_, "status") == "Deactivated"
     browser, answer = sso_sign_in(app, idp, "alan.turing@example.com")
     assert answer.status_code == 403
     refused = Page(answer)
