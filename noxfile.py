@@ -225,7 +225,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Run the FastAPI reference app (SCIM, SAML, the admin pages) on an embedded SQLite file."""
+    """Run the FastAPI reference app (SCIM, SAML, the set-up portal) on an embedded SQLite file."""
     session.install("-e", ".[saml,fastapi]")
     session.run(
         "pbidentity",

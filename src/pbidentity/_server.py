@@ -3,11 +3,13 @@
 It is the quickest way to try pbidentity and what the tests that go over
 real HTTP start. From a source checkout with the ``fastapi`` extra it runs
 the FastAPI reference app (``examples/fastapi_app``) under uvicorn, in this
-process; otherwise (an installed package) a small threaded WSGI server
-serves SCIM, SAML and the set-up portal (:mod:`pbidentity.portal`, with the
-``portal`` extra) under ``/portal``, opened by a set-up link printed at
-start. Production deployments mount pbidentity's handlers in the host app's
-own server instead (:mod:`pbidentity.wsgi`, :mod:`pbidentity.fastapi`...).
+process: a host app that serves the set-up portal (:mod:`pbidentity.portal`)
+under ``/portal`` behind its own sign-in, opened by an owner sign-in link
+printed at start. Otherwise (an installed package) a small threaded WSGI
+server serves SCIM, SAML and the same portal (with the ``portal`` extra)
+under ``/portal``, opened by a set-up link printed at start. Production
+deployments mount pbidentity's handlers in the host app's own server
+instead (:mod:`pbidentity.wsgi`, :mod:`pbidentity.fastapi`...).
 """
 
 from __future__ import annotations
