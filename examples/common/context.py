@@ -114,6 +114,7 @@ def open_context(
         secret=hashlib.sha256(f"portal\x1f{secret_key}".encode()).hexdigest(),
         sign_in_url="/login",
         scim_url=site.scim_base_url,
+        home_url="/",
     )
     admin = identity.admin
     if demo:

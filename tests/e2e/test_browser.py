@@ -466,6 +466,7 @@ class OktaStory:
         page.click("#setup-continue")
         page.wait_for_url(f"{self.app}/portal/w/demo/sso")
         expect(page.locator("#signed-in-as")).to_contain_text("Set-up link")
+        expect(page.locator("#back-to-app")).to_have_count(0)
         expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
         sp = self.ctx.identity.saml.service_provider("demo")
         assert _text_of(page, "#acs-url") == sp.acs_url
@@ -676,6 +677,7 @@ class OktaStory:
         page = self.new_page()
         page.goto(f"{self.app}/portal/w/demo/members")
         page.wait_for_url(re.compile(r"/login\?next="))
+        expect(page.locator("#signin-needed")).to_contain_text("identity set-up")
         self.shot(page, "member-sign-in")
         page.get_by_label("Workspace").fill("demo")
         page.click("#sso-sign-in")
@@ -684,7 +686,8 @@ class OktaStory:
         assert _path(page) == "/portal/w/demo/members"
         expect(page.locator("#signed-in-as")).to_contain_text("Grace Hopper")
         self.shot(page, "admin-member-in-portal")
-        page.goto(f"{self.app}/")
+        page.click("#back-to-app")
+        page.wait_for_url(f"{self.app}/")
         _sign_out(page)
 
         _start_sso(page, self.app, "demo")

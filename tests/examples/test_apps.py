@@ -221,6 +221,7 @@ def test_the_hook_opens_every_portal_section_to_the_signed_in_admin(app: Running
         shown = page(owner, f"/portal/w/demo/{section}")
         assert "Owner" in shown.text("signed-in-as")
         assert shown.find("sign-out") is None  # the host's session is the host's to end
+        assert shown.find("back-to-app").get("href") == "/"
     # What the admin does there is recorded under the app's own name for them.
     member = app.ctx.identity.members.add("demo", "ada@example.com", given_name="Ada")
     path = f"/portal/w/demo/members/{member.id}"
@@ -242,7 +243,9 @@ def test_strangers_are_sent_to_sign_in_and_back_to_the_portal_page(app: Running)
     assert form.get("method") == "get"
     assert form.xpath('.//input[@name="next"]/@value') == ["/portal/w/demo/members"]
     assert "Sign in with SSO" in login.text("sso-sign-in")
+    assert "to open identity set-up" in login.text("signin-needed")
     assert login.find("signin-error") is None
+    assert page(stranger, "/login").find("signin-needed") is None
     for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
         start = stranger.get("/login/sso", params={"workspace": "demo", "next": elsewhere})
         assert start.headers["location"] == "/saml/demo/login?RelayState=%2F", elsewhere
@@ -328,7 +331,9 @@ def test_an_admin_issues_a_set_up_link_that_opens_its_sections_in_another_browse
     opened = open_setup_link(it_admin, link)
     assert opened.status_code == 303
     assert opened.headers["location"] == SSO
-    assert page(it_admin, SSO).find("acs-url") is not None
+    held = page(it_admin, SSO)
+    assert held.find("acs-url") is not None
+    assert held.find("back-to-app") is None  # no account in the app to go back to
     assert page(it_admin, "/portal/w/demo/scim").find("scim-toggle") is not None
     assert it_admin.get("/portal/w/demo/roles").status_code == 403
     assert it_admin.get("/").headers["location"] == "/login"  # no account in the app

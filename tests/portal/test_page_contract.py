@@ -42,6 +42,7 @@ from tests.portal.conftest import SECRET
 from tests.portal.conftest import Clock
 from tests.portal.conftest import World
 from tests.portal.conftest import admin
+from tests.portal.conftest import csrf_of
 from tests.portal.conftest import host_admin
 from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
@@ -182,15 +183,17 @@ def test_sso_page_shows_what_the_idp_needs(world: World, owner: httpx.Client) ->
     assert sso.text("acs-url") == f"{ORIGIN}/saml/acme/acs"
     assert sso.text("audience-uri") == f"{ORIGIN}/saml/acme/metadata"
     assert "EmailAddress" in sso.text("nameid-format")
-    statements = {
-        r.get("data-name"): " ".join(r.text_content().split())
-        for r in sso.find("attribute-statements").xpath(".//tbody/tr")
-    }
+    rows = sso.find("attribute-statements").xpath(".//tbody/tr")
+    statements = {r.get("data-name"): [c.text_content() for c in r.xpath(".//code")] for r in rows}
     assert statements == {
-        "email": "email user.email Copy",
-        "firstName": "firstName user.firstName Copy",
-        "lastName": "lastName user.lastName Copy",
+        "email": ["email", "user.email"],
+        "firstName": ["firstName", "user.firstName"],
+        "lastName": ["lastName", "user.lastName"],
     }
+    for r in rows:  # the IdP wants both typed: a copy button for each
+        name = r.get("data-name")
+        targets = r.xpath('.//button[@class="copy"]/@data-copy-target')
+        assert targets == [f"#attribute-{name}", f"#attribute-{name}-value"]
     metadata_url = sso.find("sp-metadata").get("href")
     assert metadata_url == f"{ORIGIN}/saml/acme/metadata"
     metadata = owner.get(metadata_url)
@@ -371,6 +374,23 @@ def test_metadata_url_is_fetched_for_check_and_save(
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_the_header_links_the_hosts_admin_back_to_the_app_and_no_one_else(
+    world: World, owner: httpx.Client
+) -> None:
+    """With home_url: the host's admin gets a way back; a set-up link's holder has no app."""
+    assert page(owner, SSO).find("back-to-app") is None  # no home_url: no link
+    world.portal.home_url = "/dashboard"
+    assert page(owner, SSO).find("back-to-app").get("href") == "/dashboard"
+    token = world.portal.links.issue("acme", created_by="ada").token
+    with world.client() as holder:
+        shown = holder.get("/portal/setup", params={"token": token})
+        opened = holder.post("/portal/setup", data={"token": token, "csrf": csrf_of(shown)})
+        assert opened.status_code == 303
+        held = page(holder, SSO)
+        assert held.find("sign-out") is not None
+        assert held.find("back-to-app") is None
 
 
 # -- Provisioning (SCIM) -------------------------------------------------------------

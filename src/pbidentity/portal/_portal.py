@@ -158,7 +158,9 @@ class Portal:
     signs set-up links, sessions and CSRF tokens. ``sign_in_url``, if given,
     is where a visitor with no access is sent (with ``next=``), else they
     get a 403 page. ``scim_url`` is the SCIM service's absolute URL when it
-    is not ``/scim/v2`` on the portal's origin. Serve it under a prefix,
+    is not ``/scim/v2`` on the portal's origin. ``home_url``, if given, is
+    the host app's page the header links back to, for the host's admins (a
+    set-up link's holder has no account there). Serve it under a prefix,
     through any adapter::
 
         portal = Portal(identity, authorize=current_admin, secret=PORTAL_SECRET)
@@ -175,6 +177,7 @@ class Portal:
         scim_url: str | None = None,
         session_lifetime: timedelta = SESSION_LIFETIME,
         title: str = "Identity set-up",
+        home_url: str | None = None,
     ) -> None:
         self.identity = identity
         self.authorize = authorize
@@ -182,6 +185,7 @@ class Portal:
         self.scim_url = scim_url
         self.session_lifetime = session_lifetime
         self.title = title
+        self.home_url = home_url
         self._signer = Signer(secret)
         #: The workspace's set-up links: issue them from the host app's own admin pages.
         self.links = SetupLinks(identity.storage, self._signer, clock=identity.clock)
@@ -660,6 +664,7 @@ class Portal:
             .render(
                 base=ctx.base,
                 title=self.title,
+                home_url=self.home_url,
                 access=access,
                 sections=SECTIONS,
                 csrf=csrf,
