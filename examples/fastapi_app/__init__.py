@@ -29,16 +29,10 @@ from fastapi.templating import Jinja2Templates
 import pbidentity.fastapi
 from examples.common import TEMPLATES
 from examples.common import access
+from examples.common import context as app_context
 from examples.common import owner
 from examples.common import setup_links as links
 from examples.common import signin
-from examples.common.access import Forbidden
-from examples.common.access import SignedCookie
-from examples.common.access import Viewer
-from examples.common.context import PORTAL_PREFIX
-from examples.common.context import AppContext
-from examples.common.context import Site
-from examples.common.context import open_context
 from pbidentity import http
 from pbidentity.exceptions import PbIdentityError
 from pbidentity.portal import PortalAccess
@@ -62,10 +56,15 @@ def create_app(
     secret_key: str | None = None,
     demo: bool = False,
 ) -> FastAPI:
-    """The app on ``database_url``, reached at ``public_url``: as the Flask one's ``create_app``."""
-    site = Site(framework="FastAPI", public_url=public_url.rstrip("/"))
+    """The app on ``database_url``, as browsers and IdPs reach it at ``public_url``.
+
+    ``owner_token`` is the token of the owner's one-time link (``/bootstrap``;
+    ``demo`` makes one up, and the ``demo`` workspace); without ``secret_key``
+    sessions and set-up links end with the process.
+    """
+    site = app_context.Site(framework="FastAPI", public_url=public_url.rstrip("/"))
     secret_key = secret_key or secrets.token_hex(32)
-    cookie = SignedCookie(secret_key, secure=public_url.startswith("https://"))
+    cookie = access.SignedCookie(secret_key, secure=public_url.startswith("https://"))
 
     def authorize(request: http.Request) -> PortalAccess | None:
         # The portal's hook: the session in the request's own cookie.
@@ -81,7 +80,7 @@ def create_app(
             start_session=lambda session: [("Set-Cookie", cookie.header(session))],
         )
 
-    ctx = open_context(
+    ctx = app_context.open_context(
         database_url,
         site=site,
         dev_hosts=dev_hosts,
@@ -99,27 +98,27 @@ def create_app(
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context, app.state.cookie = ctx, cookie
-    pbidentity.fastapi.init_app(app, ctx.identity, mounts={PORTAL_PREFIX: ctx.portal})
+    pbidentity.fastapi.init_app(app, ctx.identity, mounts={app_context.PORTAL_PREFIX: ctx.portal})
     app.include_router(router)
     app.add_exception_handler(access.SignInRequired, lambda _r, _e: redirect("/login"))
-    app.add_exception_handler(Forbidden, _refused)
+    app.add_exception_handler(access.Forbidden, _refused)
     app.add_exception_handler(PbIdentityError, _refused)
     return app
 
 
-def context(request: Request) -> AppContext:
+def context(request: Request) -> app_context.AppContext:
     """The app's services."""
-    ctx: AppContext = request.app.state.context
+    ctx: app_context.AppContext = request.app.state.context
     return ctx
 
 
 def session(request: Request) -> dict[str, str]:
     """The session in the request's cookie (empty when there is none)."""
-    cookie: SignedCookie = request.app.state.cookie
+    cookie: access.SignedCookie = request.app.state.cookie
     return cookie.load(request.cookies.get(cookie.name))
 
 
-Context = Annotated[AppContext, Depends(context)]
+Context = Annotated[app_context.AppContext, Depends(context)]
 Session = Annotated[dict[str, str], Depends(session)]
 
 
@@ -142,7 +141,7 @@ def _refused(request: Request, error: Exception) -> Response:
     return render(request, "error.html", page, status=status)
 
 
-def admin_form(ctx: Context, session: Session, csrf: Annotated[str, Form()] = "") -> Viewer:
+def admin_form(ctx: Context, session: Session, csrf: Annotated[str, Form()] = "") -> access.Viewer:
     """The signed-in admin, for a POST form whose CSRF token matches the session's."""
     viewer = access.require_admin(ctx.identity, session)
     access.check_csrf(session, csrf)
@@ -161,7 +160,7 @@ def home(request: Request, ctx: Context, session: Session) -> Response:
 def setup_link(
     request: Request,
     ctx: Context,
-    viewer: Annotated[Viewer, Depends(admin_form)],
+    viewer: Annotated[access.Viewer, Depends(admin_form)],
     sections: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """Issue a set-up link for the admin's workspace; this answer is the only one showing it."""
@@ -173,7 +172,7 @@ def setup_link(
 def bootstrap(request: Request, ctx: Context, token: str = "", workspace: str = "") -> Response:
     """The owner link printed at start: a page whose button spends it (a GET spends nothing)."""
     if not ctx.owner_links.valid(token, workspace):
-        raise Forbidden(owner.INVALID_LINK)
+        raise access.Forbidden(owner.INVALID_LINK)
     response = render(request, "bootstrap.html", owner.OwnerSignInPage(token, workspace))
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -188,7 +187,7 @@ def bootstrap_redeem(
 ) -> Response:
     """Spend the owner link: the owner's session for its one workspace."""
     if not ctx.owner_links.redeem(token, workspace):
-        raise Forbidden(owner.INVALID_LINK)
+        raise access.Forbidden(owner.INVALID_LINK)
     ctx.identity.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
     response = redirect("/")
     response.headers.append(

@@ -28,16 +28,10 @@ from flask.typing import ResponseReturnValue
 import pbidentity.flask
 from examples.common import TEMPLATES
 from examples.common import access
+from examples.common import context as app_context
+from examples.common import owner
 from examples.common import setup_links as links
 from examples.common import signin
-from examples.common.access import Forbidden
-from examples.common.access import SignInRequired
-from examples.common.context import PORTAL_PREFIX
-from examples.common.context import AppContext
-from examples.common.context import Site
-from examples.common.context import open_context
-from examples.common.owner import INVALID_LINK
-from examples.common.owner import OwnerSignInPage
 from pbidentity import http
 from pbidentity.exceptions import PbIdentityError
 from pbidentity.saml import SignInOutcome
@@ -62,12 +56,11 @@ def create_app(
     secret_key: str | None = None,
     demo: bool = False,
 ) -> Flask:
-    """The app on the database at ``database_url``, as browsers and IdPs reach it at ``public_url``.
+    """The app on ``database_url``, as browsers and IdPs reach it at ``public_url``.
 
-    ``owner_token`` is the token of a one-time link, ``/bootstrap?token=...``,
-    that signs the owner of the ``demo`` (else the first) workspace in once,
-    within 15 minutes (``demo`` makes one up if missing, and creates the
-    ``demo`` workspace); without ``secret_key`` sessions end when the process does.
+    ``owner_token`` is the token of the owner's one-time link (``/bootstrap``;
+    ``demo`` makes one up, and the ``demo`` workspace); without ``secret_key``
+    sessions and set-up links end with the process.
     """
     app = Flask(__name__, template_folder=TEMPLATES, static_folder=None)
     secret_key = secret_key or secrets.token_hex(32)
@@ -82,9 +75,9 @@ def create_app(
         # The host's own forms are small; the portal reads its uploads itself.
         MAX_CONTENT_LENGTH=64 * 1024,
     )
-    app.extensions[EXTENSION] = ctx = open_context(
+    app.extensions[EXTENSION] = ctx = app_context.open_context(
         database_url,
-        site=Site(framework="Flask", public_url=public_url.rstrip("/")),
+        site=app_context.Site(framework="Flask", public_url=public_url.rstrip("/")),
         dev_hosts=dev_hosts,
         owner_token=owner_token,
         demo=demo,
@@ -92,7 +85,7 @@ def create_app(
         authorize=lambda _request: access.portal_access(_ctx().identity, session),
         on_result=on_result,
     )
-    pbidentity.flask.init_app(app, ctx.identity, mounts={PORTAL_PREFIX: ctx.portal})
+    pbidentity.flask.init_app(app, ctx.identity, mounts={app_context.PORTAL_PREFIX: ctx.portal})
     app.register_blueprint(bp)
     return app
 
@@ -115,8 +108,8 @@ def _start_session(values: dict[str, str]) -> list[tuple[str, str]]:
     return []
 
 
-def _ctx() -> AppContext:
-    ctx: AppContext = current_app.extensions[EXTENSION]
+def _ctx() -> app_context.AppContext:
+    ctx: app_context.AppContext = current_app.extensions[EXTENSION]
     return ctx
 
 
@@ -132,14 +125,14 @@ def see_other(location: str) -> ResponseReturnValue:
     return redirect(location, code=303)
 
 
-@bp.app_errorhandler(SignInRequired)
-def _to_login(_error: SignInRequired) -> ResponseReturnValue:
+@bp.app_errorhandler(access.SignInRequired)
+def _to_login(_error: access.SignInRequired) -> ResponseReturnValue:
     return see_other("/login")
 
 
-@bp.app_errorhandler(Forbidden)
+@bp.app_errorhandler(access.Forbidden)
 @bp.app_errorhandler(PbIdentityError)
-def _refused(error: Forbidden | PbIdentityError) -> ResponseReturnValue:
+def _refused(error: access.Forbidden | PbIdentityError) -> ResponseReturnValue:
     page, status = access.error_page(error)
     return render("error.html", page, status)
 
@@ -166,8 +159,8 @@ def bootstrap() -> ResponseReturnValue:
     """The owner link printed at start: a page whose button spends it (a GET spends nothing)."""
     token, workspace = request.args.get("token", ""), request.args.get("workspace", "")
     if not _ctx().owner_links.valid(token, workspace):
-        raise Forbidden(INVALID_LINK)
-    response = render("bootstrap.html", OwnerSignInPage(token=token, workspace=workspace))
+        raise access.Forbidden(owner.INVALID_LINK)
+    response = render("bootstrap.html", owner.OwnerSignInPage(token=token, workspace=workspace))
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -177,7 +170,7 @@ def bootstrap_redeem() -> ResponseReturnValue:
     """Spend the owner link: the owner's session for its one workspace."""
     ctx, workspace = _ctx(), request.form.get("workspace", "")
     if not ctx.owner_links.redeem(request.form.get("token"), workspace):
-        raise Forbidden(INVALID_LINK)
+        raise access.Forbidden(owner.INVALID_LINK)
     ctx.identity.admin.get_tenant(workspace)  # 404 for a workspace deleted meanwhile
     session.clear()
     session.update(access.owner_session(workspace))
