@@ -415,6 +415,12 @@ class OktaStory:
     token: str = ""
     ids: dict[str, str] = attrs.field(factory=dict)
 
+    @property
+    def current(self) -> Page:
+        """The page of whoever acts now."""
+        assert self.page is not None, "no browser opened yet"
+        return self.page
+
     def new_page(self) -> Page:
         """A browser of its own (its own cookies), as another person's."""
         context = self.browser.new_context(viewport={"width": 1280, "height": 900})
@@ -441,8 +447,7 @@ class OktaStory:
         """Every section ticked, the link shown once, copied exactly."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         page.click("#issue-setup-link")
         link = page.locator("#setup-link")
         expect(link).to_be_visible()
@@ -482,8 +487,7 @@ class OktaStory:
         """The IdP's metadata URL checked (plain http: a warning on a dev host), then authorized."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         page.get_by_label("Manifest URL").fill(self.idp.metadata_url)
         page.click("#check")
         expect(page.locator("#findings li.finding").first).to_be_visible()
@@ -515,8 +519,7 @@ class OktaStory:
         """Provisioning on, and the values Okta needs."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         page.get_by_role("link", name="Provisioning (SCIM)").click()
         page.wait_for_url(f"{self.app}/portal/w/demo/scim")
         expect(page.locator("#scim-state")).to_have_attribute("data-state", "off")
@@ -535,8 +538,7 @@ class OktaStory:
         """A token named okta: shown once, copied exactly, never shown again."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         page.get_by_label("Name of a new token").fill("okta")
         page.press("#token-name", "Enter")
         expect(page.locator("#new-token")).to_be_visible()
@@ -562,8 +564,7 @@ class OktaStory:
         )
         assert simulated.ok, "\n".join(step.line() for step in simulated.steps)
         self.ids = provision_like_okta(f"{self.app}/scim/v2", self.token)
-        page = self.page
-        assert page is not None
+        page = self.current
         page.reload()
         last_used = page.locator("#tokens tr.token[data-name=okta] .last-used")
         expect(last_used).not_to_have_text("never")
@@ -575,8 +576,7 @@ class OktaStory:
         """Engineering mapped to contributor: the preview says who moves and why, then apply."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         identity = self.ctx.identity
         page.get_by_role("link", name="Role policy").click()
         page.wait_for_url(f"{self.app}/portal/w/demo/roles")
@@ -609,8 +609,7 @@ class OktaStory:
         """Among 20,000 and more: pages of members, then one found by name from the keyboard."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         page.get_by_role("link", name="Members").click()
         page.wait_for_url(f"{self.app}/portal/w/demo/members")
         expect(page.locator("#members tr.member").first).to_be_visible()
@@ -636,8 +635,7 @@ class OktaStory:
         """The policy saved by the link's holder, Okta's changes by its token, filterable."""
         from playwright.sync_api import expect
 
-        page = self.page
-        assert page is not None
+        page = self.current
         (link,) = self.ctx.portal.links.list("demo")
         page.get_by_role("link", name="Audit trail").click()
         page.wait_for_url(f"{self.app}/portal/w/demo/audit")
