@@ -15,7 +15,6 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from typing import Any
 
 from itsdangerous import BadSignature
@@ -190,11 +189,6 @@ class SignedCookie:
         if not isinstance(data, dict):
             return {}
         return {str(key): str(item) for key, item in data.items()}
-
-    def load_header(self, cookie_header: str | None) -> dict[str, str]:
-        """The session in a request's ``Cookie`` header (a request answered outside any route)."""
-        morsel = SimpleCookie(cookie_header or "").get(self.name)
-        return self.load(morsel.value if morsel else None)
 
     def header(self, session: Mapping[str, str]) -> str:
         """The ``Set-Cookie`` value that stores ``session``."""

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.responses import RedirectResponse
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from starlette.requests import cookie_parser
 
 import pbidentity.fastapi
 from examples.common import TEMPLATES
@@ -67,8 +68,10 @@ def create_app(
     cookie = access.SignedCookie(secret_key, secure=public_url.startswith("https://"))
 
     def authorize(request: http.Request) -> PortalAccess | None:
-        # The portal's hook: the session in the request's own cookie.
-        return access.portal_access(ctx.identity, cookie.load_header(request.header("cookie")))
+        # The portal's hook: the session in the request's own cookie, read as
+        # Starlette reads it for the routes (a malformed neighbour spoils nothing).
+        cookies = cookie_parser(request.header("cookie") or "")
+        return access.portal_access(ctx.identity, cookie.load(cookies.get(cookie.name)))
 
     def on_result(_request: http.Request, outcome: SignInOutcome) -> http.Response:
         # A member's sign-in, answered at pbidentity's finish step, outside any route.

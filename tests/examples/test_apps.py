@@ -231,6 +231,16 @@ def test_the_hook_opens_every_portal_section_to_the_signed_in_admin(app: Running
     assert app.ctx.identity.members.audit_trail("demo")[-1].actor == "portal:owner"
 
 
+def test_a_malformed_cookie_beside_the_session_does_not_close_the_portal(app: Running) -> None:
+    """Another app's cookie on the same host, malformed: the hook reads the session as routes do."""
+    owner = app.owner()
+    cookie = f'other="unterminated; session={owner.cookies["session"]}; x y=1'
+    for path in ("/", SSO):
+        answer = httpx.get(f"{app.base_url}{path}", headers={"Cookie": cookie}, timeout=10)
+        assert answer.status_code == 200, (path, answer.status_code)
+        assert "Owner" in Page(answer).text("signed-in-as")
+
+
 def test_strangers_are_sent_to_sign_in_and_back_to_the_portal_page(app: Running) -> None:
     """The portal sends a stranger to /login with next; SSO carries it back; no open redirect."""
     stranger = app.client()
