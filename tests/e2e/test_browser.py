@@ -645,7 +645,8 @@ class OktaStory:
         expect(policy).to_have_count(1)
         expect(policy.locator(".actor")).to_have_text(f"link:{link.id}")
         moved = page.locator("#events tr.event[data-type='member.role_changed']").first
-        expect(moved.locator(".subject")).to_have_text(self.ids[KATHERINE.email])
+        expect(moved.locator(".subject")).to_have_text(KATHERINE.email)
+        expect(moved.locator(".subject")).to_have_attribute("data-id", self.ids[KATHERINE.email])
         expect(page.locator("#events")).to_contain_text("saml.activated")
         self.shot(page, "audit")
         page.get_by_label("Actor").fill("token:okta")

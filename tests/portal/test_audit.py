@@ -54,7 +54,9 @@ def test_the_page_lists_the_workspaces_events_newest_first_and_escaped(world: Wo
     assert "&lt;b&gt;bold&lt;/b&gt;</a>" in page.text
     created = page.text[page.text.index('data-type="member.created"') :]
     assert "userName: &#34;&lt;script&gt;alert(1)&lt;/script&gt;@acme.test&#34;" in created
-    assert f'<td class="subject">{jane.id}</td>' in created
+    # The member by the userName an admin knows, the id beside it for the record.
+    name = "&lt;script&gt;alert(1)&lt;/script&gt;@acme.test"
+    assert f'<td class="subject" data-id="{jane.id}" title="{jane.id}">{name}</td>' in created
     assert "2026-12-07 12:00:00 UTC" in created
     # The member's snapshot is on the member's page, not in the details.
     assert "Jane" not in created

@@ -46,6 +46,7 @@ from tests.portal.conftest import csrf_of
 from tests.portal.conftest import host_admin
 from tests.saml.idp import CertificateSpec
 from tests.saml.idp import TestIdp
+from tests.scim.helpers import GROUP
 from tests.scim.helpers import ROLE
 from tests.scim.helpers import USER
 from tests.scim.helpers import patch
@@ -477,3 +478,32 @@ def test_members_table_shows_who_the_idp_manages_their_role_rule_and_status(
     assert cell(listing, local, "name") == "<script>alert(1)</script>"
     assert "<script>alert(1)" not in listing.response.text
     assert re.search(r"&lt;script&gt;alert\(1\)", listing.response.text)
+
+
+# -- Audit trail ---------------------------------------------------------------------
+
+
+def test_the_audit_trail_names_members_and_groups_even_once_deleted(
+    world: World, owner: httpx.Client
+) -> None:
+    """Each row names its member by userName (a deleted one too) and its group by name."""
+    with scim_client(world) as scim:
+        ada_id = scim.post("/Users", json=user("ada@example.com")).json()["id"]
+        gone_id = scim.post("/Users", json=user("gone@example.com")).json()["id"]
+        group = {"schemas": [GROUP], "displayName": "Engineering", "members": [{"value": ada_id}]}
+        group_id = scim.post("/Groups", json=group).json()["id"]
+        assert scim.delete(f"/Users/{gone_id}").status_code == 204
+        # An update's event records what changed, not who: the name comes from the member.
+        renamed = patch({"op": "replace", "path": "displayName", "value": "Ada L."})
+        assert scim.patch(f"/Users/{ada_id}", json=renamed).status_code == 200
+    audit = page(owner, "/portal/w/acme/audit")
+    subjects = {
+        (r.get("data-type"), cell(audit, r, "subject")): audit.all("subject", r)[0].get("data-id")
+        for r in audit.all("event")
+    }
+    assert subjects[("member.created", "ada@example.com")] == ada_id
+    assert subjects[("member.updated", "ada@example.com")] == ada_id
+    assert subjects[("member.created", "gone@example.com")] == gone_id
+    assert subjects[("member.deleted", "gone@example.com")] == gone_id
+    assert subjects[("group.created", "Engineering")] == group_id
+    assert "link:</code> whoever opened that set-up link" in audit.response.text

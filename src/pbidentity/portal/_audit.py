@@ -54,6 +54,8 @@ class AuditRow:
     type: str
     subject_id: str
     details: str
+    #: The member's userName or the group's name, where known: what an admin recognises.
+    subject_name: str = ""
 
 
 @attrs.frozen
@@ -101,6 +103,11 @@ def _details(data: Mapping[str, Any]) -> str:
     return text if len(text) <= _MAX_DETAILS else text[: _MAX_DETAILS - 1] + "…"
 
 
+def _recorded_name(data: Mapping[str, Any]) -> str:
+    name = data.get("userName") or data.get("displayName") or ""
+    return name if isinstance(name, str) else ""
+
+
 def audit_page(
     identity: PbIdentity,
     workspace: str,
@@ -145,7 +152,11 @@ def audit_page(
             ),
             newest_first=True,
         )
-    shown = found[:EVENTS_PER_PAGE]
+        shown = found[:EVENTS_PER_PAGE]
+        # One read for the page's members (a bound list of ids); a deleted
+        # member keeps the name its event recorded.
+        ids = {e.subject_id for e in shown if e.type.startswith("member.") and e.subject_id}
+        names = {m.id: m.user_name for m in tx.get_members(tenant.id, ids)} if ids else {}
     rows = tuple(
         AuditRow(
             seq=event.seq or 0,
@@ -154,6 +165,7 @@ def audit_page(
             type=event.type,
             subject_id=event.subject_id,
             details=_details(event.data),
+            subject_name=names.get(event.subject_id) or _recorded_name(event.data),
         )
         for event in shown
     )
