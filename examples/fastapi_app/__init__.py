@@ -154,9 +154,10 @@ def admin_form(ctx: Context, session: Session, csrf: Annotated[str, Form()] = ""
 @router.get("/")
 def home(request: Request, ctx: Context, session: Session) -> Response:
     """Signed in: the home page (the portal and set-up links, for an admin); else sign-in."""
-    if access.current_viewer(ctx.identity, session) is None:
+    viewer = access.current_viewer(ctx.identity, session)
+    if viewer is None:
         return redirect("/login")
-    return render(request, "home.html", links.home_page(ctx))
+    return render(request, "home.html", links.home_page(ctx, viewer))
 
 
 @router.post("/setup-links")
@@ -169,6 +170,17 @@ def setup_link(
     """Issue a set-up link for the admin's workspace; this answer is the only one showing it."""
     page = links.issue_setup_link(ctx, viewer, sections or [])
     return render(request, "home.html", page, status=400 if page.error else 201)
+
+
+@router.post("/setup-links/revoke")
+def setup_link_revoke(
+    ctx: Context,
+    viewer: Annotated[access.Viewer, Depends(admin_form)],
+    link: Annotated[str, Form()] = "",
+) -> Response:
+    """Revoke a set-up link: it no longer opens, and the session it opened ends."""
+    links.revoke(ctx, viewer, link)
+    return redirect("/")
 
 
 @router.get("/bootstrap")

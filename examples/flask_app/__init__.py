@@ -140,9 +140,10 @@ def _refused(error: access.Forbidden | PbIdentityError) -> ResponseReturnValue:
 @bp.get("/")
 def home() -> ResponseReturnValue:
     """Signed in: the home page (the portal and set-up links, for an admin); else sign-in."""
-    if access.current_viewer(_ctx().identity, session) is None:
+    viewer = access.current_viewer(_ctx().identity, session)
+    if viewer is None:
         return see_other("/login")
-    return render("home.html", links.home_page(_ctx()))
+    return render("home.html", links.home_page(_ctx(), viewer))
 
 
 @bp.post("/setup-links")
@@ -152,6 +153,15 @@ def setup_link() -> ResponseReturnValue:
     access.check_csrf(session, request.form.get("csrf"))
     page = links.issue_setup_link(_ctx(), viewer, request.form.getlist("sections"))
     return render("home.html", page, 400 if page.error else 201)
+
+
+@bp.post("/setup-links/revoke")
+def setup_link_revoke() -> ResponseReturnValue:
+    """Revoke a set-up link: it no longer opens, and the session it opened ends."""
+    viewer = access.require_admin(_ctx().identity, session)
+    access.check_csrf(session, request.form.get("csrf"))
+    links.revoke(_ctx(), viewer, request.form.get("link", ""))
+    return see_other("/")
 
 
 @bp.get("/bootstrap")

@@ -411,6 +411,8 @@ class OktaStory:
     shot: Screenshots
     #: The app's admin's browser, then the IT admin's (who has no account), then members'.
     page: Page | None = None
+    host_page: Page | None = None
+    it_admin_page: Page | None = None
     setup_link: str = ""
     token: str = ""
     ids: dict[str, str] = attrs.field(factory=dict)
@@ -434,7 +436,7 @@ class OktaStory:
         """The owner link printed at start signs the app's admin in; home offers the portal."""
         from playwright.sync_api import expect
 
-        page = self.new_page()
+        page = self.host_page = self.new_page()
         page.goto(f"{self.app}/bootstrap?token={OWNER_TOKEN}&workspace=demo")
         expect(page.locator("#owner-sign-in")).to_contain_text("works once")
         page.click("#owner-continue")
@@ -464,7 +466,7 @@ class OktaStory:
         """Another browser, no account in the app: the link's page, Continue, the SSO page."""
         from playwright.sync_api import expect
 
-        page = self.new_page()
+        page = self.it_admin_page = self.new_page()
         page.goto(self.setup_link)
         expect(page.locator("#setup-open")).to_contain_text("works once")
         self.shot(page, "setup-link-page")
@@ -658,14 +660,26 @@ class OktaStory:
         expect(page.locator("#events tr.event[data-type='member.created']").first).to_be_visible()
         self.shot(page, "audit-okta")
 
-    def the_link_is_spent(self) -> None:
-        """The link opened once: in another browser it is refused, saying why."""
+    def the_link_is_spent_then_revoked(self) -> None:
+        """Opened once, refused in another browser; the app's admin revokes it, its session ends."""
         from playwright.sync_api import expect
 
         other = self.new_page()
         other.goto(self.setup_link)
         expect(other.locator("#error")).to_contain_text("not valid")
         self.shot(other, "link-spent")
+        host, it_admin = self.host_page, self.it_admin_page
+        assert host is not None
+        assert it_admin is not None
+        host.goto(f"{self.app}/")
+        (link,) = self.ctx.portal.links.list("demo")
+        listed = host.locator(f"#setup-link-list tr.setup-link[data-id='{link.id}']")
+        expect(listed.locator(".state")).to_contain_text("Opened")
+        self.shot(host, "host-links")
+        listed.locator("button.revoke").click()
+        expect(listed.locator(".state")).to_contain_text("Revoked")
+        it_admin.reload()
+        it_admin.wait_for_url(re.compile(r"/login\?next="))
 
     # -- the members Okta made, signing in to the app -------------------------------------
 
@@ -778,7 +792,7 @@ def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) 
                 story.role_policy_previewed_then_applied,
                 story.members_searched_in_a_large_workspace,
                 story.audit_trail_shows_what_happened,
-                story.the_link_is_spent,
+                story.the_link_is_spent_then_revoked,
                 story.members_sign_in_or_are_refused,
                 story.login_csrf_is_refused,
                 story.okta_tile_signs_grace_in,

@@ -151,6 +151,13 @@ def sso_sign_in(
     return client, answer
 
 
+def row(found: Page, css_class: str, attribute: str, value: str) -> Any:
+    """The table row of that class whose ``attribute`` is ``value``."""
+    rows = [r for r in found.all(css_class) if r.get(attribute) == value]
+    assert len(rows) == 1, f"{len(rows)} rows {css_class} with {attribute}={value!r}"
+    return rows[0]
+
+
 def open_setup_link(client: httpx.Client, link: str) -> httpx.Response:
     """Open a set-up link as a browser does: its page, then its Continue button."""
     shown = client.get(link)
@@ -283,15 +290,18 @@ def test_an_admin_of_one_workspace_is_refused_another_and_signing_out_ends_it(
 
 
 def test_host_forms_without_the_sessions_csrf_token_are_refused(app: Running) -> None:
-    """Sign-out and set-up links need this session's token: none, forged or another's is 403."""
+    """Sign-out, issuing and revoking links need this session's token: none, forged or another's."""
     owner = app.owner()
     foreign = page(app.owner(), "/").csrf
+    issued = app.ctx.portal.links.issue("demo", created_by="test", sections=["sso"])
     for csrf in (None, "forged", foreign):
-        fields = {"sections": "sso"} | ({"csrf": csrf} if csrf else {})
-        refused = owner.post("/setup-links", data=fields)
-        assert refused.status_code == 403, csrf
-        assert "Reload the page" in Page(refused).text("error")
-    assert not app.ctx.portal.links.list("demo")
+        fields = {"sections": "sso", "link": issued.link.id} | ({"csrf": csrf} if csrf else {})
+        for action in ("/setup-links", "/setup-links/revoke"):
+            refused = owner.post(action, data=fields)
+            assert refused.status_code == 403, (action, csrf)
+            assert "Reload the page" in Page(refused).text("error")
+    (only,) = app.ctx.portal.links.list("demo")
+    assert only.revoked is None
     assert owner.post("/logout").status_code == 403
     assert page(owner, "/").find("setup-links") is not None
 
@@ -352,6 +362,35 @@ def test_an_admin_issues_a_set_up_link_that_opens_its_sections_in_another_browse
     nothing = post_form(owner, "/", "/setup-links")
     assert nothing.status_code == 400
     assert "Choose what the link opens" in Page(nothing).text("setup-link-error")
+
+
+def test_the_home_page_lists_the_links_and_revoking_one_ends_its_session(app: Running) -> None:
+    """Not opened, then opened; revoked: the IT admin's next request is refused, no 500."""
+    owner = app.owner()
+    link = Page(post_form(owner, "/", "/setup-links", sections=["scim"])).text("setup-link")
+    (record,) = app.ctx.portal.links.list("demo")
+    listed = row(page(owner, "/"), "setup-link", "data-id", record.id)
+    assert "Not opened yet" in listed.text_content()
+    it_admin = app.client()
+    assert open_setup_link(it_admin, link).status_code == 303
+    assert it_admin.get("/portal/w/demo/scim").status_code == 200
+    home = page(owner, "/")
+    opened = row(home, "setup-link", "data-id", record.id)
+    assert "Opened" in opened.text_content()
+    assert "Provisioning (SCIM)" in opened.text_content()
+    assert home.all("revoke", opened)
+    revoked = post_form(owner, "/", "/setup-links/revoke", link=record.id)
+    assert revoked.status_code == 303
+    assert revoked.headers["location"] == "/"
+    gone = row(page(owner, "/"), "setup-link", "data-id", record.id)
+    assert "Revoked" in gone.text_content()
+    assert not page(owner, "/").all("revoke", gone)
+    ended = it_admin.get("/portal/w/demo/scim")
+    assert ended.status_code == 303
+    assert ended.headers["location"].startswith("/login?next=")
+    unknown = post_form(owner, "/", "/setup-links/revoke", link="no-such-link")
+    assert unknown.status_code == 404
+    assert "no set-up link" in Page(unknown).text("error")
 
 
 # -- members signing in ------------------------------------------------------------------
