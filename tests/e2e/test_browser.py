@@ -483,6 +483,7 @@ class OktaStory:
         for name, value in sp.attribute_statements:
             expect(statements).to_contain_text(name)
             expect(statements).to_contain_text(value)
+        assert page.locator("#sp-metadata").get_attribute("href") == sp.metadata_url
         self.shot(page, "sso-values")
 
     def sso_from_metadata_then_save_and_authorize(self) -> None:
@@ -494,7 +495,9 @@ class OktaStory:
         page.click("#check")
         expect(page.locator("#findings li.finding").first).to_be_visible()
         expect(page.locator("#findings li.finding.severity-error")).to_have_count(0)
+        expect(page.locator("#findings li.finding.severity-warning").first).to_be_visible()
         expect(page.locator("#findings")).to_contain_text("sso.dev_http")
+        expect(page.locator("#findings")).to_contain_text("sp.dev_http")
         expect(page.locator("#sso-status")).to_have_attribute("data-state", "none")
         self.shot(page, "sso-check")
         page.get_by_label("Manifest URL").fill(self.idp.metadata_url)
@@ -509,7 +512,10 @@ class OktaStory:
         assert "authorized=1" in page.url
         expect(page.locator("#sso-status")).to_have_attribute("data-state", "active")
         expect(page.locator("#sso-status")).to_contain_text(self.idp.idp.entity_id)
-        expect(page.locator("#sso-outcome")).to_contain_text("The test sign-in succeeded")
+        outcome = page.locator("#sso-outcome")
+        expect(outcome).to_contain_text("The test sign-in succeeded")
+        # The IT admin is no member of the workspace: the report says so.
+        expect(outcome).to_contain_text("test.member")
         self.shot(page, "sso-authorized")
         # Sign-ins started from an Okta tile, tried at the very end of the story.
         page.check("#allow_idp_initiated")
@@ -627,6 +633,22 @@ class OktaStory:
         expect(rows.first.locator(".scim-managed")).to_have_text("SCIM-managed")
         expect(rows.first.locator(".role")).to_have_text("maker")
         self.shot(page, "members-search")
+        # What Okta's push left: each person's role, the rule that decided it, the status.
+        expected = {
+            GRACE: ("admin", "role attribute admin", "Active"),
+            KATHERINE: ("contributor", "group 'Engineering'", "Active"),
+            EDSGER: ("contributor", "role attribute contributor", "Deactivated"),
+        }
+        for person, (role, rule, state) in expected.items():
+            page.get_by_label("Name or email").fill(person.email)
+            page.get_by_label("Name or email").press("Enter")
+            found = page.locator(f"#members tr.member[data-user-name='{person.email}']")
+            expect(found.locator(".role")).to_have_text(role)
+            expect(found.locator(".role-rule")).to_contain_text(rule)
+            expect(found.locator(".status")).to_have_text(state)
+            expect(found.locator(".name")).to_contain_text(f"{person.first} {person.last}")
+        page.get_by_label("Name or email").fill("alan.turing")
+        page.get_by_label("Name or email").press("Enter")
         rows.first.locator(".name a").click()
         page.wait_for_url(f"{self.app}/portal/w/demo/members/{self.ids[ALAN.email]}")
         expect(page.locator("#role-trail")).to_contain_text("role attribute 'maker'")
@@ -776,7 +798,9 @@ def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) 
         SERVERS[kind](f"sqlite:///{tmp_path / 'app.db'}") as (app, ctx),
         running_idp(people=people, host="localhost") as idp,
     ):
+        seeding = time.monotonic()
         seed_members(ctx.identity, "demo", SEEDED_MEMBERS)
+        timings = [f"seed {time.monotonic() - seeding:.1f}"]
         # A workspace whose provisioning its IT admin has yet to turn on.
         ctx.identity.admin.set_scim_enabled("demo", False)
         story = OktaStory(browser, app, ctx, idp, Screenshots(ARTIFACTS / kind))
@@ -797,7 +821,9 @@ def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) 
                 story.login_csrf_is_refused,
                 story.okta_tile_signs_grace_in,
             ):
+                began = time.monotonic()
                 step()
+                timings.append(f"{step.__name__} {time.monotonic() - began:.1f}")
         except BaseException:
             # What the browser showed when it went wrong is the first thing to look at;
             # a page that cannot be captured any more must not hide the failure.
@@ -810,6 +836,7 @@ def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) 
                 open_context.close()
     elapsed = time.monotonic() - started
     print(f"{kind}: {len(story.shot.taken)} screenshots in {story.shot.directory}, {elapsed:.1f} s")
+    print(f"{kind} seconds per step: {', '.join(timings)}")
 
 
 def test_idp_server_round_trip_is_accepted(tmp_path: Path) -> None:
