@@ -557,7 +557,7 @@ class LinkImport:
     expires: datetime
     #: Steps per action of the plan: create, link, reactivate, unchanged, conflict.
     counts: Mapping[str, int]
-    #: Chunks per list: changes, conflicts, unchanged.
+    #: Chunks per list (changes, conflicts, unchanged), and ``size``: steps per chunk.
     chunks: Mapping[str, int]
     #: Change chunks applied so far.
     applied: int = 0
