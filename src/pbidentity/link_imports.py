@@ -44,7 +44,7 @@ from pbidentity.members import Members
 __all__ = ["CHUNK", "ImportList", "LinkImports", "import_state"]
 
 #: Steps per stored chunk, and so per batch of apply: one transaction each.
-CHUNK = 500
+CHUNK = 250
 
 #: The lists of steps an import keeps: what apply changes, and what it leaves.
 ImportList = Literal["changes", "conflicts", "unchanged"]
