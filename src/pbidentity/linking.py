@@ -679,7 +679,9 @@ _STATUSES: dict[str, bool] = {
     "0": False,
 }
 _LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters, and surrogates (JSON's "\ud800" alone): no name or
+# address holds one, and a NUL or a lone surrogate cannot even be stored.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 # How errors name a field: as the SCIM attribute it becomes.
 _FIELD_NAMES = {
     "user_name": "userName",
@@ -807,6 +809,10 @@ def _read_json(path: str, text: str, limit: int | None) -> list[Identity]:
         raise InputError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise InputError(
+            f"{path}: not a list of users (arrays or objects nested too deeply)"
+        ) from None
     items: Any = data
     if isinstance(data, dict):
         # RFC 7644 §3.4.2: Resources may be left out when there are no results.
@@ -925,9 +931,9 @@ def _refuse_control(values: Mapping[str, str], extra_emails: Sequence[str], wher
     for field, value in (*values.items(), *(("email", e) for e in extra_emails)):
         control = _CONTROL.search(value)
         if control is not None:
-            # No userName or name holds one; a NUL cannot even be stored on PostgreSQL.
+            kind = "surrogate" if "\ud800" <= control.group() <= "\udfff" else "control character"
             raise InputError(
-                f"{where}: {_FIELD_NAMES.get(field, field)} holds the control character "
+                f"{where}: {_FIELD_NAMES.get(field, field)} holds the {kind} "
                 f"U+{ord(control.group()):04X}; remove it"
             )
 

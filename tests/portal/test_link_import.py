@@ -245,6 +245,11 @@ def test_a_paged_plan_shows_a_bounded_page(acme: World) -> None:
             "users.json: index 1: expected an object, not int",
         ),
         ("users.json", "[{", "users.json: not valid JSON"),
+        (
+            "users.json",
+            '[{"userName": "a\\ud800"}]',
+            "users.json: index 0: userName holds the surrogate",
+        ),
         ("users.csv", b"userName\n\xff\xfe\n", "users.csv: not UTF-8 text (byte 9)"),
         ("users.csv", b"", "Choose the export file first"),
         (

@@ -776,10 +776,18 @@ def test_parse_identities_refuses_more_than_its_limit(kind: str, data: str) -> N
             "up.csv: index 0: userName holds the control character U+001B; remove it",
         ),
         (b"userName\n\xff\n", "up.csv: not UTF-8 text (byte 9); save it as UTF-8"),
+        (
+            b"[" * 100_000,
+            "up.csv: not a list of users (arrays or objects nested too deeply)",
+        ),
+        (
+            b'[{"userName": "a@x.test", "name": {"familyName": "\\ud800"}}]',
+            "up.csv: index 0: familyName holds the surrogate U+D800; remove it",
+        ),
     ],
 )
 def test_parse_identities_names_the_line_and_the_problem(data: bytes, message: str) -> None:
-    """A field too large for csv and a control character are refused with the line, not a crash."""
+    """A field too large for csv, a control character or a surrogate: refused with the line."""
     with pytest.raises(InputError) as caught:
         parse_identities(data, name="up.csv")
     assert str(caught.value) == message
