@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import re
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -381,3 +382,22 @@ def test_hostile_file_contents_are_text_on_the_pages_and_inert_in_the_csv(acme: 
     assert "'-2@acme.test" in cells
     assert "'+1" in cells
     assert "'@SUM(A1)" in cells
+
+
+def test_an_expired_import_is_gone_with_a_sentence(acme: World) -> None:
+    """A day after its upload the import is a 404 that says to upload again, and off the list."""
+    with acme.client() as browser:
+        iid = import_id(upload(browser, EXPORT))
+        acme.clock.advance(timedelta(days=1))
+        gone = browser.get(f"{IMPORT}/{iid}", headers=admin())
+        listed = browser.get(IMPORT, headers=admin())
+        page = browser.get(IMPORT, headers=admin())
+        refused = browser.post(
+            f"{IMPORT}/{iid}/apply", data={"csrf": csrf_of(page)}, headers=admin()
+        )
+    assert gone.status_code == 404
+    assert "kept for 1 day" in gone.text
+    assert "upload the file again" in gone.text
+    assert 'id="no-imports"' in listed.text
+    assert refused.status_code == 404
+    assert len(user_names(acme)) == 3
