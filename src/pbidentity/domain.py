@@ -567,3 +567,6 @@ class LinkImport:
     started: datetime | None = None
     #: When its last change chunk was applied.
     finished: datetime | None = None
+    #: False while its chunks are being stored (a few per transaction): it is
+    #: then neither shown nor applied.
+    complete: bool = True

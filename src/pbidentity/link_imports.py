@@ -45,6 +45,8 @@ __all__ = ["CHUNK", "ImportList", "LinkImports", "import_state"]
 
 #: Steps per stored chunk, and so per batch of apply: one transaction each.
 CHUNK = 250
+# Chunks stored per transaction when an import is kept.
+_CHUNKS_PER_WRITE = 20
 
 #: The lists of steps an import keeps: what apply changes, and what it leaves.
 ImportList = Literal["changes", "conflicts", "unchanged"]
@@ -93,8 +95,8 @@ class LinkImports:
         """Plan these identities against the workspace's members and keep the plan; nothing changes.
 
         Planning reads the members without a write lock; the plan is then
-        stored in one short transaction, with the workspace's expired and
-        surplus imports deleted.
+        stored a few chunks per short transaction (the workspace's expired
+        and surplus imports deleted in the first), and shown only once whole.
         """
         plan = self.members.plan_links(slug, identities)
         return self.keep_plan(slug, plan, source=source, actor=actor)
@@ -143,10 +145,25 @@ class LinkImports:
                     "unchanged": counts["unchanged"],
                     "skipped": counts["conflict"],
                 },
+                complete=False,
             )
             tx.add_link_import(record)
-            tx.add_link_import_chunks(tenant.id, record.id, chunks)
-        return record
+        # A few chunks per transaction: a plan of 200,000 steps never holds
+        # the write lock (SQLite's one writer) for more than a moment. Until
+        # the last is stored the import is incomplete: not shown, not applied.
+        try:
+            for start in range(0, len(chunks), _CHUNKS_PER_WRITE):
+                with self.members.storage.transaction() as tx:
+                    tx.add_link_import_chunks(
+                        tenant.id, record.id, chunks[start : start + _CHUNKS_PER_WRITE]
+                    )
+            with self.members.storage.transaction() as tx:
+                tx.complete_link_import(tenant.id, record.id)
+        except BaseException:
+            with self.members.storage.transaction() as tx:
+                tx.delete_link_import(tenant.id, record.id)
+            raise
+        return attrs.evolve(record, complete=True)
 
     def get(self, slug: str, import_id: str) -> LinkImport:
         """One of the workspace's imports; :class:`NotFoundError` if there is none or it expired."""
@@ -160,7 +177,7 @@ class LinkImports:
         now = self.members.clock()
         with self.members.storage.transaction(write=False) as tx:
             tenant = tenant_by_slug(tx, slug)
-            return [r for r in tx.link_imports(tenant.id) if r.expires > now]
+            return [r for r in tx.link_imports(tenant.id) if r.expires > now and r.complete]
 
     def steps(
         self, slug: str, import_id: str, list_name: ImportList, *, start: int, count: int
@@ -258,7 +275,7 @@ class LinkImports:
                         yield steps[index], why
 
     def _alive(self, slug: str, import_id: str, record: LinkImport | None) -> LinkImport:
-        if record is None or record.expires <= self.members.clock():
+        if record is None or not record.complete or record.expires <= self.members.clock():
             raise NotFoundError(
                 f"workspace {slug!r} has no link import {import_id!r} (imports are kept for "
                 f"{_duration(self.lifetime)}); upload the file again"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 import attrs
 import pytest
 
+from pbidentity import link_imports
 from pbidentity.admin import Admin
 from pbidentity.exceptions import NotFoundError
 from pbidentity.link_imports import LinkImports
@@ -197,3 +201,57 @@ def test_imports_expire_are_bounded_and_stay_in_their_workspace(imports: LinkImp
     assert imports.recent("acme") == []
     with pytest.raises(NotFoundError, match="kept for 1 day"):
         imports.steps("acme", imports.members.new_id(), "changes", start=0, count=1)
+
+
+class _FailingChunks:
+    """A storage whose second write of chunks fails, as a crash half-way through an upload."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.writes = 0
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Any]:
+        """The real transaction, with add_link_import_chunks failing on its second call."""
+        with self.storage.transaction(write=write) as tx:
+            outer = self
+
+            class Tx:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(tx, name)
+
+                def add_link_import_chunks(self, *args: Any) -> None:
+                    outer.writes += 1
+                    if outer.writes == 2:
+                        raise RuntimeError("the process stopped")
+                    tx.add_link_import_chunks(*args)
+
+            yield Tx()
+
+    def close(self) -> None:
+        """Nothing of its own to close."""
+
+
+def test_an_upload_is_shown_only_once_whole(
+    imports: LinkImports, storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are stored a few per transaction; a failure half-way leaves no import behind."""
+    monkeypatch.setattr(link_imports, "_CHUNKS_PER_WRITE", 1)
+    people = population(imports.members, 3 * CHUNK)
+    failing = LinkImports(
+        attrs.evolve(imports.members, storage=_FailingChunks(storage)), chunk=CHUNK
+    )
+    with pytest.raises(RuntimeError):
+        failing.stage("acme", people, source="okta.csv", actor="portal:u")
+    assert imports.recent("acme") == []
+    with storage.transaction(write=False) as tx:
+        assert tx.link_imports(tx.find_tenant("acme").id) == []  # type: ignore[union-attr]
+    record = imports.stage("acme", people, source="okta.csv", actor="portal:u")
+    assert record.complete
+    assert record.chunks["changes"] == 4
+    # One stored but not yet complete is neither listed nor readable.
+    with storage.transaction() as tx:
+        tx.add_link_import(attrs.evolve(record, id="half", complete=False))
+    assert [r.id for r in imports.recent("acme")] == [record.id]
+    with pytest.raises(NotFoundError):
+        imports.get("acme", "half")

@@ -147,3 +147,16 @@ def test_expired_imports_are_purged_with_their_chunks(store: Storage) -> None:
         assert tx.delete_link_import("t1", "new")
         assert tx.link_import_chunk("t1", "new", "changes", 0) is None
         assert tx.get_link_import("t1", "new") is None
+
+
+def test_an_import_stored_in_parts_is_marked_complete_once_whole(store: Storage) -> None:
+    """An import written incomplete reads so until completed, by its own tenant only."""
+    with store.transaction() as tx:
+        tx.add_link_import(attrs.evolve(record("i1"), complete=False))
+    with store.transaction() as tx:
+        assert tx.get_link_import("t1", "i1") == attrs.evolve(record("i1"), complete=False)
+        assert not tx.complete_link_import("t2", "i1")
+        assert tx.complete_link_import("t1", "i1")
+        assert not tx.complete_link_import("t1", "nothing")
+    with store.transaction(write=False) as tx:
+        assert tx.get_link_import("t1", "i1") == record("i1")

@@ -160,6 +160,7 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "record_link_import_chunk": lambda tx: tx.record_link_import_chunk(
         "t1", "i1", 0, outcome="{}", result={"created": 1}, finished=NOW
     ),
+    "complete_link_import": lambda tx: tx.complete_link_import("t1", "i1"),
     "delete_link_import": lambda tx: tx.delete_link_import("t1", "i1"),
     "purge_link_imports": lambda tx: tx.purge_link_imports(NOW + timedelta(days=2)),
     "open_setup_link": lambda tx: tx.open_setup_link("t1", "l1", NOW),

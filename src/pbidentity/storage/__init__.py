@@ -513,6 +513,10 @@ class LinkImportStore(Protocol):
         """Keep a change chunk's outcome and the import's result so far (and its end)."""
 
     @writes
+    def complete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Mark the import complete, its chunks all stored; ``False`` if there is none."""
+
+    @writes
     def delete_link_import(self, tenant_id: str, import_id: str) -> bool:
         """Delete an import and its chunks; ``False`` if there was none."""
 

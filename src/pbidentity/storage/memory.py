@@ -1035,6 +1035,17 @@ class _MemoryTransaction:
         self._put(self._state.link_imports, (tenant_id, import_id), updated)
 
     @_writing
+    def complete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Mark the import complete."""
+        record = self._state.link_imports.get((tenant_id, import_id))
+        if record is None:
+            return False
+        self._put(
+            self._state.link_imports, (tenant_id, import_id), attrs.evolve(record, complete=True)
+        )
+        return True
+
+    @_writing
     def delete_link_import(self, tenant_id: str, import_id: str) -> bool:
         """Delete an import and its chunks."""
         if (tenant_id, import_id) not in self._state.link_imports:

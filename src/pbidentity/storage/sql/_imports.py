@@ -38,6 +38,7 @@ def _import(row: Any) -> LinkImport:
         result=json.loads(row.result),
         started=row.started,
         finished=row.finished,
+        complete=row.complete,
     )
 
 
@@ -64,6 +65,7 @@ class _LinkImports(_Unit):
             "result": _counts(record.result),
             "started": record.started,
             "finished": record.finished,
+            "complete": record.complete,
         }
         try:
             with self._savepoint():
@@ -199,6 +201,16 @@ class _LinkImports(_Unit):
             .where(link_imports.c.tenant_id == tenant_id, link_imports.c.id == import_id)
             .values(**values)
         )
+
+    @_writing
+    def complete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Mark the import complete."""
+        changed = self._conn.execute(
+            update(link_imports)
+            .where(link_imports.c.tenant_id == tenant_id, link_imports.c.id == import_id)
+            .values(complete=True)
+        ).rowcount
+        return bool(changed)
 
     @_writing
     def delete_link_import(self, tenant_id: str, import_id: str) -> bool:

@@ -460,6 +460,7 @@ link_imports = Table(
     Column("result", Text, nullable=False),
     Column("started", _UtcText, nullable=True),
     Column("finished", _UtcText, nullable=True),
+    Column("complete", Boolean, nullable=False),
     PrimaryKeyConstraint("tenant_id", "id", name="pk_link_imports"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_link_imports_tenant"),
     Index("ix_link_imports_expires", "expires"),

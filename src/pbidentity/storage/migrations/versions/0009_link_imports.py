@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("result", sa.Text(), nullable=False),
         sa.Column("started", TIMESTAMP, nullable=True),
         sa.Column("finished", TIMESTAMP, nullable=True),
+        sa.Column("complete", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_link_imports_tenant"),
         sa.PrimaryKeyConstraint("tenant_id", "id", name="pk_link_imports"),
     )
