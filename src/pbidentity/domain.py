@@ -36,6 +36,7 @@ __all__ = [
     "Event",
     "Group",
     "IdentityProvider",
+    "LinkImport",
     "Member",
     "MemberRef",
     "RoleDecision",
@@ -532,3 +533,40 @@ class SetupLink:
     expires: datetime
     opened: datetime | None = None
     revoked: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LinkImport:
+    """An IdP export's link plan, kept until it is applied batch by batch (the portal's import).
+
+    The plan's steps are stored beside it in numbered chunks of three lists:
+    ``changes`` (the creates, links and reactivations, applied in order),
+    ``conflicts`` and ``unchanged``. ``applied`` counts the change chunks
+    done; each one is claimed, applied and recorded in one transaction, so
+    a chunk is never applied twice. The record and its chunks go when it
+    ``expires``.
+    """
+
+    id: str
+    tenant_id: str
+    #: The uploaded file's name, as its browser sent it.
+    source: str
+    #: Who uploaded it (the portal's actor, e.g. ``portal:user-1``).
+    created_by: str
+    created: datetime
+    expires: datetime
+    #: Steps per action of the plan: create, link, reactivate, unchanged, conflict.
+    counts: Mapping[str, int]
+    #: Chunks per list (changes, conflicts, unchanged), and ``size``: steps per chunk.
+    chunks: Mapping[str, int]
+    #: Change chunks applied so far.
+    applied: int = 0
+    #: What applying did so far: created, linked, reactivated, unchanged, skipped.
+    result: Mapping[str, int] = attrs.field(factory=dict)
+    #: When someone asked to apply it (batches then follow until it is done).
+    started: datetime | None = None
+    #: When its last change chunk was applied.
+    finished: datetime | None = None
+    #: False while its chunks are being stored (a few per transaction): it is
+    #: then neither shown nor applied.
+    complete: bool = True

@@ -60,6 +60,7 @@ import heapq
 import io
 import json
 import pathlib
+import re
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -81,6 +82,7 @@ __all__ = [
     "LinkPlan",
     "LinkPolicy",
     "LinkStep",
+    "parse_identities",
     "plan_links",
     "read_identities",
 ]
@@ -92,6 +94,9 @@ _MatchRule = Literal["externalId", "userName", "email"]
 # a reason is one sentence for an admin, and a pathological input (thousands
 # of rows with the same email) must not make planning quadratic.
 _MAX_NAMED = 5
+# A step lists at most this many candidate members (the first by id): enough
+# to find them all in the app, bounded for an export of the conflicts.
+_MAX_CANDIDATES = 20
 
 
 @attrs.frozen(kw_only=True)
@@ -212,6 +217,9 @@ class LinkStep:
     member_id: str | None
     matched_by: _MatchRule | None
     reason: str  # one sentence an admin can act on
+    #: The members the identity matched by any rule, sorted by id (at most
+    #: 20): the one it links to, or those an admin must choose between.
+    candidates: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -368,14 +376,17 @@ class _Planner:
     def step(self, position: int) -> LinkStep:
         person = self.people[position]
         key = self.people_keys[position]
-        if self.people_index.is_shared(key):
-            return self._conflict(person, self._duplicate_reason(position))
-
         # Each candidate member with the first rule that found it.
         candidates: dict[int, _MatchRule] = {}
         for index, _, group in self.account_index.lookup(key):
             for account in group:
                 candidates.setdefault(account, _RULES[index])
+        if len(candidates) == 1:
+            ids: tuple[str, ...] = (self.accounts[next(iter(candidates))].id,)
+        else:
+            ids = tuple(sorted(self.accounts[a].id for a in candidates)[:_MAX_CANDIDATES])
+        if self.people_index.is_shared(key):
+            return self._conflict(person, self._duplicate_reason(position), candidates=ids)
         if not candidates:
             return LinkStep(
                 action="create",
@@ -398,6 +409,7 @@ class _Planner:
             return self._conflict(
                 person,
                 f"{self.labels[position]} matches {matches}; merge or fix them in the app first",
+                candidates=ids,
             )
 
         [(account, rule)] = candidates.items()
@@ -412,6 +424,7 @@ class _Planner:
                 "first",
                 member_id=member.id,
                 matched_by=rule,
+                candidates=ids,
             )
 
         if rule != "externalId":
@@ -427,6 +440,7 @@ class _Planner:
                     "app; if not, give one of them another address",
                     member_id=member.id,
                     matched_by=rule,
+                    candidates=ids,
                 )
         if key[0] is not None and member_key[0] is not None and key[0] != member_key[0]:
             return self._conflict(
@@ -436,6 +450,7 @@ class _Planner:
                 f"{member_key[0]!r}); fix the member or the identity first",
                 member_id=member.id,
                 matched_by=rule,
+                candidates=ids,
             )
         if not member.active and person.active:
             action: LinkAction = "reactivate"
@@ -464,7 +479,12 @@ class _Planner:
                 "linked to this identity and managed by SCIM"
             )
         return LinkStep(
-            action=action, identity=person, member_id=member.id, matched_by=rule, reason=reason
+            action=action,
+            identity=person,
+            member_id=member.id,
+            matched_by=rule,
+            reason=reason,
+            candidates=ids,
         )
 
     def _lookalike(
@@ -548,6 +568,7 @@ class _Planner:
         *,
         member_id: str | None = None,
         matched_by: _MatchRule | None = None,
+        candidates: tuple[str, ...] = (),
     ) -> LinkStep:
         return LinkStep(
             action="conflict",
@@ -555,6 +576,7 @@ class _Planner:
             member_id=member_id,
             matched_by=matched_by,
             reason=reason,
+            candidates=candidates,
         )
 
 
@@ -657,16 +679,28 @@ _STATUSES: dict[str, bool] = {
     "0": False,
 }
 _LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+# Control characters, and surrogates (JSON's "\ud800" alone): no name or
+# address holds one, and a NUL or a lone surrogate cannot even be stored.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+# How errors name a field: as the SCIM attribute it becomes.
+_FIELD_NAMES = {
+    "user_name": "userName",
+    "external_id": "externalId",
+    "second_email": "email",
+    "given_name": "givenName",
+    "family_name": "familyName",
+    "display_name": "displayName",
+}
 
 
-def read_identities(path: pathlib.Path) -> list[Identity]:
+def read_identities(path: pathlib.Path, *, limit: int | None = None) -> list[Identity]:
     """Read the identities of an IdP export: a ``.csv`` or a ``.json`` file.
 
     CSV is an Okta users report or a hand-written file (userName or email
     column required); JSON is a list of SCIM User documents or flat objects,
     or a SCIM ListResponse. Raises :class:`InputError` naming the file, the
     line (CSV) or index (JSON) and the problem; an unreadable file raises
-    :class:`OSError`.
+    :class:`OSError`. ``limit`` is as in :func:`parse_identities`.
     """
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json"):
@@ -674,23 +708,60 @@ def read_identities(path: pathlib.Path) -> list[Identity]:
             f"{path}: cannot read identities from a {suffix or 'suffix-less'!r} file; "
             "use a .csv or .json file"
         )
-    try:
-        # utf-8-sig: Excel saves "CSV UTF-8" with a byte order mark.
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    if suffix == ".csv":
-        return _read_csv(path, text)
-    return _read_json(path, text)
+    return parse_identities(
+        path.read_bytes(), name=str(path), kind="csv" if suffix == ".csv" else "json", limit=limit
+    )
+
+
+def parse_identities(
+    data: bytes | str,
+    *,
+    name: str = "the file",
+    kind: Literal["csv", "json"] | None = None,
+    limit: int | None = None,
+) -> list[Identity]:
+    """Read the identities of an IdP export held in memory (an upload), as :func:`read_identities`.
+
+    ``data`` is the file's bytes (UTF-8, with or without a byte order mark)
+    or its text; ``name`` is how errors name it. ``kind`` says CSV or JSON;
+    without it, a file whose first character is ``[`` or ``{`` is JSON and
+    any other is CSV. With ``limit``, a file of more identities is refused
+    (:class:`InputError`) as soon as the one past the limit is read.
+    """
+    if isinstance(data, bytes):
+        try:
+            # utf-8-sig: Excel saves "CSV UTF-8" with a byte order mark.
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{name}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
+    else:
+        text = data.removeprefix("\ufeff")
+    if kind is None:
+        kind = "json" if text.lstrip()[:1] in ("[", "{") else "csv"
+    if kind == "csv":
+        return _read_csv(name, text, limit)
+    return _read_json(name, text, limit)
+
+
+def _too_many(name: str, limit: int) -> InputError:
+    return InputError(
+        f"{name}: more than {limit:,} identities; split the export into files of at most "
+        f"{limit:,} and import them one after the other"
+    )
 
 
 def _canonical(header: str) -> str:
     return header.strip().lower().replace(" ", "").replace("_", "")
 
 
-def _read_csv(path: pathlib.Path, text: str) -> list[Identity]:
+def _read_csv(path: str, text: str, limit: int | None) -> list[Identity]:
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
+    try:
+        header = next(reader, [])
+    except csv.Error as error:
+        raise InputError(f"{path}: line 1: not a CSV row ({error})") from None
     columns: dict[str, list[tuple[int, int]]] = {}
     for index, name in enumerate(header):
         alias = _ALIASES.get(_canonical(name))
@@ -704,9 +775,16 @@ def _read_csv(path: pathlib.Path, text: str) -> list[Identity]:
             "name one of them 'userName' or 'email'"
         )
     ordered = {field: [index for _, index in sorted(found)] for field, found in columns.items()}
-    identities = []
+    identities: list[Identity] = []
     end = reader.line_num
-    for row in reader:
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as error:
+            # A quote never closed, or a field past csv's size limit.
+            raise InputError(f"{path}: line {end + 1}: not a CSV row ({error})") from None
+        if row is None:
+            break
         # A row may span several lines (a quoted newline): name its first one.
         start, end = end + 1, reader.line_num
         if not any(cell.strip() for cell in row):
@@ -718,16 +796,22 @@ def _read_csv(path: pathlib.Path, text: str) -> list[Identity]:
                 if cell:
                     values[field] = cell
                     break
+        if limit is not None and len(identities) >= limit:
+            raise _too_many(path, limit)
         identities.append(_identity(values, values.get("active"), f"{path}: line {start}"))
     return identities
 
 
-def _read_json(path: pathlib.Path, text: str) -> list[Identity]:
+def _read_json(path: str, text: str, limit: int | None) -> list[Identity]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise InputError(
+            f"{path}: not a list of users (arrays or objects nested too deeply)"
         ) from None
     items: Any = data
     if isinstance(data, dict):
@@ -738,6 +822,8 @@ def _read_json(path: pathlib.Path, text: str) -> list[Identity]:
         raise InputError(
             f'{path}: expected a list of users or a SCIM ListResponse with "Resources"'
         )
+    if limit is not None and len(items) > limit:
+        raise _too_many(path, limit)
     return [_json_identity(item, f"{path}: index {index}") for index, item in enumerate(items)]
 
 
@@ -819,6 +905,9 @@ def _scim_values(elements: list[Any], key: str, where: str) -> list[str]:
 def _identity(
     values: Mapping[str, str], active: object, where: str, *, extra_emails: Sequence[str] = ()
 ) -> Identity:
+    # One search over every value (the usual case finds nothing), then which one.
+    if _CONTROL.search("".join((*values.values(), *extra_emails))) is not None:
+        _refuse_control(values, extra_emails, where)
     emails: list[str] = []
     for address in (values.get("email"), *extra_emails, values.get("second_email")):
         if address and address not in emails:
@@ -836,6 +925,17 @@ def _identity(
         display_name=values.get("display_name"),
         role=values.get("role"),
     )
+
+
+def _refuse_control(values: Mapping[str, str], extra_emails: Sequence[str], where: str) -> None:
+    for field, value in (*values.items(), *(("email", e) for e in extra_emails)):
+        control = _CONTROL.search(value)
+        if control is not None:
+            kind = "surrogate" if "\ud800" <= control.group() <= "\udfff" else "control character"
+            raise InputError(
+                f"{where}: {_FIELD_NAMES.get(field, field)} holds the {kind} "
+                f"U+{ord(control.group()):04X}; remove it"
+            )
 
 
 def _active(value: object, where: str) -> bool:

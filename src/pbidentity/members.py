@@ -290,28 +290,57 @@ class Members:
         a step the members no longer fit is skipped with the reason, never
         forced. Each batch commits on its own with its events.
         """
-        counts = {"create": 0, "link": 0, "reactivate": 0, "unchanged": 0}
+        created = linked = reactivated = 0
+        unchanged = plan.count("unchanged")
         skipped: list[tuple[LinkStep, str]] = [(s, s.reason) for s in plan.conflicts]
-        counts["unchanged"] += plan.count("unchanged")
         steps = plan.changes
         done = 0
         for start in range(0, len(steps), _BATCH):
             batch = steps[start : start + _BATCH]
             with self.storage.transaction() as tx:
                 tenant = tenant_by_slug(tx, slug)
-                lifecycle = self._lifecycle(tx, tenant, actor)
-                ids = [s.member_id for s in batch if s.member_id is not None]
-                found = {m.id: m for m in tx.get_members(tenant.id, ids)}
-                for step in batch:
-                    outcome = self._apply(lifecycle, tenant, step, found.get(step.member_id or ""))
-                    if outcome in counts:
-                        counts[outcome] += 1
-                    else:
-                        skipped.append((step, outcome))
-                lifecycle.finish()
+                result = self.apply_link_batch(tx, tenant, batch, actor=actor)
+            created += result.created
+            linked += result.linked
+            reactivated += result.reactivated
+            unchanged += result.unchanged
+            skipped += result.skipped
             done += len(batch)
             if progress is not None:
                 progress(done, len(steps))
+        return LinkResult(
+            created=created,
+            linked=linked,
+            reactivated=reactivated,
+            unchanged=unchanged,
+            skipped=tuple(skipped),
+        )
+
+    def apply_link_batch(
+        self, tx: Transaction, tenant: Tenant, steps: Sequence[LinkStep], *, actor: str
+    ) -> LinkResult:
+        """Apply a few of a plan's creates, links and reactivations in the caller's transaction.
+
+        What :meth:`apply_links` does for each of its batches (each step
+        checked against the member as it is now, the events of the changes
+        added), for a caller that keeps its own record of progress in the
+        same transaction, as the portal's link import does. Conflicts are
+        not steps to apply: pass :attr:`LinkPlan.changes` only.
+        """
+        counts = {"create": 0, "link": 0, "reactivate": 0, "unchanged": 0}
+        skipped: list[tuple[LinkStep, str]] = []
+        lifecycle = self._lifecycle(tx, tenant, actor)
+        ids = [s.member_id for s in steps if s.member_id is not None]
+        found = {m.id: m for m in tx.get_members(tenant.id, ids)}
+        for step in steps:
+            if step.action not in ("create", "link", "reactivate"):
+                raise InputError(f"a {step.action} step is not applied; pass the plan's changes")
+            outcome = self._apply(lifecycle, tenant, step, found.get(step.member_id or ""))
+            if outcome in counts:
+                counts[outcome] += 1
+            else:
+                skipped.append((step, outcome))
+        lifecycle.finish()
         return LinkResult(
             created=counts["create"],
             linked=counts["link"],

@@ -103,6 +103,7 @@ def test_an_admin_of_one_workspace_never_reads_or_writes_another(world: World) -
             "/portal/w/beta/scim",
             "/portal/w/beta/members",
             f"/portal/w/beta/members/{beta_member.id}",
+            "/portal/w/beta/scim/import",
         ):
             refused = browser.get(path, headers=admin())
             assert refused.status_code == 403, path
@@ -114,6 +115,7 @@ def test_an_admin_of_one_workspace_never_reads_or_writes_another(world: World) -
             ("/portal/w/beta/scim/tokens/revoke", {"name": "okta"}),
             (f"/portal/w/beta/members/{beta_member.id}", {"given_name": "X", "role": "admin"}),
             ("/portal/w/beta/sso/options", {"unknown_members": "create"}),
+            ("/portal/w/beta/scim/import/x/apply", {}),
         ):
             refused = browser.post(path, data={"csrf": csrf, **form}, headers=admin())
             assert refused.status_code == 403, path

@@ -37,6 +37,8 @@ def _drop_everything(url: str) -> None:
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as connection:
         saml = (
+            "link_import_chunks",
+            "link_imports",
             "setup_links",
             "saml_outcomes",
             "saml_sp_keys",

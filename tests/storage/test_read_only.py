@@ -15,6 +15,7 @@ import attrs
 import pytest
 
 from pbidentity.domain import Event
+from pbidentity.domain import LinkImport
 from pbidentity.domain import SetupLink
 from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.query import Query
@@ -41,6 +42,20 @@ def event(event_id: str) -> Event:
         subject_id="m1",
         actor="test",
         occurred=NOW,
+    )
+
+
+def link_import(import_id: str) -> LinkImport:
+    """A link import of tenant t1 with one change chunk, kept for a day."""
+    return LinkImport(
+        id=import_id,
+        tenant_id="t1",
+        source="okta.csv",
+        created_by="admin-1",
+        created=NOW,
+        expires=NOW + timedelta(days=1),
+        counts={"create": 1},
+        chunks={"changes": 1},
     )
 
 
@@ -133,6 +148,21 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "add_setup_link": lambda tx: tx.add_setup_link(setup_link("l2")),
     "setup_links": lambda tx: tx.setup_links("t1"),
     "get_setup_link": lambda tx: tx.get_setup_link("t1", "l1"),
+    "add_link_import": lambda tx: tx.add_link_import(link_import("i2")),
+    "add_link_import_chunks": lambda tx: tx.add_link_import_chunks(
+        "t1", "i1", [("conflicts", 0, "[]")]
+    ),
+    "link_imports": lambda tx: tx.link_imports("t1"),
+    "get_link_import": lambda tx: tx.get_link_import("t1", "i1"),
+    "link_import_chunk": lambda tx: tx.link_import_chunk("t1", "i1", "changes", 0),
+    "start_link_import": lambda tx: tx.start_link_import("t1", "i1", NOW),
+    "claim_link_import_chunk": lambda tx: tx.claim_link_import_chunk("t1", "i1", 0),
+    "record_link_import_chunk": lambda tx: tx.record_link_import_chunk(
+        "t1", "i1", 0, outcome="{}", result={"created": 1}, finished=NOW
+    ),
+    "complete_link_import": lambda tx: tx.complete_link_import("t1", "i1"),
+    "delete_link_import": lambda tx: tx.delete_link_import("t1", "i1"),
+    "purge_link_imports": lambda tx: tx.purge_link_imports(NOW + timedelta(days=2)),
     "open_setup_link": lambda tx: tx.open_setup_link("t1", "l1", NOW),
     "revoke_setup_link": lambda tx: tx.revoke_setup_link("t1", "l1", NOW),
     "add_saml_outcome": lambda tx: tx.add_saml_outcome("t1", "hash-2", "{}", LATER),
@@ -161,6 +191,8 @@ def populated(storage: Storage) -> Storage:
         tx.remember_assertion("t1", "a1", LATER)
         tx.add_saml_outcome("t1", "hash-1", "{}", LATER)
         tx.add_setup_link(setup_link("l1"))
+        tx.add_link_import(link_import("i1"))
+        tx.add_link_import_chunks("t1", "i1", [("changes", 0, "[]")])
     return storage
 
 
@@ -178,6 +210,8 @@ def snapshot(storage: Storage) -> dict[str, Any]:
             "key": tx.saml_signing_key("t1"),
             "sp_keys": tx.saml_sp_keys("t1"),
             "links": tx.setup_links("t1"),
+            "imports": tx.link_imports("t1"),
+            "chunk": tx.link_import_chunk("t1", "i1", "changes", 0),
         }
 
 

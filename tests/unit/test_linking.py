@@ -16,6 +16,7 @@ from pbidentity.linking import Identity
 from pbidentity.linking import LinkPlan
 from pbidentity.linking import LinkPolicy
 from pbidentity.linking import LinkStep
+from pbidentity.linking import parse_identities
 from pbidentity.linking import plan_links
 from pbidentity.linking import read_identities
 
@@ -259,6 +260,7 @@ def test_candidates_that_are_different_members_conflict() -> None:
             "'jane@example.com' (externalId '00u1') matches member m1 by externalId, "
             "member m2 by userName and member m3 by email; merge or fix them in the app first"
         ),
+        candidates=("m1", "m2", "m3"),
     )
 
 
@@ -717,3 +719,95 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         read_identities(path)
     assert str(caught.value) == f"{path}: not UTF-8 text (byte 13); save it as UTF-8"
+
+
+# Reading an upload held in memory.
+
+
+def test_parse_identities_reads_bytes_and_text_as_the_file_reader_does() -> None:
+    """Bytes (with a byte order mark) and text give what read_identities gives for the file."""
+    path = DATA / "okta-export-users.csv"
+    expected = read_identities(path)
+    data = path.read_bytes()
+    assert parse_identities(b"\xef\xbb\xbf" + data, kind="csv") == expected
+    assert parse_identities(data.decode("utf-8"), kind="csv") == expected
+    assert parse_identities("\ufeff" + data.decode("utf-8")) == expected
+
+
+def test_parse_identities_tells_json_from_csv_by_the_first_character() -> None:
+    """Without a kind, a file starting with [ or { (after blanks) is JSON; anything else CSV."""
+    assert parse_identities(b' \n[{"userName": "a@x.test"}]') == [Identity(user_name="a@x.test")]
+    listed = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "Resources": []}
+    assert parse_identities(json.dumps(listed)) == []
+    assert parse_identities(b"userName\n[a]@x.test\n") == [Identity(user_name="[a]@x.test")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("csv", "userName\na\nb\n\nc\n"),
+        ("json", '[{"userName": "a"}, {"userName": "b"}, {"userName": "c"}]'),
+    ],
+)
+def test_parse_identities_refuses_more_than_its_limit(kind: str, data: str) -> None:
+    """One identity past the limit is refused, saying what to do; at the limit is fine."""
+    with pytest.raises(InputError) as caught:
+        parse_identities(data, name="users", limit=2)
+    assert str(caught.value) == (
+        "users: more than 2 identities; split the export into files of at most 2 and import "
+        "them one after the other"
+    )
+    assert len(parse_identities(data, limit=3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            b"userName\nok\n" + b"x" * 200_000 + b"\n",
+            "up.csv: line 3: not a CSV row (field larger than field limit (131072))",
+        ),
+        (
+            b"userName,First name\nok,A\nb@x.test,B\x00\n",
+            "up.csv: line 3: givenName holds the control character U+0000; remove it",
+        ),
+        (
+            b'[{"userName": "a\\u001bb"}]',
+            "up.csv: index 0: userName holds the control character U+001B; remove it",
+        ),
+        (b"userName\n\xff\n", "up.csv: not UTF-8 text (byte 9); save it as UTF-8"),
+        (
+            b"[" * 100_000,
+            "up.csv: not a list of users (arrays or objects nested too deeply)",
+        ),
+        (
+            b'[{"userName": "a@x.test", "name": {"familyName": "\\ud800"}}]',
+            "up.csv: index 0: familyName holds the surrogate U+D800; remove it",
+        ),
+    ],
+)
+def test_parse_identities_names_the_line_and_the_problem(data: bytes, message: str) -> None:
+    """A field too large for csv, a control character or a surrogate: refused with the line."""
+    with pytest.raises(InputError) as caught:
+        parse_identities(data, name="up.csv")
+    assert str(caught.value) == message
+
+
+def test_a_step_lists_its_candidates() -> None:
+    """Every step names the members it matched, sorted; a create has none."""
+    people = [
+        Identity(user_name="new@x.test"),
+        Identity(user_name="jane@x.test", external_id="00u1"),
+        Identity(user_name="dup@x.test"),
+        Identity(user_name="DUP@x.test", external_id="00u9"),
+    ]
+    members = [
+        member("m9", "jane@x.test"),
+        member("m2", "dup@x.test"),
+    ]
+    steps = {step.identity.user_name: step for step in plan_links(people, members).steps}
+    assert steps["new@x.test"].candidates == ()
+    assert steps["jane@x.test"].candidates == ("m9",)
+    assert steps["dup@x.test"].action == "conflict"
+    assert steps["dup@x.test"].candidates == ("m2",)
+    assert steps["DUP@x.test"].candidates == ("m2",)

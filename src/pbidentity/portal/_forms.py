@@ -37,6 +37,8 @@ class Form:
 
     fields: dict[str, str] = attrs.Factory(dict)
     files: dict[str, bytes] = attrs.Factory(dict)
+    #: The uploaded files' names as the browser sent them (untrusted text).
+    filenames: dict[str, str] = attrs.Factory(dict)
 
     def get(self, name: str, default: str = "") -> str:
         """A text field's value (the first one sent), or ``default``."""
@@ -83,6 +85,7 @@ def _multipart(content_type: str, body: bytes) -> Form:
             # A file input left empty is sent as a part with an empty file name.
             if part.get_filename() or data:
                 form.files.setdefault(name, data)
+                form.filenames.setdefault(name, part.get_filename() or "")
             continue
         try:
             form.fields.setdefault(name, data.decode("utf-8"))

@@ -33,8 +33,11 @@ from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.link_imports import LinkImports
+from pbidentity.link_imports import import_state
 from pbidentity.portal import _audit
 from pbidentity.portal import _forms
+from pbidentity.portal import _imports
 from pbidentity.portal import _pages
 from pbidentity.portal import _roles
 from pbidentity.portal._access import SECTIONS
@@ -61,8 +64,8 @@ Authorize = Callable[[Request], "PortalAccess | None"]
 #: The portal's cookie: a CSRF nonce, and the set-up link session if one was opened.
 COOKIE_NAME = "pbidentity_portal"
 
-#: The largest body a portal form sends: the metadata upload and its form around it.
-_MAX_BODY = _forms.MAX_METADATA_BYTES + 64 * 1024
+#: The largest body a portal form sends: an upload (link import or metadata) and its form.
+_MAX_BODY = max(_forms.MAX_METADATA_BYTES, _imports.MAX_UPLOAD_BYTES) + 64 * 1024
 
 # Every page: no framing, no inline script or style, no sniffing, no
 # referrer (a set-up link's token is in its URL), nothing cached (token
@@ -97,6 +100,12 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     # The token's name goes in the form: a name may hold a slash, which no
     # path segment can (the adapters decode %2F before the portal sees it).
     ("POST", r"/w/(?P<ws>{s})/scim/tokens/revoke", "token_revoke"),
+    ("GET", r"/w/(?P<ws>{s})/scim/import", "scim_import"),
+    ("POST", r"/w/(?P<ws>{s})/scim/import", "scim_import_upload"),
+    ("GET", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})", "scim_import_plan"),
+    ("POST", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})/apply", "scim_import_apply"),
+    ("GET", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})/progress", "scim_import_progress"),
+    ("GET", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})/conflicts.csv", "scim_import_csv"),
     ("GET", r"/w/(?P<ws>{s})/members", "members"),
     ("GET", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member"),
     ("POST", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member_edit"),
@@ -189,6 +198,8 @@ class Portal:
         self._signer = Signer(secret)
         #: The workspace's set-up links: issue them from the host app's own admin pages.
         self.links = SetupLinks(identity.storage, self._signer, clock=identity.clock)
+        #: The SCIM section's link imports (kept a day, five per workspace).
+        self.link_imports = LinkImports(identity.members)
         self._templates: jinja2.Environment | None = None
 
     @property
@@ -247,7 +258,12 @@ class Portal:
 
     def _dispatch(self, request: Request, base: str) -> Response:
         if request.body_truncated:
-            raise _Refusal(413, "Too large", "The form is larger than the portal accepts.")
+            raise _Refusal(
+                413,
+                "Too large",
+                "The form is larger than the portal accepts "
+                f"(an import takes {_imports.LIMITS}; IdP metadata, 1 MiB).",
+            )
         path = request.path
         if "\x00" in path:
             raise _Refusal(404, "Not found", "There is no such page.")
@@ -530,6 +546,88 @@ class Portal:
     ) -> Response:
         self.identity.admin.revoke_token(access.workspace, form.get("name"))
         return _redirect(self._scim_path(ctx, access.workspace))
+
+    # -- link import (part of SCIM's set-up) -------------------------------------------
+
+    def _import_path(self, ctx: _Context, workspace: str, import_id: str = "") -> str:
+        here = f"{ctx.base}/w/{_quote(workspace)}/scim/import"
+        return f"{here}/{_quote(import_id)}" if import_id else here
+
+    def _view_scim_import(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        page = _imports.imports_page(self.link_imports, access.workspace)
+        return self._render(ctx, "import.html", access, page=page)
+
+    def _view_scim_import_upload(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form
+    ) -> Response:
+        try:
+            record = _imports.stage_upload(
+                self.link_imports,
+                access.workspace,
+                form.files.get("export"),
+                form.filenames.get("export", ""),
+                actor=access.actor,
+            )
+        except InputError as error:
+            page = _imports.imports_page(self.link_imports, access.workspace, error=str(error))
+            return self._render(ctx, "import.html", access, page=page, status=400)
+        return _redirect(self._import_path(ctx, access.workspace, record.id))
+
+    def _view_scim_import_plan(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form, import_id: str
+    ) -> Response:
+        query = ctx.request.query_value
+        try:
+            page = _imports.plan_page(
+                self.link_imports,
+                access.workspace,
+                import_id,
+                list_name=query("list") or "",
+                page=int(query("page") or "1"),
+            )
+        except ValueError as error:
+            raise _Refusal(400, "Not possible", f"{error}: start from the first page.") from None
+        return self._render(ctx, "import_plan.html", access, page=page)
+
+    def _view_scim_import_apply(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form, import_id: str
+    ) -> Response:
+        self.link_imports.start(access.workspace, import_id)
+        self.link_imports.apply_next(access.workspace, import_id, actor=access.actor)
+        return _redirect(f"{self._import_path(ctx, access.workspace, import_id)}/progress")
+
+    def _view_scim_import_progress(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form, import_id: str
+    ) -> Response:
+        # A GET that writes, on purpose: it continues (one claimed batch) an
+        # import a CSRF-checked form started, never starts one, so that the
+        # page can refresh itself without JavaScript. HEAD only reads.
+        if ctx.request.method == "HEAD":
+            record = self.link_imports.get(access.workspace, import_id)
+        else:
+            record = self.link_imports.apply_next(access.workspace, import_id, actor=access.actor)
+        here = self._import_path(ctx, access.workspace, import_id)
+        if import_state(record) != "applying":
+            return _redirect(here)
+        page = _imports.plan_page(
+            self.link_imports, access.workspace, import_id, record=record, refresh=True
+        )
+        return self._render(ctx, "import_plan.html", access, page=page)
+
+    def _view_scim_import_csv(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form, import_id: str
+    ) -> Response:
+        body = _imports.conflicts_csv(self.link_imports, access.workspace, import_id)
+        name = _imports.conflicts_filename(access.workspace, import_id)
+        return Response(
+            status=200,
+            headers=(
+                ("Content-Type", "text/csv; charset=utf-8"),
+                ("Content-Disposition", f'attachment; filename="{name}"'),
+                *_PAGE_HEADERS[1:],
+            ),
+            body=body,
+        )
 
     # -- members --------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from typing import TypeVar
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Event
 from pbidentity.domain import Group
+from pbidentity.domain import LinkImport
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
@@ -47,6 +48,7 @@ __all__ = [
     "WRITE_METHODS",
     "EventStore",
     "GroupStore",
+    "LinkImportStore",
     "MemberStore",
     "MembershipStore",
     "SamlStore",
@@ -458,6 +460,71 @@ class SetupLinkStore(Protocol):
         """Revoke the link (a session it opened ends too); ``False`` if it was already revoked."""
 
 
+class LinkImportStore(Protocol):
+    """Link imports: a plan kept in chunks between the upload and its batches of apply."""
+
+    @writes
+    def add_link_import(self, record: LinkImport) -> None:
+        """Insert an import; ``NotFoundError`` without its tenant, ``ConflictError`` on its id."""
+
+    @writes
+    def add_link_import_chunks(
+        self, tenant_id: str, import_id: str, chunks: Sequence[tuple[str, int, str]]
+    ) -> None:
+        """Store chunks of the import's plan: (list, position, steps document) each.
+
+        ``NotFoundError`` without the import, ``ConflictError`` on a position taken.
+        """
+
+    def link_imports(self, tenant_id: str) -> Sequence[LinkImport]:
+        """The tenant's imports, newest first."""
+
+    def get_link_import(self, tenant_id: str, import_id: str) -> LinkImport | None:
+        """One of the tenant's imports (``None`` for another tenant's)."""
+
+    def link_import_chunk(
+        self, tenant_id: str, import_id: str, list_name: str, position: int
+    ) -> tuple[str, str | None] | None:
+        """A chunk's steps document and its outcome (``None`` until applied), or ``None``."""
+
+    @writes
+    def start_link_import(self, tenant_id: str, import_id: str, when: datetime) -> bool:
+        """Record that applying was asked for at ``when``; ``True`` only the first time."""
+
+    @writes
+    def claim_link_import_chunk(self, tenant_id: str, import_id: str, position: int) -> bool:
+        """Move ``applied`` from ``position`` to ``position + 1``; ``False`` if it is not there.
+
+        The unit that gets ``True`` applies that change chunk and records it;
+        of two units claiming one chunk at once, exactly one gets ``True``.
+        """
+
+    @writes
+    def record_link_import_chunk(
+        self,
+        tenant_id: str,
+        import_id: str,
+        position: int,
+        *,
+        outcome: str,
+        result: Mapping[str, int],
+        finished: datetime | None,
+    ) -> None:
+        """Keep a change chunk's outcome and the import's result so far (and its end)."""
+
+    @writes
+    def complete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Mark the import complete, its chunks all stored; ``False`` if there is none."""
+
+    @writes
+    def delete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Delete an import and its chunks; ``False`` if there was none."""
+
+    @writes
+    def purge_link_imports(self, now: datetime) -> int:
+        """Delete every import (of any tenant) expired by ``now``, with its chunks; how many."""
+
+
 class Transaction(
     TenantStore,
     TokenStore,
@@ -467,6 +534,7 @@ class Transaction(
     EventStore,
     SamlStore,
     SetupLinkStore,
+    LinkImportStore,
     Protocol,
 ):
     """The operations of one unit of work. Obtained from :meth:`Storage.transaction`.

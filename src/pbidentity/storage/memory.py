@@ -37,6 +37,7 @@ import attrs
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Event
 from pbidentity.domain import Group
+from pbidentity.domain import LinkImport
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
@@ -103,6 +104,11 @@ class _State:
     saml_sp_keys: dict[str, str] = attrs.Factory(dict)  # tenant id -> SP key pairs document
     saml_outcomes: dict[tuple[str, str], tuple[str, datetime]] = attrs.Factory(dict)
     setup_links: dict[tuple[str, str], SetupLink] = attrs.Factory(dict)  # (tenant id, id)
+    link_imports: dict[tuple[str, str], LinkImport] = attrs.Factory(dict)  # (tenant id, id)
+    # (tenant id, import id, list, position) -> (steps, outcome)
+    link_import_chunks: dict[tuple[str, str, str, int], tuple[str, str | None]] = attrs.Factory(
+        dict
+    )
 
 
 class MemoryStorage:
@@ -935,6 +941,142 @@ class _MemoryTransaction:
         revoked = attrs.evolve(link, revoked=utc(when))
         self._put(self._state.setup_links, (tenant_id, link_id), revoked)
         return True
+
+    @_writing
+    def add_link_import(self, record: LinkImport) -> None:
+        """Insert a link import."""
+        self._data(record.tenant_id)
+        key = (record.tenant_id, record.id)
+        if key in self._state.link_imports:
+            raise _conflicts.id_taken("link import", record.id)
+        self._put(self._state.link_imports, key, _import_copy(record))
+
+    @_writing
+    def add_link_import_chunks(
+        self, tenant_id: str, import_id: str, chunks: Sequence[tuple[str, int, str]]
+    ) -> None:
+        """Store chunks of an import's plan."""
+        if (tenant_id, import_id) not in self._state.link_imports:
+            raise _conflicts.missing("link import", import_id)
+        keys = [(tenant_id, import_id, name, position) for name, position, _ in chunks]
+        if len(set(keys)) != len(keys) or any(k in self._state.link_import_chunks for k in keys):
+            raise _conflicts.id_taken("link import chunk", import_id)
+        for key, (_, _, steps) in zip(keys, chunks, strict=True):
+            self._put(self._state.link_import_chunks, key, (steps, None))
+
+    def link_imports(self, tenant_id: str) -> Sequence[LinkImport]:
+        """The tenant's imports, newest first."""
+        self._check_open()
+        found = [
+            _import_copy(record)
+            for (owner, _), record in self._state.link_imports.items()
+            if owner == tenant_id
+        ]
+        found.sort(key=lambda record: record.id)
+        found.sort(key=lambda record: record.created, reverse=True)
+        return found
+
+    def get_link_import(self, tenant_id: str, import_id: str) -> LinkImport | None:
+        """One of the tenant's imports."""
+        self._check_open()
+        record = self._state.link_imports.get((tenant_id, import_id))
+        return None if record is None else _import_copy(record)
+
+    def link_import_chunk(
+        self, tenant_id: str, import_id: str, list_name: str, position: int
+    ) -> tuple[str, str | None] | None:
+        """A chunk's steps and outcome."""
+        self._check_open()
+        return self._state.link_import_chunks.get((tenant_id, import_id, list_name, position))
+
+    @_writing
+    def start_link_import(self, tenant_id: str, import_id: str, when: datetime) -> bool:
+        """Record when applying was asked for; true the first time."""
+        record = self._state.link_imports.get((tenant_id, import_id))
+        if record is None or record.started is not None:
+            return False
+        started = attrs.evolve(record, started=utc(when))
+        self._put(self._state.link_imports, (tenant_id, import_id), started)
+        return True
+
+    @_writing
+    def claim_link_import_chunk(self, tenant_id: str, import_id: str, position: int) -> bool:
+        """Move ``applied`` past ``position`` if it is there."""
+        record = self._state.link_imports.get((tenant_id, import_id))
+        if record is None or record.applied != position:
+            return False
+        claimed = attrs.evolve(record, applied=position + 1)
+        self._put(self._state.link_imports, (tenant_id, import_id), claimed)
+        return True
+
+    @_writing
+    def record_link_import_chunk(
+        self,
+        tenant_id: str,
+        import_id: str,
+        position: int,
+        *,
+        outcome: str,
+        result: Mapping[str, int],
+        finished: datetime | None,
+    ) -> None:
+        """Keep a change chunk's outcome and the import's result."""
+        key = (tenant_id, import_id, "changes", position)
+        record = self._state.link_imports.get((tenant_id, import_id))
+        chunk = self._state.link_import_chunks.get(key)
+        if record is None or chunk is None:
+            raise _conflicts.missing("link import chunk", f"{import_id}/{position}")
+        self._put(self._state.link_import_chunks, key, (chunk[0], outcome))
+        updated = attrs.evolve(
+            record,
+            result=dict(result),
+            finished=utc(finished) if finished is not None else record.finished,
+        )
+        self._put(self._state.link_imports, (tenant_id, import_id), updated)
+
+    @_writing
+    def complete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Mark the import complete."""
+        record = self._state.link_imports.get((tenant_id, import_id))
+        if record is None:
+            return False
+        self._put(
+            self._state.link_imports, (tenant_id, import_id), attrs.evolve(record, complete=True)
+        )
+        return True
+
+    @_writing
+    def delete_link_import(self, tenant_id: str, import_id: str) -> bool:
+        """Delete an import and its chunks."""
+        if (tenant_id, import_id) not in self._state.link_imports:
+            return False
+        for key in [k for k in self._state.link_import_chunks if k[:2] == (tenant_id, import_id)]:
+            self._pop(self._state.link_import_chunks, key)
+        self._pop(self._state.link_imports, (tenant_id, import_id))
+        return True
+
+    @_writing
+    def purge_link_imports(self, now: datetime) -> int:
+        """Delete every expired import with its chunks."""
+        expired = [k for k, r in self._state.link_imports.items() if r.expires <= utc(now)]
+        for tenant_id, import_id in expired:
+            self.delete_link_import(tenant_id, import_id)
+        return len(expired)
+
+
+def _import_copy(record: LinkImport) -> LinkImport:
+    # Fresh mappings in UTC, as the SQL store reads them back: callers never
+    # share the stored ones.
+    return attrs.evolve(
+        record,
+        created=utc(record.created),
+        expires=utc(record.expires),
+        counts=dict(record.counts),
+        chunks=dict(record.chunks),
+        result=dict(record.result),
+        started=utc(record.started) if record.started else None,
+        finished=utc(record.finished) if record.finished else None,
+    )
 
 
 _STATE_ORDER = {"active": 0, "pending": 1, "previous": 2}

@@ -67,6 +67,8 @@ from pbidentity.storage.sql._schema import alembic_version as alembic_version
 from pbidentity.storage.sql._schema import api_tokens as api_tokens
 from pbidentity.storage.sql._schema import events as events
 from pbidentity.storage.sql._schema import groups as groups
+from pbidentity.storage.sql._schema import link_import_chunks as link_import_chunks
+from pbidentity.storage.sql._schema import link_imports as link_imports
 from pbidentity.storage.sql._schema import member_values as member_values
 from pbidentity.storage.sql._schema import members as members
 from pbidentity.storage.sql._schema import memberships as memberships

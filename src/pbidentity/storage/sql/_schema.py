@@ -39,11 +39,11 @@ from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import utc
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0009"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0009")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -441,4 +441,46 @@ setup_links = Table(
     Column("revoked", _UtcText, nullable=True),
     PrimaryKeyConstraint("tenant_id", "id", name="pk_setup_links"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_setup_links_tenant"),
+)
+
+# Link imports: an uploaded IdP export's plan, kept (in chunks of steps as
+# JSON) between the upload and the batches that apply it; purged on expiry.
+link_imports = Table(
+    "link_imports",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("source", _TEXT, nullable=False),
+    Column("created_by", _TEXT, nullable=False),
+    Column("created", _UtcText, nullable=False),
+    Column("expires", _UtcText, nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("chunks", Text, nullable=False),
+    Column("applied", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("started", _UtcText, nullable=True),
+    Column("finished", _UtcText, nullable=True),
+    Column("complete", Boolean, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_link_imports"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_link_imports_tenant"),
+    Index("ix_link_imports_expires", "expires"),
+)
+
+link_import_chunks = Table(
+    "link_import_chunks",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("import_id", _TEXT, nullable=False),
+    Column("list", _TEXT, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("steps", Text, nullable=False),
+    Column("outcome", Text, nullable=True),
+    PrimaryKeyConstraint(
+        "tenant_id", "import_id", "list", "position", name="pk_link_import_chunks"
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "import_id"],
+        ["link_imports.tenant_id", "link_imports.id"],
+        name="fk_link_import_chunks_import",
+    ),
 )
