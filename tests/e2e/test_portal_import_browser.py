@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pbidentity.link_imports import LinkImports
+from tests.e2e.portal_hosts import HOSTS
+from tests.e2e.portal_hosts import SCREENSHOTS
 from tests.e2e.test_browser import Screenshots
 from tests.e2e.test_browser import _path
 from tests.e2e.test_browser import browser
-from tests.e2e.test_portal_browser import HOSTS
-from tests.e2e.test_portal_browser import SCREENSHOTS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
