@@ -39,11 +39,11 @@ from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import utc
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0008"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0008")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -226,6 +226,14 @@ members = Table(
     Index("uq_members_external_id", "tenant_id", "external_id", unique=True),
     # The admin guard counts a tenant's active admins on every risky write.
     Index("ix_members_app_role", "tenant_id", "app_role", "active"),
+    # The members list of the portal (search_members): each filter's members
+    # in userName order, and each searched name column's prefix ranges.
+    Index("ix_members_role_listing", "tenant_id", "app_role", "user_name_folded"),
+    Index("ix_members_active_listing", "tenant_id", "active", "user_name_folded"),
+    Index("ix_members_managed_listing", "tenant_id", "scim_managed", "user_name_folded"),
+    Index("ix_members_display_name", "tenant_id", "display_name_folded"),
+    Index("ix_members_given_name", "tenant_id", "name_given_name_folded"),
+    Index("ix_members_family_name", "tenant_id", "name_family_name_folded"),
 )
 
 member_values = Table(

@@ -1,0 +1,171 @@
+"""The members list of an admin page in a SQL transaction: searched, filtered, paged by userName.
+
+Every page is ordered by the folded userName (unique in a tenant) and starts
+after the previous page's last one, so the filters' indexes (tenant, filter,
+userName) give a page at any depth by reading just that page.
+
+A search is a prefix (see :class:`~pbidentity.storage.MemberSearch`), so
+that each searched column answers it from an index. Its matches come in
+another order than the listing's, though, so a page of them is found one of
+two ways, whichever costs less: when they are common, walking the listing's
+order finds a page within a few thousand members (:data:`_WINDOW`); when
+they are rare, the indexes of the searched columns list every match, and
+sorting those few is cheap. Either way a page costs at most about the
+window's read, however large the tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import case
+from sqlalchemy import exists
+from sqlalchemy import false
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import or_
+from sqlalchemy import select
+
+from pbidentity.domain import Member
+from pbidentity.domain import fold
+from pbidentity.storage import MemberSearch
+from pbidentity.storage.sql._rows import _member
+from pbidentity.storage.sql._schema import member_values
+from pbidentity.storage.sql._schema import members
+from pbidentity.storage.sql._statements import _SELECT_MEMBERS
+from pbidentity.storage.sql._unit import _guarded
+from pbidentity.storage.sql._unit import _Unit
+
+#: How many members of the listing's order a search reads before it asks the
+#: searched columns' indexes instead: a page of matches is found in the
+#: window when at least one member in forty matches.
+_WINDOW = 2000
+
+#: The members columns a search compares with its prefix (besides the emails).
+_SEARCHED = (
+    members.c.user_name_folded,
+    members.c.display_name_folded,
+    members.c.name_given_name_folded,
+    members.c.name_family_name_folded,
+)
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string after every string that starts with ``prefix`` (``None``: no bound).
+
+    Code point order is the order of both databases here (SQLite compares
+    UTF-8 bytes, PostgreSQL's columns use the C collation).
+    """
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000  # surrogates are no characters: the next one is U+E000
+    if following > 0x10FFFF:
+        return _successor(prefix[:-1]) if len(prefix) > 1 else None
+    return prefix[:-1] + chr(following)
+
+
+def _starts(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, as a range an index answers."""
+    low = column >= prefix
+    high = _successor(prefix)
+    return low if high is None else and_(low, column < high)
+
+
+def _email_starts(prefix: str, tenant_id: str) -> ColumnElement[bool]:
+    """Members with an email starting with ``prefix``: the ids from the values index."""
+    mv = member_values
+    ids = select(mv.c.member_id).where(
+        mv.c.tenant_id == tenant_id,
+        mv.c.attribute == "emails",
+        _starts(mv.c.value_folded, prefix),
+    )
+    return members.c.id.in_(ids)
+
+
+def _email_starts_here(prefix: str) -> ColumnElement[bool]:
+    """The same for one member at a time: a probe of its own values rows."""
+    mv = member_values
+    return exists().where(
+        mv.c.tenant_id == members.c.tenant_id,
+        mv.c.member_id == members.c.id,
+        mv.c.attribute == "emails",
+        _starts(mv.c.value_folded, prefix),
+    )
+
+
+class _Directory(_Unit):
+    """The members list: filters and a prefix search over the folded columns, by userName."""
+
+    @_guarded
+    def search_members(self, tenant_id: str, search: MemberSearch) -> Sequence[Member]:
+        """Up to ``search.limit`` members matching ``search``, ordered by folded userName."""
+        limit = max(search.limit, 0)
+        if limit == 0:
+            return []
+        m = members
+        where: list[ColumnElement[bool]] = [m.c.tenant_id == tenant_id]
+        if search.role is not None:
+            where.append(m.c.app_role == search.role)
+        if search.active is False:
+            where.append(m.c.active == false())
+        elif search.active is True:
+            # A member without "active" is active (Member.active).
+            where.append(or_(m.c.active.is_(None), m.c.active != false()))
+        if search.scim_managed is not None:
+            where.append(m.c.scim_managed == literal(search.scim_managed))
+        if search.after is not None:
+            where.append(m.c.user_name_folded > fold(search.after))
+        prefix = fold(search.prefix)
+        if not prefix:
+            statement = _SELECT_MEMBERS.where(*where).order_by(m.c.user_name_folded).limit(limit)
+            return [_member(tenant_id, row) for row in self._conn.execute(statement)]
+        found = self._in_window(tenant_id, where, prefix, limit)
+        if found is None:
+            found = self._by_indexes(tenant_id, where, prefix, limit)
+        return found
+
+    def _in_window(
+        self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
+    ) -> list[Member] | None:
+        """The page from the next :data:`_WINDOW` members in order; ``None`` if it is not there."""
+        m = members
+        hit = or_(*(_starts(column, prefix) for column in _SEARCHED), _email_starts_here(prefix))
+        window = (
+            select(m.c.id, case((hit, 1), else_=0).label("hit"))
+            .where(*where)
+            .order_by(m.c.user_name_folded)
+            .limit(_WINDOW)
+        )
+        rows = self._conn.execute(window).all()
+        hits = [row.id for row in rows if row.hit]
+        if len(hits) < limit and len(rows) == _WINDOW:
+            return None  # rare matches: the searched columns' indexes list them
+        return self._members_in_order(tenant_id, hits[:limit])
+
+    def _by_indexes(
+        self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
+    ) -> list[Member]:
+        """The page from every match, each searched column's index listing its own."""
+        m = members
+        matched = or_(*(_starts(column, prefix) for column in _SEARCHED))
+        matched = or_(matched, _email_starts(prefix, tenant_id))
+        # Ordered by an expression, not the column: walking the userName
+        # index would read every member after the cursor to find a rare match.
+        statement = (
+            select(m.c.id)
+            .where(*where, matched)
+            .order_by(func.coalesce(m.c.user_name_folded, ""))
+            .limit(limit)
+        )
+        ids = [row.id for row in self._conn.execute(statement)]
+        return self._members_in_order(tenant_id, ids)
+
+    def _members_in_order(self, tenant_id: str, ids: list[str]) -> list[Member]:
+        if not ids:
+            return []
+        statement = _SELECT_MEMBERS.where(members.c.tenant_id == tenant_id, members.c.id.in_(ids))
+        found = {row.id: _member(tenant_id, row) for row in self._conn.execute(statement)}
+        return [found[i] for i in ids if i in found]
