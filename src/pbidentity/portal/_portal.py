@@ -537,6 +537,8 @@ class Portal:
                 access.workspace,
                 search=query("q") or "",
                 status=query("status") or "",
+                role=query("role") or "",
+                managed=query("managed") or "",
                 cursor=query("cursor") or None,
             )
         except ValueError as error:
