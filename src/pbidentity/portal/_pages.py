@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pbidentity.saml import Report
 
 __all__ = [
+    "AttemptView",
     "ConnectionView",
     "FindingView",
     "MemberPage",
@@ -153,6 +154,67 @@ class SpValues:
 
 
 @attrs.frozen
+class AttemptView:
+    """One past test sign-in (Save & authorize): when, how it ended, and why if it failed."""
+
+    when: str
+    succeeded: bool
+    #: The IdP of the configuration that was activated (successes only).
+    idp: str
+    #: The finding that made it fail (failures only; its message and fix may be
+    #: empty for an attempt recorded before they were kept).
+    finding: FindingView | None
+
+
+#: How many past test sign-ins the SSO page lists.
+ATTEMPTS_SHOWN = 20
+_ATTEMPT_EVENTS = ("saml.activated", "saml.activation_failed")
+
+
+def _attempts(identity: PbIdentity, workspace: str) -> tuple[AttemptView, ...]:
+    with identity.storage.transaction(write=False) as tx:
+        events = tx.list_events(
+            tenant_by_slug(tx, workspace).id,
+            types=_ATTEMPT_EVENTS,
+            newest_first=True,
+            limit=ATTEMPTS_SHOWN,
+        )
+    attempts = []
+    for event in events:
+        data = event.data
+        failed = event.type == "saml.activation_failed"
+        finding = None
+        if failed:
+            finding = FindingView(
+                code=str(data.get("code") or "unknown"),
+                severity="error",
+                message=str(data.get("message") or ""),
+                where="",
+                suggestion=str(data.get("suggestion") or ""),
+            )
+        attempts.append(
+            AttemptView(
+                when=_when(event.occurred),
+                succeeded=not failed,
+                idp=str(data.get("idp") or ""),
+                finding=finding,
+            )
+        )
+    return tuple(attempts)
+
+
+def _certificate_notices(
+    connection: SamlConnection | None, now: datetime
+) -> tuple[FindingView, ...]:
+    """The validator's expiry findings on the configuration in use, as it would say them today."""
+    from pbidentity.saml._validate import certificate_findings
+
+    if connection is None:
+        return ()
+    return findings(certificate_findings(connection.idp, now=now))
+
+
+@attrs.frozen
 class SsoPage:
     """The SSO section: the SP values, the state of the configurations, the forms."""
 
@@ -173,6 +235,10 @@ class SsoPage:
     allow_idp_initiated: bool
     unknown_members: str
     metadata_url: str
+    #: The active configuration's certificate findings that ask for action at the IdP.
+    certificate_notices: tuple[FindingView, ...] = ()
+    #: The last test sign-ins (Save & authorize), newest first.
+    attempts: tuple[AttemptView, ...] = ()
     section: str = "sso"
 
     @property
@@ -226,6 +292,8 @@ def sso_page(
         allow_idp_initiated=bool(options and options.allow_idp_initiated),
         unknown_members=options.unknown_members if options else "refuse",
         metadata_url=metadata_url,
+        certificate_notices=_certificate_notices(active, saml.clock()),
+        attempts=_attempts(identity, workspace),
     )
 
 
