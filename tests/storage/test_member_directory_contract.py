@@ -133,7 +133,7 @@ def test_pages_follow_each_other_by_user_name(directory: Storage) -> None:
 def test_a_search_beyond_a_window_finds_common_and_rare_matches_alike(
     store: Storage, every: int
 ) -> None:
-    """More members than the window: matches 1 in 1, 1 in 3, 1 in 700 page through every one."""
+    """More members than the window: names and emails matched 1 in 1, 3 or 700, paged alike."""
     count = _WINDOW + 500
     with store.transaction() as tx:
         tx.add_members(
@@ -142,6 +142,7 @@ def test_a_search_beyond_a_window_finds_common_and_rare_matches_alike(
                     f"m{i:05d}",
                     f"u{i:05d}@example.com",
                     name={"givenName": "Ann" if i % every == 0 else "Ben", "familyName": "Roe"},
+                    emails=[{"value": f"{'pager' if i % every == 0 else 'desk'}{i}@ops.example"}],
                     active=i % 2 == 0,
                 )
                 for i in range(count)
@@ -159,6 +160,14 @@ def test_a_search_beyond_a_window_finds_common_and_rare_matches_alike(
     assert found == expected
     deactivated = [name for name in expected if int(name[1:6]) % 2 == 1][:50]
     assert user_names(store, prefix="ann", active=False, limit=50) == deactivated
+    # An address that only the emails hold, found the same ways.
+    assert user_names(store, prefix="PAGER", limit=50) == expected[:50]
+    assert user_names(store, prefix="pager", active=False, limit=50) == deactivated
+    # userNames past the window, and nothing else, match.
+    past = [f"u0241{digit}@example.com" for digit in range(10)]
+    assert user_names(store, prefix="U0241", limit=50) == past
+    last = expected[-1]
+    assert user_names(store, prefix="pager", after=expected[-2]) == [last]
 
 
 def test_a_prefix_ending_in_the_last_characters_has_its_bound() -> None:

@@ -7,11 +7,15 @@ userName) give a page at any depth by reading just that page.
 A search is a prefix (see :class:`~pbidentity.storage.MemberSearch`), so
 that each searched column answers it from an index. Its matches come in
 another order than the listing's, though, so a page of them is found one of
-two ways, whichever costs less: when they are common, walking the listing's
-order finds a page within a few thousand members (:data:`_WINDOW`); when
-they are rare, the indexes of the searched columns list every match, and
-sorting those few is cheap. Either way a page costs at most about the
-window's read, however large the tenant.
+two ways: when they are common, walking the listing's order finds a page
+within a few thousand members (:data:`_WINDOW`); when they are rare, each
+searched column gives its first matches after the cursor, and the page is
+the first of those. A name's index holds the userName and the filtered
+columns too, so that its matches are read from the index alone, however
+many there are; the userName's come in order; the emails' are joined to
+their members one by one, which is the one cost that grows with the number
+of matches (a prefix that a tenth of a million addresses start with, away
+from the page, takes a few hundred milliseconds).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from sqlalchemy import and_
 from sqlalchemy import case
 from sqlalchemy import exists
 from sqlalchemy import false
-from sqlalchemy import func
 from sqlalchemy import literal
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -148,20 +151,46 @@ class _Directory(_Unit):
     def _by_indexes(
         self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
     ) -> list[Member]:
-        """The page from every match, each searched column's index listing its own."""
-        m = members
-        matched = or_(*(_starts(column, prefix) for column in _SEARCHED))
-        matched = or_(matched, _email_starts(prefix, tenant_id))
-        # Ordered by an expression, not the column: walking the userName
-        # index would read every member after the cursor to find a rare match.
-        statement = (
-            select(m.c.id)
-            .where(*where, matched)
-            .order_by(func.coalesce(m.c.user_name_folded, ""))
+        """The page from each searched column's own first matches, merged.
+
+        Each name column's index holds the userName and the filtered columns
+        beside the name, so its matches are read from the index alone, in
+        one range, however many there are; the userName's matches come in
+        order from the filters' indexes (or its own); the emails' from the
+        values index, each joined to its member.
+        """
+        m, mv = members, member_values
+        found: set[str] = set()
+        for column in _SEARCHED:
+            statement = (
+                select(m.c.user_name_folded)
+                .where(*where, _starts(column, prefix))
+                .order_by(m.c.user_name_folded)
+                .limit(limit)
+            )
+            found.update(row[0] for row in self._conn.execute(statement))
+        joined = mv.join(m, and_(m.c.tenant_id == mv.c.tenant_id, m.c.id == mv.c.member_id))
+        by_email = (
+            select(m.c.user_name_folded)
+            .select_from(joined)
+            .where(
+                mv.c.tenant_id == tenant_id,
+                mv.c.attribute == "emails",
+                _starts(mv.c.value_folded, prefix),
+                *where,
+            )
+            .order_by(m.c.user_name_folded)
             .limit(limit)
         )
-        ids = [row.id for row in self._conn.execute(statement)]
-        return self._members_in_order(tenant_id, ids)
+        found.update(row[0] for row in self._conn.execute(by_email))
+        page = sorted(found)[:limit]
+        if not page:
+            return []
+        statement = _SELECT_MEMBERS.add_columns(m.c.user_name_folded.label("listed")).where(
+            m.c.tenant_id == tenant_id, m.c.user_name_folded.in_(page)
+        )
+        rows = {row.listed: row for row in self._conn.execute(statement)}
+        return [_member(tenant_id, rows[name]) for name in page if name in rows]
 
     def _members_in_order(self, tenant_id: str, ids: list[str]) -> list[Member]:
         if not ids:
