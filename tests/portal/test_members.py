@@ -202,6 +202,10 @@ def test_a_managed_members_page_shows_the_decision_trail_and_why_it_is_locked(
         assert lock
         assert "managed by the identity provider" in lock.group(1)
         assert 'id="save-member"' not in page.text  # no form that could only be refused
+        # What the identity provider owns is shown, read-only.
+        assert '<dd class="family-name">Turing</dd>' in page.text
+        assert '<dd class="given-name">Alan</dd>' in page.text
+        assert 'id="given_name"' not in page.text
         # The form posted anyway (an old tab): refused by the guard, nothing saved.
         csrf = csrf_of(browser.get("/portal/w/acme/scim", headers=admin()))
         refused = browser.post(
