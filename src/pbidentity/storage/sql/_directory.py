@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import ColumnElement
 from sqlalchemy import and_
 from sqlalchemy import case
-from sqlalchemy import exists
 from sqlalchemy import false
 from sqlalchemy import literal
+from sqlalchemy import literal_column
 from sqlalchemy import or_
 from sqlalchemy import select
 
@@ -77,28 +77,6 @@ def _starts(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
     return low if high is None else and_(low, column < high)
 
 
-def _email_starts(prefix: str, tenant_id: str) -> ColumnElement[bool]:
-    """Members with an email starting with ``prefix``: the ids from the values index."""
-    mv = member_values
-    ids = select(mv.c.member_id).where(
-        mv.c.tenant_id == tenant_id,
-        mv.c.attribute == "emails",
-        _starts(mv.c.value_folded, prefix),
-    )
-    return members.c.id.in_(ids)
-
-
-def _email_starts_here(prefix: str) -> ColumnElement[bool]:
-    """The same for one member at a time: a probe of its own values rows."""
-    mv = member_values
-    return exists().where(
-        mv.c.tenant_id == members.c.tenant_id,
-        mv.c.member_id == members.c.id,
-        mv.c.attribute == "emails",
-        _starts(mv.c.value_folded, prefix),
-    )
-
-
 class _Directory(_Unit):
     """The members list: filters and a prefix search over the folded columns, by userName."""
 
@@ -134,16 +112,37 @@ class _Directory(_Unit):
         self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
     ) -> list[Member] | None:
         """The page from the next :data:`_WINDOW` members in order; ``None`` if it is not there."""
-        m = members
-        hit = or_(*(_starts(column, prefix) for column in _SEARCHED), _email_starts_here(prefix))
+        m, mv = members, member_values
+        named = or_(*(_starts(column, prefix) for column in _SEARCHED))
         window = (
-            select(m.c.id, case((hit, 1), else_=0).label("hit"))
+            select(m.c.id, case((named, 1), else_=0).label("hit"))
             .where(*where)
             .order_by(m.c.user_name_folded)
             .limit(_WINDOW)
         )
         rows = self._conn.execute(window).all()
-        hits = [row.id for row in rows if row.hit]
+        if not rows:
+            return []
+        # The emails of the window's members, by their ids: a probe per id,
+        # where a subquery per row may make PostgreSQL read every email.
+        # SQLite cannot tell a narrow prefix from a wide one ("user" may be
+        # every address): the unary + keeps it off the values index, to the
+        # probes. PostgreSQL's statistics choose well.
+        value: ColumnElement[Any] = mv.c.value_folded
+        if self._dialect == "sqlite":
+            value = literal_column("+member_values.value_folded", value.type)
+        emailed = {
+            row[0]
+            for row in self._conn.execute(
+                select(mv.c.member_id).where(
+                    mv.c.tenant_id == tenant_id,
+                    mv.c.attribute == "emails",
+                    mv.c.member_id.in_([row.id for row in rows]),
+                    _starts(value, prefix),
+                )
+            )
+        }
+        hits = [row.id for row in rows if row.hit or row.id in emailed]
         if len(hits) < limit and len(rows) == _WINDOW:
             return None  # rare matches: the searched columns' indexes list them
         return self._members_in_order(tenant_id, hits[:limit])
