@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import ColumnElement
 from sqlalchemy import and_
 from sqlalchemy import case
+from sqlalchemy import exists
 from sqlalchemy import false
 from sqlalchemy import literal
-from sqlalchemy import literal_column
 from sqlalchemy import or_
 from sqlalchemy import select
 
@@ -114,6 +114,18 @@ class _Directory(_Unit):
         """The page from the next :data:`_WINDOW` members in order; ``None`` if it is not there."""
         m, mv = members, member_values
         named = or_(*(_starts(column, prefix) for column in _SEARCHED))
+        sqlite = self._dialect == "sqlite"
+        if sqlite:
+            # Each member's own email rows, probed as the window is read.
+            named = or_(
+                named,
+                exists().where(
+                    mv.c.tenant_id == m.c.tenant_id,
+                    mv.c.member_id == m.c.id,
+                    mv.c.attribute == "emails",
+                    _starts(mv.c.value_folded, prefix),
+                ),
+            )
         window = (
             select(m.c.id, case((named, 1), else_=0).label("hit"))
             .where(*where)
@@ -121,27 +133,17 @@ class _Directory(_Unit):
             .limit(_WINDOW)
         )
         rows = self._conn.execute(window).all()
-        if not rows:
-            return []
-        # The emails of the window's members, by their ids: a probe per id,
-        # where a subquery per row may make PostgreSQL read every email.
-        # SQLite cannot tell a narrow prefix from a wide one ("user" may be
-        # every address): the unary + keeps it off the values index, to the
-        # probes. PostgreSQL's statistics choose well.
-        value: ColumnElement[Any] = mv.c.value_folded
-        if self._dialect == "sqlite":
-            value = literal_column("+member_values.value_folded", value.type)
-        emailed = {
-            row[0]
-            for row in self._conn.execute(
-                select(mv.c.member_id).where(
-                    mv.c.tenant_id == tenant_id,
-                    mv.c.attribute == "emails",
-                    mv.c.member_id.in_([row.id for row in rows]),
-                    _starts(value, prefix),
-                )
+        emailed: set[str] = set()
+        if rows and not sqlite:
+            # PostgreSQL may answer a subquery per row by reading every email
+            # once (a hashed subplan): the window's ids, probed in one statement.
+            ids = select(mv.c.member_id).where(
+                mv.c.tenant_id == tenant_id,
+                mv.c.attribute == "emails",
+                mv.c.member_id.in_([row.id for row in rows]),
+                _starts(mv.c.value_folded, prefix),
             )
-        }
+            emailed = {row[0] for row in self._conn.execute(ids)}
         hits = [row.id for row in rows if row.hit or row.id in emailed]
         if len(hits) < limit and len(rows) == _WINDOW:
             return None  # rare matches: the searched columns' indexes list them
