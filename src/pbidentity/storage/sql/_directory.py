@@ -8,7 +8,7 @@ A search is a prefix (see :class:`~pbidentity.storage.MemberSearch`), so
 that each searched column answers it from an index. Its matches come in
 another order than the listing's, though, so a page of them is found one of
 two ways: when they are common, walking the listing's order finds a page
-within a few thousand members (:data:`_WINDOW`); when they are rare, each
+within a thousand members (:data:`_WINDOW`); when they are rare, each
 searched column gives its first matches after the cursor, and the page is
 the first of those. A name's index holds the userName and the filtered
 columns too, so that its matches are read from the index alone, however
@@ -44,8 +44,8 @@ from pbidentity.storage.sql._unit import _Unit
 
 #: How many members of the listing's order a search reads before it asks the
 #: searched columns' indexes instead: a page of matches is found in the
-#: window when at least one member in forty matches.
-_WINDOW = 2000
+#: window when at least one member in twenty matches.
+_WINDOW = 1000
 
 #: The members columns a search compares with its prefix (besides the emails).
 _SEARCHED = (
@@ -132,9 +132,24 @@ class _Directory(_Unit):
             .order_by(m.c.user_name_folded)
             .limit(_WINDOW)
         )
+        if sqlite:
+            # SQLite reads the window as the rows are fetched: stop at a page.
+            hits: list[str] = []
+            read = 0
+            result = self._conn.execute(window)
+            for row in result:
+                read += 1
+                if row.hit:
+                    hits.append(row.id)
+                    if len(hits) == limit:
+                        break
+            result.close()
+            if len(hits) < limit and read == _WINDOW:
+                return None  # rare matches: the searched columns' indexes list them
+            return self._members_in_order(tenant_id, hits)
         rows = self._conn.execute(window).all()
         emailed: set[str] = set()
-        if rows and not sqlite:
+        if rows:
             # PostgreSQL may answer a subquery per row by reading every email
             # once (a hashed subplan): the window's ids, probed in one statement.
             ids = select(mv.c.member_id).where(
@@ -144,10 +159,10 @@ class _Directory(_Unit):
                 _starts(mv.c.value_folded, prefix),
             )
             emailed = {row[0] for row in self._conn.execute(ids)}
-        hits = [row.id for row in rows if row.hit or row.id in emailed]
-        if len(hits) < limit and len(rows) == _WINDOW:
-            return None  # rare matches: the searched columns' indexes list them
-        return self._members_in_order(tenant_id, hits[:limit])
+        found = [row.id for row in rows if row.hit or row.id in emailed]
+        if len(found) < limit and len(rows) == _WINDOW:
+            return None
+        return self._members_in_order(tenant_id, found[:limit])
 
     def _by_indexes(
         self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
