@@ -208,7 +208,7 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- postgres`` times SCIM writes through the WSGI app on a
     durable PostgreSQL and counts their round trips.
     """
-    session.install("-e", ".[postgres,saml]", *_group("bench"))
+    session.install("-e", ".[postgres,saml,portal]", *_group("bench"))
     scripts = {
         "okta": "okta_workload.py",
         "link": "link_members.py",

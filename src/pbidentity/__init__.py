@@ -42,8 +42,13 @@ from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import InputError
+from pbidentity.exceptions import LastAdminError
+from pbidentity.exceptions import LinkConflictError
+from pbidentity.exceptions import ManagedMemberError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import PbIdentityError
+from pbidentity.exceptions import PolicyChangedError
+from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.exceptions import SchemaVersionError
 from pbidentity.exceptions import StorageError
 from pbidentity.exceptions import StorageUnavailableError
@@ -63,11 +68,16 @@ __all__ = [
     "ConflictError",
     "Group",
     "InputError",
+    "LastAdminError",
+    "LinkConflictError",
+    "ManagedMemberError",
     "Member",
     "MemberRef",
     "NotFoundError",
     "PbIdentity",
     "PbIdentityError",
+    "PolicyChangedError",
+    "ReadOnlyTransactionError",
     "Request",
     "Response",
     "RoleSet",

@@ -15,6 +15,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from typing import Any
@@ -153,6 +157,21 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--tenant", required=True, metavar="SLUG")
     audit.add_argument("--after", type=int, default=0, metavar="SEQ")
     audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        metavar="TYPE",
+        help="only events of this type (repeat for several), e.g. member.deactivated",
+    )
+    audit.add_argument("--actor", help="only events by this actor, e.g. token:okta")
+    audit.add_argument(
+        "--from", dest="since", metavar="WHEN", help="from this day (YYYY-MM-DD, UTC) or time"
+    )
+    audit.add_argument(
+        "--to", dest="until", metavar="WHEN", help="to this day, included, or before this time"
+    )
+    audit.add_argument("--newest-first", action="store_true", help="newest events first")
     audit.add_argument("--json", action="store_true", help="print JSON")
 
     events = commands.add_parser("events", help="the recorded events: prune the delivered ones")
@@ -561,8 +580,33 @@ def _input_error(message: str) -> PbIdentityError:
     return InputError(message)
 
 
+def _moment(text: str | None, option: str, *, end: bool) -> datetime | None:
+    """A day (its start, or for ``end`` the next day's) or an ISO 8601 time, in UTC if naive."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _input_error(
+            f"{option} {text!r} is neither a day (2026-12-07) nor a time (2026-12-07T09:30Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _audit(identity: Any, args: argparse.Namespace) -> None:
-    events = identity.members.audit_trail(args.tenant, after=args.after, limit=args.limit)
+    events = identity.members.audit_trail(
+        args.tenant,
+        after=args.after,
+        limit=args.limit,
+        types=args.types,
+        actor=args.actor,
+        since=_moment(args.since, "--from", end=False),
+        until=_moment(args.until, "--to", end=True),
+        newest_first=args.newest_first,
+    )
     if args.json:
         _print_json(converter.unstructure(list(events)))
         return

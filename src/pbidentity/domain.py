@@ -200,8 +200,13 @@ class Member:
 
     @property
     def active(self) -> bool:
-        """Whether the member may use the app; SCIM deactivation clears it."""
-        return bool(self.attributes.get("active", True))
+        """Whether the member may use the app; SCIM deactivation clears it.
+
+        A member without ``active`` (or with ``null``, which SCIM treats as
+        unassigned) is active: the storage counts and lists it as such.
+        """
+        value = self.attributes.get("active")
+        return True if value is None else bool(value)
 
     @property
     def display_name(self) -> str | None:

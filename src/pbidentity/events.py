@@ -41,7 +41,8 @@ a typed scim2-models ``Group``, with its ``members`` on ``group.created`` and
 * ``member.signed_in``: a SAML sign-in (``idp_initiated``, ``created`` just in time);
 * ``saml.saved``, ``saml.activated``, ``saml.activation_failed``, ``saml.rolled_back``,
   ``saml.discarded``, ``saml.options_changed``: the workspace's SAML configuration moved
-  (``idp``: the IdP's entity ID; ``code``: why a test sign-in failed).
+  (``idp``: the IdP's entity ID; ``code``, ``message`` and ``suggestion``: the finding
+  that made a test sign-in fail).
 * ``policy.changed``: the workspace's member policy was replaced (``old`` and ``new``:
   the fingerprints; ``policy``: the new document); the ``member.role_changed`` events
   of the members it moved follow it in the same transaction.

@@ -33,6 +33,7 @@ __all__ = [
     "ManagedMemberError",
     "NotFoundError",
     "PbIdentityError",
+    "PolicyChangedError",
     "ReadOnlyTransactionError",
     "SchemaVersionError",
     "StorageError",

@@ -21,9 +21,11 @@ and its members the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -148,10 +150,49 @@ class Members:
             members = tx.group_members(tenant.id, [group.id])[group.id]
         return group_profile(group, members)
 
-    def audit_trail(self, slug: str, *, after: int = 0, limit: int = 100) -> Sequence[Event]:
-        """The tenant's events, oldest first: who (which token) changed what, and when."""
+    def audit_trail(
+        self,
+        slug: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        before: int | None = None,
+        types: Collection[str] | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> Sequence[Event]:
+        """The tenant's events, oldest first: who (which token) changed what, and when.
+
+        The filters of the portal's audit page: ``types`` (any of them, from
+        :data:`~pbidentity.events.EVENT_TYPES`), ``actor`` (exactly, as events
+        name it: ``token:okta``, ``portal:user-1``, ``link:<id>``), ``since``
+        (at or after) and ``until`` (before), timezone-aware. ``after`` and
+        ``before`` page by sequence number; ``newest_first`` walks backwards
+        (then pass the last event's ``seq`` as the next ``before``).
+        :class:`InputError` for an unknown type or a naive time.
+        """
+        from pbidentity.events import EVENT_TYPES
+
+        unknown = sorted(set(types or ()) - EVENT_TYPES)
+        if unknown:
+            raise InputError(f"there is no event type {unknown[0]!r}: see pbidentity.events")
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None and moment.tzinfo is None:
+                raise InputError(f"{name} needs a timezone (datetime.now(UTC), not datetime.now())")
         with self.storage.transaction(write=False) as tx:
-            events = tx.list_events(tenant_by_slug(tx, slug).id, after=after, limit=limit)
+            events = tx.list_events(
+                tenant_by_slug(tx, slug).id,
+                after=after,
+                limit=limit,
+                before=before,
+                types=None if types is None else list(types),
+                actor=actor,
+                since=since,
+                until=until,
+                newest_first=newest_first,
+            )
         # Their profiles put the role under the app's URN, as members read here do.
         return [
             e if e.role_urn == self.role_urn else attrs.evolve(e, role_urn=self.role_urn)

@@ -129,7 +129,7 @@ def test_an_admin_of_one_workspace_never_reads_or_writes_another(world: World) -
 
 
 def test_hostile_names_and_values_are_escaped_everywhere(world: World) -> None:
-    """A member's name, a token's name and the admin's name are shown as text, never as markup."""
+    """Names of members, tokens and admins, and a role filter, are shown as text, never markup."""
     member = world.identity.members.add(
         "acme", "eve@acme.test", given_name=HOSTILE, family_name=HOSTILE
     )
@@ -142,13 +142,16 @@ def test_hostile_names_and_values_are_escaped_everywhere(world: World) -> None:
             browser.get("/portal/w/acme/scim", headers=headers),
             browser.get("/portal/w/acme/members", headers=headers, params={"q": HOSTILE}),
             browser.get("/portal/w/acme/sso", headers=headers),
+            # A role filter no member has is kept in the list, as text.
+            browser.get("/portal/w/acme/members", headers=headers, params={"role": HOSTILE}),
+            browser.get("/portal/w/acme/links", headers=headers),
         ]
         for page in pages:
             assert page.status_code == 200, page.text
             assert "<script>alert(1)" not in page.text
             assert "<img src=x" not in page.text
         # Shown, as text: the escaped form is in the page, and reads back as the name.
-        for page in pages[:3]:
+        for page in (*pages[:3], pages[-2]):
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
             assert HOSTILE in html.unescape(page.text)
 

@@ -1083,6 +1083,18 @@ def test_count_active_members_counts_the_decided_role_of_active_members(team: St
         assert tx.count_active_members("t2", "admin") == 0
 
 
+def test_a_member_without_active_counts_as_active(store: Storage) -> None:
+    """No "active", or a null one, is active for Member.active and for the admin guard's count."""
+    with store.transaction() as tx:
+        tx.add_member(attrs.evolve(make_member("m1", "ann@example.com"), role="admin"))
+        tx.add_member(attrs.evolve(make_member("m2", "bo@example.com", active=None), role="admin"))
+        tx.add_member(attrs.evolve(make_member("m3", "cy@example.com", active=False), role="admin"))
+    with store.transaction(write=False) as tx:
+        found = {m.id: m.active for m in tx.get_members("t1", ["m1", "m2", "m3"])}
+        assert found == {"m1": True, "m2": True, "m3": False}
+        assert tx.count_active_members("t1", "admin") == 2
+
+
 def test_tenant_settings_round_trip(store: Storage) -> None:
     """A tenant's settings document comes back equal, also through the token lookup."""
     settings = {"roles": {"mode": "group-based", "mappings": [{"role": "admin", "priority": 2}]}}

@@ -20,6 +20,7 @@ from pbidentity.domain import SetupLink
 from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.query import Query
 from pbidentity.storage import WRITE_METHODS
+from pbidentity.storage import MemberSearch
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
 from tests.storage.test_contract import NOW
@@ -107,6 +108,7 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "members_matching": lambda tx: tx.members_matching("t1", user_name="a@x.com"),
     "count_active_members": lambda tx: tx.count_active_members("t1", "member"),
     "query_members": lambda tx: tx.query_members("t1", Query()),
+    "search_members": lambda tx: tx.search_members("t1", MemberSearch(prefix="a", active=True)),
     "existing_member_ids": lambda tx: tx.existing_member_ids("t1", ["m1", "m9"]),
     # Groups
     "add_group": lambda tx: tx.add_group(make_group("g2", "Others")),

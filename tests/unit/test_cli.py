@@ -567,3 +567,50 @@ def test_events_prune_deletes_only_delivered_events_past_the_age(
         main([*db, "events", "prune", "--older-than", "0"])
     assert exit_info.value.code == 2
     assert "would prune what was just delivered" in capsys.readouterr().err
+
+
+def test_audit_filters_like_the_portal_page(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """`audit --type --actor --from --to --newest-first` narrow the trail; a bad value says why."""
+    from datetime import UTC
+    from datetime import datetime
+    from datetime import timedelta
+
+    from pbidentity.members import Members
+    from pbidentity.storage import open_storage
+
+    _run(capsys, *db, "tenants", "create", "acme")
+    storage = open_storage(db[1])
+    members = Members(storage)
+    first = members.add("acme", "ann@example.com", actor="portal:1")
+    members.add("acme", "bo@example.com", actor="app")
+    members.edit("acme", first.id, active=False, actor="portal:1")
+    storage.close()
+
+    def kinds(*options: str) -> list[tuple[str, str]]:
+        code, out, err = _run(capsys, *db, "audit", "--tenant", "acme", *options)
+        assert code == 0, err
+        return [(line.split("\t")[2], line.split("\t")[3]) for line in out.splitlines()]
+
+    assert kinds("--actor", "portal:1") == [
+        ("portal:1", "member.created"),
+        ("portal:1", "member.deactivated"),
+    ]
+    assert kinds("--type", "member.created", "--newest-first") == [
+        ("app", "member.created"),
+        ("portal:1", "member.created"),
+    ]
+    assert kinds("--type", "member.deactivated", "--type", "member.created", "--actor", "app") == [
+        ("app", "member.created")
+    ]
+    today = datetime.now(UTC).date()
+    assert len(kinds("--from", today.isoformat(), "--to", today.isoformat())) == 3
+    assert kinds("--to", (today - timedelta(days=1)).isoformat()) == []
+    assert kinds("--from", (datetime.now(UTC) + timedelta(hours=1)).isoformat()) == []
+    code, _, err = _run(capsys, *db, "audit", "--tenant", "acme", "--from", "yesterday")
+    assert code == 1
+    assert "--from 'yesterday' is neither a day" in err
+    code, _, err = _run(capsys, *db, "audit", "--tenant", "acme", "--type", "member.nope")
+    assert code == 1
+    assert "no event type 'member.nope'" in err

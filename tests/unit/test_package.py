@@ -35,6 +35,24 @@ def test_all_is_sorted_and_complete() -> None:
     assert public <= set(pbidentity.__all__)
 
 
+def test_every_exception_is_exported_from_the_package_and_its_module() -> None:
+    """Each error pbidentity raises on purpose is importable from pbidentity and its exceptions."""
+    import inspect
+
+    import pbidentity.exceptions
+
+    errors = {
+        name
+        for name, value in vars(pbidentity.exceptions).items()
+        if inspect.isclass(value) and issubclass(value, pbidentity.exceptions.PbIdentityError)
+    }
+    assert {"LastAdminError", "PolicyChangedError"} <= errors
+    assert errors == set(pbidentity.exceptions.__all__)
+    for name in errors:
+        assert getattr(pbidentity, name) is getattr(pbidentity.exceptions, name)
+        assert name in pbidentity.__all__
+
+
 def test_version_is_the_static_one() -> None:
     """The installed version is the one in pyproject.toml."""
     assert pbidentity.__version__ == "0.1.0"

@@ -20,16 +20,10 @@ from pbidentity._lifecycle import tenant_by_slug
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Member
 from pbidentity.domain import SamlConnection
+from pbidentity.domain import fold
 from pbidentity.exceptions import ManagedMemberError
 from pbidentity.members import IDP_OWNED
 from pbidentity.policy import TenantPolicy
-from pbidentity.query import USER_FIELDS
-from pbidentity.query import Comparison
-from pbidentity.query import Filter
-from pbidentity.query import Or
-from pbidentity.query import Query
-from pbidentity.query import Sort
-from pbidentity.query import ValueFilter
 
 if TYPE_CHECKING:
     from pbidentity._front import PbIdentity
@@ -37,6 +31,7 @@ if TYPE_CHECKING:
     from pbidentity.saml import Report
 
 __all__ = [
+    "AttemptView",
     "ConnectionView",
     "FindingView",
     "MemberPage",
@@ -159,6 +154,67 @@ class SpValues:
 
 
 @attrs.frozen
+class AttemptView:
+    """One past test sign-in (Save & authorize): when, how it ended, and why if it failed."""
+
+    when: str
+    succeeded: bool
+    #: The IdP of the configuration that was activated (successes only).
+    idp: str
+    #: The finding that made it fail (failures only; its message and fix may be
+    #: empty for an attempt recorded before they were kept).
+    finding: FindingView | None
+
+
+#: How many past test sign-ins the SSO page lists.
+ATTEMPTS_SHOWN = 20
+_ATTEMPT_EVENTS = ("saml.activated", "saml.activation_failed")
+
+
+def _attempts(identity: PbIdentity, workspace: str) -> tuple[AttemptView, ...]:
+    with identity.storage.transaction(write=False) as tx:
+        events = tx.list_events(
+            tenant_by_slug(tx, workspace).id,
+            types=_ATTEMPT_EVENTS,
+            newest_first=True,
+            limit=ATTEMPTS_SHOWN,
+        )
+    attempts = []
+    for event in events:
+        data = event.data
+        failed = event.type == "saml.activation_failed"
+        finding = None
+        if failed:
+            finding = FindingView(
+                code=str(data.get("code") or "unknown"),
+                severity="error",
+                message=str(data.get("message") or ""),
+                where="",
+                suggestion=str(data.get("suggestion") or ""),
+            )
+        attempts.append(
+            AttemptView(
+                when=_when(event.occurred),
+                succeeded=not failed,
+                idp=str(data.get("idp") or ""),
+                finding=finding,
+            )
+        )
+    return tuple(attempts)
+
+
+def _certificate_notices(
+    connection: SamlConnection | None, now: datetime
+) -> tuple[FindingView, ...]:
+    """The validator's expiry findings on the configuration in use, as it would say them today."""
+    from pbidentity.saml._validate import certificate_findings
+
+    if connection is None:
+        return ()
+    return findings(certificate_findings(connection.idp, now=now))
+
+
+@attrs.frozen
 class SsoPage:
     """The SSO section: the SP values, the state of the configurations, the forms."""
 
@@ -179,6 +235,10 @@ class SsoPage:
     allow_idp_initiated: bool
     unknown_members: str
     metadata_url: str
+    #: The active configuration's certificate findings that ask for action at the IdP.
+    certificate_notices: tuple[FindingView, ...] = ()
+    #: The last test sign-ins (Save & authorize), newest first.
+    attempts: tuple[AttemptView, ...] = ()
     section: str = "sso"
 
     @property
@@ -232,6 +292,8 @@ def sso_page(
         allow_idp_initiated=bool(options and options.allow_idp_initiated),
         unknown_members=options.unknown_members if options else "refuse",
         metadata_url=metadata_url,
+        certificate_notices=_certificate_notices(active, saml.clock()),
+        attempts=_attempts(identity, workspace),
     )
 
 
@@ -342,19 +404,32 @@ class MembersPage:
     search: str
     #: ``""`` (everyone), ``active`` or ``deactivated``.
     status: str
+    #: ``""`` (any role) or a decided role.
+    role: str
+    #: ``""`` (everyone), ``yes`` (SCIM-managed) or ``no`` (managed by the app).
+    managed: str
+    #: The roles the role filter offers.
+    roles: tuple[str, ...]
     #: The cursor of the next page, ``None`` on the last one.
     next_cursor: str | None
     #: Whether this is a later page (a link back to the first is shown).
     later_page: bool
     section: str = "members"
 
+    @property
+    def filtered(self) -> bool:
+        """Whether a search or a filter narrows the list."""
+        return bool(self.search or self.status or self.role or self.managed)
 
-def _search_filter(text: str) -> Filter:
-    """Members whose userName, display name, given or family name or an email contains ``text``."""
-    found: Filter = ValueFilter("emails", Comparison(USER_FIELDS["emails.value"], "co", text))
-    for key in ("username", "displayname", "name.givenname", "name.familyname"):
-        found = Or(Comparison(USER_FIELDS[key], "co", text), found)
-    return found
+    def query(self, **extra: str) -> dict[str, str]:
+        """The page's search and filters as a link's query, with ``extra`` (the cursor)."""
+        values = {"q": self.search, "status": self.status, "role": self.role}
+        values["managed"] = self.managed
+        return {k: v for k, v in {**values, **extra}.items() if v}
+
+
+#: The longest role name the role filter accepts.
+MAX_ROLE = 100
 
 
 def members_page(
@@ -363,56 +438,64 @@ def members_page(
     *,
     search: str = "",
     status: str = "",
+    role: str = "",
+    managed: str = "",
     cursor: str | None = None,
 ) -> MembersPage:
-    """One page of members matching ``search`` (name or email) and ``status``, by userName.
+    """One page of members matching ``search`` and the filters, by userName.
 
-    Keyset paging: a later page costs what the first one does, however many
-    members the workspace has. A cursor from another search is refused
-    (:class:`ValueError`) rather than silently wrong.
+    The search is a prefix of the email, the userName, or the display, given
+    or family name (see :class:`~pbidentity.storage.MemberSearch`), so that
+    an index answers it. Keyset paging: a later page costs what the first
+    one does, however many members the workspace has. A cursor from another
+    search is refused (:class:`ValueError`) rather than silently wrong.
     """
     from pbidentity.scim import cursor as _cursor
+    from pbidentity.storage import MemberSearch
 
     search = search.strip()[:MAX_SEARCH]
     status = status if status in ("active", "deactivated") else ""
-    conditions: list[Filter] = []
-    if search:
-        conditions.append(_search_filter(search))
-    if status:
-        conditions.append(Comparison(USER_FIELDS["active"], "eq", status == "active"))
-    where: Filter | None = None
-    for condition in conditions:
-        from pbidentity.query import And
-
-        where = condition if where is None else And(where, condition)
+    managed = managed if managed in ("yes", "no") else ""
+    role = role.strip()[:MAX_ROLE]
     with identity.storage.transaction(write=False) as tx:
         tenant = tenant_by_slug(tx, workspace)
-        bound = _cursor.fingerprint(tenant.id, "portal-members", search, status)
+        bound = _cursor.fingerprint(
+            tenant.id, "portal-members", fold(search), status, role, managed
+        )
         after = None
         if cursor:
             try:
-                after, _ = _cursor.decode(cursor, bound)
+                (_, after, _), _ = _cursor.decode(cursor, bound)
             except _cursor.InvalidCursorException:
-                raise ValueError("this page of members belongs to another search") from None
-        page = tx.query_members(
+                after = None
+            if not isinstance(after, str):
+                raise ValueError("this page of members belongs to another search")
+        found = tx.search_members(
             tenant.id,
-            Query(
-                filter=where,
-                sort=Sort(USER_FIELDS["username"]),
-                count=MEMBERS_PER_PAGE,
-                keyset=True,
+            MemberSearch(
+                prefix=search,
+                role=role or None,
+                active=None if not status else status == "active",
+                scim_managed=None if not managed else managed == "yes",
                 after=after,
-                with_total=False,
+                # One more than shown: whether it exists says if another page follows.
+                limit=MEMBERS_PER_PAGE + 1,
             ),
         )
-    next_cursor = (
-        _cursor.encode(bound, page.last, -1) if page.more and page.last is not None else None
-    )
+    shown = found[:MEMBERS_PER_PAGE]
+    next_cursor = None
+    if len(found) > MEMBERS_PER_PAGE:
+        last = shown[-1]
+        next_cursor = _cursor.encode(bound, (False, last.user_name, last.id), -1)
+    roles = identity.roles.names
     return MembersPage(
         workspace=workspace,
-        members=tuple(_member_row(m) for m in page.items),
+        members=tuple(_member_row(m) for m in shown),
         search=search,
         status=status,
+        role=role,
+        managed=managed,
+        roles=roles if not role or role in roles else (*roles, role),
         next_cursor=next_cursor,
         later_page=bool(cursor),
     )

@@ -38,6 +38,7 @@ from pbidentity.link_imports import import_state
 from pbidentity.portal import _audit
 from pbidentity.portal import _forms
 from pbidentity.portal import _imports
+from pbidentity.portal import _link_admin
 from pbidentity.portal import _pages
 from pbidentity.portal import _roles
 from pbidentity.portal._access import SECTIONS
@@ -113,6 +114,9 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", r"/w/(?P<ws>{s})/roles/preview", "roles_preview"),
     ("POST", r"/w/(?P<ws>{s})/roles/apply", "roles_apply"),
     ("GET", r"/w/(?P<ws>{s})/audit", "audit"),
+    ("GET", r"/w/(?P<ws>{s})/links", "links"),
+    ("POST", r"/w/(?P<ws>{s})/links", "links_issue"),
+    ("POST", r"/w/(?P<ws>{s})/links/revoke", "links_revoke"),
 )
 _COMPILED = tuple(
     (method, re.compile(pattern.format(s=_SEGMENT) + "/?"), name)
@@ -120,7 +124,9 @@ _COMPILED = tuple(
 )
 
 
-def _section_of(view: str) -> Section:
+def _section_of(view: str) -> Section | None:
+    if view.startswith("links"):
+        return None  # the host app's admins only, whatever their sections (see _link_admin)
     if view.startswith("sso"):
         return "sso"
     if view.startswith(("scim", "token")):
@@ -132,7 +138,7 @@ def _section_of(view: str) -> Section:
     return "members"
 
 
-_SECTION_OF: dict[str, Section] = {name: _section_of(name) for _, _, name in _ROUTES}
+_SECTION_OF: dict[str, Section | None] = {name: _section_of(name) for _, _, name in _ROUTES}
 
 
 class _Refusal(Exception):
@@ -639,6 +645,8 @@ class Portal:
                 access.workspace,
                 search=query("q") or "",
                 status=query("status") or "",
+                role=query("role") or "",
+                managed=query("managed") or "",
                 cursor=query("cursor") or None,
             )
         except ValueError as error:
@@ -726,6 +734,38 @@ class Portal:
         except ValueError as error:
             raise _Refusal(400, "Not possible", f"{error}.") from None
         return self._render(ctx, "audit.html", access, page=page)
+
+    # -- set-up links (the host app's admins only) ------------------------------------
+
+    def _links_page(self, access: PortalAccess, **values: Any) -> _link_admin.LinksPage:
+        _host_admin(access)
+        return _link_admin.links_page(self.links, access, self.identity.clock(), **values)
+
+    def _view_links(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        notice = None
+        if ctx.request.query_value("revoked") == "1":
+            notice = "The link was revoked: it no longer opens, and a session it opened has ended."
+        page = self._links_page(access, notice=notice)
+        return self._render(ctx, "links.html", access, page=page)
+
+    def _view_links_issue(self, ctx: _Context, access: PortalAccess, form: _forms.Form) -> Response:
+        _host_admin(access)
+        chosen = [s for s in SECTIONS if form.get(f"section_{s}") == "on"]
+        lifetime = form.get("lifetime")
+        try:
+            issued = _link_admin.issue_link(self.links, access, chosen, lifetime)
+        except InputError as error:
+            page = self._links_page(access, error=str(error), chosen=chosen, lifetime=lifetime)
+            return self._render(ctx, "links.html", access, page=page, status=400)
+        page = self._links_page(access, issued=issued, portal_url=ctx.request.base_url)
+        return self._render(ctx, "links.html", access, page=page, status=201)
+
+    def _view_links_revoke(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form
+    ) -> Response:
+        _host_admin(access)
+        self.links.revoke(access.workspace, form.get("link"))
+        return _redirect(f"{ctx.base}/w/{_quote(access.workspace)}/links?revoked=1")
 
     # -- rendering ------------------------------------------------------------------
 
@@ -816,6 +856,14 @@ _INVALID_LINK = (
     "This set-up link is not valid: it was opened already, revoked, or it expired. "
     "Ask whoever sent it for a new one."
 )
+
+
+def _host_admin(access: PortalAccess) -> None:
+    """Refuse a set-up link's session the set-up links page (see _link_admin)."""
+    try:
+        _link_admin.host_only(access)
+    except PermissionError as error:
+        raise _Refusal(403, "Not allowed", str(error)) from None
 
 
 def _quote(value: str) -> str:

@@ -491,7 +491,11 @@ class SamlSetup:
                     ),
                     expected_version=pending.version,
                 )
-                code = report.errors[0].code if report.errors else ""
-                context.event(tx, tenant, "saml.activation_failed", pending, "saml", {"code": code})
+                # The first error, whole: the SSO page lists past attempts with it.
+                first = report.errors[0] if report.errors else None
+                data = {"code": first.code if first else ""}
+                if first is not None:
+                    data.update(message=first.message, suggestion=first.suggestion or "")
+                context.event(tx, tenant, "saml.activation_failed", pending, "saml", data)
         except PbIdentityError:
             log.exception("could not record the failed test sign-in of tenant %s", tenant.slug)

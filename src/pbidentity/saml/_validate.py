@@ -42,6 +42,7 @@ __all__ = [
     "CERT_EXPIRY_WARNING",
     "MIN_RSA_BITS",
     "SIGNING_KEY_ALGORITHMS",
+    "certificate_findings",
     "check_connection",
     "check_roles",
     "check_service_provider",
@@ -134,6 +135,24 @@ def check_connection(
     )
     findings.extend(attribute_findings)
     return Report(findings)
+
+
+#: The certificate findings that ask the IT admin to act at the IdP before
+#: sign-ins stop (or since they stopped): what the portal's banner shows.
+_EXPIRY_CODES = frozenset({"cert.expired", "cert.expiring", "cert.expired_ignored"})
+
+
+def certificate_findings(idp: IdentityProvider, *, now: datetime) -> Report:
+    """What the signing certificates of a configuration in use say today: its expiries.
+
+    The findings :func:`check_connection` gives about expiry (``cert.expired``,
+    ``cert.expiring``, ``cert.expired_ignored``), in the same words, for a
+    configuration saved long ago: a certificate that was valid then may
+    expire next week. ``now`` is timezone-aware.
+    """
+    now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    found = _certificates(idp, now, None, shared_elsewhere=False)
+    return Report([f for f in found if f.code in _EXPIRY_CODES])
 
 
 def check_service_provider(

@@ -31,6 +31,8 @@ from datetime import datetime
 from typing import Protocol
 from typing import TypeVar
 
+import attrs
+
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Event
 from pbidentity.domain import Group
@@ -49,6 +51,8 @@ __all__ = [
     "EventStore",
     "GroupStore",
     "LinkImportStore",
+    "MemberDirectory",
+    "MemberSearch",
     "MemberStore",
     "MembershipStore",
     "SamlStore",
@@ -221,6 +225,36 @@ class MemberStore(Protocol):
 
     def existing_member_ids(self, tenant_id: str, member_ids: Collection[str]) -> set[str]:
         """The subset of ``member_ids`` that are members of the tenant."""
+
+
+@attrs.frozen(kw_only=True)
+class MemberSearch:
+    """Which members a directory listing shows, one page at a time, by userName.
+
+    ``prefix`` (compared as :func:`~pbidentity.domain.fold` compares) keeps
+    the members whose userName, one of whose emails, or whose displayName,
+    givenName or familyName starts with it: a prefix, never a substring, so
+    that every backend finds the matches through an index, whatever the
+    tenant's size. ``role`` is the decided role, ``active`` the status (a
+    member without ``active`` is active, as :attr:`Member.active` says),
+    ``scim_managed`` whether the IdP owns the member. ``after`` is the
+    userName of the last member of the previous page: the page starts after
+    it, so a deep page costs what the first one does.
+    """
+
+    prefix: str = ""
+    role: str | None = None
+    active: bool | None = None
+    scim_managed: bool | None = None
+    after: str | None = None
+    limit: int = 50
+
+
+class MemberDirectory(Protocol):
+    """The members list of an admin page: searched, filtered, paged by userName."""
+
+    def search_members(self, tenant_id: str, search: MemberSearch) -> Sequence[Member]:
+        """Up to ``search.limit`` members matching ``search``, ordered by folded userName."""
 
 
 class GroupStore(Protocol):
@@ -535,6 +569,7 @@ class Transaction(
     SamlStore,
     SetupLinkStore,
     LinkImportStore,
+    MemberDirectory,
     Protocol,
 ):
     """The operations of one unit of work. Obtained from :meth:`Storage.transaction`.

@@ -50,6 +50,7 @@ from pbidentity.query import USER_FIELDS
 from pbidentity.query import Keyset
 from pbidentity.query import Page
 from pbidentity.query import Query
+from pbidentity.storage import MemberSearch
 from pbidentity.storage import _conflicts
 from pbidentity.storage._evaluate import GroupView
 from pbidentity.storage._evaluate import MemberView
@@ -175,6 +176,24 @@ def _group_copy(group: Group) -> Group:
 
 def _folded(value: object) -> str | None:
     return fold(value) if isinstance(value, str) else None
+
+
+def _searched(member: Member) -> Iterator[str]:
+    """The folded values a member search's prefix is compared with (see MemberSearch)."""
+    attributes = member.attributes
+    name = attributes.get("name")
+    names = name if isinstance(name, dict) else {}
+    emails = attributes.get("emails")
+    for value in (
+        attributes.get("userName"),
+        attributes.get("displayName"),
+        names.get("givenName"),
+        names.get("familyName"),
+        *(e.get("value") for e in emails or () if isinstance(e, dict)),
+    ):
+        folded = _folded(value)
+        if folded is not None:
+            yield folded
 
 
 def _writing(
@@ -517,6 +536,25 @@ class _MemoryTransaction:
         """The subset of ``member_ids`` that are members of the tenant."""
         members = self._read(tenant_id).members
         return {member_id for member_id in member_ids if member_id in members}
+
+    def search_members(self, tenant_id: str, search: MemberSearch) -> Sequence[Member]:
+        """Up to ``search.limit`` members matching ``search``, ordered by folded userName."""
+        data = self._read(tenant_id)
+        prefix = fold(search.prefix)
+        after = None if search.after is None else fold(search.after)
+        found = []
+        for key, member_id in data.user_names.items():
+            member = data.members[member_id]
+            if (
+                (after is None or key > after)
+                and (search.role is None or member.role == search.role)
+                and (search.active is None or member.active == search.active)
+                and (search.scim_managed is None or member.scim_managed == search.scim_managed)
+                and (not prefix or any(v.startswith(prefix) for v in _searched(member)))
+            ):
+                found.append((key, member))
+        found.sort(key=lambda pair: pair[0])
+        return [_member_copy(member) for _, member in found[: max(search.limit, 0)]]
 
     # Groups ------------------------------------------------------------------
     @_writing

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -330,7 +331,8 @@ class _Members(_Counting, _Querying):
         statement = select(func.count()).where(
             members.c.tenant_id == tenant_id,
             members.c.app_role == role,
-            members.c.active.is_(True),
+            # A member without "active" is active (Member.active): NULL counts.
+            or_(members.c.active.is_(None), members.c.active.is_(True)),
         )
         return int(self._conn.execute(statement).scalar_one())
 

@@ -43,7 +43,7 @@ SCHEMA_REVISION = "0009"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0009")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0008", "0009")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -197,6 +197,10 @@ Index(
     postgresql_where=api_tokens.c.revoked.is_(None),
 )
 
+# What a search's name index holds beside the name, so that a search reads
+# its matches (with the filters) from the index alone: see search_members.
+_LISTED = ("user_name_folded", "app_role", "active", "scim_managed")
+
 members = Table(
     "members",
     metadata,
@@ -226,6 +230,15 @@ members = Table(
     Index("uq_members_external_id", "tenant_id", "external_id", unique=True),
     # The admin guard counts a tenant's active admins on every risky write.
     Index("ix_members_app_role", "tenant_id", "app_role", "active"),
+    # The members list of the portal (search_members): each filter's members
+    # in userName order, and each searched name column's prefix ranges.
+    Index("ix_members_role_listing", "tenant_id", "app_role", "user_name_folded"),
+    Index("ix_members_active_listing", "tenant_id", "active", "user_name_folded"),
+    Index("ix_members_managed_listing", "tenant_id", "scim_managed", "user_name_folded"),
+    *(
+        Index(f"ix_members_{name}", "tenant_id", f"{name}_folded", *_LISTED)
+        for name in ("display_name", "name_given_name", "name_family_name")
+    ),
 )
 
 member_values = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pbidentity.storage.sql._directory import _Directory
 from pbidentity.storage.sql._groups import _Groups
 from pbidentity.storage.sql._imports import _LinkImports
 from pbidentity.storage.sql._members import _Members
@@ -11,5 +12,7 @@ from pbidentity.storage.sql._saml import _SamlState
 from pbidentity.storage.sql._tenants import _Tenants
 
 
-class _SqlTransaction(_Tenants, _Members, _Groups, _Outbox, _SamlState, _SetupLinks, _LinkImports):
+class _SqlTransaction(
+    _Tenants, _Members, _Groups, _Outbox, _SamlState, _SetupLinks, _LinkImports, _Directory
+):
     """One unit of work on one connection; see :class:`~pbidentity.storage.Transaction`."""

@@ -1,0 +1,216 @@
+"""The members list of an admin page in a SQL transaction: searched, filtered, paged by userName.
+
+Every page is ordered by the folded userName (unique in a tenant) and starts
+after the previous page's last one, so the filters' indexes (tenant, filter,
+userName) give a page at any depth by reading just that page.
+
+A search is a prefix (see :class:`~pbidentity.storage.MemberSearch`), so
+that each searched column answers it from an index. Its matches come in
+another order than the listing's, though, so a page of them is found one of
+two ways: when they are common, walking the listing's order finds a page
+within a thousand members (:data:`_WINDOW`); when they are rare, each
+searched column gives its first matches after the cursor, and the page is
+the first of those. A name's index holds the userName and the filtered
+columns too, so that its matches are read from the index alone, however
+many there are; the userName's come in order; the emails' are joined to
+their members one by one, which is the one cost that grows with the number
+of matches (a prefix that a tenth of a million addresses start with, away
+from the page, takes a few hundred milliseconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import case
+from sqlalchemy import exists
+from sqlalchemy import false
+from sqlalchemy import literal
+from sqlalchemy import or_
+from sqlalchemy import select
+
+from pbidentity.domain import Member
+from pbidentity.domain import fold
+from pbidentity.storage import MemberSearch
+from pbidentity.storage.sql._rows import _member
+from pbidentity.storage.sql._schema import member_values
+from pbidentity.storage.sql._schema import members
+from pbidentity.storage.sql._statements import _SELECT_MEMBERS
+from pbidentity.storage.sql._unit import _guarded
+from pbidentity.storage.sql._unit import _Unit
+
+#: How many members of the listing's order a search reads before it asks the
+#: searched columns' indexes instead: a page of matches is found in the
+#: window when at least one member in twenty matches.
+_WINDOW = 1000
+
+#: The members columns a search compares with its prefix (besides the emails).
+_SEARCHED = (
+    members.c.user_name_folded,
+    members.c.display_name_folded,
+    members.c.name_given_name_folded,
+    members.c.name_family_name_folded,
+)
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string after every string that starts with ``prefix`` (``None``: no bound).
+
+    Code point order is the order of both databases here (SQLite compares
+    UTF-8 bytes, PostgreSQL's columns use the C collation).
+    """
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000  # surrogates are no characters: the next one is U+E000
+    if following > 0x10FFFF:
+        return _successor(prefix[:-1]) if len(prefix) > 1 else None
+    return prefix[:-1] + chr(following)
+
+
+def _starts(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, as a range an index answers."""
+    low = column >= prefix
+    high = _successor(prefix)
+    return low if high is None else and_(low, column < high)
+
+
+class _Directory(_Unit):
+    """The members list: filters and a prefix search over the folded columns, by userName."""
+
+    @_guarded
+    def search_members(self, tenant_id: str, search: MemberSearch) -> Sequence[Member]:
+        """Up to ``search.limit`` members matching ``search``, ordered by folded userName."""
+        limit = max(search.limit, 0)
+        if limit == 0:
+            return []
+        m = members
+        where: list[ColumnElement[bool]] = [m.c.tenant_id == tenant_id]
+        if search.role is not None:
+            where.append(m.c.app_role == search.role)
+        if search.active is False:
+            where.append(m.c.active == false())
+        elif search.active is True:
+            # A member without "active" is active (Member.active).
+            where.append(or_(m.c.active.is_(None), m.c.active != false()))
+        if search.scim_managed is not None:
+            where.append(m.c.scim_managed == literal(search.scim_managed))
+        if search.after is not None:
+            where.append(m.c.user_name_folded > fold(search.after))
+        prefix = fold(search.prefix)
+        if not prefix:
+            statement = _SELECT_MEMBERS.where(*where).order_by(m.c.user_name_folded).limit(limit)
+            return [_member(tenant_id, row) for row in self._conn.execute(statement)]
+        found = self._in_window(tenant_id, where, prefix, limit)
+        if found is None:
+            found = self._by_indexes(tenant_id, where, prefix, limit)
+        return found
+
+    def _in_window(
+        self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
+    ) -> list[Member] | None:
+        """The page from the next :data:`_WINDOW` members in order; ``None`` if it is not there."""
+        m, mv = members, member_values
+        named = or_(*(_starts(column, prefix) for column in _SEARCHED))
+        sqlite = self._dialect == "sqlite"
+        if sqlite:
+            # Each member's own email rows, probed as the window is read.
+            named = or_(
+                named,
+                exists().where(
+                    mv.c.tenant_id == m.c.tenant_id,
+                    mv.c.member_id == m.c.id,
+                    mv.c.attribute == "emails",
+                    _starts(mv.c.value_folded, prefix),
+                ),
+            )
+        window = (
+            select(m.c.id, case((named, 1), else_=0).label("hit"))
+            .where(*where)
+            .order_by(m.c.user_name_folded)
+            .limit(_WINDOW)
+        )
+        if sqlite:
+            # SQLite reads the window as the rows are fetched: stop at a page.
+            hits: list[str] = []
+            read = 0
+            result = self._conn.execute(window)
+            for row in result:
+                read += 1
+                if row.hit:
+                    hits.append(row.id)
+                    if len(hits) == limit:
+                        break
+            result.close()
+            if len(hits) < limit and read == _WINDOW:
+                return None  # rare matches: the searched columns' indexes list them
+            return self._members_in_order(tenant_id, hits)
+        rows = self._conn.execute(window).all()
+        emailed: set[str] = set()
+        if rows:
+            # PostgreSQL may answer a subquery per row by reading every email
+            # once (a hashed subplan): the window's ids, probed in one statement.
+            ids = select(mv.c.member_id).where(
+                mv.c.tenant_id == tenant_id,
+                mv.c.attribute == "emails",
+                mv.c.member_id.in_([row.id for row in rows]),
+                _starts(mv.c.value_folded, prefix),
+            )
+            emailed = {row[0] for row in self._conn.execute(ids)}
+        found = [row.id for row in rows if row.hit or row.id in emailed]
+        if len(found) < limit and len(rows) == _WINDOW:
+            return None
+        return self._members_in_order(tenant_id, found[:limit])
+
+    def _by_indexes(
+        self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
+    ) -> list[Member]:
+        """The page from each searched column's own first matches, merged.
+
+        Each name column's index holds the userName and the filtered columns
+        beside the name, so its matches are read from the index alone, in
+        one range, however many there are; the userName's matches come in
+        order from the filters' indexes (or its own); the emails' from the
+        values index, each joined to its member.
+        """
+        m, mv = members, member_values
+        found: set[str] = set()
+        for column in _SEARCHED:
+            statement = (
+                select(m.c.user_name_folded)
+                .where(*where, _starts(column, prefix))
+                .order_by(m.c.user_name_folded)
+                .limit(limit)
+            )
+            found.update(row[0] for row in self._conn.execute(statement))
+        joined = mv.join(m, and_(m.c.tenant_id == mv.c.tenant_id, m.c.id == mv.c.member_id))
+        by_email = (
+            select(m.c.user_name_folded)
+            .select_from(joined)
+            .where(
+                mv.c.tenant_id == tenant_id,
+                mv.c.attribute == "emails",
+                _starts(mv.c.value_folded, prefix),
+                *where,
+            )
+            .order_by(m.c.user_name_folded)
+            .limit(limit)
+        )
+        found.update(row[0] for row in self._conn.execute(by_email))
+        page = sorted(found)[:limit]
+        if not page:
+            return []
+        statement = _SELECT_MEMBERS.add_columns(m.c.user_name_folded.label("listed")).where(
+            m.c.tenant_id == tenant_id, m.c.user_name_folded.in_(page)
+        )
+        rows = {row.listed: row for row in self._conn.execute(statement)}
+        return [_member(tenant_id, rows[name]) for name in page if name in rows]
+
+    def _members_in_order(self, tenant_id: str, ids: list[str]) -> list[Member]:
+        if not ids:
+            return []
+        statement = _SELECT_MEMBERS.where(members.c.tenant_id == tenant_id, members.c.id.in_(ids))
+        found = {row.id: _member(tenant_id, row) for row in self._conn.execute(statement)}
+        return [found[i] for i in ids if i in found]
