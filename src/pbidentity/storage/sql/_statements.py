@@ -17,6 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import union
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -231,6 +232,29 @@ _INSERT_EVENT_IF_TENANT = insert(events).from_select(
     select(*_EVENT_VALUES.values()).where(
         select(tenants.c.id).where(tenants.c.id == _EVENT_VALUES["tenant_id"]).exists()
     ),
+)
+# Many events (a group change re-decides a hundred members, each with its
+# event) in ONE statement: their values bound as one JSON array of rows,
+# inserted in the array's order so that seq follows the order given, and, as
+# above, skipped when their tenant does not exist. Every value is text
+# (occurred as _UtcText writes it, data as dump_document does).
+_INSERT_EVENTS_SQLITE = text(
+    "INSERT INTO events (id, tenant_id, type, subject_id, actor, occurred, data, delivered) "
+    "SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), "
+    "json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'), "
+    "json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'), "
+    "json_extract(e.value, '$[6]'), NULL "
+    "FROM json_each(:b_rows) AS e "
+    "WHERE EXISTS (SELECT 1 FROM tenants WHERE tenants.id = json_extract(e.value, '$[1]')) "
+    "ORDER BY e.key"
+)
+_INSERT_EVENTS_POSTGRESQL = text(
+    "INSERT INTO events (id, tenant_id, type, subject_id, actor, occurred, data, delivered) "
+    "SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, "
+    "e.value ->> 5, e.value ->> 6, NULL "
+    "FROM json_array_elements(CAST(:b_rows AS json)) WITH ORDINALITY AS e(value, n) "
+    "WHERE EXISTS (SELECT 1 FROM tenants WHERE tenants.id = e.value ->> 1) "
+    "ORDER BY e.n"
 )
 # A member inserted on PostgreSQL, where an error aborts the whole
 # transaction: a userName, externalId or id already taken, or a tenant that
