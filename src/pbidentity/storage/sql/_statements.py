@@ -352,6 +352,26 @@ _REMOVE_MEMBERSHIPS = delete(memberships).where(
     memberships.c.group_id == _ID,
     _InIdList(memberships.c.member_id, _IDS),
 )
+# A group push's members added in ONE statement, whatever their number: the
+# ids as one bound list, unrolled into rows (see _IdList). A pair already
+# there is skipped (a concurrent add of the same member must not fail the
+# unit); a member that does not exist is refused by the foreign key. On
+# PostgreSQL the ids that went in come back (SQLite reads them before).
+_ADD_MEMBERSHIPS_OF_LIST_SQLITE = text(
+    "INSERT INTO memberships (tenant_id, group_id, member_id) "
+    # "WHERE true" tells SQLite's parser that ON CONFLICT is no join's ON.
+    "SELECT :b_tenant_id, :b_id, value FROM json_each(:b_ids) WHERE true "
+    "ON CONFLICT DO NOTHING"
+).bindparams(_IDS)
+_ADD_MEMBERSHIPS_OF_LIST_POSTGRESQL = (
+    text(
+        "INSERT INTO memberships (tenant_id, group_id, member_id) "
+        "SELECT :b_tenant_id, :b_id, unnest(CAST(:b_ids AS TEXT[])) "
+        "ON CONFLICT DO NOTHING RETURNING member_id"
+    )
+    .bindparams(_IDS)
+    .columns(memberships.c.member_id)
+)
 _MEMBERSHIPS_OF = select(memberships.c.member_id).where(
     memberships.c.tenant_id == _T,
     memberships.c.group_id == _ID,
