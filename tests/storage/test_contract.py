@@ -312,8 +312,17 @@ def test_replace_members_writes_each_over_its_version(store: Storage) -> None:
     with store.transaction() as tx:
         read = tx.get_members("t1", ["m0", "m1", "m2"])
         # Read in this unit, only the role moves (a group change re-decides it).
+        # (At another offset: stored as UTC, as every timestamp is.)
+        later = datetime(2026, 5, 6, 9, 8, 7, 654321, tzinfo=timezone(timedelta(hours=-3)))
         roles = [
-            attrs.evolve(m, role="maker", role_source="group", role_rule="r", version=2)
+            attrs.evolve(
+                m,
+                role="maker",
+                role_source="group",
+                role_rule=f"r{m.id} «ü»",
+                version=2,
+                last_modified=later,
+            )
             for m in read
         ]
         # Not read in this unit, and a value that filters see.
@@ -325,6 +334,7 @@ def test_replace_members_writes_each_over_its_version(store: Storage) -> None:
     with store.transaction() as tx:
         stored = {m.id: m for m in tx.get_members("t1", [f"m{i}" for i in range(5)])}
         assert [stored[m.id] for m in [*roles, *titled]] == [*roles, *titled]
+        assert {stored[m.id].last_modified.utcoffset() for m in roles} == {timedelta(0)}
         assert ids(tx, Comparison(U["title"], "eq", "new")) == ["m3", "m4"]
         assert ids(tx, Comparison(U["title"], "eq", "old")) == ["m0", "m1", "m2"]
         tx.replace_members([])

@@ -26,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.types import TypeEngine
@@ -256,6 +257,56 @@ _INSERT_EVENTS_POSTGRESQL = text(
     "WHERE EXISTS (SELECT 1 FROM tenants WHERE tenants.id = e.value ->> 1) "
     "ORDER BY e.n"
 )
+# The columns a role decided again moves: a group change or a new policy
+# writes them for up to thousands of members at once.
+_REDECISION_COLUMNS = frozenset(
+    {"app_role", "role_source", "role_rule", "version", "last_modified"}
+)
+_UPDATES_OF_ROWS: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+
+def _update_members_of_rows(dialect: str, columns: tuple[str, ...]) -> TextClause:
+    """ONE UPDATE of these columns (of ``_REDECISION_COLUMNS``) for many members.
+
+    The members come as one JSON array of rows bound to ``b_rows``: tenant id,
+    member id, the version the member must still have, then the new value of
+    each column, as the column holds it (text, or the version's number). A
+    member no longer at that version is not written: the statement's row count
+    tells. Built once per dialect and set of columns, so that the hot path
+    compiles each once.
+    """
+    key = (dialect, columns)
+    found = _UPDATES_OF_ROWS.get(key)
+    if found is not None:
+        return found
+    if not _REDECISION_COLUMNS.issuperset(columns):
+        raise ValueError(f"not columns a redecision writes: {columns}")
+
+    def value(position: int, column: str) -> str:
+        if dialect != "postgresql":
+            return f"json_extract(u.value, '$[{position}]')"
+        if column == "version":
+            return f"CAST(u.value ->> {position} AS INTEGER)"
+        # The key columns compare in their own collation, so that the
+        # primary key is what finds each member.
+        return f'(u.value ->> {position}) COLLATE "C"'
+
+    rows = (
+        "json_array_elements(CAST(:b_rows AS json)) AS u(value)"
+        if dialect == "postgresql"
+        else "json_each(:b_rows) AS u"
+    )
+    assignments = ", ".join(
+        f"{column} = {value(position, column)}" for position, column in enumerate(columns, 3)
+    )
+    found = _UPDATES_OF_ROWS[key] = text(
+        f"UPDATE members SET {assignments} FROM {rows} "  # noqa: S608 - column names, not values
+        f"WHERE members.tenant_id = {value(0, 'tenant_id')} "
+        f"AND members.id = {value(1, 'id')} AND members.version = {value(2, 'version')}"
+    )
+    return found
+
+
 # A member inserted on PostgreSQL, where an error aborts the whole
 # transaction: a userName, externalId or id already taken, or a tenant that
 # does not exist, inserts no row instead of raising, so that no savepoint (two
