@@ -30,8 +30,10 @@ from pbidentity.storage.sql._unit import _writing
 _EVENTS = events
 
 # From this many events, one statement inserts them all (a group change's
-# member.role_changed events); fewer, the common write's one or two, take the
-# executemany of the statement every write already has compiled.
+# member.role_changed events); fewer, the common write's one or two, take an
+# executemany on SQLite, a little cheaper there. PostgreSQL always takes the
+# one statement: a round trip either way, and through Core (a host app's
+# cursor listeners) psycopg's executemany reports no row count to check.
 _BULK_EVENTS = 8
 
 
@@ -61,7 +63,7 @@ class _Outbox(_Unit):
         """Append events to the outbox and audit trail, in order."""
         if not events:
             return
-        if len(events) >= _BULK_EVENTS:
+        if len(events) >= _BULK_EVENTS or self._dialect == "postgresql":
             inserted = self._run(self._insert_events(), {"b_rows": _event_rows(events)})
         else:
             rows = [
