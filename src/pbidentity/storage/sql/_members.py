@@ -23,7 +23,6 @@ from pbidentity.exceptions import VersionMismatchError
 from pbidentity.query import Page
 from pbidentity.query import Query
 from pbidentity.storage import _conflicts
-from pbidentity.storage._evaluate import utc
 from pbidentity.storage.sql._compile import _MEMBERS
 from pbidentity.storage.sql._errors import _constraint
 from pbidentity.storage.sql._errors import _is_foreign_key
@@ -34,6 +33,7 @@ from pbidentity.storage.sql._rows import _changed_columns
 from pbidentity.storage.sql._rows import _member
 from pbidentity.storage.sql._rows import _member_row
 from pbidentity.storage.sql._rows import _value_rows
+from pbidentity.storage.sql._schema import _utc_text
 from pbidentity.storage.sql._schema import members
 from pbidentity.storage.sql._segments import _Counting
 from pbidentity.storage.sql._statements import _DELETE_VALUES
@@ -380,7 +380,7 @@ def _update_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> s
 def _column_value(value: Any) -> Any:
     # As _UtcText writes a datetime; text and numbers are JSON already.
     if isinstance(value, datetime):
-        return utc(value).isoformat(timespec="microseconds")
+        return _utc_text(value)
     return value
 
 

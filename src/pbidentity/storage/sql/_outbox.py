@@ -15,8 +15,8 @@ from sqlalchemy.sql.elements import TextClause
 from pbidentity.domain import Event
 from pbidentity.exceptions import NotFoundError
 from pbidentity.storage._evaluate import dump_document
-from pbidentity.storage._evaluate import utc
 from pbidentity.storage.sql._rows import _event
+from pbidentity.storage.sql._schema import _utc_text
 from pbidentity.storage.sql._schema import events
 from pbidentity.storage.sql._statements import _INSERT_EVENT_IF_TENANT
 from pbidentity.storage.sql._statements import _INSERT_EVENTS_POSTGRESQL
@@ -47,7 +47,7 @@ def _event_rows(events: Sequence[Event]) -> str:
                 e.type,
                 e.subject_id,
                 e.actor,
-                utc(e.occurred).isoformat(timespec="microseconds"),
+                _utc_text(e.occurred),
                 dump_document(e.data),
             )
             for e in events
