@@ -206,7 +206,8 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- abuse`` times the costliest request the default
     ``ScimLimits`` allow on every SCIM endpoint, on SQLite and PostgreSQL;
     ``nox -s bench -- postgres`` times SCIM writes through the WSGI app on a
-    durable PostgreSQL and counts their round trips.
+    durable PostgreSQL and counts their round trips;
+    ``nox -s bench -- push`` times the Okta workload's group push (phase 8) alone.
     """
     session.install("-e", ".[postgres,saml,portal]", *_group("bench"))
     scripts = {
@@ -216,6 +217,7 @@ def bench(session: nox.Session) -> None:
         "saml": "saml_validate.py",
         "abuse": "abuse.py",
         "postgres": "postgres.py",
+        "push": "group_push.py",
     }
     args = list(session.posargs)
     chosen = args.pop(0) if args and args[0] in (*scripts, "all") else "okta"

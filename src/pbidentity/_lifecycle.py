@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -34,6 +35,7 @@ from pbidentity.domain import Event
 from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
+from pbidentity.domain import RoleDecision
 from pbidentity.domain import Tenant
 from pbidentity.domain import group_snapshot
 from pbidentity.domain import member_snapshot
@@ -308,21 +310,52 @@ class LifecycleWork:
 
         A group change re-decides every member it adds or removes, and a new
         policy every member of the tenant: their groups are read in one
-        statement, the decisions made in one pass, the members whose role
-        moved written in one statement, and their events recorded as
-        :meth:`save` records them, member by member in the same order.
-        Only the role changes, so none of the checks of a member's own
-        values (unique keys, look-alike links) applies.
+        statement, each distinct decision made once, the members whose role
+        moved written together, and their events recorded as :meth:`save`
+        records them, member by member in the same order. Only the role
+        changes, so none of the checks of a member's own values (unique
+        keys, look-alike links) applies, and the only event is
+        ``member.role_changed`` (for a member whose role, not only its rule,
+        moved).
         """
-        moved = [
-            (member, attrs.evolve(decided, version=member.version + 1, last_modified=self.clock()))
-            for member, decided in self.redecisions(members)
-        ]
+        now = self.clock()
+        moved = self._redecided(members, stamp=now)
         if not moved:
             return
         self.tx.replace_members([(updated, current.version) for current, updated in moved])
+        admin = self.roles.most_privileged
+        logged = log.isEnabledFor(logging.INFO)
         for current, updated in moved:
-            self._record_saved(current, updated, None)
+            # What _record_saved records for a change of the role alone.
+            if updated.role != current.role:
+                if logged:
+                    log.info(
+                        "role of member %s in %s: %s -> %s (%s; by %s)",
+                        updated.id,
+                        self.tenant.slug,
+                        current.role,
+                        updated.role,
+                        updated.role_rule,
+                        self.actor,
+                    )
+                data = {
+                    "new": updated.role,
+                    "source": updated.role_source,
+                    "rule": updated.role_rule,
+                }
+                self._events.append(
+                    Event(
+                        id=self.new_id(),
+                        tenant_id=self.tenant.id,
+                        type="member.role_changed",
+                        subject_id=updated.id,
+                        actor=self.actor,
+                        occurred=now,
+                        data=data if current.role is None else {"old": current.role, **data},
+                    )
+                )
+                if current.active and current.role == admin:
+                    self._admin_lost = True
 
     def redecisions(self, members: Sequence[Member]) -> list[tuple[Member, Member]]:
         """The members whose role the policy now decides otherwise, each with its new decision.
@@ -331,21 +364,86 @@ class LifecycleWork:
         policy runs it in a read-only transaction, and :meth:`redecide_members`
         writes what it returns, so that what a preview shows is what applying does.
         """
+        return self._redecided(members, stamp=None)
+
+    def _redecided(
+        self, members: Sequence[Member], *, stamp: datetime | None
+    ) -> list[tuple[Member, Member]]:
+        """The members whose decision moves, each with it (and, with ``stamp``, a new version).
+
+        A decision reads the member's mapped groups, its own values and its
+        current decision, nothing else: members alike in these (the hundred
+        members a group push adds, a whole department under a new policy)
+        get the same decision, made once and shared (it is immutable).
+        """
         managed = [m for m in members if m.scim_managed]
         if not managed or not self.decide_roles:
             return []
+        policy = self.policy.roles
         groups_of: Mapping[str, Sequence[MemberRef]] = (
             self.tx.member_groups(self.tenant.id, [m.id for m in managed])
-            if self.policy.roles.uses_groups
+            if policy.uses_groups
             else {}
         )
+        # A group no mapping names never decides (RolePolicy._by_group skips
+        # it); keys are plain tuples, cheaper to hash than the attrs values.
+        is_mapped: dict[tuple[str, str | None], bool] = {}
+        decisions: dict[tuple[Any, ...], RoleDecision] = {}
         moved: list[tuple[Member, Member]] = []
         for member in managed:
-            decided = self.decided(
-                member, before=member, again=True, groups=groups_of.get(member.id, ())
+            mapped: list[MemberRef] = []
+            for group in groups_of.get(member.id, ()):
+                ref = (group.id, group.display)
+                known = is_mapped.get(ref)
+                if known is None:
+                    known = is_mapped[ref] = bool(policy.mappings_of(group))
+                if known:
+                    mapped.append(group)
+            core_roles = member.attributes.get("roles")
+            # Core roles are lists of mappings (unhashable) and rare: decided alone.
+            key = (
+                None
+                if core_roles
+                else (
+                    *[(g.id, g.display) for g in mapped],
+                    member.role_attribute,
+                    member.role,
+                    member.role_source,
+                    member.role_rule,
+                )
             )
-            if not _same(member, decided):
-                moved.append((member, decided))
+            decision = None if key is None else decisions.get(key)
+            if decision is None:
+                decision = policy.decide(
+                    self.roles,
+                    attribute=member.role_attribute,
+                    core_roles=core_roles,
+                    groups=mapped,
+                    current=member.decision,
+                )
+                if key is not None:
+                    decisions[key] = decision
+            if (decision.role, decision.source, decision.rule) == (
+                member.role,
+                member.role_source,
+                member.role_rule,
+            ):
+                continue
+            decided = (
+                attrs.evolve(
+                    member, role=decision.role, role_source=decision.source, role_rule=decision.rule
+                )
+                if stamp is None
+                else attrs.evolve(
+                    member,
+                    role=decision.role,
+                    role_source=decision.source,
+                    role_rule=decision.rule,
+                    version=member.version + 1,
+                    last_modified=stamp,
+                )
+            )
+            moved.append((member, decided))
         return moved
 
     def policy_changed(self, before: TenantPolicy) -> None:

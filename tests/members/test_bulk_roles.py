@@ -7,7 +7,8 @@ write). The reference is the one-by-one path every other change takes
 itself): on a seeded workload of mixed mappings (by id and by name, with
 priorities and ties), personal roles (the role attribute, core ``roles``),
 members the app manages and the admin guard, both must leave the same members
-and write the same events, or refuse with the same error.
+and write the same events, or refuse with the same error, on every backend
+(memory, SQLite, SQLite through Core, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from pbidentity.roles import RolePolicy
 from pbidentity.roles import RoleSet
 from pbidentity.storage import Storage
 from pbidentity.storage import Transaction
-from pbidentity.storage.memory import MemoryStorage
-from pbidentity.storage.sql import SqlStorage
+from tests.storage.conftest import BACKENDS
+from tests.storage.conftest import open_backend
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 ROLES = RoleSet()
@@ -158,16 +159,16 @@ def outcome(storage: Storage, ids: list[str], path: Callable[..., list[Event]]) 
     return members, events
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Storage]]:
-    """Fresh empty storages of one backend."""
+    """Fresh empty storages of one backend (on PostgreSQL, each one empties the database)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
     opened: list[Storage] = []
 
     def open_one() -> Storage:
-        if request.param == "memory":
-            storage: Storage = MemoryStorage()
-        else:
-            storage = SqlStorage.from_url(f"sqlite:///{tmp_path / f'db{len(opened)}.sqlite'}")
+        directory = tmp_path / f"db{len(opened)}"
+        directory.mkdir()
+        storage = open_backend(request.param, directory, url)
         opened.append(storage)
         return storage
 

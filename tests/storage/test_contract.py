@@ -312,8 +312,17 @@ def test_replace_members_writes_each_over_its_version(store: Storage) -> None:
     with store.transaction() as tx:
         read = tx.get_members("t1", ["m0", "m1", "m2"])
         # Read in this unit, only the role moves (a group change re-decides it).
+        # (At another offset: stored as UTC, as every timestamp is.)
+        later = datetime(2026, 5, 6, 9, 8, 7, 654321, tzinfo=timezone(timedelta(hours=-3)))
         roles = [
-            attrs.evolve(m, role="maker", role_source="group", role_rule="r", version=2)
+            attrs.evolve(
+                m,
+                role="maker",
+                role_source="group",
+                role_rule=f"r{m.id} «ü»",
+                version=2,
+                last_modified=later,
+            )
             for m in read
         ]
         # Not read in this unit, and a value that filters see.
@@ -325,6 +334,7 @@ def test_replace_members_writes_each_over_its_version(store: Storage) -> None:
     with store.transaction() as tx:
         stored = {m.id: m for m in tx.get_members("t1", [f"m{i}" for i in range(5)])}
         assert [stored[m.id] for m in [*roles, *titled]] == [*roles, *titled]
+        assert {stored[m.id].last_modified.utcoffset() for m in roles} == {timedelta(0)}
         assert ids(tx, Comparison(U["title"], "eq", "new")) == ["m3", "m4"]
         assert ids(tx, Comparison(U["title"], "eq", "old")) == ["m0", "m1", "m2"]
         tx.replace_members([])
@@ -1182,6 +1192,63 @@ def test_event_for_unknown_tenant_is_refused(store: Storage) -> None:
             tx.add_events([make_event("e2"), make_event("e3", tenant_id="ghost")])
     with store.transaction(write=False) as tx:
         assert [e.id for e in tx.list_events("t1")] == ["e1"]
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 150])
+def test_a_batch_of_events_keeps_its_order_and_values(store: Storage, count: int) -> None:
+    """Few events or many (a group change's, inserted in one statement): order and values kept."""
+    occurred = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))
+    made = [
+        attrs.evolve(
+            make_event(
+                f"e{n:03d}",
+                tenant_id=f"t{1 + n % 2}",
+                n=n,
+                rule=f"group 'Ünïcode \"{n}\"' (priority 1) maps to maker",
+                nested={"list": [1, 2.5, None, True], "empty": {}},
+            ),
+            type="member.role_changed",
+            subject_id=f"m{count - n:03d}",
+            # Not sorted by id: seq must follow the order given.
+            id=f"e{(n * 37) % count:03d}-{n}",
+            occurred=occurred + timedelta(microseconds=n),
+        )
+        for n in range(count)
+    ]
+    with store.transaction() as tx:
+        tx.add_events(made[:1])
+        tx.add_events(made[1:])
+    with store.transaction(write=False) as tx:
+        pending = tx.pending_events(count + 1)
+    assert [e.id for e in pending] == [e.id for e in made]
+    seqs = [e.seq or 0 for e in pending]
+    assert seqs == sorted(set(seqs))
+    for stored, sent in zip(pending, made, strict=True):
+        assert stored.occurred == sent.occurred
+        assert stored.occurred.utcoffset() == timedelta(0)
+        assert (stored.tenant_id, stored.type, stored.subject_id, stored.actor) == (
+            sent.tenant_id,
+            sent.type,
+            sent.subject_id,
+            sent.actor,
+        )
+        assert stored.data == sent.data
+        assert stored.delivered is None
+
+
+@pytest.mark.parametrize("count", [2, 40])
+def test_a_batch_of_events_naming_an_unknown_tenant_is_refused_whole(
+    store: Storage, count: int
+) -> None:
+    """However many events a batch has, one naming no tenant refuses it all; the unit goes on."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e0")])
+        batch = [make_event(f"e{n}") for n in range(1, count)]
+        with pytest.raises(NotFoundError):
+            tx.add_events([*batch[: count // 2], make_event("ghostly", tenant_id="ghost"), *batch])
+        tx.add_events([make_event("last")])
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e0", "last"]
 
 
 def test_prune_deletes_only_delivered_events_older_than_the_cutoff(store: Storage) -> None:

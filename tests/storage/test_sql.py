@@ -23,6 +23,10 @@ from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
+from pbidentity._clock import new_id
+from pbidentity._lifecycle import LifecycleWork
+from pbidentity.domain import Event
+from pbidentity.domain import Group
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
@@ -30,10 +34,14 @@ from pbidentity.exceptions import ConflictError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.exceptions import VersionMismatchError
+from pbidentity.policy import TenantPolicy
 from pbidentity.query import USER_FIELDS
 from pbidentity.query import CompareOp
 from pbidentity.query import Comparison
 from pbidentity.query import Query
+from pbidentity.roles import GroupMapping
+from pbidentity.roles import RolePolicy
+from pbidentity.roles import RoleSet
 from pbidentity.storage import Transaction
 from pbidentity.storage import open_storage
 from pbidentity.storage.memory import MemoryStorage
@@ -396,6 +404,112 @@ def test_roles_decided_again_for_many_members_are_one_statement(
                 decided = decide_all(tx, 150)
         with storage.transaction(write=False) as tx:
             assert tx.get_members("t1", [m.id for m in decided]) == decided
+    finally:
+        storage.close()
+
+
+def pushed(storage: SqlStorage, group_id: str, member_ids: list[str]) -> list[str]:
+    """Add members to a mapped group as a SCIM PATCH does; the statements it sent, by kind."""
+    with statements(storage) as seen, storage.transaction() as tx:
+        tenant = tx.get_tenant("t1")
+        assert tenant is not None
+        before = tx.get_group("t1", group_id)
+        assert before is not None
+        added = tx.add_memberships("t1", group_id, member_ids)
+        after = attrs.evolve(before, version=before.version + 1)
+        tx.replace_group(after, expected_version=before.version)
+        work = LifecycleWork.open(
+            tx, tenant, roles=RoleSet(), actor="test", clock=lambda: NOW, new_id=new_id
+        )
+        work.group_changed(before, after, added=added)
+        events = work.finish()
+    assert len(events) == len(member_ids) + 1  # group.members_changed, then a role_changed each
+    return [" ".join(statement.split()[:3]) for statement, _ in seen[1:]]
+
+
+def test_a_mapped_group_push_sends_as_many_statements_for_150_members_as_for_3(
+    database_url: str,
+) -> None:
+    """Memberships, roles decided again and their events: one statement per kind, any count."""
+    storage = SqlStorage.from_url(database_url)
+    policy = TenantPolicy(
+        roles=RolePolicy(
+            mappings=(
+                GroupMapping(role="maker", group_id="g1"),
+                GroupMapping(role="maker", group_id="g2"),
+            )
+        )
+    )
+    ids = [f"m{i:03d}" for i in range(153)]
+    try:
+        with storage.transaction() as tx:
+            tx.add_tenant(
+                Tenant(id="t1", slug="t1", name="T", created=NOW, settings=policy.settings())
+            )
+            tx.add_members(
+                [
+                    Member(
+                        tenant_id="t1",
+                        id=member_id,
+                        attributes={"userName": f"{member_id}@x.com"},
+                        scim_managed=True,
+                        created=NOW,
+                        last_modified=NOW,
+                    )
+                    for member_id in ids
+                ]
+            )
+            for group_id in ("g1", "g2"):
+                tx.add_group(
+                    Group(
+                        tenant_id="t1",
+                        id=group_id,
+                        attributes={"displayName": f"pushed {group_id}"},
+                        created=NOW,
+                        last_modified=NOW,
+                    )
+                )
+        few = pushed(storage, "g1", ids[:3])
+        many = pushed(storage, "g2", ids[3:])
+        assert many == few
+        # The memberships in one INSERT (SQLite reads which are there first),
+        # the group's version, the members and their groups read, the roles
+        # in one UPDATE, the events in one INSERT.
+        kinds = [statement.split()[0] for statement in many]
+        assert (kinds.count("INSERT"), kinds.count("UPDATE")) == (2, 2)
+        with storage.transaction(write=False) as tx:
+            assert {m.role for m in tx.get_members("t1", ids)} == {"maker"}
+            trail = tx.list_events("t1", limit=1000)
+        assert [e.subject_id for e in trail if e.type == "member.role_changed"] == ids
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 30])
+def test_events_are_written_and_counted_through_core_too(database_url: str, count: int) -> None:
+    """With a cursor listener (Core's path), a batch of events is written whole and checked."""
+    storage = SqlStorage.from_url(database_url)
+    made = [
+        Event(
+            id=f"e{n:02d}",
+            tenant_id="t1",
+            type="member.role_changed",
+            subject_id=f"m{n:02d}",
+            actor="test",
+            occurred=NOW,
+            data={"new": "maker"},
+        )
+        for n in range(count)
+    ]
+    try:
+        seed_many(storage, 1)
+        with statements(storage) as seen, storage.transaction() as tx:
+            tx.add_events(made)
+        assert [statement.split()[0] for statement, _ in seen] == ["INSERT"]
+        with pytest.raises(NotFoundError), statements(storage), storage.transaction() as tx:
+            tx.add_events([*made, attrs.evolve(made[0], id="ghostly", tenant_id="ghost")])
+        with storage.transaction(write=False) as tx:
+            assert [e.id for e in tx.list_events("t1")] == [e.id for e in made]
     finally:
         storage.close()
 

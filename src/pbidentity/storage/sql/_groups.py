@@ -11,8 +11,6 @@ from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy import insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -32,6 +30,8 @@ from pbidentity.storage.sql._rows import _group_row
 from pbidentity.storage.sql._schema import groups
 from pbidentity.storage.sql._schema import memberships
 from pbidentity.storage.sql._segments import _Counting
+from pbidentity.storage.sql._statements import _ADD_MEMBERSHIPS_OF_LIST_POSTGRESQL
+from pbidentity.storage.sql._statements import _ADD_MEMBERSHIPS_OF_LIST_SQLITE
 from pbidentity.storage.sql._statements import _GET_GROUP
 from pbidentity.storage.sql._statements import _GROUP_MEMBERS
 from pbidentity.storage.sql._statements import _GROUP_MEMBERS_OF_ONE
@@ -47,12 +47,8 @@ from pbidentity.storage.sql._statements import _chunks
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _writing
 
-# A concurrent add of the same pair must not fail the transaction.
-_ADD_MEMBERSHIPS_SQLITE = sqlite_insert(memberships).on_conflict_do_nothing()
-_ADD_MEMBERSHIPS_RETURNING = (
-    pg_insert(memberships).on_conflict_do_nothing().returning(memberships.c.member_id)
-)
-_ADD_MEMBERSHIPS = insert(memberships)
+# Built once: the hot path caches compiled statements by object.
+_INSERT_GROUP = insert(groups)
 
 
 class _Groups(_Counting, _Querying):
@@ -69,7 +65,7 @@ class _Groups(_Counting, _Querying):
         row = {"tenant_id": group.tenant_id, "id": group.id, **_group_row(group)}
         try:
             with self._savepoint():
-                self._conn.execute(insert(groups), [row])
+                self._run(_INSERT_GROUP, row, sorted(row))
                 self._count(group.tenant_id, "groups", 1)
         except IntegrityError as error:
             if _is_foreign_key(error):
@@ -97,7 +93,7 @@ class _Groups(_Counting, _Querying):
                 return
         try:
             with self._savepoint():
-                changed = self._conn.execute(_UPDATE_GROUP, {**row, **where}).rowcount
+                changed = self._run(_UPDATE_GROUP, {**row, **where}, sorted(row))
         except IntegrityError as error:
             if "display_name" in _constraint(error):
                 raise _conflicts.display_name_taken(group) from error
@@ -135,37 +131,29 @@ class _Groups(_Counting, _Querying):
         if not wanted:
             return []
         added: list[str] = []
+        chunks = list(_chunks(wanted))
         try:
-            # One savepoint around every chunk: a missing member in the last
-            # chunk must not leave the first ones added.
-            with self._savepoint(fallible_statements=2):
-                for chunk in _chunks(wanted):
-                    rows = [
-                        {"tenant_id": tenant_id, "group_id": group_id, "member_id": member_id}
-                        for member_id in chunk
-                    ]
-                    if self._dialect == "postgresql":
-                        # One round trip instead of two: the pairs already
-                        # there are skipped, and only the new ones come back.
-                        # (SQLite before 3.35 has no RETURNING, and its
-                        # statements cost no round trip.)
-                        added.extend(self._conn.execute(_ADD_MEMBERSHIPS_RETURNING, rows).scalars())
-                        continue
+            # A missing member in the last chunk must not leave the first
+            # ones added: a savepoint around them all (one statement alone
+            # needs none on SQLite, see _savepoint).
+            with self._savepoint(fallible_statements=len(chunks)):
+                for chunk in chunks:
                     where = {"b_tenant_id": tenant_id, "b_id": group_id, "b_ids": chunk}
+                    if self._dialect == "postgresql":
+                        # One round trip: the pairs already there are
+                        # skipped, and only the new ones come back.
+                        added.extend(
+                            row[0] for row in self._rows(_ADD_MEMBERSHIPS_OF_LIST_POSTGRESQL, where)
+                        )
+                        continue
                     present = {row[0] for row in self._rows(_MEMBERSHIPS_OF, where)}
-                    new = [row for row in rows if row["member_id"] not in present]
+                    new = [member_id for member_id in chunk if member_id not in present]
                     if new:
-                        self._run_many(self._insert_memberships(), new)
-                        added.extend(row["member_id"] for row in new)
+                        self._run(_ADD_MEMBERSHIPS_OF_LIST_SQLITE, {**where, "b_ids": new})
+                        added.extend(new)
         except IntegrityError as error:
             raise self._missing_memberships(tenant_id, group_id, wanted) from error
         return sorted(added)
-
-    def _insert_memberships(self) -> Any:
-        # Built once (the hot path caches compiled statements by object).
-        if self._dialect == "sqlite":
-            return _ADD_MEMBERSHIPS_SQLITE
-        return _ADD_MEMBERSHIPS
 
     def _missing_memberships(
         self, tenant_id: str, group_id: str, member_ids: list[str]

@@ -6,8 +6,10 @@ import collections
 from collections.abc import Collection
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import or_
@@ -32,6 +34,7 @@ from pbidentity.storage.sql._rows import _changed_columns
 from pbidentity.storage.sql._rows import _member
 from pbidentity.storage.sql._rows import _member_row
 from pbidentity.storage.sql._rows import _value_rows
+from pbidentity.storage.sql._schema import _utc_text
 from pbidentity.storage.sql._schema import members
 from pbidentity.storage.sql._segments import _Counting
 from pbidentity.storage.sql._statements import _DELETE_VALUES
@@ -43,10 +46,12 @@ from pbidentity.storage.sql._statements import _INSERT_MEMBER_UNLESS_TAKEN
 from pbidentity.storage.sql._statements import _INSERT_VALUES
 from pbidentity.storage.sql._statements import _MATCHING
 from pbidentity.storage.sql._statements import _MEMBER_VERSION
+from pbidentity.storage.sql._statements import _REDECISION_COLUMNS
 from pbidentity.storage.sql._statements import _SELECT_MEMBERS
 from pbidentity.storage.sql._statements import _UPDATE_MEMBER
 from pbidentity.storage.sql._statements import _UPDATE_MEMBER_SAME_VALUES
 from pbidentity.storage.sql._statements import _chunks
+from pbidentity.storage.sql._statements import _update_members_of_rows
 from pbidentity.storage.sql._unit import _guarded
 from pbidentity.storage.sql._unit import _writing
 
@@ -244,7 +249,13 @@ class _Members(_Counting, _Querying):
                     continue
             self.replace_member(member, expected_version=expected_version)
         for columns, rows in batches.items():
-            if self._run_many(_UPDATE_MEMBER, rows, columns) != len(rows):
+            if _REDECISION_COLUMNS.issuperset(columns):
+                # One statement for them all, the rows bound as one JSON array.
+                statement = _update_members_of_rows(self._dialect, columns)
+                matched = self._run(statement, {"b_rows": _update_rows(columns, rows)})
+            else:
+                matched = self._run_many(_UPDATE_MEMBER, rows, columns)
+            if matched != len(rows):
                 self._raise_for_unwritten(rows)
         for member in written:
             self._read[(member.tenant_id, member.id)] = member
@@ -351,6 +362,28 @@ class _Members(_Counting, _Querying):
             where = {"b_tenant_id": tenant_id, "b_ids": chunk}
             found.update(row[0] for row in self._rows(_EXISTING_MEMBERS, where))
         return found
+
+
+def _update_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of a bulk update as :func:`_update_members_of_rows` reads them."""
+    return orjson.dumps(
+        [
+            [
+                row["b_tenant_id"],
+                row["b_id"],
+                row["b_expected"],
+                *(_column_value(row[column]) for column in columns),
+            ]
+            for row in rows
+        ]
+    ).decode()
+
+
+def _column_value(value: Any) -> Any:
+    # As _UtcText writes a datetime; text and numbers are JSON already.
+    if isinstance(value, datetime):
+        return _utc_text(value)
+    return value
 
 
 def _taken(error: IntegrityError, member: Member) -> ConflictError | None:

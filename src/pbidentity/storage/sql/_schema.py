@@ -7,6 +7,7 @@ code writes. See the package docstring for the schema notes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -71,6 +72,15 @@ class _UtcText(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else datetime.fromisoformat(str(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_text(value: datetime) -> str:
+    """A datetime as :class:`_UtcText` stores it, for rows bound as JSON.
+
+    Cached: a bulk write stamps its hundreds of rows with the same instant.
+    """
+    return utc(value).isoformat(timespec="microseconds")
 
 
 @attrs.frozen

@@ -17,6 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import union
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -25,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.types import TypeEngine
@@ -232,6 +234,79 @@ _INSERT_EVENT_IF_TENANT = insert(events).from_select(
         select(tenants.c.id).where(tenants.c.id == _EVENT_VALUES["tenant_id"]).exists()
     ),
 )
+# Many events (a group change re-decides a hundred members, each with its
+# event) in ONE statement: their values bound as one JSON array of rows,
+# inserted in the array's order so that seq follows the order given, and, as
+# above, skipped when their tenant does not exist. Every value is text
+# (occurred as _UtcText writes it, data as dump_document does).
+_INSERT_EVENTS_SQLITE = text(
+    "INSERT INTO events (id, tenant_id, type, subject_id, actor, occurred, data, delivered) "
+    "SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), "
+    "json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'), "
+    "json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'), "
+    "json_extract(e.value, '$[6]'), NULL "
+    "FROM json_each(:b_rows) AS e "
+    "WHERE EXISTS (SELECT 1 FROM tenants WHERE tenants.id = json_extract(e.value, '$[1]')) "
+    "ORDER BY e.key"
+)
+_INSERT_EVENTS_POSTGRESQL = text(
+    "INSERT INTO events (id, tenant_id, type, subject_id, actor, occurred, data, delivered) "
+    "SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, "
+    "e.value ->> 5, e.value ->> 6, NULL "
+    "FROM json_array_elements(CAST(:b_rows AS json)) WITH ORDINALITY AS e(value, n) "
+    "WHERE EXISTS (SELECT 1 FROM tenants WHERE tenants.id = e.value ->> 1) "
+    "ORDER BY e.n"
+)
+# The columns a role decided again moves: a group change or a new policy
+# writes them for up to thousands of members at once.
+_REDECISION_COLUMNS = frozenset(
+    {"app_role", "role_source", "role_rule", "version", "last_modified"}
+)
+_UPDATES_OF_ROWS: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+
+def _update_members_of_rows(dialect: str, columns: tuple[str, ...]) -> TextClause:
+    """ONE UPDATE of these columns (of ``_REDECISION_COLUMNS``) for many members.
+
+    The members come as one JSON array of rows bound to ``b_rows``: tenant id,
+    member id, the version the member must still have, then the new value of
+    each column, as the column holds it (text, or the version's number). A
+    member no longer at that version is not written: the statement's row count
+    tells. Built once per dialect and set of columns, so that the hot path
+    compiles each once.
+    """
+    key = (dialect, columns)
+    found = _UPDATES_OF_ROWS.get(key)
+    if found is not None:
+        return found
+    if not _REDECISION_COLUMNS.issuperset(columns):
+        raise ValueError(f"not columns a redecision writes: {columns}")
+
+    def value(position: int, column: str) -> str:
+        if dialect != "postgresql":
+            return f"json_extract(u.value, '$[{position}]')"
+        if column == "version":
+            return f"CAST(u.value ->> {position} AS INTEGER)"
+        # The key columns compare in their own collation, so that the
+        # primary key is what finds each member.
+        return f'(u.value ->> {position}) COLLATE "C"'
+
+    rows = (
+        "json_array_elements(CAST(:b_rows AS json)) AS u(value)"
+        if dialect == "postgresql"
+        else "json_each(:b_rows) AS u"
+    )
+    assignments = ", ".join(
+        f"{column} = {value(position, column)}" for position, column in enumerate(columns, 3)
+    )
+    found = _UPDATES_OF_ROWS[key] = text(
+        f"UPDATE members SET {assignments} FROM {rows} "  # noqa: S608 - column names, not values
+        f"WHERE members.tenant_id = {value(0, 'tenant_id')} "
+        f"AND members.id = {value(1, 'id')} AND members.version = {value(2, 'version')}"
+    )
+    return found
+
+
 # A member inserted on PostgreSQL, where an error aborts the whole
 # transaction: a userName, externalId or id already taken, or a tenant that
 # does not exist, inserts no row instead of raising, so that no savepoint (two
@@ -327,6 +402,26 @@ _REMOVE_MEMBERSHIPS = delete(memberships).where(
     memberships.c.tenant_id == _T,
     memberships.c.group_id == _ID,
     _InIdList(memberships.c.member_id, _IDS),
+)
+# A group push's members added in ONE statement, whatever their number: the
+# ids as one bound list, unrolled into rows (see _IdList). A pair already
+# there is skipped (a concurrent add of the same member must not fail the
+# unit); a member that does not exist is refused by the foreign key. On
+# PostgreSQL the ids that went in come back (SQLite reads them before).
+_ADD_MEMBERSHIPS_OF_LIST_SQLITE = text(
+    "INSERT INTO memberships (tenant_id, group_id, member_id) "
+    # "WHERE true" tells SQLite's parser that ON CONFLICT is no join's ON.
+    "SELECT :b_tenant_id, :b_id, value FROM json_each(:b_ids) WHERE true "
+    "ON CONFLICT DO NOTHING"
+).bindparams(_IDS)
+_ADD_MEMBERSHIPS_OF_LIST_POSTGRESQL = (
+    text(
+        "INSERT INTO memberships (tenant_id, group_id, member_id) "
+        "SELECT :b_tenant_id, :b_id, unnest(CAST(:b_ids AS TEXT[])) "
+        "ON CONFLICT DO NOTHING RETURNING member_id"
+    )
+    .bindparams(_IDS)
+    .columns(memberships.c.member_id)
 )
 _MEMBERSHIPS_OF = select(memberships.c.member_id).where(
     memberships.c.tenant_id == _T,
