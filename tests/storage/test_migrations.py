@@ -37,6 +37,7 @@ def _drop_everything(url: str) -> None:
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as connection:
         saml = (
+            "scim_activity",
             "setup_links",
             "saml_outcomes",
             "saml_sp_keys",

@@ -15,6 +15,7 @@ import attrs
 import pytest
 
 from pbidentity.domain import Event
+from pbidentity.domain import ScimActivity
 from pbidentity.domain import SetupLink
 from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.query import Query
@@ -41,6 +42,21 @@ def event(event_id: str) -> Event:
         subject_id="m1",
         actor="test",
         occurred=NOW,
+    )
+
+
+def scim_request(request_id: str) -> ScimActivity:
+    """A SCIM request tenant t1 received, refused."""
+    return ScimActivity(
+        tenant_id="t1",
+        id=request_id,
+        at=NOW,
+        token_name="first",
+        method="POST",
+        path="/Users",
+        status=409,
+        scim_type="uniqueness",
+        detail="taken",
     )
 
 
@@ -138,6 +154,9 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "add_saml_outcome": lambda tx: tx.add_saml_outcome("t1", "hash-2", "{}", LATER),
     "take_saml_outcome": lambda tx: tx.take_saml_outcome("t1", "hash-1", NOW),
     "purge_saml_state": lambda tx: tx.purge_saml_state(NOW + timedelta(days=1)),
+    "add_scim_activity": lambda tx: tx.add_scim_activity([scim_request("q2")]),
+    "scim_activity": lambda tx: tx.scim_activity("t1"),
+    "prune_scim_activity": lambda tx: tx.prune_scim_activity("t1", before=NOW, keep=0),
 }
 
 PROTOCOL_METHODS = frozenset(name for name in dir(Transaction) if not name.startswith("_"))
@@ -161,6 +180,7 @@ def populated(storage: Storage) -> Storage:
         tx.remember_assertion("t1", "a1", LATER)
         tx.add_saml_outcome("t1", "hash-1", "{}", LATER)
         tx.add_setup_link(setup_link("l1"))
+        tx.add_scim_activity([scim_request("q1")])
     return storage
 
 
@@ -178,6 +198,7 @@ def snapshot(storage: Storage) -> dict[str, Any]:
             "key": tx.saml_signing_key("t1"),
             "sp_keys": tx.saml_sp_keys("t1"),
             "links": tx.setup_links("t1"),
+            "activity": tx.scim_activity("t1"),
         }
 
 

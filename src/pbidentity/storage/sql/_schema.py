@@ -18,6 +18,7 @@ import attrs
 from sqlalchemy import Boolean
 from sqlalchemy import Column
 from sqlalchemy import Dialect
+from sqlalchemy import Float
 from sqlalchemy import ForeignKeyConstraint
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -27,6 +28,7 @@ from sqlalchemy import String
 from sqlalchemy import Table
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.types import TypeEngine
 
@@ -39,11 +41,11 @@ from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import utc
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -441,4 +443,39 @@ setup_links = Table(
     Column("revoked", _UtcText, nullable=True),
     PrimaryKeyConstraint("tenant_id", "id", name="pk_setup_links"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_setup_links_tenant"),
+)
+
+# The SCIM requests each workspace received (its provisioning activity),
+# bounded per workspace in time and rows. Read newest first per workspace,
+# failures only, or one token's; written in batches, never in a SCIM
+# request's own transaction.
+scim_activity = Table(
+    "scim_activity",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("at", _UtcText, nullable=False),
+    Column("token_name", _TEXT, nullable=True),
+    Column("method", _TEXT, nullable=False),
+    Column("path", _TEXT, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("scim_type", _TEXT, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("resource_id", _TEXT, nullable=True),
+    Column("request_body", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_scim_activity"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_scim_activity_tenant"),
+    Index("ix_scim_activity_latest", "tenant_id", "at", "id"),
+    Index("ix_scim_activity_token", "tenant_id", "token_name", "at", "id"),
+    # Failures only: a partial index, a small fraction of the rows.
+    Index(
+        "ix_scim_activity_failures",
+        "tenant_id",
+        "at",
+        "id",
+        sqlite_where=text("status >= 400"),
+        postgresql_where=text("status >= 400"),
+    ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pbidentity.storage.sql._activity import _Activity
 from pbidentity.storage.sql._groups import _Groups
 from pbidentity.storage.sql._members import _Members
 from pbidentity.storage.sql._outbox import _Outbox
@@ -10,5 +11,5 @@ from pbidentity.storage.sql._saml import _SamlState
 from pbidentity.storage.sql._tenants import _Tenants
 
 
-class _SqlTransaction(_Tenants, _Members, _Groups, _Outbox, _SamlState, _SetupLinks):
+class _SqlTransaction(_Tenants, _Members, _Groups, _Outbox, _SamlState, _SetupLinks, _Activity):
     """One unit of work on one connection; see :class:`~pbidentity.storage.Transaction`."""
