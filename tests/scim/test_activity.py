@@ -107,6 +107,25 @@ def test_refused_tokens_are_recorded_for_their_workspace_unknown_ones_nowhere(
     assert "switched off" in (off.detail or "")
 
 
+def test_requests_answered_before_authentication_are_recorded_for_the_tokens_workspace(
+    app: ScimWsgiApp, storage: Storage, admin: Admin, acme: Workspace
+) -> None:
+    """A wrong path (a base URL typed wrong), a wrong method and discovery show, with the token."""
+    assert acme.client.get("/scim/v2/Users").status_code == 404
+    assert acme.client.delete("/Users").status_code == 405
+    assert acme.client.get("/ServiceProviderConfig").status_code == 200
+    anonymous = acme.client.get("/Nothing", headers={"Authorization": ""})
+    assert anonymous.status_code == 404
+    entries = activity(app, storage, admin, "acme")
+    assert [(e.method, e.path, e.status) for e in entries] == [
+        ("GET", "/ServiceProviderConfig", 200),
+        ("DELETE", "/Users", 405),
+        ("GET", "/scim/v2/Users", 404),
+    ]
+    assert {e.token_name for e in entries} == {"okta"}
+    assert "No endpoint /scim/v2/Users" in (entries[2].detail or "")
+
+
 def test_a_workspace_sees_only_its_own_requests(
     app: ScimWsgiApp, storage: Storage, admin: Admin, acme: Workspace, globex: Workspace
 ) -> None:

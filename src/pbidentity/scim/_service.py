@@ -305,6 +305,11 @@ class ScimService:
         response = attrs.evolve(
             response, headers=(*response.headers, ("X-Request-Id", trace.request_id))
         )
+        if self.activity is not None and trace.tenant_id is None and response.status != 401:
+            # Answered before authentication (a wrong path, a method, the
+            # discovery documents): whose it was is worth one lookup, since
+            # a base URL typed wrong in the IdP shows exactly so.
+            self._identify(request, trace)
         if self.activity is not None and trace.tenant_id is not None:
             try:
                 entry = activity_entry(
@@ -321,6 +326,15 @@ class ScimService:
             except Exception:
                 log.exception("recording SCIM request %s failed", trace.request_id)
         return response
+
+    def _identify(self, request: Request, trace: Trace) -> None:
+        """Find the workspace (and token) of a request answered without authentication."""
+        try:
+            secret = _bearer(request)
+            with self.storage.transaction(write=False) as tx:
+                self._authenticate(tx, secret, trace)
+        except Exception:  # noqa: S110 - no token, or not a valid one: nobody to show it to
+            pass
 
     def _answer(self, request: Request, trace: Trace) -> Response:
         try:
