@@ -33,6 +33,7 @@ from pbidentity.exceptions import PbIdentityError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.http import Request
 from pbidentity.http import Response
+from pbidentity.portal import _activity
 from pbidentity.portal import _audit
 from pbidentity.portal import _forms
 from pbidentity.portal import _pages
@@ -97,6 +98,7 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     # The token's name goes in the form: a name may hold a slash, which no
     # path segment can (the adapters decode %2F before the portal sees it).
     ("POST", r"/w/(?P<ws>{s})/scim/tokens/revoke", "token_revoke"),
+    ("GET", r"/w/(?P<ws>{s})/scim/activity", "scim_activity"),
     ("GET", r"/w/(?P<ws>{s})/members", "members"),
     ("GET", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member"),
     ("POST", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member_edit"),
@@ -624,6 +626,24 @@ class Portal:
         except ValueError as error:
             raise _Refusal(400, "Not possible", f"{error}.") from None
         return self._render(ctx, "audit.html", access, page=page)
+
+    def _view_scim_activity(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form
+    ) -> Response:
+        query = ctx.request.query_value
+        try:
+            page = _activity.activity_page(
+                self.identity,
+                access.workspace,
+                failures=query("failures") or "",
+                token=query("token") or "",
+                method=query("method") or "",
+                status=query("status") or "",
+                before=query("before") or "",
+            )
+        except ValueError as error:
+            raise _Refusal(400, "Not possible", f"{error}.") from None
+        return self._render(ctx, "activity.html", access, page=page)
 
     # -- rendering ------------------------------------------------------------------
 
