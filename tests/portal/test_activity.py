@@ -44,7 +44,8 @@ def link(page: httpx.Response, link_id: str) -> str | None:
 def test_the_page_shows_each_request_newest_first_with_the_detail_sent(world: World) -> None:
     """Method, path, status, token and a failure's scimType and detail, in full, newest first."""
     with scim_client(world, "acme") as okta:
-        assert okta.post("/Users", json=user("ada@acme.test")).status_code == 201
+        created = okta.post("/Users", json=user("ada@acme.test"))
+        assert created.status_code == 201
         refused = okta.post("/Users", json=user("ada@acme.test"))
         assert refused.status_code == 409
         assert okta.get("/Users", params={"filter": 'userName eq "ada@acme.test"'}).is_success
@@ -59,8 +60,9 @@ def test_the_page_shows_each_request_newest_first_with_the_detail_sent(world: Wo
     assert f'<span class="detail">{refused.json()["detail"]}</span>' in html.unescape(failed)
     assert refused.headers["x-request-id"] in failed
     assert "okta" in failed
-    assert "/Users?filter=userName%20eq%20%22ada%40acme.test%22" in page.text
+    assert "/Users?filter=userName eq &#34;ada@acme.test&#34;</code>" in page.text
     assert "Requests are kept for 14 days, at most 10,000 of them." in page.text
+    assert f'created <code class="resource">{created.json()["id"]}</code>' in page.text
 
 
 def test_hostile_paths_and_details_are_text_and_other_workspaces_absent(world: World) -> None:

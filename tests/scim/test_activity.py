@@ -74,7 +74,7 @@ def test_each_request_is_recorded_with_its_answer_and_request_id(
     conflict, search, create = entries
     assert create.resource_id == created["id"]
     assert create.path == "/Users"
-    assert search.path == "/Users?filter=userName%20eq%20%22ada%40acme.example%22"
+    assert search.path == '/Users?filter=userName eq "ada@acme.example"'
     assert search.resource_id is None
     assert {e.token_name for e in entries} == {"okta"}
     assert conflict.scim_type == "uniqueness"

@@ -102,7 +102,7 @@ class ActivityPage:
 def _row(entry: ScimActivity) -> ActivityRow:
     return ActivityRow(
         id=entry.id,
-        at=entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        at=entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         token=entry.token_name or "",
         method=entry.method,
         path=entry.path,
@@ -110,7 +110,10 @@ def _row(entry: ScimActivity) -> ActivityRow:
         scim_type=entry.scim_type or "",
         detail=entry.detail or "",
         duration=f"{entry.duration_ms:.1f} ms",
-        resource_id=entry.resource_id or "",
+        # Shown when the path does not say it already (a created resource).
+        resource_id=""
+        if not entry.resource_id or entry.resource_id in entry.path
+        else entry.resource_id,
         failed=entry.failed,
         request_body=entry.request_body or "",
         response_body=entry.response_body or "",

@@ -29,8 +29,6 @@ from collections import Counter
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
-from urllib.parse import urlencode
 
 import attrs
 import orjson
@@ -148,9 +146,11 @@ def activity_entry(
 
 
 def _shown_path(request: Request) -> str:
+    # Decoded, as a person reads it (a filter with its quotes and spaces):
+    # it is shown, never requested again.
     path = request.path or "/"
     if request.query:
-        path += "?" + urlencode(request.query, quote_via=quote, safe="/:,")
+        path += "?" + "&".join(f"{name}={value}" for name, value in request.query)
     return path if len(path) <= _MAX_PATH else path[: _MAX_PATH - 1] + "…"
 
 
