@@ -189,7 +189,7 @@ class PbIdentity:
     def close(self) -> None:
         """Write the SCIM requests still buffered, then release the storage and its connections."""
         if self.scim.activity is not None:
-            self.scim.activity.flush()
+            self.scim.activity.close()
         self.storage.close()
 
     def __enter__(self) -> PbIdentity:

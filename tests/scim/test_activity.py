@@ -331,3 +331,31 @@ def test_closing_the_front_door_writes_what_is_buffered(tmp_path: Path) -> None:
         tenant_id = reopened.admin.get_tenant("acme").id
         with reopened.storage.transaction(write=False) as tx:
             assert [e.path for e in tx.scim_activity(tenant_id)] == ["/Users"]
+
+
+def test_a_workspace_stays_near_its_bound_and_idle_ones_are_swept(
+    storage: Storage, admin: Admin, acme: Workspace, globex: Workspace
+) -> None:
+    """Past max_per_workspace, a write prunes once a tenth came in; a sweep prunes idle ones."""
+    bounded = ScimService(
+        storage, ScimConfig(activity=ActivityConfig(max_per_workspace=20, flush_size=1))
+    )
+    assert bounded.activity is not None
+    acme_id, globex_id = admin.get_tenant("acme").id, admin.get_tenant("globex").id
+    with client_for(bounded, globex.token) as client:
+        for _ in range(30):
+            assert client.get("/Groups").status_code == 200
+    # Pruned once 2 (a tenth of 20) came in since the last prune: never past 21.
+    assert 20 <= len(recorded(bounded, storage, globex_id)) <= 21
+    # globex falls idle; acme's writes start an hourly sweep (here: at once).
+    sweeping = ScimService(
+        storage,
+        ScimConfig(activity=ActivityConfig(max_per_workspace=5, flush_size=1)),
+    )
+    assert sweeping.activity is not None
+    sweeping.activity.prune_every = 0
+    with client_for(sweeping, acme.token) as client:
+        assert client.get("/Users").status_code == 200
+    sweeping.activity.close()
+    assert len(recorded(sweeping, storage, globex_id)) == 5
+    assert len(recorded(sweeping, storage, acme_id)) == 1

@@ -8,16 +8,18 @@ Authorization header, never a body unless the host app asks
 other secrets redacted.
 
 Recording must cost a SCIM request next to nothing and must never fail it.
-:class:`ActivityRecorder` keeps the requests in a bounded in-process buffer;
-the request that finds it due (a second since the last write, a full batch,
-or a failure, which an admin waits for) writes the whole buffer as one
-multi-row INSERT in its own short transaction, after its own response is
-computed, and prunes the workspaces it wrote for by as many rows, so that
-each stays within its bounds without a background job. A write that fails is
-logged and the batch dropped; a full buffer drops new requests (counted in
-the log). Each app instance writes its own rows, so several instances need
-no coordination. :meth:`ActivityRecorder.prune` sweeps every workspace (idle
-ones too) in short batches, for a periodic job.
+A request appends its record to :class:`ActivityRecorder`'s bounded
+in-process buffer; the request that finds the buffer due (a second since the
+last write, a full batch, or a failure, which an admin is waiting to see)
+writes all of it as one batch (one statement executed for every row) in one
+short transaction of its own, after its answer was computed, and prunes a
+workspace past its bounds once a tenth of them came in. The write happens
+in the request's thread, between its own transactions, so that it never
+competes with them for SQLite's write lock. A write that fails is logged
+and the batch dropped; a full buffer drops new requests (counted in the
+log). Each app instance writes its own rows, so several instances need no
+coordination. :meth:`ActivityRecorder.prune` sweeps every workspace (idle
+ones too) in short batches, hourly in a thread of its own.
 """
 
 from __future__ import annotations
@@ -212,19 +214,42 @@ def _kept_body(body: bytes, limit: int) -> str | None:
 
 
 class ActivityRecorder:
-    """Buffers the SCIM requests of this app instance and writes them in batches."""
+    """Buffers the SCIM requests of this app instance and writes them in batches.
 
-    def __init__(self, storage: Storage, config: ActivityConfig, *, clock: Clock = utc_now):
+    :meth:`record` appends to the buffer; the request that finds the buffer
+    due (``flush_interval`` seconds since the last write, ``flush_size``
+    requests waiting, or a failure, which an admin is waiting to see) writes
+    it, after its own answer was computed, in one short transaction of its
+    own. :meth:`flush` writes it now; :meth:`close` (which
+    :meth:`PbIdentity.close <pbidentity.PbIdentity.close>` calls) writes
+    what is left. Every ``prune_every`` seconds a write also starts a sweep
+    of every workspace past its bounds (:meth:`prune`) in a thread of its
+    own, for the idle workspaces no write prunes.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: ActivityConfig,
+        *,
+        clock: Clock = utc_now,
+        prune_every: float = 3600.0,
+    ) -> None:
         self.storage = storage
         self.config = config
         self.clock = clock
+        self.prune_every = prune_every
         self._buffer: list[ScimActivity] = []
         self._lock = threading.Lock()
         # One batch written at a time: a request finding another one writing
-        # goes on (its entry waits for the next batch) rather than wait.
+        # goes on (its record waits for the next batch) rather than wait.
         self._writing = threading.Lock()
         self._last_flush = time.monotonic()
+        self._last_sweep = time.monotonic()
+        self._sweeper: threading.Thread | None = None
         self._dropped = 0
+        # Rows written per workspace since it was last pruned.
+        self._unpruned: Counter[str] = Counter()
 
     def record(self, entry: ScimActivity) -> None:
         """Keep one request; write the buffer when it is due. Never raises."""
@@ -234,7 +259,7 @@ class ActivityRecorder:
                 return
             self._buffer.append(entry)
             due = (
-                entry.failed
+                entry.status >= 400
                 or len(self._buffer) >= self.config.flush_size
                 or time.monotonic() - self._last_flush >= self.config.flush_interval
             )
@@ -245,7 +270,7 @@ class ActivityRecorder:
                 self._writing.release()
 
     def flush(self) -> int:
-        """Write every buffered request now (at close, before a page reads); returns how many."""
+        """Write every buffered request now (before a page reads them); returns how many."""
         with self._writing:
             return self._flush()
 
@@ -253,6 +278,29 @@ class ActivityRecorder:
         """How many requests wait in the buffer."""
         with self._lock:
             return len(self._buffer)
+
+    def close(self) -> None:
+        """Write what is buffered, and wait for a sweep under way."""
+        self.flush()
+        sweeper = self._sweeper
+        if sweeper is not None:
+            sweeper.join(timeout=30)
+
+    def _sweep_in_background(self) -> None:
+        if self._sweeper is not None and self._sweeper.is_alive():
+            return
+        self._last_sweep = time.monotonic()
+
+        def sweep() -> None:
+            try:
+                self.prune()
+            except Exception:
+                log.exception("pruning the SCIM activity failed; retried later")
+
+        self._sweeper = threading.Thread(
+            target=sweep, name="pbidentity-activity-sweep", daemon=True
+        )
+        self._sweeper.start()
 
     def _flush(self) -> int:
         with self._lock:
@@ -263,25 +311,33 @@ class ActivityRecorder:
             log.warning("the activity buffer was full: %d SCIM requests were not recorded", dropped)
         if not batch:
             return 0
-        per_tenant = Counter(entry.tenant_id for entry in batch)
+        self._unpruned.update(entry.tenant_id for entry in batch)
+        # A workspace is pruned once a tenth of its bound came in (at most
+        # 1,000 rows): finding where the bound falls walks the bound's rows
+        # of an index, once for many rows deleted; never far past the bound.
+        due = max(1, min(_PRUNE_BATCH, self.config.max_per_workspace // 10))
         cutoff = self.clock() - self.config.retention
         try:
             with self.storage.transaction() as tx:
                 tx.add_scim_activity(batch)
-                # As many rows out as came in (twice, to catch up after the
-                # bounds were lowered): each workspace stays within them.
-                for tenant_id, count in per_tenant.items():
+                for tenant_id, count in list(self._unpruned.items()):
+                    if count < due:
+                        continue
+                    # Twice what came in: catches up after the bounds were lowered.
                     tx.prune_scim_activity(
                         tenant_id,
                         before=cutoff,
                         keep=self.config.max_per_workspace,
-                        limit=min(2 * count, _PRUNE_BATCH),
+                        limit=min(2 * count, 2 * _PRUNE_BATCH),
                     )
+                    del self._unpruned[tenant_id]
         except Exception as error:
             # The requests were answered already; their record is not worth
             # failing or slowing anything for.
             log.warning("could not record %d SCIM requests: %s", len(batch), error)
             return 0
+        if time.monotonic() - self._last_sweep >= self.prune_every:
+            self._sweep_in_background()
         return len(batch)
 
     def prune(self, *, batch: int = _PRUNE_BATCH, pause: float | None = None) -> int:

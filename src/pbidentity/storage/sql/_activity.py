@@ -22,8 +22,9 @@ from pbidentity.storage.sql._unit import _Unit
 from pbidentity.storage.sql._unit import _writing
 
 _c = scim_activity.c
-# Rows per INSERT statement: 13 parameters each.
-_CHUNK = 1000
+_COLUMNS = tuple(column.name for column in scim_activity.columns)
+# Built once: the hot path compiles a statement once per statement object.
+_INSERT = insert(scim_activity)
 
 
 def _row(entry: ScimActivity) -> dict[str, Any]:
@@ -71,13 +72,12 @@ class _Activity(_Unit):
         if not entries:
             return
         rows = [_row(entry) for entry in entries]
-        # One multi-row INSERT per chunk (SQLite binds at most 32,766
-        # parameters a statement): a chunk is all in or all out.
-        chunks = [rows[start : start + _CHUNK] for start in range(0, len(rows), _CHUNK)]
+        # One statement executed for many rows (the driver's executemany, one
+        # cached compilation whatever the batch size); inside a savepoint when
+        # there are several, so that a batch is all in or all out.
         try:
-            with self._savepoint(fallible_statements=len(chunks)):
-                for chunk in chunks:
-                    self._conn.execute(insert(scim_activity).values(chunk))
+            with self._savepoint(fallible_statements=len(rows)):
+                self._run_many(_INSERT, rows, _COLUMNS)
         except IntegrityError as error:
             if _is_foreign_key(error):
                 tenants = sorted({entry.tenant_id for entry in entries})
