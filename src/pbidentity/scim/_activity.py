@@ -77,8 +77,8 @@ class ActivityConfig:
     """What the host app decides about the provisioning activity (``ScimConfig.activity``).
 
     A workspace keeps its requests for ``retention`` and at most
-    ``max_per_workspace`` of them (about 400 bytes each without bodies, so
-    10,000 requests take about 4 MB). Requests are buffered in process and
+    ``max_per_workspace`` of them (about 550 bytes each without bodies, so
+    10,000 requests take about 5.5 MB). Requests are buffered in process and
     written together once ``flush_interval`` seconds have passed or
     ``flush_size`` wait, failures at once. ``keep_bodies`` also keeps each
     request's and response's body, redacted and cut at ``max_body_bytes``:
