@@ -90,7 +90,7 @@ class ActivityConfig:
     keep_bodies: bool = False
     max_body_bytes: int = attrs.field(default=8 * 1024, validator=_positive)
     flush_interval: float = attrs.field(default=1.0, validator=_positive)
-    flush_size: int = attrs.field(default=200, validator=_positive)
+    flush_size: int = attrs.field(default=1000, validator=_positive)
     #: Requests waiting in the buffer at most (when the database is down);
     #: beyond it new ones are dropped rather than grow the process.
     max_buffered: int = attrs.field(default=10_000, validator=_positive)
