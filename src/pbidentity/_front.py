@@ -187,7 +187,9 @@ class PbIdentity:
         return Router(served)
 
     def close(self) -> None:
-        """Release the storage (its connections, pool and files)."""
+        """Write the SCIM requests still buffered, then release the storage and its connections."""
+        if self.scim.activity is not None:
+            self.scim.activity.close()
         self.storage.close()
 
     def __enter__(self) -> PbIdentity:

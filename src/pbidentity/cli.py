@@ -112,6 +112,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also unlink members from their IdP identities (default: keep the links)",
     )
+    activity = scim_commands.add_parser(
+        "activity", help="print the SCIM requests a tenant's IdP sent, newest first"
+    )
+    activity.add_argument("--tenant", required=True, metavar="SLUG")
+    activity.add_argument("--failures", action="store_true", help="only the failed ones")
+    activity.add_argument("--token", metavar="NAME", help="only this token's")
+    activity.add_argument("--limit", type=int, default=50, help="default: 50")
+    activity.add_argument("--json", action="store_true", help="print JSON")
+    prune_activity = scim_commands.add_parser(
+        "prune-activity",
+        help="delete every tenant's SCIM requests past the retention and size bound",
+    )
+    prune_activity.add_argument(
+        "--older-than", type=_days, default=14, metavar="DAYS", help="default: 14"
+    )
+    prune_activity.add_argument(
+        "--keep", type=int, default=10_000, metavar="N", help="per tenant (default: 10000)"
+    )
 
     link = commands.add_parser(
         "link",
@@ -368,6 +386,8 @@ def _run(args: argparse.Namespace) -> int:
                 for tenant in tenants if not args.json else ():
                     state = "on" if tenant.scim_enabled else "off"
                     print(f"{tenant.slug}\t{tenant.name}\tSCIM {state}")
+        elif args.command == "scim" and args.action in ("activity", "prune-activity"):
+            _scim_activity(identity, args)
         elif args.command == "scim":
             enabled = args.action == "enable"
             keep = enabled or not args.drop_links
@@ -594,6 +614,40 @@ def _moment(text: str | None, option: str, *, end: bool) -> datetime | None:
             f"{option} {text!r} is neither a day (2026-12-07) nor a time (2026-12-07T09:30Z)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _scim_activity(identity: Any, args: argparse.Namespace) -> None:
+    from pbidentity._lifecycle import tenant_by_slug
+    from pbidentity.scim import ActivityConfig
+    from pbidentity.scim import ActivityRecorder
+
+    if args.action == "prune-activity":
+        if args.keep < 1:
+            raise _input_error("--keep must be at least 1")
+        bounds = ActivityConfig(
+            retention=timedelta(days=args.older_than), max_per_workspace=args.keep
+        )
+        recorder = ActivityRecorder(identity.storage, bounds, clock=identity.clock)
+        pruned = recorder.prune()
+        print(f"pruned {pruned} SCIM request{'' if pruned == 1 else 's'}")
+        return
+    with identity.storage.transaction(write=False) as tx:
+        tenant = tenant_by_slug(tx, args.tenant)
+        entries = tx.scim_activity(
+            tenant.id,
+            limit=max(args.limit, 0),
+            failures_only=args.failures,
+            token_name=args.token,
+        )
+    if args.json:
+        _print_json(converter.unstructure(list(entries)))
+        return
+    for entry in entries:
+        print(
+            f"{entry.at.isoformat(timespec='seconds')}\t{entry.token_name or '-'}\t"
+            f"{entry.method}\t{entry.path}\t{entry.status}\t{entry.scim_type or ''}\t"
+            f"{entry.detail or ''}\t{entry.id}"
+        )
 
 
 def _audit(identity: Any, args: argparse.Namespace) -> None:

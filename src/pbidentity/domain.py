@@ -45,6 +45,7 @@ __all__ = [
     "SamlConnectionState",
     "SamlRequest",
     "SamlRoles",
+    "ScimActivity",
     "SetupLink",
     "Tenant",
     "fold",
@@ -575,3 +576,45 @@ class LinkImport:
     #: False while its chunks are being stored (a few per transaction): it is
     #: then neither shown nor applied.
     complete: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class ScimActivity:
+    """One SCIM request a workspace's identity provider sent, as its activity page shows it.
+
+    What an IT admin needs to answer "why did the push fail?": when, which
+    token, what was asked, the answer's status and the error ``detail`` the
+    identity provider was sent. Never a secret: no header, no password, and
+    no body unless the host app keeps them (then redacted and bounded, see
+    :class:`~pbidentity.scim.ActivityConfig`).
+    """
+
+    tenant_id: str
+    #: The request id, also sent to the client as ``X-Request-Id``.
+    id: str
+    #: When the request arrived.
+    at: datetime
+    #: The name of the API token that authenticated it (or was refused:
+    #: revoked, or its workspace's SCIM switched off); ``None`` without one.
+    token_name: str | None
+    method: str
+    #: The path under the SCIM base URL with the query string, bounded.
+    path: str
+    status: int
+    #: The RFC 7644 ``scimType`` of an error answer.
+    scim_type: str | None = None
+    #: The ``detail`` of an error answer, as the identity provider got it.
+    detail: str | None = None
+    #: Server time spent on the request, in milliseconds.
+    duration_ms: float = 0.0
+    #: The User or Group the request was about (created, read or changed).
+    resource_id: str | None = None
+    #: The request and response bodies, redacted and bounded, only when the
+    #: host app keeps them (``ActivityConfig(keep_bodies=True)``).
+    request_body: str | None = None
+    response_body: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the answer was an error (status 400 or above)."""
+        return self.status >= 400

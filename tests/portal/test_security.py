@@ -101,6 +101,7 @@ def test_an_admin_of_one_workspace_never_reads_or_writes_another(world: World) -
         for path in (
             "/portal/w/beta/sso",
             "/portal/w/beta/scim",
+            "/portal/w/beta/scim/activity",
             "/portal/w/beta/members",
             f"/portal/w/beta/members/{beta_member.id}",
             "/portal/w/beta/scim/import",

@@ -39,6 +39,7 @@ def _drop_everything(url: str) -> None:
         saml = (
             "link_import_chunks",
             "link_imports",
+            "scim_activity",
             "setup_links",
             "saml_outcomes",
             "saml_sp_keys",

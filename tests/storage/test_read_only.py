@@ -16,6 +16,7 @@ import pytest
 
 from pbidentity.domain import Event
 from pbidentity.domain import LinkImport
+from pbidentity.domain import ScimActivity
 from pbidentity.domain import SetupLink
 from pbidentity.exceptions import ReadOnlyTransactionError
 from pbidentity.query import Query
@@ -57,6 +58,21 @@ def link_import(import_id: str) -> LinkImport:
         expires=NOW + timedelta(days=1),
         counts={"create": 1},
         chunks={"changes": 1},
+    )
+
+
+def scim_request(request_id: str) -> ScimActivity:
+    """A SCIM request tenant t1 received, refused."""
+    return ScimActivity(
+        tenant_id="t1",
+        id=request_id,
+        at=NOW,
+        token_name="first",
+        method="POST",
+        path="/Users",
+        status=409,
+        scim_type="uniqueness",
+        detail="taken",
     )
 
 
@@ -170,6 +186,9 @@ SAMPLES: dict[str, Callable[[Transaction], object]] = {
     "add_saml_outcome": lambda tx: tx.add_saml_outcome("t1", "hash-2", "{}", LATER),
     "take_saml_outcome": lambda tx: tx.take_saml_outcome("t1", "hash-1", NOW),
     "purge_saml_state": lambda tx: tx.purge_saml_state(NOW + timedelta(days=1)),
+    "add_scim_activity": lambda tx: tx.add_scim_activity([scim_request("q2")]),
+    "scim_activity": lambda tx: tx.scim_activity("t1"),
+    "prune_scim_activity": lambda tx: tx.prune_scim_activity("t1", before=NOW, keep=0),
 }
 
 PROTOCOL_METHODS = frozenset(name for name in dir(Transaction) if not name.startswith("_"))
@@ -195,6 +214,7 @@ def populated(storage: Storage) -> Storage:
         tx.add_setup_link(setup_link("l1"))
         tx.add_link_import(link_import("i1"))
         tx.add_link_import_chunks("t1", "i1", [("changes", 0, "[]")])
+        tx.add_scim_activity([scim_request("q1")])
     return storage
 
 
@@ -214,6 +234,7 @@ def snapshot(storage: Storage) -> dict[str, Any]:
             "links": tx.setup_links("t1"),
             "imports": tx.link_imports("t1"),
             "chunk": tx.link_import_chunk("t1", "i1", "changes", 0),
+            "activity": tx.scim_activity("t1"),
         }
 
 

@@ -35,6 +35,7 @@ from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.link_imports import LinkImports
 from pbidentity.link_imports import import_state
+from pbidentity.portal import _activity
 from pbidentity.portal import _audit
 from pbidentity.portal import _forms
 from pbidentity.portal import _imports
@@ -107,6 +108,7 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})/apply", "scim_import_apply"),
     ("GET", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})/progress", "scim_import_progress"),
     ("GET", r"/w/(?P<ws>{s})/scim/import/(?P<import_id>{s})/conflicts.csv", "scim_import_csv"),
+    ("GET", r"/w/(?P<ws>{s})/scim/activity", "scim_activity"),
     ("GET", r"/w/(?P<ws>{s})/members", "members"),
     ("GET", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member"),
     ("POST", r"/w/(?P<ws>{s})/members/(?P<member>{s})", "member_edit"),
@@ -766,6 +768,24 @@ class Portal:
         _host_admin(access)
         self.links.revoke(access.workspace, form.get("link"))
         return _redirect(f"{ctx.base}/w/{_quote(access.workspace)}/links?revoked=1")
+
+    def _view_scim_activity(
+        self, ctx: _Context, access: PortalAccess, form: _forms.Form
+    ) -> Response:
+        query = ctx.request.query_value
+        try:
+            page = _activity.activity_page(
+                self.identity,
+                access.workspace,
+                failures=query("failures") or "",
+                token=query("token") or "",
+                method=query("method") or "",
+                status=query("status") or "",
+                before=query("before") or "",
+            )
+        except ValueError as error:
+            raise _Refusal(400, "Not possible", f"{error}.") from None
+        return self._render(ctx, "activity.html", access, page=page)
 
     # -- rendering ------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ Adapters (:mod:`pbidentity.wsgi`, ...) connect it to a server.
 
 from __future__ import annotations
 
+from pbidentity.scim._activity import DEFAULT_ACTIVITY_RETENTION
+from pbidentity.scim._activity import ActivityConfig
+from pbidentity.scim._activity import ActivityRecorder
 from pbidentity.scim._limits import RateLimit
 from pbidentity.scim._limits import ScimLimits
 from pbidentity.scim._service import DEFAULT_ROLE_URN
@@ -14,7 +17,10 @@ from pbidentity.scim._service import ScimConfig
 from pbidentity.scim._service import ScimService
 
 __all__ = [
+    "DEFAULT_ACTIVITY_RETENTION",
     "DEFAULT_ROLE_URN",
+    "ActivityConfig",
+    "ActivityRecorder",
     "RateLimit",
     "ScimConfig",
     "ScimLimits",

@@ -13,6 +13,7 @@ body carries only an error id (the traceback goes to the log).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import secrets
@@ -76,6 +77,10 @@ from pbidentity.scim import _filter
 from pbidentity.scim import _patch
 from pbidentity.scim import _schema
 from pbidentity.scim import cursor as _cursor
+from pbidentity.scim._activity import ActivityConfig
+from pbidentity.scim._activity import ActivityRecorder
+from pbidentity.scim._activity import Trace
+from pbidentity.scim._activity import activity_entry
 from pbidentity.scim._errors import SCIM_JSON
 from pbidentity.scim._errors import MethodNotAllowedException
 from pbidentity.scim._errors import ServiceUnavailableException
@@ -150,6 +155,9 @@ class ScimConfig:
     #: What one request may ask for (operations, elements, members, filter
     #: terms, sizes); over a limit, 400 with a detail naming it.
     limits: ScimLimits = attrs.Factory(ScimLimits)
+    #: The provisioning activity each workspace's admin sees (bounds,
+    #: bodies, batching); ``None`` records nothing.
+    activity: ActivityConfig | None = attrs.Factory(ActivityConfig)
 
 
 @attrs.frozen
@@ -273,6 +281,14 @@ class ScimService:
         self._limiter = (
             RateLimiter(self.config.rate_limit) if self.config.rate_limit is not None else None
         )
+        #: Records each workspace's SCIM requests (``None`` when
+        #: ``config.activity`` is): :meth:`~ActivityRecorder.flush` writes
+        #: what this instance still buffers.
+        self.activity: ActivityRecorder | None = (
+            None
+            if self.config.activity is None
+            else ActivityRecorder(storage, self.config.activity, clock=clock)
+        )
 
     # -- entry point ---------------------------------------------------------
 
@@ -282,9 +298,49 @@ class ScimService:
         return self.config.max_body_bytes
 
     def handle(self, request: Request) -> Response:
-        """Answer one request. Never raises."""
+        """Answer one request, with its ``X-Request-Id``, and record it. Never raises."""
+        started = time.perf_counter()
+        trace = Trace(request_id=_request_id())
+        answered = self._answer(request, trace)
+        response = Response(
+            status=answered.status,
+            headers=(*answered.headers, ("X-Request-Id", trace.request_id)),
+            body=answered.body,
+        )
+        if self.activity is not None and trace.tenant_id is None and response.status != 401:
+            # Answered before authentication (a wrong path, a method, the
+            # discovery documents): whose it was is worth one lookup, since
+            # a base URL typed wrong in the IdP shows exactly so.
+            self._identify(request, trace)
+        if self.activity is not None and trace.tenant_id is not None:
+            try:
+                entry = activity_entry(
+                    self.activity.config,
+                    request,
+                    response,
+                    trace,
+                    at=self.clock(),
+                    duration=time.perf_counter() - started,
+                    target=_target_of(request.path),
+                )
+                if entry is not None:
+                    self.activity.record(entry)
+            except Exception:
+                log.exception("recording SCIM request %s failed", trace.request_id)
+        return response
+
+    def _identify(self, request: Request, trace: Trace) -> None:
+        """Find the workspace (and token) of a request answered without authentication."""
         try:
-            return self._dispatch(request)
+            secret = _bearer(request)
+            with self.storage.transaction(write=False) as tx:
+                self._authenticate(tx, secret, trace)
+        except Exception:  # noqa: S110 - no token, or not a valid one: nobody to show it to
+            pass
+
+    def _answer(self, request: Request, trace: Trace) -> Response:
+        try:
+            return self._dispatch(request, trace)
         except SCIMException as error:
             return error_response(error)
         except InputError as error:
@@ -299,7 +355,7 @@ class ScimService:
                 )
             )
         except Exception:
-            error_id = secrets.token_hex(8)
+            error_id = trace.request_id
             log.exception("unexpected error %s in %s %s", error_id, request.method, request.path)
             return Response(
                 status=500,
@@ -313,7 +369,7 @@ class ScimService:
 
     # -- routing -------------------------------------------------------------
 
-    def _dispatch(self, request: Request) -> Response:
+    def _dispatch(self, request: Request, trace: Trace) -> Response:
         if "\x00" in request.path or any("\x00" in value for _, value in request.query):
             raise InvalidValueException(detail=_NUL_DETAIL)
         segments = [part for part in request.path.split("/") if part]
@@ -332,17 +388,20 @@ class ScimService:
             handler = handlers[method]
             target = tail if kind == "item" else None
             if isinstance(handler, _WriteHandler):
-                return self._write(request, handler, target, "user" if head == "users" else "group")
-            return self._read(request, handler, target)
+                kind_name = "user" if head == "users" else "group"
+                return self._write(request, handler, target, kind_name, trace)
+            return self._read(request, handler, target, trace)
         if head in ("bulk", "me", ".search") and len(segments) == 1:
-            return self._read(request, _not_implemented, None)
+            return self._read(request, _not_implemented, None, trace)
         raise NotFoundException(detail=f"No endpoint {request.path}; use /Users or /Groups.")
 
-    def _read(self, request: Request, handler: _Handler, target: str | None) -> Response:
+    def _read(
+        self, request: Request, handler: _Handler, target: str | None, trace: Trace
+    ) -> Response:
         """Serve a read in one read-only transaction, authentication included."""
         secret = _bearer(request)
         with self.storage.transaction(write=False) as tx:
-            tenant, token = self._authenticate(tx, secret)
+            tenant, token = self._authenticate(tx, secret, trace)
             self._throttle(tenant)
             response = handler(self, _Call(request, tenant, tx, target))
         if self._stale(token):
@@ -357,7 +416,12 @@ class ScimService:
         return response
 
     def _write(
-        self, request: Request, handler: _WriteHandler[Any], target: str | None, kind: str
+        self,
+        request: Request,
+        handler: _WriteHandler[Any],
+        target: str | None,
+        kind: str,
+        trace: Trace,
     ) -> Response:
         """Serve a write: compute it in a read-only unit, then write it in a short transaction.
 
@@ -383,12 +447,12 @@ class ScimService:
                 time.sleep(random.uniform(0, _RETRY_PAUSE * 2**attempt))  # noqa: S311 - jitter
             try:
                 with self.storage.transaction(write=False) as tx:
-                    tenant, _ = self._authenticate(tx, secret)
+                    tenant, _ = self._authenticate(tx, secret, trace)
                     if attempt == 0:
                         self._throttle(tenant)
                     prepared = handler.prepare(self, _Call(request, tenant, tx, target))
                 with self.storage.transaction() as tx:
-                    tenant, token = self._authenticate(tx, secret)
+                    tenant, token = self._authenticate(tx, secret, trace)
                     if self._stale(token):
                         tx.touch_token(token.id, self.clock())
                     lifecycle = LifecycleWork.open(
@@ -452,14 +516,18 @@ class ScimService:
 
     # -- authentication ------------------------------------------------------
 
-    def _authenticate(self, tx: Transaction, secret: str) -> tuple[Tenant, ApiToken]:
+    def _authenticate(self, tx: Transaction, secret: str, trace: Trace) -> tuple[Tenant, ApiToken]:
         found = tx.find_token_with_tenant(token_digest(secret))
         if found is None or not token_matches(secret, found[0].digest):
+            # No workspace to show it to: an unknown token is only logged.
             raise UnauthorizedException(
                 detail="The API token is not valid. Check that it was copied whole, or create "
                 "a new one under Integrations."
             )
         token, tenant = found
+        # Known from here, refused or not: the workspace's admin sees a
+        # revoked token's 401 and a switched-off SCIM's 403.
+        trace.tenant_id, trace.token_name = tenant.id, token.name
         if not token.is_active:
             raise UnauthorizedException(
                 detail=f"The API token {token.name!r} was revoked; create a new one under "
@@ -1372,6 +1440,25 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_nul(item) for item in value)
     return False
+
+
+# Request ids: the time, then this process's random prefix and a counter, so
+# that ids sort by arrival within an instance and never collide across
+# instances, at the cost of one counter step per request.
+_INSTANCE = secrets.token_hex(3)
+_SEQUENCE = itertools.count()
+
+
+def _request_id() -> str:
+    return f"{time.time_ns():x}{_INSTANCE}{next(_SEQUENCE) & 0xFFFF:04x}"
+
+
+def _target_of(path: str) -> str | None:
+    """The resource id a ``/Users/<id>`` or ``/Groups/<id>`` path names."""
+    segments = [part for part in path.split("/") if part]
+    if len(segments) == 2 and segments[0].lower() in _ROUTES and segments[1] != ".search":
+        return segments[1]
+    return None
 
 
 def _bearer(request: Request) -> str:

@@ -41,6 +41,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
+from pbidentity.domain import ScimActivity
 from pbidentity.domain import SetupLink
 from pbidentity.domain import Tenant
 from pbidentity.query import Page
@@ -48,6 +49,7 @@ from pbidentity.query import Query
 
 __all__ = [
     "WRITE_METHODS",
+    "ActivityStore",
     "EventStore",
     "GroupStore",
     "LinkImportStore",
@@ -559,6 +561,43 @@ class LinkImportStore(Protocol):
         """Delete every import (of any tenant) expired by ``now``, with its chunks; how many."""
 
 
+class ActivityStore(Protocol):
+    """The SCIM requests each workspace received: its provisioning activity, bounded."""
+
+    @writes
+    def add_scim_activity(self, entries: Sequence[ScimActivity]) -> None:
+        """Insert requests (of any tenants) in one statement; ``NotFoundError`` without a tenant."""
+
+    def scim_activity(
+        self,
+        tenant_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+        failures_only: bool = False,
+        token_name: str | None = None,
+        method: str | None = None,
+        status: int | None = None,
+    ) -> Sequence[ScimActivity]:
+        """The tenant's requests, newest first (by ``at``, then ``id``).
+
+        ``before`` is the ``(at, id)`` of the last request of the previous
+        page; ``failures_only`` keeps the statuses of 400 and above;
+        ``token_name``, ``method`` and ``status`` must equal.
+        """
+
+    @writes
+    def prune_scim_activity(
+        self, tenant_id: str, *, before: datetime, keep: int, limit: int = 1000
+    ) -> int:
+        """Delete the tenant's requests older than ``before`` or past its ``keep`` newest.
+
+        Deletes at most ``limit`` of them, oldest first, so that one call is
+        one short write; returns how many went; call again while it deletes
+        any.
+        """
+
+
 class Transaction(
     TenantStore,
     TokenStore,
@@ -570,6 +609,7 @@ class Transaction(
     SetupLinkStore,
     LinkImportStore,
     MemberDirectory,
+    ActivityStore,
     Protocol,
 ):
     """The operations of one unit of work. Obtained from :meth:`Storage.transaction`.

@@ -42,6 +42,7 @@ from pbidentity.domain import Member
 from pbidentity.domain import MemberRef
 from pbidentity.domain import SamlConnection
 from pbidentity.domain import SamlRequest
+from pbidentity.domain import ScimActivity
 from pbidentity.domain import SetupLink
 from pbidentity.domain import Tenant
 from pbidentity.domain import fold
@@ -110,6 +111,7 @@ class _State:
     link_import_chunks: dict[tuple[str, str, str, int], tuple[str, str | None]] = attrs.Factory(
         dict
     )
+    scim_activity: dict[tuple[str, str], ScimActivity] = attrs.Factory(dict)  # (tenant id, id)
 
 
 class MemoryStorage:
@@ -1099,6 +1101,71 @@ class _MemoryTransaction:
         expired = [k for k, r in self._state.link_imports.items() if r.expires <= utc(now)]
         for tenant_id, import_id in expired:
             self.delete_link_import(tenant_id, import_id)
+        return len(expired)
+
+    @_writing
+    def add_scim_activity(self, entries: Sequence[ScimActivity]) -> None:
+        """Insert a batch of requests: all of them or, on a missing tenant or a taken id, none."""
+        self._check_writable()
+        keys = [(entry.tenant_id, entry.id) for entry in entries]
+        for entry in entries:
+            self._data(entry.tenant_id)
+        if len(set(keys)) != len(keys) or any(key in self._state.scim_activity for key in keys):
+            taken = next(
+                key
+                for i, key in enumerate(keys)
+                if key in self._state.scim_activity or key in keys[:i]
+            )
+            raise _conflicts.id_taken("SCIM request", taken[1])
+        for key, entry in zip(keys, entries, strict=True):
+            self._put(self._state.scim_activity, key, attrs.evolve(entry, at=utc(entry.at)))
+
+    def scim_activity(
+        self,
+        tenant_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+        failures_only: bool = False,
+        token_name: str | None = None,
+        method: str | None = None,
+        status: int | None = None,
+    ) -> Sequence[ScimActivity]:
+        """The tenant's requests, newest first."""
+        self._check_open()
+        found = [
+            entry
+            for (owner, _), entry in self._state.scim_activity.items()
+            if owner == tenant_id
+            and (before is None or (entry.at, entry.id) < (utc(before[0]), before[1]))
+            and (not failures_only or entry.status >= 400)
+            and (token_name is None or entry.token_name == token_name)
+            and (method is None or entry.method == method)
+            and (status is None or entry.status == status)
+        ]
+        found.sort(key=lambda entry: (entry.at, entry.id), reverse=True)
+        return found[: max(limit, 0)]
+
+    @_writing
+    def prune_scim_activity(
+        self, tenant_id: str, *, before: datetime, keep: int, limit: int = 1000
+    ) -> int:
+        """Delete up to ``limit`` of the tenant's oldest requests past its time or size bound."""
+        self._check_writable()
+        newest_first = sorted(
+            (
+                (entry.at, entry.id)
+                for (owner, _), entry in self._state.scim_activity.items()
+                if owner == tenant_id
+            ),
+            reverse=True,
+        )
+        kept = set(newest_first[: max(keep, 0)])
+        expired = sorted(key for key in newest_first if key not in kept or key[0] < utc(before))[
+            : max(limit, 0)
+        ]
+        for _, request_id in expired:
+            self._pop(self._state.scim_activity, (tenant_id, request_id))
         return len(expired)
 
 

@@ -79,6 +79,7 @@ from pbidentity.storage.sql._schema import saml_keys as saml_keys
 from pbidentity.storage.sql._schema import saml_outcomes as saml_outcomes
 from pbidentity.storage.sql._schema import saml_requests as saml_requests
 from pbidentity.storage.sql._schema import saml_sp_keys as saml_sp_keys
+from pbidentity.storage.sql._schema import scim_activity as scim_activity
 from pbidentity.storage.sql._schema import setup_links as setup_links
 from pbidentity.storage.sql._schema import tenant_counts as tenant_counts
 from pbidentity.storage.sql._schema import tenants as tenants

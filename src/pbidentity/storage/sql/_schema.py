@@ -19,6 +19,7 @@ import attrs
 from sqlalchemy import Boolean
 from sqlalchemy import Column
 from sqlalchemy import Dialect
+from sqlalchemy import Float
 from sqlalchemy import ForeignKeyConstraint
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -28,6 +29,7 @@ from sqlalchemy import String
 from sqlalchemy import Table
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.types import TypeEngine
 
@@ -44,7 +46,7 @@ SCHEMA_REVISION = "0009"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0008", "0009")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -505,5 +507,40 @@ link_import_chunks = Table(
         ["tenant_id", "import_id"],
         ["link_imports.tenant_id", "link_imports.id"],
         name="fk_link_import_chunks_import",
+    ),
+)
+
+# The SCIM requests each workspace received (its provisioning activity),
+# bounded per workspace in time and rows. Read newest first per workspace,
+# failures only, or one token's; written in batches, never in a SCIM
+# request's own transaction.
+scim_activity = Table(
+    "scim_activity",
+    metadata,
+    Column("tenant_id", _TEXT, nullable=False),
+    Column("id", _TEXT, nullable=False),
+    Column("at", _UtcText, nullable=False),
+    Column("token_name", _TEXT, nullable=True),
+    Column("method", _TEXT, nullable=False),
+    Column("path", _TEXT, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("scim_type", _TEXT, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("resource_id", _TEXT, nullable=True),
+    Column("request_body", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_scim_activity"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_scim_activity_tenant"),
+    Index("ix_scim_activity_latest", "tenant_id", "at", "id"),
+    Index("ix_scim_activity_token", "tenant_id", "token_name", "at", "id"),
+    # Failures only: a partial index, a small fraction of the rows.
+    Index(
+        "ix_scim_activity_failures",
+        "tenant_id",
+        "at",
+        "id",
+        sqlite_where=text("status >= 400"),
+        postgresql_where=text("status >= 400"),
     ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pbidentity.storage.sql._activity import _Activity
 from pbidentity.storage.sql._directory import _Directory
 from pbidentity.storage.sql._groups import _Groups
 from pbidentity.storage.sql._imports import _LinkImports
@@ -13,6 +14,14 @@ from pbidentity.storage.sql._tenants import _Tenants
 
 
 class _SqlTransaction(
-    _Tenants, _Members, _Groups, _Outbox, _SamlState, _SetupLinks, _LinkImports, _Directory
+    _Tenants,
+    _Members,
+    _Groups,
+    _Outbox,
+    _SamlState,
+    _SetupLinks,
+    _LinkImports,
+    _Directory,
+    _Activity,
 ):
     """One unit of work on one connection; see :class:`~pbidentity.storage.Transaction`."""

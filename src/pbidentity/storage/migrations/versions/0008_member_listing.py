@@ -1,7 +1,7 @@
 """The members list of the portal: an index per filter and per searched name.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07
 
 Each filter of the list (role, status, managed by the IdP) reads its members
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
