@@ -576,3 +576,51 @@ def test_a_pooled_postgresql_connection_the_server_closed_is_replaced(
             assert tx._dbapi.info.backend_pid != pid
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_tenant_read_again_shares_its_parsed_settings_until_they_change(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Unchanged settings are parsed once (the policy then found by identity); changed ones anew."""
+    from pbidentity.policy import TenantPolicy
+    from pbidentity.roles import GroupMapping
+    from pbidentity.roles import RolePolicy
+
+    if backend == "sqlite":
+        storage = SqlStorage.from_url(f"sqlite:///{tmp_path / 'pbidentity.db'}")
+    else:
+        storage = SqlStorage.from_url(request.getfixturevalue("postgres_url"))
+        wipe_database(storage.engine)
+    mapped = RolePolicy(mappings=(GroupMapping(role="maker", group_name="Makers"),))
+    try:
+        seed(storage)
+        with storage.transaction() as tx:
+            tenant = tx.get_tenant("t1")
+            assert tenant is not None
+            policy = TenantPolicy(roles=mapped)
+            tx.replace_tenant(
+                attrs.evolve(tenant, settings=policy.settings(), version=2), expected_version=1
+            )
+        with storage.transaction(write=False) as tx:
+            first, second = tx.get_tenant("t1"), tx.get_tenant("t1")
+        assert first is not None
+        assert second is not None
+        assert first.settings is second.settings
+        assert TenantPolicy.of(first) is TenantPolicy.of(second)
+        assert TenantPolicy.of(second).roles == mapped
+        with storage.transaction() as tx:
+            tx.replace_tenant(
+                attrs.evolve(
+                    second, settings=TenantPolicy(on_delete="deactivate").settings(), version=3
+                ),
+                expected_version=2,
+            )
+        with storage.transaction(write=False) as tx:
+            third = tx.get_tenant("t1")
+        assert third is not None
+        assert third.settings is not second.settings
+        assert TenantPolicy.of(third).on_delete == "deactivate"
+        assert TenantPolicy.of(third).roles == RolePolicy()
+    finally:
+        storage.close()
