@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
+from pbidentity.domain import Event
 from pbidentity.domain import Member
 from pbidentity.domain import Tenant
 from pbidentity.exceptions import ConfigurationError
@@ -622,5 +623,58 @@ def test_a_tenant_read_again_shares_its_parsed_settings_until_they_change(
         assert third.settings is not second.settings
         assert TenantPolicy.of(third).on_delete == "deactivate"
         assert TenantPolicy.of(third).roles == RolePolicy()
+    finally:
+        storage.close()
+
+
+def test_events_added_last_go_with_the_commit_in_one_round_trip(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL, a unit's last events and its COMMIT wait for one answer together.
+
+    libpq's own trace shows what the client sent: after the member's read,
+    the events' INSERT and COMMIT, then a single Sync (the client waits for
+    the server only at a Sync or a simple Query).
+    """
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    path = tmp_path / "libpq.trace"
+    try:
+        seed(storage)
+        with path.open("w") as trace, storage.transaction() as tx:
+            assert tx.get_member("t1", "m1") is not None
+            pgconn = tx._dbapi.pgconn
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(1)  # no timestamps
+            tx.add_events(
+                [
+                    Event(
+                        id=f"e{n}",
+                        tenant_id="t1",
+                        type="member.updated",
+                        subject_id="m1",
+                        actor="token:okta",
+                        occurred=NOW,
+                        data={"n": n},
+                    )
+                    for n in range(2)
+                ],
+                last=True,
+            )
+        pgconn.untrace()
+        sent = [
+            line.split(None, 3)[2:]
+            for line in path.read_text().splitlines()
+            if line.startswith("F")
+        ]
+        kinds = [words[0] for words in sent]
+        statements = [words[1].split('"')[3] for words in sent if words[0] == "Parse"]
+        assert [s.split()[0] for s in statements] == ["INSERT", "COMMIT"]
+        assert "INSERT INTO events" in statements[0]
+        assert kinds.count("Sync") == 1
+        assert "Query" not in kinds
+        assert kinds.count("Execute") == 3  # two events, then COMMIT
+        with storage.transaction(write=False) as tx:
+            assert [e.id for e in tx.list_events("t1")] == ["e0", "e1"]
     finally:
         storage.close()

@@ -232,6 +232,10 @@ _INSERT_EVENT_IF_TENANT = insert(events).from_select(
         select(tenants.c.id).where(tenants.c.id == _EVENT_VALUES["tenant_id"]).exists()
     ),
 )
+# The events a unit writes last, sent with its COMMIT on PostgreSQL (see
+# _Outbox.add_events): nothing can be checked between the two, so here the
+# foreign key refuses an event of a missing tenant, which aborts the commit.
+_INSERT_EVENT = insert(events).values(_EVENT_VALUES)
 # A member inserted on PostgreSQL, where an error aborts the whole
 # transaction: a userName, externalId or id already taken, or a tenant that
 # does not exist, inserts no row instead of raising, so that no savepoint (two

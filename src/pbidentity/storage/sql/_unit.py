@@ -91,13 +91,29 @@ class _Unit:
         self._write = write
         # Whether statements go through Core (see _instrumented), decided once per unit.
         self._core = core
+        # Whether the unit may keep its last events for the commit's pipeline
+        # (set by SqlStorage: psycopg on the hot path), and those events.
+        self._pipelines = False
+        self._last_events: list[dict[str, Any]] | None = None
         # Members as this unit read or wrote them, so that a replace writes
         # only the columns that change.
         self._read: dict[tuple[str, str], Member] = {}
 
+    def _send_last_events(self) -> None:
+        """Write the events kept for the commit now: a statement follows them after all."""
+        rows, self._last_events = self._last_events, None
+        if rows:
+            self._insert_events(rows)
+
+    def _insert_events(self, rows: list[dict[str, Any]]) -> None:
+        """Write event rows now (the outbox's, which every transaction is made of)."""
+        raise NotImplementedError
+
     @property
     def _conn(self) -> Connection:
         """The Core connection, made on first use over the unit's DBAPI connection."""
+        if self._last_events is not None:
+            self._send_last_events()
         if self._connection is None:
             self._connection = Connection(self._engine, connection=self._raw)
         return self._connection
@@ -105,6 +121,8 @@ class _Unit:
     def _rows(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
     ) -> Sequence[Any]:
+        if self._last_events is not None:
+            self._send_last_events()
         return _fast(statement, self._dialect_impl, column_keys).rows(self, values)
 
     def _run_many(
@@ -113,12 +131,16 @@ class _Unit:
         rows: Sequence[Mapping[str, Any]],
         column_keys: Sequence[str] | None = None,
     ) -> int:
+        if self._last_events is not None:
+            self._send_last_events()
         keys = sorted(rows[0]) if column_keys is None else column_keys
         return _fast(statement, self._dialect_impl, keys).run_many(self, rows)
 
     def _run(
         self, statement: Any, values: Mapping[str, Any], column_keys: Sequence[str] | None = None
     ) -> int:
+        if self._last_events is not None:
+            self._send_last_events()
         return _fast(statement, self._dialect_impl, column_keys).run(self, values)
 
     @contextmanager
