@@ -662,11 +662,7 @@ def test_events_added_last_go_with_the_commit_in_one_round_trip(
                 last=True,
             )
         pgconn.untrace()
-        sent = [
-            line.split(None, 3)[2:]
-            for line in path.read_text().splitlines()
-            if line.startswith("F")
-        ]
+        sent = _sent(path)
         kinds = [words[0] for words in sent]
         statements = [words[1].split('"')[3] for words in sent if words[0] == "Parse"]
         assert [s.split()[0] for s in statements] == ["INSERT", "COMMIT"]
@@ -678,3 +674,69 @@ def test_events_added_last_go_with_the_commit_in_one_round_trip(
             assert [e.id for e in tx.list_events("t1")] == ["e0", "e1"]
     finally:
         storage.close()
+
+
+def _sent(path: Path) -> list[list[str]]:
+    """The messages the client sent, from a libpq trace: [kind, rest] (SQL newlines joined)."""
+    messages: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith(("F\t", "B\t")) or not messages:
+            messages.append(line)
+        else:
+            messages[-1] += " " + line
+    return [m.split(None, 3)[2:] for m in messages if m.startswith("F\t")]
+
+
+@pytest.mark.parametrize("isolation", [None, "REPEATABLE READ"])
+def test_a_write_unit_sends_its_begin_with_its_first_statement(
+    postgres_url: str, tmp_path: Path, isolation: str | None
+) -> None:
+    """On PostgreSQL a writing unit's BEGIN (at the engine's level) goes with its first statement.
+
+    The connection goes back to the pool as it came: out of autocommit mode,
+    so that the host app's own use of the pool is unchanged.
+    """
+    engine = (
+        create_engine(postgres_url, isolation_level=isolation)
+        if isolation
+        else create_engine(postgres_url)
+    )
+    storage = SqlStorage(engine)
+    wipe_database(storage.engine)
+    path = tmp_path / "libpq.trace"
+    try:
+        seed(storage)
+        with storage.transaction(write=False):
+            pass  # a pooled connection, to trace from its first message
+        with path.open("w") as trace:
+            with storage.engine.connect() as connection:
+                pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+                pgconn.trace(trace.fileno())
+                pgconn.set_trace_flags(1)
+            with storage.transaction() as tx:
+                assert tx._dbapi.pgconn is pgconn  # the pool's one connection
+                assert tx.get_member("t1", "m1") is not None
+                status = tx._dbapi.info.transaction_status
+                tx.touch_token("no-such-token", NOW)
+            pgconn.untrace()
+        assert status == psycopg.pq.TransactionStatus.INTRANS
+        sent = _sent(path)
+        kinds = [words[0] for words in sent]
+        first_sync = kinds.index("Sync")
+        parsed = [words[1] for words in sent[:first_sync] if words[0] == "Parse"]
+        level = isolation or "READ COMMITTED"
+        assert parsed[0].startswith(f'"" "BEGIN ISOLATION LEVEL {level}"')
+        assert "SELECT members.id" in parsed[1]
+        assert "Query" not in kinds[:first_sync]
+        # Then the token's UPDATE, and COMMIT: three round trips in all.
+        assert kinds.count("Sync") + kinds.count("Query") == 3
+        with storage.engine.connect() as connection:
+            dbapi = connection.connection.driver_connection
+            assert dbapi is not None
+            assert dbapi.autocommit is False
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+            assert dbapi.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            connection.rollback()
+    finally:
+        storage.close()
+        engine.dispose()

@@ -92,9 +92,20 @@ class _Fast:
 
     def _cursor(self, tx: _Unit, values: Mapping[str, Any]) -> Any:
         parameters = self._parameters(values)
-        cursor = tx._dbapi.cursor()
+        dbapi = tx._dbapi
+        cursor = dbapi.cursor()
         try:
-            cursor.execute(self.sql, parameters)
+            if tx._begin is None:
+                cursor.execute(self.sql, parameters)
+            else:
+                # The unit's BEGIN and its first statement in one pipeline,
+                # whose end waits for both: one round trip where the driver's
+                # own BEGIN would wait for its answer first. The statement's
+                # result is on the cursor after that, as without a pipeline.
+                begin, tx._begin = tx._begin, None
+                with dbapi.pipeline():
+                    dbapi.execute(begin)
+                    cursor.execute(self.sql, parameters)
         except self.dbapi_error as error:
             cursor.close()
             raise DBAPIError.instance(
@@ -134,6 +145,7 @@ class _Fast:
             result = tx._conn.execute(self.statement, [self._core_values(row) for row in rows])
             return int(result.rowcount)
         parameters = [self._parameters(row) for row in rows]
+        tx._send_begin()
         cursor = tx._dbapi.cursor()
         try:
             cursor.executemany(self.sql, parameters)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
@@ -163,6 +164,7 @@ class SqlStorage:
                 # trips of a GET's four, and of a write's first unit.
                 connection.execution_options(isolation_level="AUTOCOMMIT")
         core = _instrumented(connection)
+        begin = _own_begin(connection) if write and not core else None
         try:
             transaction = connection.begin()
         except DBAPIError as error:
@@ -170,6 +172,7 @@ class SqlStorage:
             raise _storage_error(error) from error
         tx = _SqlTransaction(self._engine, write=write, core=core, connection=connection)
         tx._pipelines = write and not core and _pipelines(tx._dbapi)
+        tx._begin = begin
         try:
             try:
                 yield tx
@@ -277,6 +280,32 @@ def _has_pipeline(driver: type) -> bool:
     import psycopg
 
     return issubclass(driver, psycopg.Connection) and psycopg.Pipeline.is_supported()
+
+
+def _own_begin(connection: Connection) -> str | None:
+    """Let the unit send its transaction's BEGIN itself, with its first statement; the BEGIN.
+
+    psycopg sends BEGIN before a transaction's first statement, and waits for
+    its answer even in pipeline mode. With the connection in autocommit mode
+    (as Core sets it for this unit only, and resets it when the connection
+    goes back to the pool) the driver sends none, and the unit's first
+    statement takes the same BEGIN along in one round trip (see
+    ``_Fast._cursor``). Commit and rollback are the driver's as before: it
+    sees the transaction the server reports. ``None`` where the driver has
+    no pipeline mode, or the connection is in autocommit mode already.
+    """
+    dbapi: Any = connection.connection.driver_connection
+    if not _pipelines(dbapi) or dbapi.autocommit:
+        return None
+    words = ["BEGIN"]
+    if dbapi.isolation_level is not None:
+        words += ["ISOLATION LEVEL", dbapi.isolation_level.name.replace("_", " ")]
+    if dbapi.read_only is not None:
+        words.append("READ ONLY" if dbapi.read_only else "READ WRITE")
+    if dbapi.deferrable is not None:
+        words.append("DEFERRABLE" if dbapi.deferrable else "NOT DEFERRABLE")
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    return " ".join(words)
 
 
 def _commit_with_events(

@@ -95,6 +95,9 @@ class _Unit:
         # (set by SqlStorage: psycopg on the hot path), and those events.
         self._pipelines = False
         self._last_events: list[dict[str, Any]] | None = None
+        # The transaction's BEGIN when the unit sends it itself, with its
+        # first statement (see _Fast._cursor), until it is sent.
+        self._begin: str | None = None
         # Members as this unit read or wrote them, so that a replace writes
         # only the columns that change.
         self._read: dict[tuple[str, str], Member] = {}
@@ -109,9 +112,23 @@ class _Unit:
         """Write event rows now (the outbox's, which every transaction is made of)."""
         raise NotImplementedError
 
+    def _send_begin(self) -> None:
+        """Send the transaction's BEGIN on its own: the next statement cannot take it along."""
+        begin, self._begin = self._begin, None
+        if begin is not None:
+            dbapi_error = self._dialect_impl.loaded_dbapi.Error
+            try:
+                self._dbapi.execute(begin)
+            except dbapi_error as error:
+                raise DBAPIError.instance(
+                    begin, (), error, dbapi_error, dialect=self._dialect_impl
+                ) from error
+
     @property
     def _conn(self) -> Connection:
         """The Core connection, made on first use over the unit's DBAPI connection."""
+        if self._begin is not None:
+            self._send_begin()
         if self._last_events is not None:
             self._send_last_events()
         if self._connection is None:
