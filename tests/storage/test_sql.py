@@ -740,3 +740,56 @@ def test_a_write_unit_sends_its_begin_with_its_first_statement(
     finally:
         storage.close()
         engine.dispose()
+
+
+def test_a_new_members_values_go_with_its_segment_in_one_round_trip(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a create's values rows wait for no answer of their own, and are stored."""
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    path = tmp_path / "libpq.trace"
+    try:
+        seed(storage)
+        with storage.transaction(write=False):
+            pass  # a pooled connection, to trace from its first message
+        with path.open("w") as trace:
+            with storage.engine.connect() as connection:
+                pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+                pgconn.trace(trace.fileno())
+                pgconn.set_trace_flags(1)
+            with storage.transaction() as tx:
+                tx.add_member(
+                    Member(
+                        tenant_id="t1",
+                        id="m2",
+                        attributes={
+                            "userName": "bob@x.com",
+                            "emails": [{"value": "bob@x.com"}, {"value": "b@y.org"}],
+                        },
+                        created=NOW,
+                        last_modified=NOW,
+                    )
+                )
+            pgconn.untrace()
+        sent = _sent(path)
+        kinds = [words[0] for words in sent]
+        binds_per_sync: list[int] = [0]
+        for kind in kinds:
+            if kind == "Bind":
+                binds_per_sync[-1] += 1
+            elif kind == "Sync":
+                binds_per_sync.append(0)
+        # BEGIN with the insert; both values rows with the segment's UPDATE;
+        # then COMMIT (a simple Query): three round trips.
+        assert binds_per_sync[:2] == [2, 3]
+        assert kinds.count("Sync") + kinds.count("Query") == 3
+        with storage.transaction(write=False) as tx:
+            query = Query(
+                filter=Comparison(USER_FIELDS["emails.value"], "eq", "B@Y.ORG"),
+                start_index=1,
+                count=10,
+            )
+            assert [m.id for m in tx.query_members("t1", query).items] == ["m2"]
+    finally:
+        storage.close()

@@ -186,8 +186,8 @@ class SqlStorage:
             tx._closed = True
             last_events, tx._last_events = tx._last_events, None
             try:
-                if last_events:
-                    _commit_with_events(tx, transaction, last_events)
+                if last_events or tx._queued:
+                    _commit_with_events(tx, transaction, last_events or [])
                 else:
                     transaction.commit()
             except DBAPIError as error:
@@ -311,7 +311,7 @@ def _own_begin(connection: Connection) -> str | None:
 def _commit_with_events(
     tx: _SqlTransaction, transaction: RootTransaction, rows: list[dict[str, Any]]
 ) -> None:
-    """Send the unit's last events and COMMIT in one pipeline: one round trip for both.
+    """Send the unit's last events (and queued writes) and COMMIT in one pipeline: one round trip.
 
     An event of a missing tenant breaks the foreign key, which aborts the
     pipeline: COMMIT is skipped, the transaction rolls back whole, and the
@@ -321,11 +321,17 @@ def _commit_with_events(
     parameters = [fast._parameters(row) for row in rows]
     dbapi = tx._dbapi
     dbapi_error = tx._dialect_impl.loaded_dbapi.Error
+    queued, tx._queued = tx._queued, []
     try:
         with dbapi.pipeline():
             cursor = dbapi.cursor()
             try:
-                cursor.executemany(fast.sql, parameters)
+                # Writes queued since the last statement go first (see
+                # _Unit._run_many_later); a unit that queued any has begun.
+                for sql, queued_rows in queued:
+                    cursor.executemany(sql, queued_rows)
+                if parameters:
+                    cursor.executemany(fast.sql, parameters)
                 # As a statement of the pipeline, not the driver's commit(),
                 # which would wait for it and then for the pipeline's end:
                 # the end's one sync waits for both.
