@@ -21,7 +21,6 @@ from sqlalchemy.exc import DisconnectionError
 
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import SchemaVersionError
-from pbidentity.storage.sql._checkpoint import BACKSTOP_PAGES
 from pbidentity.storage.sql._execute import _instrumented
 from pbidentity.storage.sql._schema import _REVISIONS
 from pbidentity.storage.sql._schema import SCHEMA_REVISION
@@ -150,9 +149,6 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        # The storage's own thread checkpoints the log (see _checkpoint); a
-        # commit does it itself only past this backstop.
-        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         # LIKE is then case-sensitive, as on PostgreSQL; case-insensitive
         # matching always goes through the *_folded columns.
         cursor.execute("PRAGMA case_sensitive_like=ON")

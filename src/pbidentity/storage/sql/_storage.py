@@ -20,7 +20,6 @@ from sqlalchemy.exc import NoSuchModuleError
 from pbidentity.exceptions import ConfigurationError
 from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
-from pbidentity.storage.sql._checkpoint import Checkpointer
 from pbidentity.storage.sql._engine import _EXTRAS
 from pbidentity.storage.sql._engine import _URL_EXAMPLES
 from pbidentity.storage.sql._engine import _WRITE_OPTION
@@ -69,7 +68,6 @@ class SqlStorage:
         self._upgrade = upgrade
         self._schema_lock = threading.Lock()
         self._schema_ready = False
-        self._checkpointer = _checkpointer(engine)
 
     @classmethod
     def from_url(
@@ -103,7 +101,6 @@ class SqlStorage:
         storage._upgrade = upgrade
         storage._schema_lock = threading.Lock()
         storage._schema_ready = False
-        storage._checkpointer = _checkpointer(engine)
         return storage
 
     @property
@@ -196,8 +193,6 @@ class SqlStorage:
                 raise _storage_error(error) from error
         finally:
             connection.close()
-        if write and self._checkpointer is not None:
-            self._checkpointer.wrote()
 
     @contextmanager
     def _lean_transaction(self, write: bool) -> Iterator[_SqlTransaction]:
@@ -246,20 +241,11 @@ class SqlStorage:
                 tx._connection.close()  # returns the DBAPI connection to the pool
             else:
                 raw.close()
-        if write and self._checkpointer is not None:
-            self._checkpointer.wrote()
 
     def close(self) -> None:
         """Release the connections of an engine pbidentity created (not a host's)."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         if self._owns_engine:
             self._engine.dispose()
-
-
-def _checkpointer(engine: Engine) -> Checkpointer | None:
-    """The background checkpoints of a SQLite file (see ``_checkpoint``); none elsewhere."""
-    return Checkpointer(engine) if engine.dialect.name == "sqlite" else None
 
 
 def _pipelines(dbapi_connection: Any) -> bool:
