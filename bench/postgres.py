@@ -108,6 +108,19 @@ def bucket(sql: str) -> str:
     return "write"
 
 
+def batch_bucket(batch: list[str]) -> str:
+    """The bucket of a round trip that sent several statements: what it waits for.
+
+    A pipeline's round trip is filed under its COMMIT if it has one (the
+    events before it are folded in), else under its last statement (the
+    BEGIN sent along with a statement is folded in).
+    """
+    buckets = [bucket(sql) for sql in batch] or ["ping"]
+    if "commit" in buckets:
+        return "commit"
+    return buckets[-1]
+
+
 class Trace:
     """libpq's trace of every pooled connection of an engine, read request by request."""
 
@@ -130,6 +143,10 @@ class Trace:
     def sent(self) -> Counter[str]:
         """The round trips sent since the last call, by bucket."""
         counts: Counter[str] = Counter()
+        # The statements sent since the last Sync: in pipeline mode (BEGIN
+        # with the first statement, the last events with COMMIT) one Sync
+        # waits for several.
+        batch: list[str] = []
         pending: str | None = None
         for line in _messages(self._read.read()):
             match = _SENT.match(line)
@@ -147,12 +164,15 @@ class Trace:
                 name, pending = parse.groups()
                 if name:
                     self._prepared[name] = pending
-            elif kind == "Bind" and pending is None and (bind := _BIND.match(rest.strip())):
-                pending = self._prepared.get(bind.group(1), "")
-            elif kind == "Sync":
-                counts[bucket(pending or "")] += 1
-                self.statements.append(pending or "")
+            elif kind == "Bind":
+                if pending is None and (bind := _BIND.match(rest.strip())):
+                    pending = self._prepared.get(bind.group(1), "")
+                batch.append(pending or "")
                 pending = None
+            elif kind == "Sync":
+                counts[batch_bucket(batch)] += 1
+                self.statements.append(" + ".join(dict.fromkeys(batch)) if batch else "")
+                batch = []
         return counts
 
     def close(self) -> None:
@@ -242,7 +262,7 @@ def count(url: str, directory: Path, *, show: bool = False) -> dict[str, Counter
         if show and first:
             print(f"\n{name}:")
             for sql in trace.statements:
-                print(f"  {bucket(sql):<7} {sql[:150]}")
+                print(f"  {batch_bucket(sql.split(' + ')):<7} {sql[:150]}")
         trace.statements.clear()
     trace.close()
     storage.close()

@@ -525,7 +525,8 @@ class LifecycleWork:
             if self.tx.count_active_members(self.tenant.id, admin) == 0:
                 raise LastAdminError(last_admin_refusal(self.tenant, admin))
         events, self._events = self._events, []
-        self.tx.add_events(events)
+        # The unit's last write: PostgreSQL sends them with the COMMIT.
+        self.tx.add_events(events, last=True)
         return events
 
     # -- internals -------------------------------------------------------------

@@ -43,9 +43,18 @@ class TenantPolicy:
     @classmethod
     def of(cls, tenant: Tenant) -> TenantPolicy:
         """The tenant's policy (the default one for a tenant that never set it)."""
-        if not tenant.settings:
+        settings = tenant.settings
+        if not settings:
             return _DEFAULT
-        return _parse(orjson.dumps(tenant.settings, option=orjson.OPT_SORT_KEYS))
+        cached = _BY_SETTINGS.get(id(settings))
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        policy = _parse(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS))
+        if len(_BY_SETTINGS) >= _PARSED_CACHE_SIZE:
+            _BY_SETTINGS.clear()
+        # The entry holds the document, so its id() cannot be reused meanwhile.
+        _BY_SETTINGS[id(settings)] = (settings, policy)
+        return policy
 
     def settings(self) -> dict[str, Any]:
         """The JSON document to keep in ``Tenant.settings``."""
@@ -68,6 +77,12 @@ class TenantPolicy:
 
 
 _DEFAULT = TenantPolicy()
+_PARSED_CACHE_SIZE = 256
+# The policies of the settings documents read lately, by identity: the SQL
+# backend shares one parsed document per stored text, so the policy of a
+# tenant whose settings did not change is found without serialising them
+# again (a write's unit of work asks for it on every request).
+_BY_SETTINGS: dict[int, tuple[Mapping[str, Any], TenantPolicy]] = {}
 
 
 @functools.lru_cache(maxsize=256)

@@ -1251,6 +1251,73 @@ def test_a_batch_of_events_naming_an_unknown_tenant_is_refused_whole(
         assert [e.id for e in tx.list_events("t1")] == ["e0", "last"]
 
 
+def test_events_added_last_commit_with_the_unit_in_order(store: Storage) -> None:
+    """Events added ``last`` are stored with the unit's change, after the events before them."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e1")])
+        tx.add_events([make_event("e2"), make_event("e3", n=3)], last=True)
+    with store.transaction(write=False) as tx:
+        trail = tx.list_events("t1")
+        assert [e.id for e in trail] == ["e1", "e2", "e3"]
+        assert trail[2].data == {"changed": ["name"], "n": 3}
+        assert trail[2].occurred == NOW
+        seqs = [e.seq or 0 for e in trail]
+        assert seqs == sorted(seqs)
+    with contextlib.suppress(RuntimeError), store.transaction() as tx:
+        tx.add_events([make_event("e4")], last=True)
+        raise RuntimeError("the change failed")
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.pending_events(10)] == ["e1", "e2", "e3"]
+
+
+def test_a_statement_after_events_added_last_finds_them_written(store: Storage) -> None:
+    """A read or write after ``last`` events sees them, in order, before its own."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e1")], last=True)
+        assert [e.id for e in tx.list_events("t1")] == ["e1"]
+        tx.add_events([make_event("e2")], last=True)
+        tx.add_events([make_event("e3")], last=True)
+        tx.touch_token("no-such-token", NOW)
+        tx.add_events([make_event("e4")])
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e1", "e2", "e3", "e4"]
+
+
+def test_events_added_last_for_an_unknown_tenant_keep_nothing_of_the_unit(store: Storage) -> None:
+    """A ``last`` batch naming a missing tenant is refused; nothing of the unit stays.
+
+    The refusal may come from the call or from the commit that sends the
+    events (PostgreSQL); either way nothing of the unit is stored.
+    """
+
+    def unit() -> None:
+        with store.transaction() as tx:
+            tx.add_events([make_event("e1")])
+            tx.add_events([make_event("e2"), make_event("e3", tenant_id="ghost")], last=True)
+
+    with pytest.raises(NotFoundError):
+        unit()
+    with store.transaction(write=False) as tx:
+        assert tx.list_events("t1") == []
+        assert tx.pending_events(10) == []
+
+
+def test_events_added_last_then_a_statement_are_refused_there(store: Storage) -> None:
+    """Sent before a later statement, a refused ``last`` batch fails there, and the unit goes on."""
+    with store.transaction() as tx:
+        tx.add_events([make_event("e1")])
+        try:
+            tx.add_events([make_event("e2", tenant_id="ghost")], last=True)
+        except NotFoundError:
+            pass  # refused at once (memory, SQLite)
+        else:
+            with pytest.raises(NotFoundError):
+                tx.list_events("t1")  # sends them first (PostgreSQL)
+        assert [e.id for e in tx.list_events("t1")] == ["e1"]
+    with store.transaction(write=False) as tx:
+        assert [e.id for e in tx.list_events("t1")] == ["e1"]
+
+
 def test_prune_deletes_only_delivered_events_older_than_the_cutoff(store: Storage) -> None:
     """Pruning deletes delivered events delivered before the cutoff, never the outbox."""
     with store.transaction() as tx:

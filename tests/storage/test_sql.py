@@ -690,3 +690,219 @@ def test_a_pooled_postgresql_connection_the_server_closed_is_replaced(
             assert tx._dbapi.info.backend_pid != pid
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_tenant_read_again_shares_its_parsed_settings_until_they_change(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Unchanged settings are parsed once (the policy then found by identity); changed ones anew."""
+    from pbidentity.policy import TenantPolicy
+    from pbidentity.roles import GroupMapping
+    from pbidentity.roles import RolePolicy
+
+    if backend == "sqlite":
+        storage = SqlStorage.from_url(f"sqlite:///{tmp_path / 'pbidentity.db'}")
+    else:
+        storage = SqlStorage.from_url(request.getfixturevalue("postgres_url"))
+        wipe_database(storage.engine)
+    mapped = RolePolicy(mappings=(GroupMapping(role="maker", group_name="Makers"),))
+    try:
+        seed(storage)
+        with storage.transaction() as tx:
+            tenant = tx.get_tenant("t1")
+            assert tenant is not None
+            policy = TenantPolicy(roles=mapped)
+            tx.replace_tenant(
+                attrs.evolve(tenant, settings=policy.settings(), version=2), expected_version=1
+            )
+        with storage.transaction(write=False) as tx:
+            first, second = tx.get_tenant("t1"), tx.get_tenant("t1")
+        assert first is not None
+        assert second is not None
+        assert first.settings is second.settings
+        assert TenantPolicy.of(first) is TenantPolicy.of(second)
+        assert TenantPolicy.of(second).roles == mapped
+        with storage.transaction() as tx:
+            tx.replace_tenant(
+                attrs.evolve(
+                    second, settings=TenantPolicy(on_delete="deactivate").settings(), version=3
+                ),
+                expected_version=2,
+            )
+        with storage.transaction(write=False) as tx:
+            third = tx.get_tenant("t1")
+        assert third is not None
+        assert third.settings is not second.settings
+        assert TenantPolicy.of(third).on_delete == "deactivate"
+        assert TenantPolicy.of(third).roles == RolePolicy()
+    finally:
+        storage.close()
+
+
+def test_events_added_last_go_with_the_commit_in_one_round_trip(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL, a unit's last events and its COMMIT wait for one answer together.
+
+    libpq's own trace shows what the client sent: after the member's read,
+    the events' INSERT and COMMIT, then a single Sync (the client waits for
+    the server only at a Sync or a simple Query).
+    """
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    path = tmp_path / "libpq.trace"
+    try:
+        seed(storage)
+        with path.open("w") as trace, storage.transaction() as tx:
+            assert tx.get_member("t1", "m1") is not None
+            pgconn = tx._dbapi.pgconn
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(1)  # no timestamps
+            tx.add_events(
+                [
+                    Event(
+                        id=f"e{n}",
+                        tenant_id="t1",
+                        type="member.updated",
+                        subject_id="m1",
+                        actor="token:okta",
+                        occurred=NOW,
+                        data={"n": n},
+                    )
+                    for n in range(2)
+                ],
+                last=True,
+            )
+        pgconn.untrace()
+        sent = _sent(path)
+        kinds = [words[0] for words in sent]
+        statements = [words[1].split('"')[3] for words in sent if words[0] == "Parse"]
+        assert [s.split()[0] for s in statements] == ["INSERT", "COMMIT"]
+        assert "INSERT INTO events" in statements[0]
+        assert kinds.count("Sync") == 1
+        assert "Query" not in kinds
+        assert kinds.count("Execute") == 3  # two events, then COMMIT
+        with storage.transaction(write=False) as tx:
+            assert [e.id for e in tx.list_events("t1")] == ["e0", "e1"]
+    finally:
+        storage.close()
+
+
+def _sent(path: Path) -> list[list[str]]:
+    """The messages the client sent, from a libpq trace: [kind, rest] (SQL newlines joined)."""
+    messages: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith(("F\t", "B\t")) or not messages:
+            messages.append(line)
+        else:
+            messages[-1] += " " + line
+    return [m.split(None, 3)[2:] for m in messages if m.startswith("F\t")]
+
+
+@pytest.mark.parametrize("isolation", [None, "REPEATABLE READ"])
+def test_a_write_unit_sends_its_begin_with_its_first_statement(
+    postgres_url: str, tmp_path: Path, isolation: str | None
+) -> None:
+    """On PostgreSQL a writing unit's BEGIN (at the engine's level) goes with its first statement.
+
+    The connection goes back to the pool as it came: out of autocommit mode,
+    so that the host app's own use of the pool is unchanged.
+    """
+    engine = (
+        create_engine(postgres_url, isolation_level=isolation)
+        if isolation
+        else create_engine(postgres_url)
+    )
+    storage = SqlStorage(engine)
+    wipe_database(storage.engine)
+    path = tmp_path / "libpq.trace"
+    try:
+        seed(storage)
+        with storage.transaction(write=False):
+            pass  # a pooled connection, to trace from its first message
+        with path.open("w") as trace:
+            with storage.engine.connect() as connection:
+                pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+                pgconn.trace(trace.fileno())
+                pgconn.set_trace_flags(1)
+            with storage.transaction() as tx:
+                assert tx._dbapi.pgconn is pgconn  # the pool's one connection
+                assert tx.get_member("t1", "m1") is not None
+                status = tx._dbapi.info.transaction_status
+                tx.touch_token("no-such-token", NOW)
+            pgconn.untrace()
+        assert status == psycopg.pq.TransactionStatus.INTRANS
+        sent = _sent(path)
+        kinds = [words[0] for words in sent]
+        first_sync = kinds.index("Sync")
+        parsed = [words[1] for words in sent[:first_sync] if words[0] == "Parse"]
+        level = isolation or "READ COMMITTED"
+        assert parsed[0].startswith(f'"" "BEGIN ISOLATION LEVEL {level}"')
+        assert "SELECT members.id" in parsed[1]
+        assert "Query" not in kinds[:first_sync]
+        # Then the token's UPDATE, and COMMIT: three round trips in all.
+        assert kinds.count("Sync") + kinds.count("Query") == 3
+        with storage.engine.connect() as connection:
+            dbapi = connection.connection.driver_connection
+            assert dbapi is not None
+            assert dbapi.autocommit is False
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+            assert dbapi.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            connection.rollback()
+    finally:
+        storage.close()
+        engine.dispose()
+
+
+def test_a_new_members_values_go_with_its_segment_in_one_round_trip(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a create's values rows wait for no answer of their own, and are stored."""
+    storage = SqlStorage.from_url(postgres_url)
+    wipe_database(storage.engine)
+    path = tmp_path / "libpq.trace"
+    try:
+        seed(storage)
+        with storage.transaction(write=False):
+            pass  # a pooled connection, to trace from its first message
+        with path.open("w") as trace:
+            with storage.engine.connect() as connection:
+                pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+                pgconn.trace(trace.fileno())
+                pgconn.set_trace_flags(1)
+            with storage.transaction() as tx:
+                tx.add_member(
+                    Member(
+                        tenant_id="t1",
+                        id="m2",
+                        attributes={
+                            "userName": "bob@x.com",
+                            "emails": [{"value": "bob@x.com"}, {"value": "b@y.org"}],
+                        },
+                        created=NOW,
+                        last_modified=NOW,
+                    )
+                )
+            pgconn.untrace()
+        sent = _sent(path)
+        kinds = [words[0] for words in sent]
+        binds_per_sync: list[int] = [0]
+        for kind in kinds:
+            if kind == "Bind":
+                binds_per_sync[-1] += 1
+            elif kind == "Sync":
+                binds_per_sync.append(0)
+        # BEGIN with the insert; both values rows with the segment's UPDATE;
+        # then COMMIT (a simple Query): three round trips.
+        assert binds_per_sync[:2] == [2, 3]
+        assert kinds.count("Sync") + kinds.count("Query") == 3
+        with storage.transaction(write=False) as tx:
+            query = Query(
+                filter=Comparison(USER_FIELDS["emails.value"], "eq", "B@Y.ORG"),
+                start_index=1,
+                count=10,
+            )
+            assert [m.id for m in tx.query_members("t1", query).items] == ["m2"]
+    finally:
+        storage.close()

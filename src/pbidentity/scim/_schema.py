@@ -185,6 +185,13 @@ class ResourceSpec:
         factory=lambda: _COMMON, converter=_frozen_attributes
     )
     limits: ScimLimits | None = None
+    #: Every schema with its lower-cased URN, longest URN first (see split_urn).
+    _by_urn_length: tuple[tuple[str, SchemaSpec], ...] = attrs.field(init=False, repr=False)
+
+    @_by_urn_length.default
+    def _schemas_by_urn_length(self) -> tuple[tuple[str, SchemaSpec], ...]:
+        schemas = sorted((self.core, *self.extensions.values()), key=lambda s: -len(s.urn))
+        return tuple((schema.urn.lower(), schema) for schema in schemas)
 
     def schema(self, urn: str) -> SchemaSpec | None:
         """The core or extension schema whose URN is ``urn``, whatever its case."""
@@ -212,11 +219,11 @@ class ResourceSpec:
         is case-insensitive and prefers the longest URN, since one URN may
         prefix another.
         """
+        lowered = text[:4].lower()
+        if not any(urn.startswith(lowered) for urn, _ in self._by_urn_length):
+            return None, text  # most keys ("userName"): not even the start of a URN
         lowered = text.lower()
-        for schema in sorted(
-            (self.core, *self.extensions.values()), key=lambda s: len(s.urn), reverse=True
-        ):
-            urn = schema.urn.lower()
+        for urn, schema in self._by_urn_length:
             if lowered == urn:
                 return schema, ""
             if lowered.startswith(urn + ":"):

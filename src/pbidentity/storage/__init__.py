@@ -326,11 +326,19 @@ class EventStore(Protocol):
     """The outbox and audit trail: events written with the change they describe."""
 
     @writes
-    def add_events(self, events: Sequence[Event]) -> None:
+    def add_events(self, events: Sequence[Event], *, last: bool = False) -> None:
         """Append events to the outbox and audit trail, in order.
 
         Written in the transaction of the change they describe, so that they
-        commit or vanish with it. The storage assigns each its ``seq``.
+        commit or vanish with it. The storage assigns each its ``seq``. An
+        event of a tenant that does not exist refuses the whole batch
+        (:class:`~pbidentity.exceptions.NotFoundError`).
+
+        ``last`` says the unit writes nothing after them: a backend may then
+        send them with its commit (PostgreSQL: in the same round trip), and
+        a missing tenant fails the commit instead of this call, with the
+        same error, keeping nothing of the unit. A statement run after them
+        anyway sends them first, refused as without ``last``.
         """
 
     def pending_events(self, limit: int = 100) -> Sequence[Event]:

@@ -691,8 +691,11 @@ class _MemoryTransaction:
 
     # Events ------------------------------------------------------------------
     @_writing
-    def add_events(self, events: Sequence[Event]) -> None:
-        """Append events (the outbox and audit trail); their ``seq`` is assigned here."""
+    def add_events(self, events: Sequence[Event], *, last: bool = False) -> None:
+        """Append events (the outbox and audit trail); their ``seq`` is assigned here.
+
+        ``last`` changes nothing here: there is no round trip to save.
+        """
         self._check_writable()
         for event in events:
             self._data(event.tenant_id)  # every tenant first: all or nothing

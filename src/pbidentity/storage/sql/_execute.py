@@ -92,9 +92,25 @@ class _Fast:
 
     def _cursor(self, tx: _Unit, values: Mapping[str, Any]) -> Any:
         parameters = self._parameters(values)
-        cursor = tx._dbapi.cursor()
+        dbapi = tx._dbapi
+        cursor = dbapi.cursor()
         try:
-            cursor.execute(self.sql, parameters)
+            if tx._begin is None and not tx._queued:
+                cursor.execute(self.sql, parameters)
+            else:
+                # The unit's BEGIN (and writes queued since, see
+                # _Unit._run_many_later) and this statement in one pipeline,
+                # whose end waits for all: one round trip where the driver's
+                # own BEGIN would wait for its answer first. The statement's
+                # result is on the cursor after that, as without a pipeline.
+                begin, tx._begin = tx._begin, None
+                queued, tx._queued = tx._queued, []
+                with dbapi.pipeline():
+                    if begin is not None:
+                        dbapi.execute(begin)
+                    for sql, rows in queued:
+                        dbapi.cursor().executemany(sql, rows)
+                    cursor.execute(self.sql, parameters)
         except self.dbapi_error as error:
             cursor.close()
             raise DBAPIError.instance(
@@ -134,6 +150,7 @@ class _Fast:
             result = tx._conn.execute(self.statement, [self._core_values(row) for row in rows])
             return int(result.rowcount)
         parameters = [self._parameters(row) for row in rows]
+        tx._send_pending()
         cursor = tx._dbapi.cursor()
         try:
             cursor.executemany(self.sql, parameters)

@@ -70,9 +70,10 @@ class _Members(_Counting, _Querying):
             _INSERT_MEMBER_UNLESS_TAKEN, {**record, "b_tenant_id": member.tenant_id}
         ):
             # Inserted, and counted; what follows cannot break a constraint:
-            # the values rows are new keys under the new member.
+            # the values rows are new keys under the new member, so they go
+            # with the segment's statement in one round trip.
             if values:
-                self._run_many(_INSERT_VALUES, [{**keys, **v} for v in values])
+                self._run_many_later(_INSERT_VALUES, [{**keys, **v} for v in values])
             self._move_segments(member.tenant_id, [member.id], 1)
             return
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
+from typing import NoReturn
 
 import orjson
 from sqlalchemy import delete
@@ -55,40 +57,63 @@ def _event_rows(events: Sequence[Event]) -> str:
     ).decode()
 
 
+def _event_dicts(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The events' rows as executemany binds them, one mapping per event."""
+    return [
+        {
+            "id": e.id,
+            "tenant_id": e.tenant_id,
+            "type": e.type,
+            "subject_id": e.subject_id,
+            "actor": e.actor,
+            "occurred": e.occurred,
+            "data": dump_document(e.data),
+            "delivered": None,
+        }
+        for e in events
+    ]
+
+
 class _Outbox(_Unit):
     """Events appended with the change that made them, delivered later."""
 
     @_writing
-    def add_events(self, events: Sequence[Event]) -> None:
-        """Append events to the outbox and audit trail, in order."""
+    def add_events(self, events: Sequence[Event], *, last: bool = False) -> None:
+        """Append events to the outbox and audit trail, in order.
+
+        With ``last``, on PostgreSQL (psycopg, statements on the hot path),
+        they are kept until the commit, which sends them and COMMIT in one
+        pipeline (see SqlStorage.transaction): the outbox write that ends
+        every change costs no round trip of its own.
+        """
         if not events:
             return
+        if last and self._pipelines:
+            self._last_events = [*(self._last_events or ()), *_event_dicts(events)]
+            return
         if len(events) >= _BULK_EVENTS or self._dialect == "postgresql":
-            inserted = self._run(self._insert_events(), {"b_rows": _event_rows(events)})
-        else:
-            rows = [
-                {
-                    "id": e.id,
-                    "tenant_id": e.tenant_id,
-                    "type": e.type,
-                    "subject_id": e.subject_id,
-                    "actor": e.actor,
-                    "occurred": e.occurred,
-                    "data": dump_document(e.data),
-                    "delivered": None,
-                }
-                for e in events
-            ]
-            # executemany runs one INSERT per row, in order, so seq follows
-            # the order given (a multi-row VALUES would not promise it).
-            inserted = self._run_many(_INSERT_EVENT_IF_TENANT, rows)
-        if inserted != len(events):
-            # The batch is refused whole: the rows written are taken back.
-            for chunk in _chunks([e.id for e in events]):
-                self._conn.execute(delete(_EVENTS).where(_EVENTS.c.id.in_(chunk)))
-            raise NotFoundError("an event names a tenant that does not exist")
+            # One statement whatever their number; through Core too, where
+            # psycopg's executemany reports no row count to check.
+            inserted = self._run(self._bulk_insert_events(), {"b_rows": _event_rows(events)})
+            if inserted != len(events):
+                self._refuse_events([e.id for e in events])
+            return
+        self._insert_events(_event_dicts(events))
 
-    def _insert_events(self) -> TextClause:
+    def _insert_events(self, rows: list[dict[str, Any]]) -> None:
+        """Write event rows now; ``NotFoundError`` (and none written) for a missing tenant."""
+        # executemany runs one INSERT per row, in order, so seq follows the
+        # order given (a multi-row VALUES would not promise it).
+        if self._run_many(_INSERT_EVENT_IF_TENANT, rows) != len(rows):
+            self._refuse_events([row["id"] for row in rows])
+
+    def _refuse_events(self, ids: list[str]) -> NoReturn:
+        """Take back the events of a refused batch and say why."""
+        for chunk in _chunks(ids):
+            self._conn.execute(delete(_EVENTS).where(_EVENTS.c.id.in_(chunk)))
+        raise NotFoundError("an event names a tenant that does not exist")
+
+    def _bulk_insert_events(self) -> TextClause:
         if self._dialect == "postgresql":
             return _INSERT_EVENTS_POSTGRESQL
         return _INSERT_EVENTS_SQLITE

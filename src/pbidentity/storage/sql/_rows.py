@@ -246,8 +246,29 @@ def _tenant(row: Any) -> Tenant:
         scim_enabled=row.scim_enabled,
         created=row.created,
         version=row.version,
-        settings=load_document(row.settings),
+        settings=_settings(row.settings),
     )
+
+
+# The parsed settings of the tenants read lately, by their stored text. Every
+# SCIM request reads its tenant (twice for a write), and a policy that maps
+# many groups is kilobytes of JSON: parsing it each time cost more than the
+# statement. Sharing one document also lets TenantPolicy.of find its parsed
+# policy by identity. Settings are never changed in place (a Tenant is
+# frozen, and a new policy is a new document), so sharing is safe.
+_SETTINGS: dict[str, dict[str, Any]] = {}
+_SETTINGS_CACHE_SIZE = 256
+
+
+def _settings(text: str) -> dict[str, Any]:
+    """The tenant settings stored as ``text``, parsed once while they stay the same."""
+    found = _SETTINGS.get(text)
+    if found is None:
+        found = load_document(text)
+        if len(_SETTINGS) >= _SETTINGS_CACHE_SIZE:
+            _SETTINGS.clear()
+        _SETTINGS[text] = found
+    return found
 
 
 def _tenant_row(tenant: Tenant) -> dict[str, Any]:

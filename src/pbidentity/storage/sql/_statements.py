@@ -307,6 +307,10 @@ def _update_members_of_rows(dialect: str, columns: tuple[str, ...]) -> TextClaus
     return found
 
 
+# The events a unit writes last, sent with its COMMIT on PostgreSQL (see
+# _Outbox.add_events): nothing can be checked between the two, so here the
+# foreign key refuses an event of a missing tenant, which aborts the commit.
+_INSERT_EVENT = insert(events).values(_EVENT_VALUES)
 # A member inserted on PostgreSQL, where an error aborts the whole
 # transaction: a userName, externalId or id already taken, or a tenant that
 # does not exist, inserts no row instead of raising, so that no savepoint (two

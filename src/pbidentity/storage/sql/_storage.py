@@ -6,14 +6,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextlib import suppress
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy import insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import NoSuchModuleError
 
 from pbidentity.exceptions import ConfigurationError
+from pbidentity.exceptions import NotFoundError
 from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.storage.sql._engine import _EXTRAS
 from pbidentity.storage.sql._engine import _URL_EXAMPLES
@@ -27,12 +32,15 @@ from pbidentity.storage.sql._engine import _sqlite_engine
 from pbidentity.storage.sql._engine import database_url
 from pbidentity.storage.sql._engine import upgrade_schema
 from pbidentity.storage.sql._errors import _driver_error
+from pbidentity.storage.sql._errors import _is_foreign_key
 from pbidentity.storage.sql._errors import _storage_error
+from pbidentity.storage.sql._execute import _fast
 from pbidentity.storage.sql._execute import _instrumented
 from pbidentity.storage.sql._schema import SCHEMA_REVISION
 from pbidentity.storage.sql._schema import _version_metadata
 from pbidentity.storage.sql._schema import alembic_version
 from pbidentity.storage.sql._schema import metadata
+from pbidentity.storage.sql._statements import _INSERT_EVENT
 from pbidentity.storage.sql._transaction import _SqlTransaction
 
 
@@ -153,12 +161,15 @@ class SqlStorage:
                 # trips of a GET's four, and of a write's first unit.
                 connection.execution_options(isolation_level="AUTOCOMMIT")
         core = _instrumented(connection)
+        begin = _own_begin(connection) if write and not core else None
         try:
             transaction = connection.begin()
         except DBAPIError as error:
             connection.close()
             raise _storage_error(error) from error
         tx = _SqlTransaction(self._engine, write=write, core=core, connection=connection)
+        tx._pipelines = write and not core and _pipelines(tx._dbapi)
+        tx._begin = begin
         try:
             try:
                 yield tx
@@ -170,9 +181,15 @@ class SqlStorage:
                     transaction.rollback()
                 raise
             tx._closed = True
+            last_events, tx._last_events = tx._last_events, None
             try:
-                transaction.commit()
+                if last_events or tx._queued:
+                    _commit_with_events(tx, transaction, last_events or [])
+                else:
+                    transaction.commit()
             except DBAPIError as error:
+                if last_events and isinstance(error, IntegrityError) and _is_foreign_key(error):
+                    raise NotFoundError("an event names a tenant that does not exist") from error
                 raise _storage_error(error) from error
         finally:
             connection.close()
@@ -229,3 +246,87 @@ class SqlStorage:
         """Release the connections of an engine pbidentity created (not a host's)."""
         if self._owns_engine:
             self._engine.dispose()
+
+
+def _pipelines(dbapi_connection: Any) -> bool:
+    """Whether the driver connection has psycopg's pipeline mode (libpq 14 or later)."""
+    driver = type(dbapi_connection)
+    found = _PIPELINE_DRIVERS.get(driver)
+    if found is None:
+        found = _PIPELINE_DRIVERS[driver] = _has_pipeline(driver)
+    return found
+
+
+_PIPELINE_DRIVERS: dict[type, bool] = {}
+
+
+def _has_pipeline(driver: type) -> bool:
+    if driver.__module__.partition(".")[0] != "psycopg":
+        return False  # sqlite3, psycopg2, asyncpg...: a host app's engine may be any
+    import psycopg
+
+    return issubclass(driver, psycopg.Connection) and psycopg.Pipeline.is_supported()
+
+
+def _own_begin(connection: Connection) -> str | None:
+    """Let the unit send its transaction's BEGIN itself, with its first statement; the BEGIN.
+
+    psycopg sends BEGIN before a transaction's first statement, and waits for
+    its answer even in pipeline mode. With the connection in autocommit mode
+    (as Core sets it for this unit only, and resets it when the connection
+    goes back to the pool) the driver sends none, and the unit's first
+    statement takes the same BEGIN along in one round trip (see
+    ``_Fast._cursor``). Commit and rollback are the driver's as before: it
+    sees the transaction the server reports. ``None`` where the driver has
+    no pipeline mode, or the connection is in autocommit mode already.
+    """
+    dbapi: Any = connection.connection.driver_connection
+    if not _pipelines(dbapi) or dbapi.autocommit:
+        return None
+    words = ["BEGIN"]
+    if dbapi.isolation_level is not None:
+        words += ["ISOLATION LEVEL", dbapi.isolation_level.name.replace("_", " ")]
+    if dbapi.read_only is not None:
+        words.append("READ ONLY" if dbapi.read_only else "READ WRITE")
+    if dbapi.deferrable is not None:
+        words.append("DEFERRABLE" if dbapi.deferrable else "NOT DEFERRABLE")
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    return " ".join(words)
+
+
+def _commit_with_events(
+    tx: _SqlTransaction, transaction: RootTransaction, rows: list[dict[str, Any]]
+) -> None:
+    """Send the unit's last events (and queued writes) and COMMIT in one pipeline: one round trip.
+
+    An event of a missing tenant breaks the foreign key, which aborts the
+    pipeline: COMMIT is skipped, the transaction rolls back whole, and the
+    error comes out of the commit.
+    """
+    fast = _fast(_INSERT_EVENT, tx._dialect_impl)
+    parameters = [fast._parameters(row) for row in rows]
+    dbapi = tx._dbapi
+    dbapi_error = tx._dialect_impl.loaded_dbapi.Error
+    queued, tx._queued = tx._queued, []
+    try:
+        with dbapi.pipeline():
+            cursor = dbapi.cursor()
+            try:
+                # Writes queued since the last statement go first (see
+                # _Unit._run_many_later); a unit that queued any has begun.
+                for sql, queued_rows in queued:
+                    cursor.executemany(sql, queued_rows)
+                if parameters:
+                    cursor.executemany(fast.sql, parameters)
+                # As a statement of the pipeline, not the driver's commit(),
+                # which would wait for it and then for the pipeline's end:
+                # the end's one sync waits for both.
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+    except dbapi_error as error:
+        raise DBAPIError.instance(
+            fast.sql, parameters, error, dbapi_error, dialect=tx._dialect_impl
+        ) from error
+    # Core's bookkeeping; the driver sees the transaction over and sends nothing.
+    transaction.commit()

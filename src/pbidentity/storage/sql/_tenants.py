@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from pbidentity.domain import ApiToken
 from pbidentity.domain import Tenant
 from pbidentity.storage import _conflicts
-from pbidentity.storage._evaluate import load_document
 from pbidentity.storage.sql._errors import _constraint
 from pbidentity.storage.sql._errors import _is_foreign_key
 from pbidentity.storage.sql._errors import _raise_missing_or_moved
 from pbidentity.storage.sql._errors import _tenant_conflict
+from pbidentity.storage.sql._rows import _settings
 from pbidentity.storage.sql._rows import _tenant
 from pbidentity.storage.sql._rows import _tenant_row
 from pbidentity.storage.sql._rows import _token
@@ -131,7 +131,7 @@ class _Tenants(_Unit):
             scim_enabled=row.tenant_scim_enabled,
             created=row.tenant_created,
             version=row.tenant_version,
-            settings=load_document(row.tenant_settings),
+            settings=_settings(row.tenant_settings),
         )
         return _token(row), tenant
 
