@@ -34,8 +34,9 @@ from pbidentity.policy import TenantPolicy
 from pbidentity.roles import RolePolicy
 from pbidentity.scim import ScimConfig
 from pbidentity.scim import ScimService
+from pbidentity.scim import _groups
+from pbidentity.scim import _member_operations
 from pbidentity.scim import _patch
-from pbidentity.scim import _service
 from pbidentity.storage.sql import SqlStorage
 from pbidentity.wsgi import ScimWsgiApp
 from tests.conftest import BASE_URL
@@ -291,7 +292,7 @@ def test_group_put_paused_while_its_response_renders_blocks_no_other_tenant(
     """Rendering a group and its members happens after the write transaction has ended."""
     ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
     group_id = create_group(deployment.acme, "Makers", ids[0])["id"]
-    pause = pause_in(_service, "render_group")
+    pause = pause_in(_groups, "render_group")
     body = {"schemas": [GROUP], "displayName": "Builders", "members": [{"value": i} for i in ids]}
     paused = Paused(partial(deployment.acme.put, f"/Groups/{group_id}", json=body), pause)
     assert_other_tenant_commits(deployment)
@@ -386,7 +387,7 @@ def test_group_members_changed_during_the_computation_are_kept(
     """A member added while a removal by id computes stays: the removal names only its id."""
     ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
     group_id = create_group(deployment.acme, "Makers", ids[0], ids[1])["id"]
-    pause = pause_in(_service, "_named_member_changes")
+    pause = pause_in(_groups, "_named_member_changes")
     body = patch({"op": "remove", "path": f'members[value eq "{ids[0]}"]'})
     paused = Paused(partial(deployment.acme.patch, f"/Groups/{group_id}", json=body), pause)
     add = {"op": "add", "path": "members", "value": [{"value": ids[2]}]}
@@ -423,7 +424,7 @@ def test_plain_member_adds_are_written_over_a_group_changed_meanwhile(
     """Adds alone depend on no version of the group: written at once, without computing again."""
     ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
     group_id = create_group(deployment.acme, "Makers", ids[0])["id"]
-    pause = pause_in(_service, "_is_plain_member_add")
+    pause = pause_in(_member_operations, "_is_plain_member_add")
     body = patch({"op": "add", "path": "members", "value": [{"value": ids[1]}]})
     paused = Paused(partial(deployment.acme.patch, f"/Groups/{group_id}", json=body), pause)
     add = {"op": "add", "path": "members", "value": [{"value": ids[2]}]}
@@ -440,7 +441,7 @@ def test_plain_member_adds_with_if_match_on_a_group_changed_meanwhile_are_412(
     """With If-Match even plain adds ask for one version of the group: changed meanwhile, 412."""
     ids = [create_user(deployment.acme, f"m{i}@acme.example")["id"] for i in range(3)]
     group = create_group(deployment.acme, "Makers", ids[0])
-    pause = pause_in(_service, "_is_plain_member_add")
+    pause = pause_in(_member_operations, "_is_plain_member_add")
     body = patch({"op": "add", "path": "members", "value": [{"value": ids[1]}]})
     send = partial(
         deployment.acme.patch,
