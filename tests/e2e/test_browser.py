@@ -12,8 +12,11 @@ Chromium, driven by Playwright, plays the people of the story:
   SSO from the IdP's metadata URL with Save & authorize (a test sign-in at
   the IdP), provisioning on, a token shown once and copied; Okta's push
   (:mod:`pbidentity.simulate` over HTTP with that token, then the people
-  of the story); the role policy previewed and applied; a member searched
-  among the 20,000; the audit trail of all of it;
+  of the story), and one request refused, found with its detail in
+  Provisioning activity; the role policy previewed and applied; Okta's users
+  report imported to link the members from before SCIM (planned, applied,
+  its conflict downloaded); a member searched among the 20,000; the audit
+  trail of all of it;
 * the members Okta made sign in to the app through the IdP, or are refused.
 
 Each step is a method of :class:`OktaStory`, run in order by the test, so a
@@ -27,6 +30,7 @@ Without Chromium the tests are skipped locally and fail in CI.
 from __future__ import annotations
 
 import contextlib
+import csv
 import html
 import importlib
 import io
@@ -56,6 +60,15 @@ from pbidentity.simulate import run as simulate
 from tests.e2e.idp_server import IdpServer
 from tests.e2e.idp_server import running_idp
 from tests.e2e.idp_server import service_provider_for
+from tests.e2e.okta import ALAN
+from tests.e2e.okta import EDSGER
+from tests.e2e.okta import GRACE
+from tests.e2e.okta import KATHERINE
+from tests.e2e.okta import PEOPLE
+from tests.e2e.okta import okta_assigns_again
+from tests.e2e.okta import picked_file
+from tests.e2e.okta import provision_like_okta
+from tests.e2e.okta import users_report
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -71,37 +84,6 @@ HOW_TO_GET_CHROMIUM = (
     "the browser tests need Chromium: apt-get install chromium "
     "(or set PBIDENTITY_TEST_CHROMIUM to a Chrome or Chromium executable)"
 )
-
-CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-#: What Okta's SCIM client sends with every request (its custom SCIM app).
-OKTA_HEADERS = {
-    "User-Agent": "Okta SCIM Client 1.0.0",
-    "Accept": "application/scim+json",
-}
-OKTA_JSON = {"Content-Type": "application/scim+json; charset=utf-8"}
-
-
-@attrs.frozen
-class Person:
-    """Someone Okta provisions, with the role its admin put on the assignment (or none)."""
-
-    email: str
-    first: str
-    last: str
-    role: str | None
-    okta_id: str
-
-
-#: Grace is an admin by the role attribute; Katherine gets none (the default
-#: role decides); Edsger is deactivated after provisioning.
-GRACE = Person("grace.hopper@demo.test", "Grace", "Hopper", "admin", "00u1grace")
-ALAN = Person("alan.turing@demo.test", "Alan", "Turing", "maker", "00u2alan")
-KATHERINE = Person("katherine.johnson@demo.test", "Katherine", "Johnson", None, "00u3kath")
-EDSGER = Person("edsger.dijkstra@demo.test", "Edsger", "Dijkstra", "contributor", "00u4eds")
-PEOPLE = (GRACE, ALAN, KATHERINE, EDSGER)
-
 
 # --------------------------------------------------------------------------- the browser
 
@@ -247,73 +229,6 @@ def _serve_flask(database_url: str) -> Iterator[tuple[str, Any]]:
 SERVERS = {"fastapi": _serve_fastapi, "flask": _serve_flask}
 
 
-# --------------------------------------------------------------------------- Okta's side
-
-
-def _okta_user(person: Person) -> dict[str, Any]:
-    """The body of Okta's POST /Users for an assignment, the role attribute set if any."""
-    body: dict[str, Any] = {
-        "schemas": [CORE_USER],
-        "userName": person.email,
-        "name": {"givenName": person.first, "familyName": person.last},
-        "emails": [{"primary": True, "value": person.email, "type": "work"}],
-        "displayName": f"{person.first} {person.last}",
-        "locale": "en-US",
-        "externalId": person.okta_id,
-        "groups": [],
-        "password": "placeholder-Okta-sends-one",
-        "active": True,
-    }
-    if person.role is not None:
-        body["schemas"].append(DEFAULT_ROLE_URN)
-        body[DEFAULT_ROLE_URN] = {"role": person.role}
-    return body
-
-
-def provision_like_okta(scim_base_url: str, token: str) -> dict[str, str]:
-    """Okta's push; returns the SCIM ids by email.
-
-    As Okta does it: test the connection, look each person up then create
-    them, push a group, deactivate one.
-    """
-    ids: dict[str, str] = {}
-    headers = {**OKTA_HEADERS, "Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=scim_base_url, headers=headers, timeout=10) as client:
-        probe = client.get("/Users", params={"startIndex": 1, "count": 2})
-        assert probe.status_code == 200, probe.text
-        for person in PEOPLE:
-            lookup = client.get(
-                "/Users",
-                params={"filter": f'userName eq "{person.email}"', "startIndex": 1, "count": 100},
-            )
-            assert lookup.status_code == 200, lookup.text
-            assert lookup.json()["Resources"] == []
-            created = client.post("/Users", json=_okta_user(person), headers=OKTA_JSON)
-            assert created.status_code == 201, created.text
-            ids[person.email] = created.json()["id"]
-        group = client.post(
-            "/Groups",
-            json={
-                "schemas": [CORE_GROUP],
-                "displayName": "Engineering",
-                "members": [{"value": ids[p.email], "display": p.email} for p in PEOPLE],
-            },
-            headers=OKTA_JSON,
-        )
-        assert group.status_code == 201, group.text
-        deactivated = client.patch(
-            f"/Users/{ids[EDSGER.email]}",
-            json={
-                "schemas": [PATCH_OP],
-                "Operations": [{"op": "replace", "value": {"active": False}}],
-            },
-            headers=OKTA_JSON,
-        )
-        assert deactivated.status_code == 200, deactivated.text
-        assert deactivated.json()["active"] is False
-    return ids
-
-
 # --------------------------------------------------------------------------- the pages
 
 
@@ -359,6 +274,32 @@ def _start_sso(page: Page, app: str, workspace: str) -> None:
 #: Members the workspace has before the story: a large one, for the members search.
 SEEDED_MEMBERS = 20_000
 IT_ADMIN = "it.admin@demo.test"
+#: Two of the seeded members Okta's report names, linked by the import.
+LINKED = ("seed00042", "seed00043")
+#: An Okta user whose login is one seeded member's and whose email is another's.
+CONFLICTED = ("seed00100", "seed00101")
+#: Okta's users report for the link import: the story's four (unchanged, Okta
+#: made them), two new hires (created), two members from before SCIM (linked),
+#: and one person who is two members of the app (a conflict).
+OKTA_USERS_REPORT = users_report(
+    [
+        *(
+            (p.email, p.first, p.last, p.email, "ACTIVE", p.okta_id)
+            for p in (GRACE, ALAN, KATHERINE)
+        ),
+        (EDSGER.email, EDSGER.first, EDSGER.last, EDSGER.email, "DEPROVISIONED", EDSGER.okta_id),
+        *(
+            (f"{login}@demo.test", first, last, f"{email}@demo.test", status, okta_id)
+            for login, first, last, email, status, okta_id in (
+                ("ada.lovelace", "Ada", "Lovelace", "ada.lovelace", "ACTIVE", "00u5ada"),
+                ("barbara.liskov", "Barbara", "Liskov", "barbara.liskov", "STAGED", "00u6barb"),
+                ("member00042", "Member", "00042", "member00042", "ACTIVE", "00u7m42"),
+                ("member00043", "Member", "00043", "member00043", "ACTIVE", "00u7m43"),
+                ("member00100", "Member", "00100", "member00101", "ACTIVE", "00u9split"),
+            )
+        ),
+    ]
+)
 
 
 def seed_members(identity: Any, workspace: str, count: int) -> None:
@@ -425,7 +366,9 @@ class OktaStory:
 
     def new_page(self) -> Page:
         """A browser of its own (its own cookies), as another person's."""
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        context = self.browser.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
         context.set_default_timeout(10_000)
         self.page = context.new_page()
         return self.page
@@ -578,7 +521,46 @@ class OktaStory:
         expect(last_used).not_to_have_text("never")
         self.shot(page, "scim-token-used")
 
-    # Provisioning activity (a failing push, and why) slots in here.
+    def a_failing_request_shows_in_provisioning_activity(self) -> None:
+        """Okta assigns Alan twice (409): the activity page shows it and what Okta was told."""
+        from playwright.sync_api import expect
+
+        taken = okta_assigns_again(f"{self.app}/scim/v2", self.token, ALAN)
+        page = self.current
+        page.get_by_role("link", name="Provisioning activity").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/scim/activity")
+        rows = page.locator("#requests tr.request")
+        # Newest first: Okta's refused create on top, the push that went well below it.
+        expect(rows.first).to_have_attribute("data-status", "409")
+        assert rows.count() > 10
+        self.shot(page, "activity-all")
+        page.get_by_label("Failures only").check()
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(re.compile(r"/scim/activity\?failures=on"))
+        # Alan's refused create, then the two refusals the simulated conversation
+        # asks for on purpose (a duplicate create, the group it deleted read again):
+        # every answer of 400 and more, whoever expected it.
+        expect(rows).to_have_count(3)
+        for row, (status, method, path) in zip(
+            rows.all(),
+            [("409", "POST", "/Users"), ("404", "GET", "/Groups/"), ("409", "POST", "/Users")],
+            strict=True,
+        ):
+            expect(row).to_have_attribute("data-status", status)
+            expect(row).to_have_attribute("data-method", method)
+            expect(row.locator(".path")).to_contain_text(path)
+        refused = rows.first
+        expect(refused).to_have_attribute("data-method", "POST")
+        expect(refused.locator(".path")).to_have_text("/Users")
+        expect(refused.locator(".scim-type")).to_have_text("uniqueness")
+        expect(refused.locator(".detail")).to_have_text(taken)
+        expect(refused.locator(".token")).to_have_text("okta")
+        assert self.token not in page.content()
+        self.shot(page, "activity-failure")
+        # Refused, so nothing changed: Alan is one member, Okta's, as before.
+        everyone = self.ctx.identity.members.all("demo")
+        alans = [member.id for member in everyone if member.user_name == ALAN.email]
+        assert alans == [self.ids[ALAN.email]]
 
     def role_policy_previewed_then_applied(self) -> None:
         """Engineering mapped to contributor: the preview says who moves and why, then apply."""
@@ -611,7 +593,65 @@ class OktaStory:
         self.shot(page, "roles-applied")
         assert identity.members.get("demo", self.ids[KATHERINE.email]).role == "contributor"
 
-    # Link import (an IdP export's dry run, then apply) slots in here.
+    def link_import_planned_then_applied(self) -> None:
+        """Okta's users report: a plan (creates, links, a conflict), applied, conflicts as CSV."""
+        from playwright.sync_api import expect
+
+        page = self.current
+        members = self.ctx.identity.members
+        page.get_by_role("link", name="Provisioning (SCIM)").click()
+        page.wait_for_url(f"{self.app}/portal/w/demo/scim")
+        page.click("#link-import-link")
+        page.wait_for_url(f"{self.app}/portal/w/demo/scim/import")
+        expect(page.locator("#no-imports")).to_be_visible()
+        self.shot(page, "import-upload")
+        page.set_input_files("#export", files=[picked_file("okta-users.csv", OKTA_USERS_REPORT)])
+        page.click("#upload")
+        page.wait_for_url(f"{self.app}/portal/w/demo/scim/import/*")
+        here = page.url
+        expect(page.locator("#plan")).to_have_attribute("data-state", "planned")
+        for action, count in {
+            "create": "2",
+            "link": "2",
+            "reactivate": "0",
+            "unchanged": "4",
+            "conflict": "1",
+        }.items():
+            expect(page.locator(f"#count-{action}")).to_have_text(count)
+        conflict = page.locator("#plan-steps tr.step[data-action=conflict]")
+        expect(conflict).to_contain_text(f"member {CONFLICTED[0]} by userName")
+        expect(conflict).to_contain_text(f"member {CONFLICTED[1]} by email")
+        self.shot(page, "import-plan-conflicts")
+        page.click("#list-changes")
+        expect(page.locator("#plan-steps tr.step[data-action=create]")).to_have_count(2)
+        expect(page.locator("#plan-steps tr.step[data-action=link]")).to_have_count(2)
+        self.shot(page, "import-plan-changes")
+        # A dry run: nothing changed yet.
+        assert not members.get("demo", LINKED[0]).scim_managed
+        page.click("#apply")
+        expect(page.locator("#result")).to_have_attribute("data-state", "applied")
+        assert page.url.split("?")[0] == here
+        for name, count in {
+            "created": "2",
+            "linked": "2",
+            "reactivated": "0",
+            "unchanged": "4",
+            "skipped": "1",
+        }.items():
+            expect(page.locator(f"#result-{name}")).to_have_text(count)
+        expect(page.locator("#skipped")).to_contain_text("member00100@demo.test")
+        self.shot(page, "import-result")
+        for member_id, okta_id in zip(LINKED, ("00u7m42", "00u7m43"), strict=True):
+            linked = members.get("demo", member_id)
+            assert (linked.scim_managed, linked.external_id) == (True, okta_id)
+        with page.expect_download() as download:
+            page.click("#download-conflicts")
+        rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8-sig"))))
+        assert rows[0] == ["identity", "externalId", "email", "reason", "candidates"]
+        assert [row[:3] for row in rows[1:]] == [
+            ["member00100@demo.test", "00u9split", "member00101@demo.test"]
+        ]
+        assert rows[1][4].split() == list(CONFLICTED)
 
     def members_searched_in_a_large_workspace(self) -> None:
         """Among 20,000 and more: pages of members, then one found by name from the keyboard."""
@@ -647,6 +687,17 @@ class OktaStory:
             expect(found.locator(".role-rule")).to_contain_text(rule)
             expect(found.locator(".status")).to_have_text(state)
             expect(found.locator(".name")).to_contain_text(f"{person.first} {person.last}")
+        # Of the 20,000 the app made, the link import handed two to the identity provider.
+        page.get_by_label("Name or email").fill("member000")
+        page.get_by_label("Managed by").select_option("yes")
+        page.click("#search")
+        page.wait_for_url(re.compile(r"managed=yes"))
+        expect(rows).to_have_count(2)
+        for row, member_id in zip(rows.all(), LINKED, strict=True):
+            expect(row).to_have_attribute("data-id", member_id)
+            expect(row.locator(".scim-managed")).to_have_text("SCIM-managed")
+        self.shot(page, "members-linked")
+        page.get_by_label("Managed by").select_option("")
         page.get_by_label("Name or email").fill("alan.turing")
         page.get_by_label("Name or email").press("Enter")
         rows.first.locator(".name a").click()
@@ -672,6 +723,23 @@ class OktaStory:
         expect(moved.locator(".subject")).to_have_text(KATHERINE.email)
         expect(moved.locator(".subject")).to_have_attribute("data-id", self.ids[KATHERINE.email])
         expect(page.locator("#events")).to_contain_text("saml.activated")
+        # The link import, newest: two members linked and two created, by the link's holder.
+        seen = events.evaluate_all(
+            """rows => rows.map(row => [row.dataset.type,
+                   row.querySelector('.actor').textContent.trim(),
+                   row.querySelector('.subject').textContent.trim()])"""
+        )
+        imported = [
+            (kind, subject)
+            for kind, actor, subject in seen
+            if actor == f"link:{link.id}" and kind in ("member.linked", "member.created")
+        ]
+        assert imported == [
+            ("member.linked", "member00043@demo.test"),
+            ("member.linked", "member00042@demo.test"),
+            ("member.created", "barbara.liskov@demo.test"),
+            ("member.created", "ada.lovelace@demo.test"),
+        ], imported
         self.shot(page, "audit")
         page.get_by_label("Actor").fill("token:okta")
         page.click("#filter")
@@ -791,7 +859,7 @@ class OktaStory:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(SERVERS))
 def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) -> None:
-    """Set-up link, SSO, SCIM, token, Okta's push, role policy, members search, audit, sign-ins."""
+    """The whole story: set-up link, SSO, SCIM, activity, roles, link import, members, audit."""
     started = time.monotonic()
     people = {p.email: (p.first, p.last) for p in PEOPLE}
     with (
@@ -813,7 +881,9 @@ def test_the_okta_story_end_to_end(kind: str, browser: Browser, tmp_path: Path) 
                 story.scim_on,
                 story.token_created_and_shown_once,
                 story.okta_pushes,
+                story.a_failing_request_shows_in_provisioning_activity,
                 story.role_policy_previewed_then_applied,
+                story.link_import_planned_then_applied,
                 story.members_searched_in_a_large_workspace,
                 story.audit_trail_shows_what_happened,
                 story.the_link_is_spent_then_revoked,

@@ -18,44 +18,22 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
+from tests.e2e.okta import ALAN
+from tests.e2e.okta import okta_assigns_again
+from tests.e2e.okta import okta_patches_a_bad_path
+from tests.e2e.okta import provision_like_okta
 from tests.e2e.portal_hosts import HOSTS
 from tests.e2e.portal_hosts import SCREENSHOTS
-from tests.e2e.test_browser import ALAN
-from tests.e2e.test_browser import OKTA_HEADERS
-from tests.e2e.test_browser import OKTA_JSON
 from tests.e2e.test_browser import Screenshots
-from tests.e2e.test_browser import _okta_user
 from tests.e2e.test_browser import _text_of
 from tests.e2e.test_browser import browser
-from tests.e2e.test_browser import provision_like_okta
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 __all__ = ["browser"]
-
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-def okta_fails_twice(scim_base_url: str, token: str, alan_id: str) -> tuple[str, str]:
-    """Okta assigns Alan again (409) and sends a PATCH with a bad path (400); the details sent."""
-    headers = {**OKTA_HEADERS, "Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=scim_base_url, headers=headers, timeout=10) as client:
-        again = client.post("/Users", json=_okta_user(ALAN), headers=OKTA_JSON)
-        assert again.status_code == 409, again.text
-        bad_patch = client.patch(
-            f"/Users/{alan_id}",
-            json={
-                "schemas": [PATCH_OP],
-                "Operations": [{"op": "replace", "path": "name.nickName[", "value": "Al"}],
-            },
-            headers=OKTA_JSON,
-        )
-        assert bad_patch.status_code == 400, bad_patch.text
-    return again.json()["detail"], bad_patch.json()["detail"]
 
 
 @pytest.mark.slow
@@ -91,7 +69,8 @@ def test_it_admin_finds_why_okta_said_the_push_failed(
 
             # -- 2. Okta pushes; two of its requests are refused.
             ids = provision_like_okta(f"{app}/scim/v2", token)
-            taken, bad_path = okta_fails_twice(f"{app}/scim/v2", token, ids[ALAN.email])
+            taken = okta_assigns_again(f"{app}/scim/v2", token, ALAN)
+            bad_path = okta_patches_a_bad_path(f"{app}/scim/v2", token, ids[ALAN.email])
 
             # -- 3. Every request, newest first; the failures stand out.
             page.reload()

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pbidentity.link_imports import LinkImports
+from tests.e2e.okta import picked_file
+from tests.e2e.okta import users_report
 from tests.e2e.portal_hosts import HOSTS
 from tests.e2e.portal_hosts import SCREENSHOTS
 from tests.e2e.test_browser import Screenshots
@@ -29,25 +31,23 @@ from tests.e2e.test_browser import browser
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
-    from playwright.sync_api import FilePayload
     from playwright.sync_api import Response
 
 __all__ = ["browser"]
 
-OKTA_REPORT = (
-    "Username,First name,Last name,Primary email,Status,Okta ID\r\n"
-    "grace.hopper@demo.test,Grace,Hopper,grace.hopper@demo.test,ACTIVE,00u1grace\r\n"
-    "alan.turing@demo.test,Alan,Turing,alan.turing@demo.test,ACTIVE,00u2alan\r\n"
-    "jane.doe@demo.test,Jane,Doe,jane.doe@demo.test,ACTIVE,00u3jane\r\n"
-    "ada.lovelace@demo.test,Ada,Lovelace,ada.lovelace@demo.test,ACTIVE,00u4ada\r\n"
-    "edsger.dijkstra@demo.test,Edsger,Dijkstra,edsger.dijkstra@demo.test,ACTIVE,00u5edsger\r\n"
-    "barbara.liskov@demo.test,Barbara,Liskov,barbara.liskov@demo.test,STAGED,00u6barbara\r\n"
+OKTA_REPORT = users_report(
+    [
+        (f"{login}@demo.test", first, last, f"{login}@demo.test", status, okta_id)
+        for login, first, last, status, okta_id in (
+            ("grace.hopper", "Grace", "Hopper", "ACTIVE", "00u1grace"),
+            ("alan.turing", "Alan", "Turing", "ACTIVE", "00u2alan"),
+            ("jane.doe", "Jane", "Doe", "ACTIVE", "00u3jane"),
+            ("ada.lovelace", "Ada", "Lovelace", "ACTIVE", "00u4ada"),
+            ("edsger.dijkstra", "Edsger", "Dijkstra", "ACTIVE", "00u5edsger"),
+            ("barbara.liskov", "Barbara", "Liskov", "STAGED", "00u6barbara"),
+        )
+    ]
 )
-
-
-def _file(name: str, data: bytes) -> FilePayload:
-    """A file for the upload input, as if picked from the disk."""
-    return {"name": name, "mimeType": "text/csv", "buffer": data}
 
 
 @pytest.mark.slow
@@ -87,13 +87,13 @@ def test_it_admin_links_the_existing_members_from_an_okta_export(
             shot(page, "upload")
 
             # -- 2. A file that is no export: the error names what is wrong, nothing is kept.
-            page.set_input_files("#export", files=[_file("notes.csv", b"Notes\nhello\n")])
+            page.set_input_files("#export", files=[picked_file("notes.csv", b"Notes\nhello\n")])
             page.click("#upload")
             expect(page.locator("#import-error")).to_contain_text("no userName or email column")
             shot(page, "upload-error")
 
             # -- 3. Okta's report: the plan, conflicts first; nothing changed yet.
-            page.set_input_files("#export", files=[_file("okta-users.csv", OKTA_REPORT.encode())])
+            page.set_input_files("#export", files=[picked_file("okta-users.csv", OKTA_REPORT)])
             page.click("#upload")
             page.wait_for_url(f"{app}/portal/w/demo/scim/import/*")
             here = page.url
