@@ -10,12 +10,14 @@ another order than the listing's, though, so a page of them is found one of
 two ways: when they are common, walking the listing's order finds a page
 within a thousand members (:data:`_WINDOW`); when they are rare, each
 searched column gives its first matches after the cursor, and the page is
-the first of those. A name's index holds the userName and the filtered
-columns too, so that its matches are read from the index alone, however
-many there are; the userName's come in order; the emails' are joined to
-their members one by one, which is the one cost that grows with the number
-of matches (a prefix that a tenth of a million addresses start with, away
-from the page, takes a few hundred milliseconds).
+the first of those. A name's index holds the userName beside the name, so
+its matches are read from the index alone when no filter is set, and each
+is checked against its member's row when one is (the name indexes leave the
+filtered columns out on purpose: a role or status change would otherwise
+move an entry in each of them); the userName's come in order; the emails'
+are joined to their members one by one, which is the one cost that grows
+with the number of matches (a prefix that a tenth of a million addresses
+start with, away from the page, takes about a hundred milliseconds).
 """
 
 from __future__ import annotations
@@ -169,9 +171,9 @@ class _Directory(_Unit):
     ) -> list[Member]:
         """The page from each searched column's own first matches, merged.
 
-        Each name column's index holds the userName and the filtered columns
-        beside the name, so its matches are read from the index alone, in
-        one range, however many there are; the userName's matches come in
+        Each name column's index holds the userName beside the name, so its
+        matches are read in one range, however many there are (each checked
+        against its member's row when a filter is set); the userName's matches come in
         order from the filters' indexes (or its own); the emails' from the
         values index, each joined to its member.
         """

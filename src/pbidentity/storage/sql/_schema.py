@@ -209,10 +209,6 @@ Index(
     postgresql_where=api_tokens.c.revoked.is_(None),
 )
 
-# What a search's name index holds beside the name, so that a search reads
-# its matches (with the filters) from the index alone: see search_members.
-_LISTED = ("user_name_folded", "app_role", "active", "scim_managed")
-
 members = Table(
     "members",
     metadata,
@@ -243,12 +239,15 @@ members = Table(
     # The admin guard counts a tenant's active admins on every risky write.
     Index("ix_members_app_role", "tenant_id", "app_role", "active"),
     # The members list of the portal (search_members): each filter's members
-    # in userName order, and each searched name column's prefix ranges.
+    # in userName order, and each searched name column's prefix ranges. The
+    # name indexes hold the userName only, not the filtered columns: a role
+    # or status change then moves one entry of its own index, not one in each
+    # name index too (a group push re-decides a hundred members at once).
     Index("ix_members_role_listing", "tenant_id", "app_role", "user_name_folded"),
     Index("ix_members_active_listing", "tenant_id", "active", "user_name_folded"),
     Index("ix_members_managed_listing", "tenant_id", "scim_managed", "user_name_folded"),
     *(
-        Index(f"ix_members_{name}", "tenant_id", f"{name}_folded", *_LISTED)
+        Index(f"ix_members_{name}", "tenant_id", f"{name}_folded", "user_name_folded")
         for name in ("display_name", "name_given_name", "name_family_name")
     ),
 )

@@ -20,14 +20,13 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-_LISTED = ["user_name_folded", "app_role", "active", "scim_managed"]
 _INDEXES = {
     "ix_members_role_listing": ["tenant_id", "app_role", "user_name_folded"],
     "ix_members_active_listing": ["tenant_id", "active", "user_name_folded"],
     "ix_members_managed_listing": ["tenant_id", "scim_managed", "user_name_folded"],
-    "ix_members_display_name": ["tenant_id", "display_name_folded", *_LISTED],
-    "ix_members_name_given_name": ["tenant_id", "name_given_name_folded", *_LISTED],
-    "ix_members_name_family_name": ["tenant_id", "name_family_name_folded", *_LISTED],
+    "ix_members_display_name": ["tenant_id", "display_name_folded", "user_name_folded"],
+    "ix_members_name_given_name": ["tenant_id", "name_given_name_folded", "user_name_folded"],
+    "ix_members_name_family_name": ["tenant_id", "name_family_name_folded", "user_name_folded"],
 }
 
 
