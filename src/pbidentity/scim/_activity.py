@@ -258,8 +258,12 @@ class ActivityRecorder:
                 self._dropped += 1
                 return
             self._buffer.append(entry)
+            # A failure is written at once, for the admin waiting to see it;
+            # but not a 503: the database failed that request, and a batch
+            # written now would wait on it too (a commit stuck there holds
+            # the answer back), so it goes with the next batch.
             due = (
-                entry.status >= 400
+                (entry.status >= 400 and entry.status != 503)
                 or len(self._buffer) >= self.config.flush_size
                 or time.monotonic() - self._last_flush >= self.config.flush_interval
             )

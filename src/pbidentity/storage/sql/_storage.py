@@ -190,6 +190,12 @@ class SqlStorage:
             except DBAPIError as error:
                 if last_events and isinstance(error, IntegrityError) and _is_foreign_key(error):
                     raise NotFoundError("an event names a tenant that does not exist") from error
+                # A commit that failed otherwise (the connection lost while
+                # it waited) leaves the connection in no known state: it is
+                # discarded, not rolled back on close, which on a lost
+                # connection would fail too and hide this error behind a 500.
+                with suppress(DBAPIError):
+                    connection.invalidate()
                 raise _storage_error(error) from error
         finally:
             connection.close()
