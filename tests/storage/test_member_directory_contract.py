@@ -191,3 +191,90 @@ def test_a_search_for_the_highest_characters(store: Storage) -> None:
         )
     assert user_names(store, prefix="x\ud7ff") == ["x\ud7ffa@example.com"]
     assert user_names(store, prefix="\U0010ffff") == ["\U0010ffffz@example.com"]
+
+
+def test_a_filter_few_email_matches_pass_reads_their_runs_until_a_page(store: Storage) -> None:
+    """Most members an email prefix finds fail the filter: runs of them are checked until a page.
+
+    The window holds no match, so the page comes from the values index, in
+    runs four times longer each time: the matches that pass are the last 50
+    of 1,350.
+    """
+    count = 2 * _WINDOW + 600
+    with store.transaction() as tx:
+        tx.add_members(
+            [
+                person(
+                    f"m{i:05d}",
+                    f"u{i:05d}@example.com",
+                    emails=[{"value": f"{'team' if i % 2 or i >= count - 100 else 'desk'}{i}@x"}],
+                    active=i % 2 == 0,
+                )
+                for i in range(count)
+            ]
+        )
+    passing = [f"u{i:05d}@example.com" for i in range(count - 100, count, 2)]
+    assert user_names(store, prefix="team", active=True, limit=50) == passing
+    assert user_names(store, prefix="team", active=True, limit=20) == passing[:20]
+    assert user_names(store, prefix="team", active=True, after=passing[29]) == passing[30:]
+
+
+@pytest.mark.parametrize("as_read", [True, False], ids=["changed-columns", "whole-row"])
+def test_an_email_search_follows_a_renamed_member(store: Storage, as_read: bool) -> None:
+    """A new userName moves the member's place in an email search, on either write path."""
+    count = _WINDOW + 100
+    with store.transaction() as tx:
+        tx.add_members(
+            [person(f"m{i:05d}", f"u{i:05d}@example.com") for i in range(count)]
+            + [person("pager", "zz-old@example.com", emails=[{"value": "pager@ops.example"}])]
+        )
+    assert user_names(store, prefix="pager") == ["zz-old@example.com"]
+    with store.transaction(write=False) as tx:
+        before = tx.get_member("t1", "pager")
+    assert before is not None
+    attributes = {**before.attributes, "userName": "a-new@example.com"}
+    renamed = attrs.evolve(before, attributes=attributes, version=before.version + 1)
+    # Read in another transaction: without ``previous`` the whole row is written.
+    with store.transaction() as tx:
+        tx.replace_member(
+            renamed, expected_version=before.version, previous=before if as_read else None
+        )
+    assert user_names(store, prefix="pager") == ["a-new@example.com"]
+    assert user_names(store, prefix="pager", after="a-new@example.com") == []
+    assert user_names(store, prefix="pager", after="a-b@example.com") == ["a-new@example.com"]
+
+
+def test_a_search_plans_for_its_values_and_leaves_the_connection_as_it_was(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL a search forces plans made for its prefix, then gives the setting back.
+
+    One thread reuses one pooled connection, so the next unit runs on the one
+    the search used: it must find PostgreSQL's default again, which the SCIM
+    hot path relies on for its prepared statements.
+    """
+    from sqlalchemy import event
+    from sqlalchemy import text
+
+    from pbidentity.storage.sql import SqlStorage
+
+    storage = SqlStorage.from_url(postgres_url)
+    sent: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    try:
+        with storage.transaction(write=False):
+            pass  # the schema's check, once
+        event.listen(storage.engine, "before_cursor_execute", record)
+        with storage.transaction(write=False) as tx:
+            tx.search_members("nobody", MemberSearch(prefix="a"))
+        event.remove(storage.engine, "before_cursor_execute", record)
+        assert sent[0] == "SET plan_cache_mode = force_custom_plan"
+        assert any(statement.startswith("SELECT") for statement in sent[1:-1])
+        assert sent[-1] == "RESET plan_cache_mode"
+        with storage.engine.connect() as connection:
+            assert connection.execute(text("SHOW plan_cache_mode")).scalar_one() == "auto"
+    finally:
+        storage.close()

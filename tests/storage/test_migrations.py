@@ -96,12 +96,32 @@ def _foundation_database(url: str) -> None:
                     "doc": json.dumps(
                         {"userName": f"{member_id}@x.com", "active": True}
                         | ({"externalId": external_id} if external_id else {})
+                        | {"emails": [{"value": f"{member_id.upper()}@Corp.example"}]}
+                        | {"phoneNumbers": [{"value": "+1 555 0100"}]}
                     ),
                     "ext": external_id,
                     "un": f"{member_id}@x.com",
                     "role": role,
                 },
             )
+            for attribute, position, value in (
+                ("emails", 0, f"{member_id.upper()}@Corp.example"),
+                ("phoneNumbers", 0, "+1 555 0100"),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO member_values (tenant_id, member_id, attribute, position, "
+                        "value, value_folded) VALUES ('t1', :id, :attribute, :position, "
+                        ":value, :folded)"
+                    ),
+                    {
+                        "id": member_id,
+                        "attribute": attribute,
+                        "position": position,
+                        "value": value,
+                        "folded": value.lower(),
+                    },
+                )
     engine.dispose()
 
 
@@ -176,6 +196,22 @@ def test_a_first_release_database_is_refused_then_upgraded_keeping_its_data(
         page = tx.query_members("t1", Query(count=1))
         assert page.total == 2
     storage.close()
+    # Revision 0010 gave each email row its member's userName, and no other row.
+    engine = sqlalchemy.create_engine(empty_url)
+    with engine.connect() as connection:
+        carried = connection.execute(
+            text(
+                "SELECT member_id, attribute, user_name_folded FROM member_values "
+                "ORDER BY member_id, attribute"
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in carried] == [
+        ("m1", "emails", "m1@x.com"),
+        ("m1", "phoneNumbers", None),
+        ("m2", "emails", "m2@x.com"),
+        ("m2", "phoneNumbers", None),
+    ]
     assert main(["--database", empty_url, "db", "upgrade"]) == 0
     assert "already at schema revision" in capsys.readouterr().out
 

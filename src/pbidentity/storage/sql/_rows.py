@@ -70,9 +70,18 @@ def _field_values(
 
 def _value_rows(member: Member) -> list[dict[str, Any]]:
     rows = []
+    # An email row carries its member's userName, as members.user_name_folded
+    # holds it: the members list pages an email search in that order from the
+    # values index alone.
+    user_name = member.attributes.get("userName")
+    user_name_folded = fold(user_name) if isinstance(user_name, str) else None
     for attribute, subs in _VALUE_FIELDS.items():
         for position, element in enumerate(elements(member.attributes, attribute)):
-            row: dict[str, Any] = {"attribute": attribute, "position": position}
+            row: dict[str, Any] = {
+                "attribute": attribute,
+                "position": position,
+                "user_name_folded": user_name_folded if attribute == "emails" else None,
+            }
             for sub in _VALUE_SUBS:
                 field = subs.get(sub)
                 row.update(
@@ -163,7 +172,7 @@ def _changed_columns(
     if specs:
         row.update(_field_values(specs, after, member.role_attribute))
     values = None
-    if keys.intersection(_VALUE_ATTRIBUTES):
+    if keys.intersection(_VALUES_SOURCES):
         new_values = _value_rows(member)
         digest = _digest(new_values)
         if digest != _digest(_value_rows(previous)):
@@ -171,6 +180,9 @@ def _changed_columns(
             values = new_values
     return row, values
 
+
+# The attributes a member's values rows are made of (emails carry the userName).
+_VALUES_SOURCES = frozenset({*_VALUE_ATTRIBUTES, "userName"})
 
 # The attributes a member's reference display is made of.
 _DISPLAY_SOURCES = frozenset({"displayName", "name", "userName"})

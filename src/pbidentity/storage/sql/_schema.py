@@ -42,11 +42,11 @@ from pbidentity.storage._evaluate import RELATION_ATTRIBUTES
 from pbidentity.storage._evaluate import utc
 
 #: The schema version this code writes and understands.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 #: Every revision this code can upgrade from, oldest first (the migrations'
 #: own list, checked by a test, kept here so that opening a database never
 #: needs to import Alembic).
-_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
+_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
 
 
 # Code-point order for every text column on PostgreSQL (its default collation
@@ -266,6 +266,11 @@ member_values = Table(
     Column("type", _TEXT),
     Column("type_folded", _TEXT),
     Column("primary", Boolean),
+    # An email row carries its member's folded userName (other rows hold
+    # NULL): the members list's search reads the members whose email starts
+    # with a prefix, in userName order, from ix_member_values_value alone,
+    # without joining each of its matches to its member.
+    Column("user_name_folded", _TEXT),
     PrimaryKeyConstraint(
         "tenant_id", "member_id", "attribute", "position", name="pk_member_values"
     ),
@@ -275,7 +280,14 @@ member_values = Table(
         ondelete="CASCADE",
         name="fk_member_values_member",
     ),
-    Index("ix_member_values_value", "tenant_id", "attribute", "value_folded", "member_id"),
+    Index(
+        "ix_member_values_value",
+        "tenant_id",
+        "attribute",
+        "value_folded",
+        "member_id",
+        "user_name_folded",
+    ),
 )
 
 groups = Table(
