@@ -74,5 +74,5 @@ def issue(portal: Portal, ctx: Context, access: PortalAccess, form: _forms.Form)
 def revoke(portal: Portal, ctx: Context, access: PortalAccess, form: _forms.Form) -> Response:
     """Revoke a link: it no longer opens, and the session it opened ends."""
     _host_admin(access)
-    portal.links.revoke(access.workspace, form.get("link"))
+    portal.links.revoke(access.workspace, form.get("link"), actor=access.actor)
     return redirect(f"{workspace_url(ctx, access.workspace, 'links')}?revoked=1")

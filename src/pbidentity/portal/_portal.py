@@ -165,7 +165,9 @@ class Portal:
         self.home_url = home_url
         self._signer = Signer(secret)
         #: The workspace's set-up links: issue them from the host app's own admin pages.
-        self.links = SetupLinks(identity.storage, self._signer, clock=identity.clock)
+        self.links = SetupLinks(
+            identity.storage, self._signer, clock=identity.clock, new_id=identity.new_id
+        )
         #: The SCIM section's link imports (kept a day, five per workspace).
         self.link_imports = LinkImports(identity.members)
 
