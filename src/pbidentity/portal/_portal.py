@@ -8,16 +8,16 @@ session does (see :mod:`pbidentity.portal._access`). It renders with Jinja2
 (autoescaped), answers every error with a page and a status, never a
 traceback, and sends security headers with every page.
 
-This module is the front door: the route table, who may see a page, the
-CSRF check of a form, rendering and errors. The pages themselves are
-views, one module per section (see :mod:`pbidentity.portal._views`).
+This module is the front door: dispatching a request to its view (the
+table is :mod:`pbidentity.portal._routes`), who may see a page, the CSRF
+check of a form, rendering and errors. The pages themselves are views,
+one module per section (see :mod:`pbidentity.portal._views`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from http import HTTPStatus
@@ -35,16 +35,9 @@ from pbidentity.exceptions import StorageUnavailableError
 from pbidentity.http import Request
 from pbidentity.http import Response
 from pbidentity.link_imports import LinkImports
-from pbidentity.portal import _audit_views
 from pbidentity.portal import _forms
-from pbidentity.portal import _import_views
 from pbidentity.portal import _imports
-from pbidentity.portal import _link_views
-from pbidentity.portal import _member_views
-from pbidentity.portal import _role_views
-from pbidentity.portal import _scim_views
 from pbidentity.portal import _setup_views
-from pbidentity.portal import _sso_views
 from pbidentity.portal._access import SECTIONS
 from pbidentity.portal._access import SESSION_LIFETIME
 from pbidentity.portal._access import PortalAccess
@@ -52,6 +45,7 @@ from pbidentity.portal._access import Section
 from pbidentity.portal._access import SessionCookie
 from pbidentity.portal._access import Signer
 from pbidentity.portal._links import SetupLinks
+from pbidentity.portal._routes import find_route
 from pbidentity.portal._views import PAGE_HEADERS
 from pbidentity.portal._views import Context
 from pbidentity.portal._views import Redirect
@@ -80,49 +74,6 @@ COOKIE_NAME = "pbidentity_portal"
 _MAX_BODY = max(_forms.MAX_METADATA_BYTES, _imports.MAX_UPLOAD_BYTES) + 64 * 1024
 
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-
-#: A page of a workspace's section, called once its access and form's CSRF token are checked.
-View = Callable[["Portal", Context, PortalAccess, _forms.Form], Response]
-
-# A workspace's pages: (method, path below /w/<workspace>, the section it
-# belongs to, its view). The set-up links page is the host app's admins'
-# whatever their sections: no section, and its views refuse a link's session.
-_ROUTES: tuple[tuple[str, str, Section | None, View], ...] = (
-    ("GET", "/sso", "sso", _sso_views.settings),
-    ("POST", "/sso/metadata", "sso", _sso_views.save_metadata),
-    ("POST", "/sso/authorize", "sso", _sso_views.authorize),
-    ("POST", "/sso/discard", "sso", _sso_views.discard),
-    ("POST", "/sso/rollback", "sso", _sso_views.roll_back),
-    ("POST", "/sso/options", "sso", _sso_views.options),
-    ("GET", "/scim", "scim", _scim_views.provisioning),
-    ("POST", "/scim/switch", "scim", _scim_views.switch),
-    ("POST", "/scim/tokens", "scim", _scim_views.create_token),
-    # The token's name goes in the form: a name may hold a slash, which no
-    # path segment can (the adapters decode %2F before the portal sees it).
-    ("POST", "/scim/tokens/revoke", "scim", _scim_views.revoke_token),
-    ("GET", "/scim/import", "scim", _import_views.imports),
-    ("POST", "/scim/import", "scim", _import_views.upload),
-    ("GET", "/scim/import/(?P<import_id>{s})", "scim", _import_views.plan),
-    ("POST", "/scim/import/(?P<import_id>{s})/apply", "scim", _import_views.apply),
-    ("GET", "/scim/import/(?P<import_id>{s})/progress", "scim", _import_views.progress),
-    ("GET", "/scim/import/(?P<import_id>{s})/conflicts.csv", "scim", _import_views.conflicts_csv),
-    ("GET", "/scim/activity", "scim", _scim_views.activity),
-    ("GET", "/members", "members", _member_views.members),
-    ("GET", "/members/(?P<member>{s})", "members", _member_views.member),
-    ("POST", "/members/(?P<member>{s})", "members", _member_views.edit_member),
-    ("GET", "/roles", "roles", _role_views.policy),
-    ("POST", "/roles/preview", "roles", _role_views.preview),
-    ("POST", "/roles/apply", "roles", _role_views.apply),
-    ("GET", "/audit", "audit", _audit_views.trail),
-    ("GET", "/links", None, _link_views.links),
-    ("POST", "/links", None, _link_views.issue),
-    ("POST", "/links/revoke", None, _link_views.revoke),
-)
-_SEGMENT = r"[^/]+"
-_COMPILED = tuple(
-    (method, re.compile(f"/w/(?P<ws>{_SEGMENT}){path.format(s=_SEGMENT)}/?"), section, view)
-    for method, path, section, view in _ROUTES
-)
 
 
 class Portal:
@@ -254,24 +205,14 @@ class Portal:
             access = self._access(ctx)
             first = next(s for s in SECTIONS if access.may(s))
             return redirect(f"{base}/w/{quote_segment(access.workspace)}/{first}")
-        matched = [
-            (section, view, match)
-            for route_method, pattern, section, view in _COMPILED
-            if (match := pattern.fullmatch(path)) is not None and route_method == method
-        ]
-        if not matched and any(pattern.fullmatch(path) for _, pattern, _, _ in _COMPILED):
-            raise Refusal(405, "Not allowed", "This page does not take that method.")
-        for section, view, match in matched:
-            # The adapters decoded the path already: decoding again would let
-            # %252F pass for a slash.
-            segments = dict(match.groupdict())
-            workspace = segments.pop("ws")
-            access = self._access(ctx, workspace, section)
-            form = _forms.Form()
-            if method == "POST":
-                form = self._checked_form(ctx, access)
-            return view(self, attrs.evolve(ctx, segments=segments), access, form)
-        raise Refusal(404, "Not found", "There is no such page.")
+        route = find_route(method, path)
+        if route is None:
+            raise Refusal(404, "Not found", "There is no such page.")
+        access = self._access(ctx, route.workspace, route.section)
+        form = _forms.Form()
+        if method == "POST":
+            form = self._checked_form(ctx, access)
+        return route.view(self, attrs.evolve(ctx, segments=route.segments), access, form)
 
     # -- who is asking --------------------------------------------------------------
 
