@@ -343,6 +343,7 @@ def _print_setup_link(portal: Portal, portal_url: str) -> None:
         created_by="pbidentity serve",
         sections=("sso", "scim", "roles", "members", "audit"),
         lifetime=PORTAL_LINK_LIFETIME,
+        actor="cli",
     )
     minutes = int(PORTAL_LINK_LIFETIME.total_seconds() // 60)
     print(f"Set-up portal: {issued.url(portal_url)}", flush=True)

@@ -46,6 +46,9 @@ a typed scim2-models ``Group``, with its ``members`` on ``group.created`` and
 * ``policy.changed``: the workspace's member policy was replaced (``old`` and ``new``:
   the fingerprints; ``policy``: the new document); the ``member.role_changed`` events
   of the members it moved follow it in the same transaction.
+* ``setup_link.issued``: a set-up link was issued (``sections`` it opens, ``expires``,
+  ``created_by`` as the host app named who issued it); ``setup_link.revoked``: one was
+  revoked (``sections``). The event's subject is the link's id; its token is never recorded.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ EVENT_TYPES = frozenset(
         "saml.discarded",
         "saml.options_changed",
         "policy.changed",
+        "setup_link.issued",
+        "setup_link.revoked",
     }
 )
 

@@ -29,6 +29,15 @@ def _issue(browser: httpx.Client, workspace: str = "acme", **fields: str) -> htt
     return browser.post(f"/portal/w/{workspace}/links", data=data, headers=admin(workspace))
 
 
+def _revoke(browser: httpx.Client, link_id: str) -> httpx.Response:
+    page = browser.get("/portal/w/acme/links", headers=admin())
+    return browser.post(
+        "/portal/w/acme/links/revoke",
+        data={"csrf": csrf_of(page), "link": link_id},
+        headers=admin(),
+    )
+
+
 def _rows(page: httpx.Response) -> dict[str, str]:
     return dict(
         re.findall(r'<tr class="link state-\w+" data-id="([^"]+)">(.*?)</tr>', page.text, re.S)
@@ -68,12 +77,7 @@ def test_an_admin_issues_a_link_once_lists_it_and_revokes_it(world: World) -> No
             row = _rows(browser.get("/portal/w/acme/links", headers=admin()))[link.id]
             assert "Opened 2026-12-07 12:00 UTC" in row
             assert f"actor=link%3A{link.id}" in row  # what the link's session changed
-            page = browser.get("/portal/w/acme/links", headers=admin())
-            revoked = browser.post(
-                "/portal/w/acme/links/revoke",
-                data={"csrf": csrf_of(page), "link": link.id},
-                headers=admin(),
-            )
+            revoked = _revoke(browser, link.id)
             assert revoked.status_code == 303
             after = browser.get(revoked.headers["location"], headers=admin())
             assert 'id="links-notice"' in after.text
@@ -197,3 +201,55 @@ def test_the_issuer_s_name_is_escaped(world: World) -> None:
         listed = browser.get("/portal/w/acme/links", headers=headers)
     assert "<script>alert(1)" not in listed.text
     assert str(escape(HOSTILE)) in listed.text
+
+
+def _link_events(world: World) -> list[tuple[str, str, str, dict[str, object]]]:
+    with world.identity.storage.transaction(write=False) as tx:
+        tenant = tx.find_tenant("acme")
+        assert tenant is not None
+        found = tx.list_events(tenant.id, types=["setup_link.issued", "setup_link.revoked"])
+    return [(e.type, e.subject_id, e.actor, dict(e.data)) for e in found]
+
+
+def test_issuing_and_revoking_a_link_are_in_the_audit_trail_never_its_token(world: World) -> None:
+    """Both events name the admin, the link, its sections (and expiry); the token is nowhere."""
+    with world.client() as browser:
+        issued = _issue(browser, section_sso="on", section_scim="on", lifetime="1d")
+        assert issued.status_code == 201, issued.text
+        url = re.search(r'<code id="new-link-url">([^<]+)</code>', issued.text)
+        assert url
+        token = url.group(1).replace("&amp;", "&").split("token=", 1)[1]
+        (link,) = world.portal.links.list("acme")
+        for _ in range(2):  # revoking a revoked link changes, and records, nothing
+            assert _revoke(browser, link.id).status_code == 303
+        trail = browser.get("/portal/w/acme/audit", headers=admin())
+        only_issued = browser.get(
+            "/portal/w/acme/audit", params={"type": "setup_link.issued"}, headers=admin()
+        )
+    expires = (world.clock.now + timedelta(days=1)).isoformat()
+    assert _link_events(world) == [
+        (
+            "setup_link.issued",
+            link.id,
+            "portal:user-acme",
+            {"sections": ["sso", "scim"], "expires": expires, "created_by": "Ada Admin"},
+        ),
+        ("setup_link.revoked", link.id, "portal:user-acme", {"sections": ["sso", "scim"]}),
+    ]
+    assert token not in repr(_link_events(world))
+    assert trail.status_code == 200
+    assert 'data-type="setup_link.issued"' in trail.text
+    assert 'data-type="setup_link.revoked"' in trail.text
+    assert token not in trail.text
+    assert only_issued.status_code == 200
+    assert 'data-type="setup_link.revoked"' not in only_issued.text
+
+
+def test_a_link_the_host_app_issues_itself_is_recorded_as_the_app_s(world: World) -> None:
+    """Through ``portal.links`` the actor is ``app`` unless the host app names one."""
+    issued = world.portal.links.issue("acme", created_by="ada", sections=["scim"])
+    world.portal.links.revoke("acme", issued.link.id, actor="app:ada")
+    assert [(kind, actor) for kind, _, actor, _ in _link_events(world)] == [
+        ("setup_link.issued", "app"),
+        ("setup_link.revoked", "app:ada"),
+    ]

@@ -175,4 +175,5 @@ def issue_link(
         created_by=access.admin_name or access.admin_id,
         sections=sections,
         lifetime=lasting,
+        actor=access.actor,
     )

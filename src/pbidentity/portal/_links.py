@@ -18,7 +18,10 @@ from datetime import timedelta
 import attrs
 
 from pbidentity._clock import Clock
+from pbidentity._clock import IdFactory
+from pbidentity._clock import new_id
 from pbidentity._lifecycle import tenant_by_slug
+from pbidentity.domain import Event
 from pbidentity.domain import SetupLink
 from pbidentity.exceptions import NotFoundError
 from pbidentity.portal._access import SECTIONS
@@ -54,12 +57,20 @@ class IssuedLink:
 
 
 class SetupLinks:
-    """Issue, open, list and revoke a workspace's set-up links."""
+    """Issue, open, list and revoke a workspace's set-up links.
 
-    def __init__(self, storage: Storage, signer: Signer, *, clock: Clock) -> None:
+    Issuing and revoking a link are recorded in the workspace's audit trail
+    (``setup_link.issued``, ``setup_link.revoked``), in the transaction of
+    the change; never the link's token.
+    """
+
+    def __init__(
+        self, storage: Storage, signer: Signer, *, clock: Clock, new_id: IdFactory = new_id
+    ) -> None:
         self.storage = storage
         self._signer = signer
         self._clock = clock
+        self._new_id = new_id
 
     def issue(
         self,
@@ -68,11 +79,14 @@ class SetupLinks:
         created_by: str,
         sections: Iterable[str] = LINK_SECTIONS,
         lifetime: timedelta = DEFAULT_LINK_LIFETIME,
+        actor: str = "app",
     ) -> IssuedLink:
         """A new link for ``workspace`` opening ``sections``, valid for ``lifetime``.
 
         ``created_by`` names who issued it (the host app's admin), for the
         list of links and the audit trail of what the link's holder does.
+        ``actor`` is who the ``setup_link.issued`` event names (the portal
+        gives ``portal:<admin_id>``).
         """
         chosen = tuple(s for s in SECTIONS if s in set(sections))
         unknown = sorted(set(sections) - set(SECTIONS))
@@ -92,6 +106,17 @@ class SetupLinks:
                 expires=now + lifetime,
             )
             tx.add_setup_link(link)
+            tx.add_events(
+                [
+                    self._event(
+                        link,
+                        "setup_link.issued",
+                        actor,
+                        expires=link.expires.isoformat(),
+                        created_by=created_by,
+                    )
+                ]
+            )
         token = self._signer.sign(
             _PURPOSE,
             {
@@ -156,16 +181,34 @@ class SetupLinks:
         with self.storage.transaction(write=False) as tx:
             return tx.setup_links(tenant_by_slug(tx, workspace).id)
 
-    def revoke(self, workspace: str, link_id: str) -> SetupLink:
-        """Revoke a link: it no longer opens, and the session it opened ends at its next request."""
+    def revoke(self, workspace: str, link_id: str, *, actor: str = "app") -> SetupLink:
+        """Revoke a link: it no longer opens, and the session it opened ends at its next request.
+
+        ``actor`` is who the ``setup_link.revoked`` event names; revoking a
+        link revoked already records nothing.
+        """
         now = self._clock()
         with self.storage.transaction() as tx:
             tenant = tenant_by_slug(tx, workspace)
-            tx.revoke_setup_link(tenant.id, link_id, now)
+            revoked = tx.revoke_setup_link(tenant.id, link_id, now)
             link = tx.get_setup_link(tenant.id, link_id)
+            if revoked and link is not None:
+                tx.add_events([self._event(link, "setup_link.revoked", actor)])
         if link is None:
             raise NotFoundError(f"workspace {workspace!r} has no set-up link {link_id!r}")
         return link
+
+    def _event(self, link: SetupLink, kind: str, actor: str, **data: str) -> Event:
+        """An audit event about ``link``: its sections and ``data``, never its token."""
+        return Event(
+            id=self._new_id(),
+            tenant_id=link.tenant_id,
+            type=kind,
+            subject_id=link.id,
+            actor=actor,
+            occurred=self._clock(),
+            data={"sections": list(link.sections), **data},
+        )
 
     def ends(self, link: SetupLink, session_lifetime: timedelta) -> datetime:
         """When the session a link opens now ends: at the link's expiry at the latest."""
