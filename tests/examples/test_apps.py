@@ -391,6 +391,14 @@ def test_the_home_page_lists_the_links_and_revoking_one_ends_its_session(app: Ru
     unknown = post_form(owner, "/", "/setup-links/revoke", link="no-such-link")
     assert unknown.status_code == 404
     assert "no set-up link" in Page(unknown).text("error")
+    # The audit trail names the app's admin who issued and revoked it.
+    trail = app.ctx.identity.members.audit_trail(
+        "demo", types={"setup_link.issued", "setup_link.revoked"}
+    )
+    assert [(e.type, e.subject_id, e.actor) for e in trail] == [
+        ("setup_link.issued", record.id, "portal:owner"),
+        ("setup_link.revoked", record.id, "portal:owner"),
+    ]
 
 
 # -- members signing in ------------------------------------------------------------------
