@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -36,6 +37,7 @@ from sqlalchemy import false
 from sqlalchemy import literal
 from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from pbidentity.domain import Member
 from pbidentity.domain import fold
@@ -134,7 +136,11 @@ class _Directory(_Unit):
         try:
             yield
         finally:
-            self._conn.exec_driver_sql("RESET plan_cache_mode")
+            # In a transaction a failed statement aborted, RESET fails too,
+            # and the rollback then undoes the SET: the first error is the one
+            # to raise.
+            with suppress(DBAPIError):
+                self._conn.exec_driver_sql("RESET plan_cache_mode")
 
     def _in_window(
         self, tenant_id: str, where: list[ColumnElement[bool]], prefix: str, limit: int
