@@ -11,7 +11,13 @@ is reported, in wall-clock time and in the process's CPU time (which other
 work on a shared machine moves less); ``--profile`` also prints a cProfile of
 every round.
 
-    python bench/group_push.py --users 5000 --rounds 3
+``--sql-only`` also times, each round, the rows a push writes done by
+``sqlite3`` alone (the floor under any code on this disk), and ``--peer``
+scim2-server (in memory) pushing the same groups onto the same directory:
+one run then says how far from the peer pbidentity is, and how far its
+storage alone would be.
+
+    python bench/group_push.py --users 5000 --rounds 3 --sql-only --peer
     python bench/group_push.py --profile | head -60
 """
 
@@ -40,20 +46,22 @@ from okta_workload import USERS_PER_GROUP
 from okta_workload import Driver
 from okta_workload import make_pbidentity
 from okta_workload import make_people
+from okta_workload import make_scim2_server
 from okta_workload import okta_user
 from okta_workload import pushed_group_name
+from okta_workload import scim2_server_accepts_password
 
 from pbidentity import PbIdentity
 from pbidentity.storage import open_storage
 from pbidentity.wsgi import make_app
 
 
-def prepare(driver: Driver, users: int) -> list[str]:
+def prepare(driver: Driver, users: int, *, with_password: bool = True) -> list[str]:
     """Create, group and deactivate ``users`` users as phases 1 to 6 do; their ids, shuffled."""
     ids = []
     for person in make_people(users):
         created = driver.call(
-            "POST", "/Users", body=okta_user(person, with_password=True), expect=(201,)
+            "POST", "/Users", body=okta_user(person, with_password=with_password), expect=(201,)
         )
         assert created is not None
         ids.append(created["id"])
@@ -73,7 +81,7 @@ def prepare(driver: Driver, users: int) -> list[str]:
                 {"op": "add", "path": "members", "value": [{"value": i} for i in members]}
             ],
         }
-        driver.call("PATCH", f"/Groups/{group['id']}", body=add, expect=(204,))
+        driver.call("PATCH", f"/Groups/{group['id']}", body=add, expect=(200, 204))
     deactivate = {
         "schemas": [PATCH_SCHEMA],
         "Operations": [{"op": "replace", "value": {"active": False}}],
@@ -106,8 +114,16 @@ def push(driver: Driver, ids: Sequence[str], first: int, groups: int) -> float:
                 {"op": "add", "path": "members", "value": [{"value": i} for i in members]}
             ],
         }
-        driver.call("PATCH", f"/Groups/{created['id']}", body=add, expect=(204,))
+        driver.call("PATCH", f"/Groups/{created['id']}", body=add, expect=(200, 204))
     return time.perf_counter() - began
+
+
+def push_on_peer(users: int, groups: int, with_password: bool) -> float:
+    """scim2-server's push of the same groups onto a directory prepared alike; seconds."""
+    peer = make_scim2_server()
+    ids = prepare(peer, users, with_password=with_password)
+    gc.collect()
+    return push(peer, ids, 0, groups)
 
 
 def push_sql_only(path: Path, ids: Sequence[str], groups: int) -> float:
@@ -175,6 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also time each round's rows written by sqlite3 alone (the floor)",
     )
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="also time scim2-server (in memory) pushing the same groups, each round",
+    )
     args = parser.parse_args(argv)
     groups = max(1, math.ceil(args.users / USERS_PER_GROUP))
     with tempfile.TemporaryDirectory() as directory:
@@ -184,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(conditions.backend(probe))
         probe.close()
         prepared = make_pbidentity(base, args.users)
-        ids = prepare(prepared, args.users)
+        # The same payloads for both servers: the password goes to both or neither.
+        with_password = scim2_server_accepts_password() if args.peer else True
+        ids = prepare(prepared, args.users, with_password=with_password)
         print(f"{args.users} users; load average before the pushes: {os.getloadavg()}")
         profiler = cProfile.Profile() if args.profile else None
         timings: list[tuple[float, float]] = []
@@ -210,14 +233,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{groups / seconds:,.0f} groups/s, {seconds / groups * 1e3:.2f} ms per group "
                 f"({cpu / groups * 1e3:.2f} ms of CPU)"
             )
+            alone = None
             if args.sql_only:
-                floor = base / f"floor{r}.db"
-                with sqlite3.connect(base / "bench.db") as source, sqlite3.connect(floor) as target:
+                floor_db = base / f"floor{r}.db"
+                with sqlite3.connect(base / "bench.db") as source, sqlite3.connect(floor_db) as target:
                     source.backup(target)
-                alone = push_sql_only(floor, ids, groups)
+                alone = push_sql_only(floor_db, ids, groups)
                 print(
                     f"round {r + 1}, the same rows by sqlite3 alone: "
                     f"{alone / groups * 1e3:.2f} ms per group"
+                )
+            if args.peer:
+                peer_seconds = push_on_peer(args.users, groups, with_password)
+                floor = (
+                    ""
+                    if alone is None
+                    else f"; its rows by sqlite3 alone: {peer_seconds / alone:.2f}x"
+                )
+                print(
+                    f"round {r + 1}, scim2-server: {groups / peer_seconds:,.0f} groups/s, "
+                    f"{peer_seconds / groups * 1e3:.2f} ms per group "
+                    f"(pbidentity / scim2-server: {peer_seconds / seconds:.2f}x{floor})"
                 )
         best = min(seconds for seconds, _ in timings)
         least = min(cpu for _, cpu in timings)
