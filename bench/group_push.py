@@ -236,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             alone = None
             if args.sql_only:
                 floor_db = base / f"floor{r}.db"
-                with sqlite3.connect(base / "bench.db") as source, sqlite3.connect(floor_db) as target:
+                prepared_db = base / "bench.db"
+                with sqlite3.connect(prepared_db) as source, sqlite3.connect(floor_db) as target:
                     source.backup(target)
                 alone = push_sql_only(floor_db, ids, groups)
                 print(

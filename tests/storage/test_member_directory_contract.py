@@ -278,3 +278,48 @@ def test_a_search_plans_for_its_values_and_leaves_the_connection_as_it_was(
             assert connection.execute(text("SHOW plan_cache_mode")).scalar_one() == "auto"
     finally:
         storage.close()
+
+
+def test_a_long_user_name_is_found_by_its_email_in_its_place(store: Storage) -> None:
+    """An email row carries a userName of up to 256 bytes; a longer one is still found, in order.
+
+    The longest carried userName beside the longest address still fits a
+    PostgreSQL index entry (2,704 bytes at most).
+    """
+    from pbidentity.storage.sql._schema import CARRIED_USER_NAME_BYTES
+
+    count = _WINDOW + 100
+    # All three after the window of members u00000..., so that the indexes answer.
+    carried = "v" + "é" * 127 + "@"  # 256 bytes in UTF-8, folded as it is
+    assert len(carried.encode()) == CARRIED_USER_NAME_BYTES
+    # CJK characters spread over the block, which PostgreSQL cannot compress away.
+    noise = "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(681))
+    longest_email = "pager" + noise[: (2048 - len("pager@x")) // 3] + "@x"
+    long_name = "w" + noise[:500] + "@example.com"  # beside its address, over 2,704 bytes
+    with store.transaction() as tx:
+        tx.add_members(
+            [person(f"m{i:05d}", f"u{i:05d}@example.com") for i in range(count)]
+            + [
+                person("carried", carried, emails=[{"value": longest_email}], active=True),
+                person("long", long_name, emails=[{"value": longest_email}], active=False),
+                person("zed", "zz@example.com", emails=[{"value": "pager@z.example"}]),
+            ]
+        )
+    everyone = [carried, long_name, "zz@example.com"]
+    assert user_names(store, prefix="pager") == everyone
+    assert user_names(store, prefix="pager", limit=1) == everyone[:1]
+    assert user_names(store, prefix="pager", after=carried) == everyone[1:]
+    assert user_names(store, prefix="pager", active=False) == [long_name]
+    assert user_names(store, prefix="pager", active=True) == [carried, "zz@example.com"]
+    # A rename across the limit, both ways, keeps the member found in its place.
+    with store.transaction(write=False) as tx:
+        long_member = tx.get_member("t1", "long")
+        short_member = tx.get_member("t1", "zed")
+    assert long_member is not None
+    assert short_member is not None
+    with store.transaction() as tx:
+        for member, name in ((long_member, "a@example.com"), (short_member, "b" + noise[:500])):
+            attributes = {**member.attributes, "userName": name}
+            renamed = attrs.evolve(member, attributes=attributes, version=member.version + 1)
+            tx.replace_member(renamed, expected_version=member.version)
+    assert user_names(store, prefix="pager") == ["a@example.com", "b" + noise[:500], carried]

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from pbidentity.cli import main
 from pbidentity.exceptions import SchemaVersionError
 from pbidentity.query import Query
+from pbidentity.storage import MemberSearch
 from pbidentity.storage import open_storage
 from pbidentity.storage.sql import _REVISIONS
 from pbidentity.storage.sql import SCHEMA_REVISION
@@ -275,3 +276,56 @@ def test_a_foreign_database_is_refused(empty_url: str) -> None:
     ):
         pass
     storage.close()
+
+
+def test_revision_0010_carries_short_user_names_only(empty_url: str) -> None:
+    """The upgrade to 0010 fills the email rows' userName, but none over 256 bytes."""
+    from alembic import command
+
+    long_name = "w" + "é" * 200 + "@x.com"  # 409 bytes
+    engine = sqlalchemy.create_engine(empty_url)
+    with engine.begin() as connection:
+        command.upgrade(_config(connection), "0009")
+        connection.execute(
+            text(
+                "INSERT INTO tenants (id, slug, name, scim_enabled, created, version) "
+                "VALUES ('t1', 'acme', 'Acme', true, '2026-11-01T00:00:00.000000+00:00', 1)"
+            )
+        )
+        for member_id, user_name in (("short", "ann@x.com"), ("long", long_name)):
+            connection.execute(
+                text(
+                    "INSERT INTO members (tenant_id, id, document, scim_managed, version, "
+                    "created, last_modified, values_digest, user_name, user_name_folded, "
+                    "active) VALUES ('t1', :id, :doc, true, 1, "
+                    "'2026-11-01T00:00:00.000000+00:00', '2026-11-01T00:00:00.000000+00:00', "
+                    "'x', :un, :un, true)"
+                ),
+                {
+                    "id": member_id,
+                    "un": user_name,
+                    "doc": json.dumps({"userName": user_name, "emails": [{"value": "a@y.com"}]}),
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO member_values (tenant_id, member_id, attribute, position, "
+                    "value, value_folded) VALUES ('t1', :id, 'emails', 0, 'a@y.com', 'a@y.com')"
+                ),
+                {"id": member_id},
+            )
+    engine.dispose()
+    engine = sqlalchemy.create_engine(empty_url)
+    assert upgrade_schema(engine) == ("0009", SCHEMA_REVISION)
+    with engine.connect() as connection:
+        carried = connection.execute(
+            text("SELECT member_id, user_name_folded FROM member_values ORDER BY member_id")
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in carried] == [("long", None), ("short", "ann@x.com")]
+    assert _schema_differences(empty_url) == []
+    storage = open_storage(empty_url)
+    with storage.transaction(write=False) as tx:
+        found = tx.search_members("t1", MemberSearch(prefix="a@y"))
+    storage.close()
+    assert sorted(m.user_name for m in found) == ["ann@x.com", long_name]

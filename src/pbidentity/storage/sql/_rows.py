@@ -33,6 +33,7 @@ from pbidentity.storage.sql._schema import _MEMBER_FIELDS
 from pbidentity.storage.sql._schema import _VALUE_ATTRIBUTES
 from pbidentity.storage.sql._schema import _VALUE_FIELDS
 from pbidentity.storage.sql._schema import _VALUE_SUBS
+from pbidentity.storage.sql._schema import CARRIED_USER_NAME_BYTES
 from pbidentity.storage.sql._schema import _FieldColumn
 from pbidentity.storage.sql._schema import groups
 from pbidentity.storage.sql._schema import members
@@ -72,9 +73,14 @@ def _value_rows(member: Member) -> list[dict[str, Any]]:
     rows = []
     # An email row carries its member's userName, as members.user_name_folded
     # holds it: the members list pages an email search in that order from the
-    # values index alone.
+    # values index alone. A userName too long to fit the index beside the
+    # address is left out (the search joins those rows to their members).
     user_name = member.attributes.get("userName")
     user_name_folded = fold(user_name) if isinstance(user_name, str) else None
+    if user_name_folded is not None and (
+        len(user_name_folded.encode("utf-8", "surrogatepass")) > CARRIED_USER_NAME_BYTES
+    ):
+        user_name_folded = None
     for attribute, subs in _VALUE_FIELDS.items():
         for position, element in enumerate(elements(member.attributes, attribute)):
             row: dict[str, Any] = {

@@ -252,6 +252,10 @@ members = Table(
     ),
 )
 
+#: The longest folded userName (in UTF-8 bytes) an email row carries.
+CARRIED_USER_NAME_BYTES = 256
+_LONG_USER_NAME_ROWS = "attribute = 'emails' AND user_name_folded IS NULL"
+
 member_values = Table(
     "member_values",
     metadata,
@@ -269,7 +273,9 @@ member_values = Table(
     # An email row carries its member's folded userName (other rows hold
     # NULL): the members list's search reads the members whose email starts
     # with a prefix, in userName order, from ix_member_values_value alone,
-    # without joining each of its matches to its member.
+    # without joining each of its matches to its member. Only a userName of
+    # up to CARRIED_USER_NAME_BYTES: PostgreSQL refuses an index entry over
+    # 2,704 bytes, and a value may take 2,048 of them already.
     Column("user_name_folded", _TEXT),
     PrimaryKeyConstraint(
         "tenant_id", "member_id", "attribute", "position", name="pk_member_values"
@@ -287,6 +293,16 @@ member_values = Table(
         "value_folded",
         "member_id",
         "user_name_folded",
+    ),
+    # The emails of members whose userName is too long to carry: almost
+    # always none, so the search finds them with a look at an empty index.
+    Index(
+        "ix_member_values_long_user_names",
+        "tenant_id",
+        "value_folded",
+        "member_id",
+        sqlite_where=text(_LONG_USER_NAME_ROWS),
+        postgresql_where=text(_LONG_USER_NAME_ROWS),
     ),
 )
 
