@@ -34,8 +34,8 @@ from sqlalchemy import and_
 from sqlalchemy import case
 from sqlalchemy import exists
 from sqlalchemy import false
+from sqlalchemy import func
 from sqlalchemy import literal
-from sqlalchemy import literal_column
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -254,37 +254,44 @@ class _Directory(_Unit):
         None is past ``bound`` (the last of a page found already). An email
         row carries its member's userName, so they are read in that order
         from ix_member_values_value alone, however many match (a tenth of a
-        million: 8 ms). With a filter set, each run of candidates is
-        joined to its members' rows in the same statement; each run is four
-        times longer than the last, so a filter that few of them pass costs
-        a handful of statements, and the lookups of at most every match.
-        The rows of members whose userName is too long to carry come from
-        their own (almost always empty) index, joined to their members.
+        million: 8 ms); a row that carries none (a userName over
+        CARRIED_USER_NAME_BYTES) has it looked up in its member's row, and
+        only such a row (COALESCE evaluates its second value only when the
+        first is NULL, on both databases). With a filter set, each run of
+        candidates is joined to its members' rows in the same statement;
+        each run is four times longer than the last, so a filter that few of
+        them pass costs a handful of statements, and the lookups of at most
+        every match.
         """
         mv, m = member_values, members
-        found = self._by_long_user_names(tenant_id, where, bound, prefix, limit)
+        own = m.alias("own")
+        name = func.coalesce(
+            mv.c.user_name_folded,
+            select(own.c.user_name_folded)
+            .where(own.c.tenant_id == mv.c.tenant_id, own.c.id == mv.c.member_id)
+            .scalar_subquery(),
+        ).label("user_name_folded")
         size = limit * 4 if filtered else limit
-        carried: list[str] = []
+        found: list[str] = []
         while True:
             conditions = [
                 mv.c.tenant_id == tenant_id,
                 mv.c.attribute == "emails",
                 _starts(mv.c.value_folded, prefix),
-                mv.c.user_name_folded.is_not(None),
             ]
             if after is not None:
-                conditions.append(mv.c.user_name_folded > after)
+                conditions.append(name > after)
             if bound is not None:
-                conditions.append(mv.c.user_name_folded <= bound)
+                conditions.append(name <= bound)
             run = (
-                select(mv.c.user_name_folded, mv.c.member_id)
+                select(name, mv.c.member_id)
                 .where(*conditions)
                 .distinct()
-                .order_by(mv.c.user_name_folded)
+                .order_by(name)
                 .limit(size)
             )
             if not filtered:
-                return found + [row.user_name_folded for row in self._conn.execute(run)]
+                return [row.user_name_folded for row in self._conn.execute(run)]
             candidates = run.subquery("candidates")
             checked = (
                 select(
@@ -300,46 +307,11 @@ class _Directory(_Unit):
                 .order_by(candidates.c.user_name_folded)
             )
             rows = self._conn.execute(checked).all()
-            carried.extend(row.user_name_folded for row in rows if row.passes)
-            if len(carried) >= limit or len(rows) < size:
-                return found + carried
+            found.extend(row.user_name_folded for row in rows if row.passes)
+            if len(found) >= limit or len(rows) < size:
+                return found
             after = rows[-1].user_name_folded
             size *= 4
-
-    def _by_long_user_names(
-        self,
-        tenant_id: str,
-        where: list[ColumnElement[bool]],
-        bound: str | None,
-        prefix: str,
-        limit: int,
-    ) -> list[str]:
-        """The first ``limit`` members whose email matches but whose row carries no userName.
-
-        The attribute is written out, not bound: only then can SQLite and a
-        prepared PostgreSQL plan tell that ix_member_values_long_user_names
-        (its rows are the emails of such members) answers it.
-        """
-        mv, m = member_values, members
-        conditions = [
-            mv.c.tenant_id == tenant_id,
-            mv.c.attribute == literal_column("'emails'"),
-            mv.c.user_name_folded.is_(None),
-            _starts(mv.c.value_folded, prefix),
-            *where,
-        ]
-        if bound is not None:
-            conditions.append(m.c.user_name_folded <= bound)
-        joined = mv.join(m, and_(m.c.tenant_id == mv.c.tenant_id, m.c.id == mv.c.member_id))
-        statement = (
-            select(m.c.user_name_folded)
-            .select_from(joined)
-            .where(*conditions)
-            .distinct()
-            .order_by(m.c.user_name_folded)
-            .limit(limit)
-        )
-        return [row[0] for row in self._conn.execute(statement)]
 
     def _members_in_order(self, tenant_id: str, ids: list[str]) -> list[Member]:
         if not ids:

@@ -254,7 +254,6 @@ members = Table(
 
 #: The longest folded userName (in UTF-8 bytes) an email row carries.
 CARRIED_USER_NAME_BYTES = 256
-_LONG_USER_NAME_ROWS = "attribute = 'emails' AND user_name_folded IS NULL"
 
 member_values = Table(
     "member_values",
@@ -275,7 +274,8 @@ member_values = Table(
     # with a prefix, in userName order, from ix_member_values_value alone,
     # without joining each of its matches to its member. Only a userName of
     # up to CARRIED_USER_NAME_BYTES: PostgreSQL refuses an index entry over
-    # 2,704 bytes, and a value may take 2,048 of them already.
+    # 2,704 bytes, and a value may take 2,048 of them already (the search
+    # looks a longer one up in its member's row).
     Column("user_name_folded", _TEXT),
     PrimaryKeyConstraint(
         "tenant_id", "member_id", "attribute", "position", name="pk_member_values"
@@ -293,16 +293,6 @@ member_values = Table(
         "value_folded",
         "member_id",
         "user_name_folded",
-    ),
-    # The emails of members whose userName is too long to carry: almost
-    # always none, so the search finds them with a look at an empty index.
-    Index(
-        "ix_member_values_long_user_names",
-        "tenant_id",
-        "value_folded",
-        "member_id",
-        sqlite_where=text(_LONG_USER_NAME_ROWS),
-        postgresql_where=text(_LONG_USER_NAME_ROWS),
     ),
 )
 

@@ -11,7 +11,7 @@ to its member to learn that order, one lookup per match (117 ms on SQLite,
 email rows and at the end of ix_member_values_value, the page is read from
 the index alone. A userName over 256 bytes is not carried (PostgreSQL
 refuses an index entry over 2,704 bytes, and an address may take 2,048):
-the emails of those members get an index of their own, empty in practice.
+the search looks those up in their members' rows.
 The upgrade fills the column from the members table, one statement, and
 rebuilds the index.
 """
@@ -29,7 +29,6 @@ depends_on = None
 TEXT = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
 
 _BEFORE = ["tenant_id", "attribute", "value_folded", "member_id"]
-_LONG_USER_NAME_ROWS = "attribute = 'emails' AND user_name_folded IS NULL"
 # Keep in step with pbidentity.storage.sql._schema.CARRIED_USER_NAME_BYTES
 # (a migration is history: it does not import what the code may change).
 _CARRIED_USER_NAME_BYTES = 256
@@ -56,18 +55,10 @@ def upgrade() -> None:
     op.get_bind().execute(sa.text(long_ones), {"most": _CARRIED_USER_NAME_BYTES})
     op.drop_index("ix_member_values_value", table_name="member_values")
     op.create_index("ix_member_values_value", "member_values", [*_BEFORE, "user_name_folded"])
-    op.create_index(
-        "ix_member_values_long_user_names",
-        "member_values",
-        ["tenant_id", "value_folded", "member_id"],
-        sqlite_where=sa.text(_LONG_USER_NAME_ROWS),
-        postgresql_where=sa.text(_LONG_USER_NAME_ROWS),
-    )
 
 
 def downgrade() -> None:
     """Drop the column and give the index its former columns."""
-    op.drop_index("ix_member_values_long_user_names", table_name="member_values")
     op.drop_index("ix_member_values_value", table_name="member_values")
     op.create_index("ix_member_values_value", "member_values", _BEFORE)
     with op.batch_alter_table("member_values") as batch:
