@@ -247,7 +247,7 @@ def test_an_email_search_follows_a_renamed_member(store: Storage, as_read: bool)
 def test_a_search_plans_for_its_values_and_leaves_the_connection_as_it_was(
     postgres_url: str,
 ) -> None:
-    """On PostgreSQL a search forces plans made for its prefix, then gives the setting back.
+    """On PostgreSQL a search forces plans made for its prefix, without JIT, then resets both.
 
     One thread reuses one pooled connection, so the next unit runs on the one
     the search used: it must find PostgreSQL's default again, which the SCIM
@@ -271,11 +271,15 @@ def test_a_search_plans_for_its_values_and_leaves_the_connection_as_it_was(
         with storage.transaction(write=False) as tx:
             tx.search_members("nobody", MemberSearch(prefix="a"))
         event.remove(storage.engine, "before_cursor_execute", record)
-        assert sent[0] == "SET plan_cache_mode = force_custom_plan"
+        assert sent[0] == "SET plan_cache_mode = force_custom_plan; SET jit = off"
         assert any(statement.startswith("SELECT") for statement in sent[1:-1])
-        assert sent[-1] == "RESET plan_cache_mode"
+        assert sent[-1] == "RESET plan_cache_mode; RESET jit"
         with storage.engine.connect() as connection:
             assert connection.execute(text("SHOW plan_cache_mode")).scalar_one() == "auto"
+            reset_to = text("SELECT reset_val FROM pg_settings WHERE name = 'jit'")
+            assert connection.execute(text("SHOW jit")).scalar_one() == (
+                connection.execute(reset_to).scalar_one()
+            )
     finally:
         storage.close()
 
