@@ -105,7 +105,9 @@ class _Directory(_Unit):
             where.append(or_(m.c.active.is_(None), m.c.active != false()))
         if search.scim_managed is not None:
             where.append(m.c.scim_managed == literal(search.scim_managed))
-        filtered = len(where) > 1
+        filtered = (
+            search.role is not None or search.active is not None or search.scim_managed is not None
+        )
         after = None if search.after is None else fold(search.after)
         if after is not None:
             where.append(m.c.user_name_folded > after)

@@ -69,24 +69,34 @@ def _field_values(
     return row
 
 
+def _carried_user_name(member: Member) -> str | None:
+    """The userName an email row of ``member`` carries, folded; ``None`` if too long.
+
+    As members.user_name_folded holds it: the members list pages an email
+    search in that order from the values index alone. A userName too long to
+    fit the index beside the address is left out (the search looks those up
+    in their members' rows).
+    """
+    user_name = member.attributes.get("userName")
+    if not isinstance(user_name, str):
+        return None
+    folded = fold(user_name)
+    if len(folded.encode("utf-8", "surrogatepass")) > CARRIED_USER_NAME_BYTES:
+        return None
+    return folded
+
+
 def _value_rows(member: Member) -> list[dict[str, Any]]:
     rows = []
-    # An email row carries its member's userName, as members.user_name_folded
-    # holds it: the members list pages an email search in that order from the
-    # values index alone. A userName too long to fit the index beside the
-    # address is left out (the search joins those rows to their members).
-    user_name = member.attributes.get("userName")
-    user_name_folded = fold(user_name) if isinstance(user_name, str) else None
-    if user_name_folded is not None and (
-        len(user_name_folded.encode("utf-8", "surrogatepass")) > CARRIED_USER_NAME_BYTES
-    ):
-        user_name_folded = None
+    carried: str | None = None
     for attribute, subs in _VALUE_FIELDS.items():
         for position, element in enumerate(elements(member.attributes, attribute)):
+            if attribute == "emails" and position == 0:
+                carried = _carried_user_name(member)  # only for a member with emails
             row: dict[str, Any] = {
                 "attribute": attribute,
                 "position": position,
-                "user_name_folded": user_name_folded if attribute == "emails" else None,
+                "user_name_folded": carried if attribute == "emails" else None,
             }
             for sub in _VALUE_SUBS:
                 field = subs.get(sub)
